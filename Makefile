@@ -1,0 +1,122 @@
+# wgws — one non-recursive GNU Makefile. `make help` lists the targets.
+#   make [V=1] [WERROR=1] [SANITIZE=1]   build build/wgws-relay and build/wgws-shim
+#   make test                            unit tests, then namespace tests when root
+#   make deps                            install missing Debian packages (root)
+#   make demo                            the tunnel through a proxy, shown and torn down (root)
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+CFLAGS ?= -O2 -g
+B := build
+
+WARN := -std=gnu11 -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Wmissing-prototypes \
+	-Wstrict-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+ifeq ($(SANITIZE),1)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+RELAY_PKGS := libwebsockets openssl
+SHIM_PKGS := openssl
+TEST_PKGS := cmocka
+
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -D_GNU_SOURCE -Icommon -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS) $(SAN)
+
+ifneq ($(V),1)
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2);
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+RELAY_SRC := $(wildcard relay/*.c)
+SHIM_SRC := $(wildcard client-shim/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+RELAY_OBJ := $(RELAY_SRC:%.c=$(B)/%.o)
+SHIM_OBJ := $(SHIM_SRC:%.c=$(B)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+
+PROGS := $(B)/wgws-relay $(B)/wgws-shim
+
+.PHONY: all test unit e2e deps demo bench fuzz install clean help check-deps
+all: $(PROGS)
+
+# Objects are rebuilt whenever the flags change (plain vs SANITIZE=1, WERROR, CFLAGS).
+FLAGS_STAMP := $(B)/.flags
+$(shell mkdir -p $(B); echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
+	echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $(FLAGS_STAMP))
+
+$(B)/common/%.o: common/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) $(call pkg_cflags,openssl) -c -o $@ $<
+$(B)/relay/%.o: relay/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(RELAY_PKGS)) -c -o $@ $<
+$(B)/client-shim/%.o: client-shim/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(SHIM_PKGS)) -c -o $@ $<
+$(B)/tests/%.o: tests/unit/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) -Iclient-shim -Irelay $(call pkg_cflags,$(TEST_PKGS) openssl) -c -o $@ $<
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	$(call msg,AR,$@)$(AR) rcs $@ $^
+
+$(B)/wgws-relay: $(RELAY_OBJ) $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(RELAY_PKGS))
+$(B)/wgws-shim: $(SHIM_OBJ) $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(SHIM_PKGS))
+
+# A unit test links its module's objects: common/ always, plus the shim's own modules
+# (everything but main.o) for tests of shim internals.
+SHIM_LIB_OBJ := $(filter-out $(B)/client-shim/main.o,$(SHIM_OBJ))
+$(B)/tests/test_%: $(B)/tests/test_%.o $(SHIM_LIB_OBJ) $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) openssl)
+
+# --- tests ----------------------------------------------------------------------------
+test: check-deps $(PROGS) $(UNIT_BIN)
+	$(Q)tests/run.sh $(UNIT_BIN)
+
+unit: $(UNIT_BIN)
+	$(Q)tests/run.sh --unit-only $(UNIT_BIN)
+
+e2e: check-deps $(PROGS)
+	$(Q)tests/run.sh --e2e-only
+
+# --- packages -------------------------------------------------------------------------
+# Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
+DEB_BUILD := gcc make pkg-config libwebsockets-dev libssl-dev libcmocka-dev
+DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
+	python3 iputils-ping procps
+DEBS := $(DEB_BUILD) $(DEB_TEST)
+
+deps:
+	$(Q)tests/deps.sh $(DEBS)
+
+# As root, make test and make demo first install what is missing (fast when nothing is).
+check-deps:
+	$(Q)if [ "$$(id -u)" = 0 ]; then tests/deps.sh $(DEBS); fi
+
+demo: check-deps $(PROGS)
+	$(Q)tests/e2e/demo.sh
+
+install: $(PROGS)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 certs/mkcert.sh $(DESTDIR)$(PREFIX)/bin/wgws-mkcert
+
+clean:
+	rm -rf $(B)
+
+help:
+	@sed -n '2,6p' Makefile
+
+-include $(COMMON_OBJ:.o=.d) $(RELAY_OBJ:.o=.d) $(SHIM_OBJ:.o=.d) $(UNIT_BIN:%=%.d)

@@ -1,0 +1,175 @@
+/* wg-style configuration files, parsed one line at a time. See conf.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+
+enum { CONF_LINE_MAX = 1024 };
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+		*--end = '\0';
+	return s;
+}
+
+static bool is_key_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '-' || c == '_';
+}
+
+int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_LEN])
+{
+	char *s, *eq, *p;
+
+	memset(out, 0, sizeof(*out));
+	if ((p = strchr(line, '#')))
+		*p = '\0';
+	s = trim(line);
+	if (!*s) {
+		out->kind = CONF_BLANK;
+		return 0;
+	}
+	if (*s == '[') {
+		char *close = strchr(s, ']');
+
+		if (!close || close[1] != '\0' || close == s + 1) {
+			snprintf(err, CONF_ERR_LEN, "expected '[Section]'");
+			return -EINVAL;
+		}
+		*close = '\0';
+		out->kind = CONF_SECTION;
+		out->key = trim(s + 1);
+		for (p = out->key; *p; p++) {
+			if (!is_key_char(*p)) {
+				snprintf(err, CONF_ERR_LEN, "bad section name");
+				return -EINVAL;
+			}
+		}
+		return 0;
+	}
+	eq = strchr(s, '=');
+	if (!eq) {
+		snprintf(err, CONF_ERR_LEN, "expected 'Key = Value'");
+		return -EINVAL;
+	}
+	*eq = '\0';
+	out->key = trim(s);
+	out->value = trim(eq + 1);
+	if (!*out->key) {
+		snprintf(err, CONF_ERR_LEN, "missing key before '='");
+		return -EINVAL;
+	}
+	for (p = out->key; *p; p++) {
+		if (!is_key_char(*p)) {
+			snprintf(err, CONF_ERR_LEN, "bad key '%s'", out->key);
+			return -EINVAL;
+		}
+	}
+	if (!*out->value) {
+		snprintf(err, CONF_ERR_LEN, "missing value for '%s'", out->key);
+		return -EINVAL;
+	}
+	out->kind = CONF_PAIR;
+	return 0;
+}
+
+int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
+	      char err[static CONF_ERR_LEN])
+{
+	char line[CONF_LINE_MAX + 1], msg[CONF_ERR_LEN];
+	struct conf_line cl;
+	unsigned lineno = 0;
+	bool in_section = false;
+	int ret = 0;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		snprintf(err, CONF_ERR_LEN, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(msg, sizeof(msg), "line longer than %d bytes", CONF_LINE_MAX - 1);
+			ret = -EINVAL;
+			goto out_err;
+		}
+		ret = conf_parse_line(line, &cl, msg);
+		if (ret < 0)
+			goto out_err;
+		if (cl.kind == CONF_SECTION) {
+			if (strcasecmp(cl.key, section)) {
+				snprintf(msg, sizeof(msg), "unknown section [%s] (expected [%s])",
+					 cl.key, section);
+				ret = -EINVAL;
+				goto out_err;
+			}
+			in_section = true;
+		} else if (cl.kind == CONF_PAIR) {
+			if (!in_section) {
+				snprintf(msg, sizeof(msg), "'%s' outside of [%s]", cl.key, section);
+				ret = -EINVAL;
+				goto out_err;
+			}
+			ret = fn(arg, cl.key, cl.value, msg);
+			if (ret < 0)
+				goto out_err;
+		}
+	}
+	if (ferror(f)) {
+		ret = -EIO;
+		snprintf(err, CONF_ERR_LEN, "%s: read error", path);
+	}
+	fclose(f);
+	return ret;
+out_err:
+	/* Truncating a long path in the message is fine. */
+	if (snprintf(err, CONF_ERR_LEN, "%s:%u: %s", path, lineno, msg) >= CONF_ERR_LEN)
+		err[CONF_ERR_LEN - 1] = '\0';
+	fclose(f);
+	return ret;
+}
+
+bool conf_key_matches(const char *key, const char *opt)
+{
+	for (;;) {
+		while (*key == '-' || *key == '_')
+			key++;
+		while (*opt == '-' || *opt == '_')
+			opt++;
+		if (!*key || !*opt)
+			return !*key && !*opt;
+		if (tolower((unsigned char)*key) != tolower((unsigned char)*opt))
+			return false;
+		key++;
+		opt++;
+	}
+}
+
+int conf_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}

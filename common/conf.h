@@ -1,0 +1,48 @@
+/* wg-style configuration files: "[Section]" lines and "Key = Value" lines, '#' comments,
+ * blank lines. conf_parse_line() parses one line in place (easy to fuzz); conf_load()
+ * reads a file, keeps only the given section and hands each key to a callback. Keys are
+ * the programs' long option names, compared without case, '-' or '_' ("MaxConns" is
+ * --max-conns), so a file and the command line share one table and one setter. */
+#ifndef WGWS_CONF_H
+#define WGWS_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum conf_kind {
+	CONF_BLANK,   /* empty or comment */
+	CONF_SECTION, /* key holds the section name */
+	CONF_PAIR,    /* key and value */
+};
+
+struct conf_line {
+	enum conf_kind kind;
+	char *key;   /* views into the parsed line, NUL-terminated, trimmed */
+	char *value;
+};
+
+enum { CONF_ERR_LEN = 256 };
+
+/* Parse line (modified in place; trailing newline allowed). Returns 0, or -EINVAL with a
+ * message in err ("expected 'Key = Value'"). */
+int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_LEN])
+	__attribute__((warn_unused_result));
+
+/* Called for each pair in the wanted section; returns 0 or -errno with a message in err. */
+typedef int (*conf_pair_fn)(void *arg, const char *key, const char *value,
+			    char err[static CONF_ERR_LEN]);
+
+/* Read path; pairs under [section] go to fn. Another section, a pair before any section,
+ * a line over 1023 bytes or an error from fn stops the load. Returns 0 or -errno with
+ * "path:line: message" in err. */
+int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
+	      char err[static CONF_ERR_LEN]) __attribute__((warn_unused_result));
+
+/* True when a config key names the long option opt ("MaxConns" matches "max-conns"). */
+bool conf_key_matches(const char *key, const char *opt);
+
+/* Parse an unsigned decimal in [min, max]; returns 0 or -EINVAL / -ERANGE. */
+int conf_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+	__attribute__((warn_unused_result));
+
+#endif

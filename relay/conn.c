@@ -1,0 +1,434 @@
+/* One tunnel: a WebSocket connection and the UDP socket connected to WireGuard for it.
+ *
+ * WS→UDP: the payload bytes of the client's messages are a record stream; each record must
+ * have a WireGuard shape or it is dropped and counted, and too many bad records close the
+ * tunnel. Records that arrive whole are sent straight from lws's buffer (sendmmsg, no
+ * copy). UDP→WS: recvmmsg into a loop-wide scratch area, then framed into the tunnel's
+ * bounded send queue; a full queue drops the datagram (WireGuard and TCP inside recover,
+ * a queue would only add latency). The queue is sent as WS messages of whole records, up
+ * to one TLS record's worth each. Every buffer is allocated once, when the tunnel opens.
+ * The destination is fixed: nothing from the client chooses where UDP goes. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+#include "wgmsg.h"
+
+struct conn {
+	struct lws *wsi;
+	struct lws *udp_wsi;
+	int udp_fd;
+	struct conn *prev, *next;
+	struct frame_dec dec;
+	uint8_t *dec_buf;
+	uint8_t *txq;           /* LWS_PRE + queue_bytes; pending bytes are [head, tail) */
+	size_t head, tail;
+	unsigned tx_pkts;
+	unsigned bad_records;
+	uint64_t opened_ms, last_traffic_ms, last_valid_ms;
+	uint64_t pkts_in, pkts_out;
+	int close_status;       /* set: close with this code at the next WRITEABLE */
+	bool live;
+	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
+	char peer[48];
+};
+
+static struct mmsghdr out_msgs[RELAY_UDP_BATCH];
+static struct iovec out_iov[RELAY_UDP_BATCH];
+
+size_t conn_user_size(void)
+{
+	return sizeof(struct conn);
+}
+
+uint64_t relay_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void conn_request_close(struct conn *c, int status)
+{
+	if (!c->close_status)
+		c->close_status = status;
+	lws_callback_on_writable(c->wsi);
+}
+
+static int udp_open(void)
+{
+	const struct sockaddr *wg = (const struct sockaddr *)&relay.cfg.wg;
+	int fd;
+
+	fd = socket(wg->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, wg, relay.cfg.wg_len) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int conn_open(struct conn *c, struct lws *wsi)
+{
+	lws_sock_file_fd_type desc;
+	int ret;
+
+	c->wsi = wsi;
+	c->udp_fd = -1;
+	lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	c->dec_buf = malloc(relay.cfg.max_record);
+	c->txq = malloc(LWS_PRE + relay.cfg.queue_bytes);
+	if (!c->dec_buf || !c->txq) {
+		log_warnx("tunnel %s: out of memory", c->peer);
+		return -ENOMEM;
+	}
+	ret = frame_dec_init(&c->dec, c->dec_buf, relay.cfg.max_record);
+	if (ret < 0)
+		return ret;
+	c->head = c->tail = LWS_PRE;
+
+	ret = udp_open();
+	if (ret < 0) {
+		errno = -ret;
+		log_warn("tunnel %s: UDP socket toward WireGuard", c->peer);
+		return ret;
+	}
+	desc.filefd = ret;
+	c->udp_wsi = lws_adopt_descriptor_vhost(relay.vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
+						 "wgws-udp", wsi);
+	if (!c->udp_wsi) {
+		/* lws closes the descriptor when adoption fails */
+		log_warnx("tunnel %s: cannot add the UDP socket to the event loop", c->peer);
+		return -ENOMEM;
+	}
+	c->udp_fd = ret;
+	lws_set_opaque_user_data(c->udp_wsi, c);
+
+	c->opened_ms = c->last_traffic_ms = c->last_valid_ms = relay_now_ms();
+	c->live = true;
+	c->next = relay.conns;
+	if (relay.conns)
+		relay.conns->prev = c;
+	relay.conns = c;
+	relay.conns_active++;
+	relay.st.conns_total++;
+	log_info("tunnel %s: open", c->peer);
+	return 0;
+}
+
+/* Idempotent: called on CLOSED and again on WSI_DESTROY (which also follows a failed open). */
+static void conn_release(struct conn *c)
+{
+	if (c->live) {
+		if (frame_dec_is_partial(&c->dec) && !c->stream_broken)
+			relay.st.drops[DROP_TRUNCATED]++;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			relay.conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		relay.conns_active--;
+		log_info("tunnel %s: closed after %llu s, %llu packets in, %llu out", c->peer,
+			 (unsigned long long)(relay_now_ms() - c->opened_ms) / 1000,
+			 (unsigned long long)c->pkts_in, (unsigned long long)c->pkts_out);
+		c->live = false;
+	}
+	if (c->udp_wsi) {
+		/* The UDP wsi is our child: lws closes it (and its fd) with us. */
+		lws_set_opaque_user_data(c->udp_wsi, NULL);
+		c->udp_wsi = NULL;
+	}
+	free(c->dec_buf);
+	free(c->txq);
+	c->dec_buf = c->txq = NULL;
+}
+
+static void udp_flush(struct conn *c, unsigned *n)
+{
+	unsigned sent = 0;
+
+	while (sent < *n) {
+		int r = sendmmsg(c->udp_fd, out_msgs + sent, *n - sent, MSG_DONTWAIT);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			/* ECONNREFUSED (WireGuard not listening), EAGAIN (socket buffer full):
+			 * this datagram is lost; go on with the next. */
+			relay.st.drops[DROP_UDP_ERROR]++;
+			sent++;
+			continue;
+		}
+		for (int i = 0; i < r; i++) {
+			relay.st.pkts_ws_to_udp++;
+			relay.st.bytes_ws_to_udp += out_iov[sent + i].iov_len;
+		}
+		c->pkts_in += (unsigned)r;
+		sent += (unsigned)r;
+	}
+	*n = 0;
+}
+
+/* Feed one chunk of the client's stream. Returns 0, or a WS close status. */
+static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
+{
+	unsigned n = 0;
+
+	while (len) {
+		const uint8_t *rec;
+		size_t rec_len;
+		ssize_t used = frame_dec_feed(&c->dec, in, len, &rec, &rec_len);
+
+		if (used < 0) {
+			udp_flush(c, &n);
+			c->stream_broken = true;
+			relay.st.drops[DROP_OVERSIZE]++;
+			log_info("tunnel %s: record longer than %lu bytes, closing", c->peer,
+				 relay.cfg.max_record);
+			return LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+		}
+		in += used;
+		len -= (size_t)used;
+		if (!rec)
+			continue;
+		if (wgmsg_classify(rec, rec_len) == WGMSG_INVALID) {
+			relay.st.drops[DROP_MALFORMED]++;
+			if (++c->bad_records > RELAY_BAD_RECORDS_MAX) {
+				udp_flush(c, &n);
+				log_info("tunnel %s: too many records that are not WireGuard, closing",
+					 c->peer);
+				return LWS_CLOSE_STATUS_POLICY_VIOLATION;
+			}
+			continue;
+		}
+		out_iov[n].iov_base = (void *)rec;
+		out_iov[n].iov_len = rec_len;
+		out_msgs[n].msg_hdr = (struct msghdr){ .msg_iov = &out_iov[n], .msg_iovlen = 1 };
+		n++;
+		/* A record reassembled in dec_buf is overwritten by the next partial record:
+		 * send it before feeding on. Views into `in` stay valid for the whole chunk. */
+		if (n == RELAY_UDP_BATCH || rec == c->dec_buf)
+			udp_flush(c, &n);
+	}
+	udp_flush(c, &n);
+	return 0;
+}
+
+static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
+{
+	size_t need = FRAME_HDR_LEN + len;
+	size_t end = LWS_PRE + relay.cfg.queue_bytes;
+
+	if (c->tx_pkts >= RELAY_QUEUE_PKTS || need > relay.cfg.queue_bytes - (c->tail - c->head)) {
+		relay.st.drops[DROP_QUEUE_FULL]++;
+		return;
+	}
+	if (c->tail + need > end) {
+		/* Bytes before head are sent (or lws's scratch): slide the rest down. */
+		memmove(c->txq + LWS_PRE, c->txq + c->head, c->tail - c->head);
+		c->tail -= c->head - LWS_PRE;
+		c->head = LWS_PRE;
+	}
+	frame_put_hdr(c->txq + c->tail, len);
+	memcpy(c->txq + c->tail + FRAME_HDR_LEN, p, len);
+	c->tail += need;
+	c->tx_pkts++;
+}
+
+static void conn_udp_rx(struct conn *c)
+{
+	static struct mmsghdr msgs[RELAY_UDP_BATCH];
+	static struct iovec iov[RELAY_UDP_BATCH];
+	size_t slot = relay.cfg.max_record + 1; /* one spare byte tells an oversize datagram */
+
+	/* Bounded: a flooding socket cannot keep the loop to itself; it stays readable. */
+	for (int round = 0; round < 4; round++) {
+		int r;
+
+		for (int i = 0; i < RELAY_UDP_BATCH; i++) {
+			iov[i].iov_base = relay.udp_buf + (size_t)i * slot;
+			iov[i].iov_len = slot;
+			msgs[i].msg_hdr = (struct msghdr){ .msg_iov = &iov[i], .msg_iovlen = 1 };
+		}
+		r = recvmmsg(c->udp_fd, msgs, RELAY_UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				relay.st.drops[DROP_UDP_ERROR]++; /* e.g. ICMP port unreachable */
+			break;
+		}
+		for (int i = 0; i < r; i++) {
+			size_t len = msgs[i].msg_len;
+
+			if (len > relay.cfg.max_record || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+				relay.st.drops[DROP_OVERSIZE]++;
+				continue;
+			}
+			conn_queue(c, iov[i].iov_base, len);
+		}
+		if (r < RELAY_UDP_BATCH)
+			break;
+	}
+	if (c->tail > c->head) {
+		c->last_traffic_ms = relay_now_ms();
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
+static int conn_ws_tx(struct conn *c)
+{
+	const uint8_t *p = c->txq + c->head;
+	size_t avail = c->tail - c->head, len = 0;
+	unsigned recs = 0;
+	int n;
+
+	if (!avail)
+		return 0; /* lws's own pings wake us up too */
+	while (len < avail) {
+		size_t rl = FRAME_HDR_LEN + ((size_t)p[len] << 8 | p[len + 1]);
+
+		if (len && len + rl > RELAY_WS_CHUNK)
+			break;
+		len += rl;
+		recs++;
+	}
+	n = lws_write(c->wsi, c->txq + c->head, len, LWS_WRITE_BINARY);
+	if (n < 0)
+		return -1;
+	relay.st.pkts_udp_to_ws += recs;
+	relay.st.bytes_udp_to_ws += len - (size_t)recs * FRAME_HDR_LEN;
+	relay.st.ws_messages_out++;
+	c->pkts_out += recs;
+	c->tx_pkts -= recs;
+	c->head += len;
+	if (c->head == c->tail)
+		c->head = c->tail = LWS_PRE;
+	else
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		     size_t len)
+{
+	struct conn *c = user;
+	char uri[RELAY_PATH_MAX + 1];
+	int status;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		if (relay.shutting_down) {
+			relay.st.rejects[REJECT_SHUTDOWN]++;
+			return 1;
+		}
+		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		    strcmp(uri, relay.cfg.path)) {
+			relay.st.rejects[REJECT_UPGRADE]++;
+			return 1;
+		}
+		if (relay.conns_active >= relay.cfg.max_conns) {
+			relay.st.rejects[REJECT_LIMIT]++;
+			log_info("connection limit (%lu) reached: refusing a tunnel",
+				 relay.cfg.max_conns);
+			return 1;
+		}
+		return 0;
+
+	case LWS_CALLBACK_ESTABLISHED:
+		return conn_open(c, wsi) < 0 ? -1 : 0;
+
+	case LWS_CALLBACK_RECEIVE:
+		if (!c->live)
+			return -1;
+		c->last_traffic_ms = relay_now_ms();
+		if (c->last_traffic_ms - c->last_valid_ms > 5000) {
+			/* Traffic proves the peer alive as well as a pong does (rate-limited:
+			 * it re-sorts lws's timer list). */
+			lws_validity_confirmed(wsi);
+			c->last_valid_ms = c->last_traffic_ms;
+		}
+		status = conn_ws_rx(c, in, len);
+		if (status) {
+			relay.st.closes_bad++;
+			lws_close_reason(wsi, status, NULL, 0);
+			return -1;
+		}
+		return 0;
+
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (!c->live)
+			return -1;
+		if (c->close_status) {
+			lws_close_reason(wsi, c->close_status, NULL, 0);
+			return -1;
+		}
+		return conn_ws_tx(c);
+
+	case LWS_CALLBACK_CLOSED:
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (c)
+			conn_release(c);
+		return 0;
+
+	default:
+		return 0;
+	}
+}
+
+int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len)
+{
+	struct conn *c = lws_get_opaque_user_data(wsi);
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return 1; /* "wgws-udp" is internal; never a subprotocol a client may ask for */
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (c && c->live)
+			conn_udp_rx(c);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (c && c->live) {
+			c->udp_wsi = NULL;
+			conn_request_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void conn_sweep(uint64_t now_ms)
+{
+	uint64_t idle_ms = (uint64_t)relay.cfg.idle_timeout_s * 1000;
+
+	if (!idle_ms)
+		return;
+	for (struct conn *c = relay.conns; c; c = c->next) {
+		if (!c->close_status && now_ms - c->last_traffic_ms > idle_ms) {
+			log_info("tunnel %s: idle for %lu s, closing", c->peer,
+				 relay.cfg.idle_timeout_s);
+			relay.st.closes_idle++;
+			conn_request_close(c, LWS_CLOSE_STATUS_NORMAL);
+		}
+	}
+}
+
+void conn_close_all(void)
+{
+	for (struct conn *c = relay.conns; c; c = c->next)
+		conn_request_close(c, LWS_CLOSE_STATUS_GOINGAWAY);
+}

@@ -1,0 +1,160 @@
+/* Everything on the relay that is plain HTTP: /healthz, 404 for any other path, 426 for the
+ * tunnel path without an upgrade, admission of new TCP connections, and the Prometheus text
+ * served on the separate --metrics listener. Upgrades that ask for no subprotocol land
+ * here (lws binds them to the first protocol) and are refused. */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "relay.h"
+
+static const char *const drop_names[DROP_MAX] = {
+	[DROP_OVERSIZE] = "oversize",   [DROP_MALFORMED] = "malformed",
+	[DROP_TRUNCATED] = "truncated", [DROP_QUEUE_FULL] = "queue_full",
+	[DROP_UDP_ERROR] = "udp_error",
+};
+
+static const char *const reject_names[REJECT_MAX] = {
+	[REJECT_LIMIT] = "limit",
+	[REJECT_UPGRADE] = "bad_upgrade",
+	[REJECT_SHUTDOWN] = "shutdown",
+};
+
+enum { HTTP_BODY_MAX = 8192 };
+
+/* Single service thread: one response buffer serves every request. */
+static uint8_t http_buf[LWS_PRE + HTTP_BODY_MAX];
+static uint8_t http_hdr[LWS_PRE + 1024];
+
+#define http_reply_str(wsi, status, s) http_reply(wsi, status, s, sizeof(s) - 1)
+
+static int http_reply(struct lws *wsi, unsigned status, const char *body, size_t len)
+{
+	uint8_t *start = http_hdr + LWS_PRE, *p = start, *end = http_hdr + sizeof(http_hdr);
+
+	if (len > HTTP_BODY_MAX)
+		len = HTTP_BODY_MAX;
+	if (body != (const char *)http_buf + LWS_PRE)
+		memcpy(http_buf + LWS_PRE, body, len);
+	if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	if (len && lws_write(wsi, http_buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+		return -1;
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+#define PUT(...)                                                                   \
+	do {                                                                       \
+		int n_ = snprintf(buf + len, size - len, __VA_ARGS__);             \
+		if (n_ < 0 || (size_t)n_ >= size - len)                            \
+			goto full;                                                 \
+		len += (size_t)n_;                                                 \
+	} while (0)
+
+size_t http_render_metrics(char *buf, size_t size)
+{
+	const struct relay_stats *st = &relay.st;
+	size_t len = 0;
+
+	PUT("# HELP wgws_relay_connections_active Tunnels open now.\n"
+	    "# TYPE wgws_relay_connections_active gauge\n"
+	    "wgws_relay_connections_active %u\n", relay.conns_active);
+	PUT("# HELP wgws_relay_connections_total Tunnels opened since start.\n"
+	    "# TYPE wgws_relay_connections_total counter\n"
+	    "wgws_relay_connections_total %llu\n", (unsigned long long)st->conns_total);
+	PUT("# HELP wgws_relay_connections_rejected_total Connections refused, by reason.\n"
+	    "# TYPE wgws_relay_connections_rejected_total counter\n");
+	for (int i = 0; i < REJECT_MAX; i++)
+		PUT("wgws_relay_connections_rejected_total{reason=\"%s\"} %llu\n",
+		    reject_names[i], (unsigned long long)st->rejects[i]);
+	PUT("# HELP wgws_relay_connections_closed_total Tunnels closed by the relay, by reason.\n"
+	    "# TYPE wgws_relay_connections_closed_total counter\n"
+	    "wgws_relay_connections_closed_total{reason=\"idle\"} %llu\n"
+	    "wgws_relay_connections_closed_total{reason=\"bad_input\"} %llu\n",
+	    (unsigned long long)st->closes_idle, (unsigned long long)st->closes_bad);
+	PUT("# HELP wgws_relay_packets_total Datagrams relayed, by direction.\n"
+	    "# TYPE wgws_relay_packets_total counter\n"
+	    "wgws_relay_packets_total{dir=\"ws_to_udp\"} %llu\n"
+	    "wgws_relay_packets_total{dir=\"udp_to_ws\"} %llu\n",
+	    (unsigned long long)st->pkts_ws_to_udp, (unsigned long long)st->pkts_udp_to_ws);
+	PUT("# HELP wgws_relay_bytes_total Datagram payload bytes relayed, by direction.\n"
+	    "# TYPE wgws_relay_bytes_total counter\n"
+	    "wgws_relay_bytes_total{dir=\"ws_to_udp\"} %llu\n"
+	    "wgws_relay_bytes_total{dir=\"udp_to_ws\"} %llu\n",
+	    (unsigned long long)st->bytes_ws_to_udp, (unsigned long long)st->bytes_udp_to_ws);
+	PUT("# HELP wgws_relay_ws_messages_sent_total WebSocket messages sent (several records each when batched).\n"
+	    "# TYPE wgws_relay_ws_messages_sent_total counter\n"
+	    "wgws_relay_ws_messages_sent_total %llu\n", (unsigned long long)st->ws_messages_out);
+	PUT("# HELP wgws_relay_packets_dropped_total Datagrams dropped, by reason.\n"
+	    "# TYPE wgws_relay_packets_dropped_total counter\n");
+	for (int i = 0; i < DROP_MAX; i++)
+		PUT("wgws_relay_packets_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
+		    (unsigned long long)st->drops[i]);
+	PUT("# HELP wgws_relay_info Build information.\n"
+	    "# TYPE wgws_relay_info gauge\n"
+	    "wgws_relay_info{version=\"%s\"} 1\n", RELAY_VERSION);
+	return len;
+full:
+	while (len && buf[len - 1] != '\n')
+		len--;
+	return len;
+}
+
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
+{
+	const char *uri = in;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* Cheap early refusal before TLS; the exact check is at upgrade time. */
+		if (relay.shutting_down) {
+			relay.st.rejects[REJECT_SHUTDOWN]++;
+			return 1;
+		}
+		if (relay.conns_active >= relay.cfg.max_conns) {
+			relay.st.rejects[REJECT_LIMIT]++;
+			return 1;
+		}
+		return 0;
+
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* A WebSocket upgrade without our subprotocol. */
+		relay.st.rejects[REJECT_UPGRADE]++;
+		return 1;
+
+	case LWS_CALLBACK_HTTP:
+		if (!strcmp(uri, "/healthz"))
+			return http_reply_str(wsi, HTTP_STATUS_OK, "ok\n");
+		if (!strcmp(uri, relay.cfg.path))
+			return http_reply_str(wsi, 426, "WebSocket upgrade with subprotocol wgws required\n");
+		return http_reply_str(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+int http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			  void *in, size_t len)
+{
+	const char *uri = in;
+
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return 1;
+	case LWS_CALLBACK_HTTP:
+		if (!strcmp(uri, "/metrics")) {
+			char *body = (char *)http_buf + LWS_PRE;
+
+			return http_reply(wsi, HTTP_STATUS_OK, body,
+					  http_render_metrics(body, HTTP_BODY_MAX));
+		}
+		if (!strcmp(uri, "/healthz"))
+			return http_reply_str(wsi, HTTP_STATUS_OK, "ok\n");
+		return http_reply_str(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}

@@ -1,0 +1,468 @@
+/* wgws-relay: the gateway side of wgws. An HTTPS server whose one path upgrades to a
+ * WebSocket (subprotocol "wgws") and relays length-prefixed WireGuard datagrams to the
+ * local WireGuard UDP port, one connected UDP socket per tunnel, all in one lws service
+ * loop. This file owns the command line and config file, the lws context and vhosts, the
+ * privilege drop after binding, signals and the orderly shutdown. It never touches
+ * WireGuard's configuration or keys. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "conf.h"
+#include "log.h"
+#include "relay.h"
+
+struct relay relay;
+
+static volatile sig_atomic_t got_signal;
+
+enum { SHUTDOWN_GRACE_MS = 3000 };
+
+static const char usage_text[] =
+	"usage: wgws-relay --listen ADDR:PORT --cert FILE --key FILE [options]\n"
+	"\n"
+	"Relays WireGuard over WebSockets: clients (wgws-shim) connect with wss:// to PATH and\n"
+	"their datagrams go to the local WireGuard port, one UDP socket per connection.\n"
+	"\n"
+	"  --listen ADDR:PORT      HTTPS address, e.g. 0.0.0.0:443, [::]:443, 127.0.0.1:8443\n"
+	"  --cert FILE             TLS certificate chain (PEM)\n"
+	"  --key FILE              TLS private key (PEM)\n"
+	"  --path PATH             the path that upgrades (default /wg)\n"
+	"  --wg ADDR:PORT          WireGuard's UDP address (default 127.0.0.1:51820)\n"
+	"  --max-conns N           most tunnels at once (default 1024)\n"
+	"  --max-record N          longest datagram accepted, bytes (default 65535; a longer\n"
+	"                          record closes the tunnel with 1009)\n"
+	"  --queue-bytes N         send queue toward each client; datagrams that do not fit\n"
+	"                          are dropped and counted (default 65536)\n"
+	"  --idle-timeout SECONDS  close a tunnel with no datagrams either way (default 600,\n"
+	"                          0 = never)\n"
+	"  --keepalive SECONDS     ping a client silent this long; close it 45 s later\n"
+	"                          without an answer (default 30)\n"
+	"  --header-timeout SECONDS  time allowed for TLS and the upgrade request (default 10)\n"
+	"  --metrics ADDR:PORT     serve Prometheus text at http://ADDR:PORT/metrics\n"
+	"  --user NAME             user to run as after binding, when started as root\n"
+	"                          (default nobody)\n"
+	"  -c, --config FILE       read options from FILE ([Relay] section, Key = Value;\n"
+	"                          keys are the long option names); flags override it\n"
+	"  --check-config          validate the configuration and exit\n"
+	"  -v, --verbose           more logging (twice: libwebsockets' own notices too)\n"
+	"  -h, --help              this text\n"
+	"  --version               print the version\n";
+
+enum opt_id {
+	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_RECORD,
+	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
+	OPT_USER, OPT_CHECK_CONFIG, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_KEY },
+	{ "path", required_argument, NULL, OPT_PATH },
+	{ "wg", required_argument, NULL, OPT_WG },
+	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+	{ "max-record", required_argument, NULL, OPT_MAX_RECORD },
+	{ "queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
+	{ "header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "user", required_argument, NULL, OPT_USER },
+	{ "config", required_argument, NULL, 'c' },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int set_uint(const char *name, const char *v, unsigned long min, unsigned long max,
+		    unsigned long *out, char *err)
+{
+	if (conf_parse_uint(v, min, max, out) < 0) {
+		snprintf(err, CONF_ERR_LEN, "--%s: '%s' is not a number from %lu to %lu", name, v,
+			 min, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_addr(const char *name, const char *v, struct sockaddr_storage *ss,
+		    socklen_t *len, char *err)
+{
+	if (addr_parse(v, ss, len) < 0) {
+		snprintf(err, CONF_ERR_LEN,
+			 "--%s: '%s' is not a numeric IPv4:PORT or [IPv6]:PORT address", name, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+/* The one setter behind both the command line and the config file. */
+static int set_option(struct relay_cfg *cfg, int id, const char *v, char *err)
+{
+	const char *name = "?";
+
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == id)
+			name = o->name;
+	switch (id) {
+	case OPT_LISTEN:
+		cfg->has_listen = true;
+		return set_addr(name, v, &cfg->listen, &cfg->listen_len, err);
+	case OPT_WG:
+		return set_addr(name, v, &cfg->wg, &cfg->wg_len, err);
+	case OPT_METRICS:
+		cfg->has_metrics = true;
+		return set_addr(name, v, &cfg->metrics, &cfg->metrics_len, err);
+	case OPT_CERT:
+		return set_str(&cfg->cert, v);
+	case OPT_KEY:
+		return set_str(&cfg->key, v);
+	case OPT_USER:
+		return set_str(&cfg->user, v);
+	case OPT_PATH:
+		if (v[0] != '/' || strlen(v) >= RELAY_PATH_MAX || strpbrk(v, " ?#\t")) {
+			snprintf(err, CONF_ERR_LEN,
+				 "--path: '%s' must start with '/', have no spaces, '?' or '#', "
+				 "and be shorter than %d bytes", v, RELAY_PATH_MAX);
+			return -EINVAL;
+		}
+		strcpy(cfg->path, v);
+		return 0;
+	case OPT_MAX_CONNS:
+		return set_uint(name, v, 1, 1000000, &cfg->max_conns, err);
+	case OPT_MAX_RECORD:
+		return set_uint(name, v, 148, FRAME_MAX_LEN, &cfg->max_record, err);
+	case OPT_QUEUE_BYTES:
+		return set_uint(name, v, 4096, 16 << 20, &cfg->queue_bytes, err);
+	case OPT_IDLE_TIMEOUT:
+		return set_uint(name, v, 0, 86400 * 7, &cfg->idle_timeout_s, err);
+	case OPT_KEEPALIVE:
+		return set_uint(name, v, 1, 3600, &cfg->keepalive_s, err);
+	case OPT_HEADER_TIMEOUT:
+		return set_uint(name, v, 1, 300, &cfg->header_timeout_s, err);
+	default:
+		snprintf(err, CONF_ERR_LEN, "unknown option");
+		return -EINVAL;
+	}
+}
+
+static int conf_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
+{
+	for (const struct option *o = long_opts; o->name; o++) {
+		if (o->has_arg != required_argument || o->val == 'c')
+			continue;
+		if (conf_key_matches(key, o->name))
+			return set_option(arg, o->val, value, err);
+	}
+	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
+	return -EINVAL;
+}
+
+static void cfg_defaults(struct relay_cfg *cfg)
+{
+	char err[CONF_ERR_LEN];
+
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->path, "/wg");
+	if (addr_parse("127.0.0.1:51820", &cfg->wg, &cfg->wg_len) < 0)
+		fatalx("default --wg");
+	cfg->max_conns = 1024;
+	cfg->max_record = FRAME_MAX_LEN;
+	cfg->queue_bytes = 65536;
+	cfg->idle_timeout_s = 600;
+	cfg->keepalive_s = 30;
+	cfg->header_timeout_s = 10;
+	if (set_str(&cfg->user, "nobody") < 0)
+		fatalx("out of memory");
+	(void)err;
+}
+
+static void check_readable(const char *what, const char *path)
+{
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		fatal("%s %s", what, path);
+	fclose(f);
+}
+
+/* Parse -c first (file), then every other flag over it. */
+static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_only)
+{
+	char err[CONF_ERR_LEN];
+	int c;
+
+	cfg_defaults(cfg);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
+		if (c == 'c' && conf_load(optarg, "Relay", conf_pair, cfg, err) < 0)
+			fatalx("%s", err);
+	}
+	optind = 0;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			break;
+		case 'v':
+			cfg->verbosity++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("wgws-relay %s\n", RELAY_VERSION);
+			exit(0);
+		case OPT_CHECK_CONFIG:
+			*check_only = true;
+			break;
+		case '?':
+			fputs(usage_text, stderr);
+			exit(2);
+		default:
+			if (set_option(cfg, c, optarg, err) < 0)
+				fatalx("%s", err);
+		}
+	}
+	if (optind < argc)
+		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
+	if (!cfg->has_listen)
+		fatalx("--listen ADDR:PORT is required (see --help)");
+	if (!cfg->cert || !cfg->key)
+		fatalx("--cert FILE and --key FILE are required (see --help)");
+	check_readable("--cert", cfg->cert);
+	check_readable("--key", cfg->key);
+	if (cfg->has_metrics && addr_equal((struct sockaddr *)&cfg->metrics,
+					   (struct sockaddr *)&cfg->listen))
+		fatalx("--metrics and --listen must differ");
+	if (getuid() == 0 && !getpwnam(cfg->user))
+		fatalx("--user: no such user '%s'", cfg->user);
+}
+
+static void lws_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && line[n - 1] == '\n')
+		n--;
+	if (level & LLL_ERR)
+		log_warnx("lws: %.*s", (int)n, line);
+	else
+		log_debug("lws: %.*s", (int)n, line);
+}
+
+/* lws wants an interface name or address string; NULL means every address. */
+static const char *iface_of(const struct sockaddr_storage *ss, char buf[static INET6_ADDRSTRLEN],
+			    int *port, uint64_t *options)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+
+		*port = ntohs(sin->sin_port);
+		*options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			return NULL;
+		return inet_ntop(AF_INET, &sin->sin_addr, buf, INET6_ADDRSTRLEN);
+	} else {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+
+		*port = ntohs(sin6->sin6_port);
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+			return NULL;
+		return inet_ntop(AF_INET6, &sin6->sin6_addr, buf, INET6_ADDRSTRLEN);
+	}
+}
+
+static const struct lws_protocols tunnel_protocols[] = {
+	{ "http", http_callback, 0, 0, 0, NULL, 0 },
+	{ RELAY_SUBPROTOCOL, conn_ws_callback, 0 /* set at start */, 16384, 0, NULL, 0 },
+	{ "wgws-udp", conn_udp_callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static const struct lws_protocols metrics_protocols[] = {
+	{ "http", http_metrics_callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static struct lws_protocols protocols[4];
+static lws_retry_bo_t validity;
+
+static void create_vhosts(struct relay_cfg *cfg)
+{
+	struct lws_context_creation_info info;
+	char iface[INET6_ADDRSTRLEN], miface[INET6_ADDRSTRLEN], addr[ADDR_STR_LEN];
+	uint64_t opts = 0;
+	int port;
+
+	memcpy(protocols, tunnel_protocols, sizeof(protocols));
+	protocols[1].per_session_data_size = conn_user_size();
+
+	validity.secs_since_valid_ping = (uint16_t)cfg->keepalive_s;
+	validity.secs_since_valid_hangup = (uint16_t)(cfg->keepalive_s + 45);
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "wgws";
+	info.iface = iface_of(&cfg->listen, iface, &port, &opts);
+	info.port = port;
+	info.options = opts | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* TLS on this vhost */
+	info.protocols = protocols;
+	info.ssl_cert_filepath = cfg->cert;
+	info.ssl_private_key_filepath = cfg->key;
+	info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+	info.alpn = "http/1.1";
+	info.retry_and_idle_policy = &validity;
+	info.keepalive_timeout = (int)cfg->header_timeout_s;
+	relay.vhost = lws_create_vhost(relay.ctx, &info);
+	if (!relay.vhost)
+		fatalx("cannot listen on %s with --cert %s --key %s (see the lws error above; "
+		       "is the port free and the key the certificate's?)",
+		       addr_format((struct sockaddr *)&cfg->listen, addr), cfg->cert, cfg->key);
+
+	if (cfg->has_metrics) {
+		opts = 0;
+		memset(&info, 0, sizeof(info));
+		info.vhost_name = "metrics";
+		info.iface = iface_of(&cfg->metrics, miface, &port, &opts);
+		info.port = port;
+		info.options = opts;
+		info.protocols = metrics_protocols;
+		info.keepalive_timeout = (int)cfg->header_timeout_s;
+		relay.metrics_vhost = lws_create_vhost(relay.ctx, &info);
+		if (!relay.metrics_vhost)
+			fatalx("cannot listen on --metrics %s",
+			       addr_format((struct sockaddr *)&cfg->metrics, addr));
+	}
+}
+
+static void drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (getuid() != 0 && geteuid() != 0)
+		return;
+	pw = getpwnam(user);
+	if (!pw)
+		fatalx("--user: no such user '%s'", user);
+	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+		fatal("cannot drop privileges to %s", user);
+	if (pw->pw_uid != 0 && setuid(0) == 0)
+		fatalx("privilege drop to %s did not stick", user);
+	log_info("running as %s (uid %u)", user, (unsigned)pw->pw_uid);
+}
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+	if (relay.ctx)
+		lws_cancel_service(relay.ctx);
+}
+
+static void sweep_cb(lws_sorted_usec_list_t *sul)
+{
+	conn_sweep(relay_now_ms());
+	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open-file limit");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct lws_context_creation_info info;
+	struct sigaction sa;
+	char addr[ADDR_STR_LEN];
+	bool check_only = false;
+	uint64_t deadline = 0;
+
+	log_init("wgws-relay", 0);
+	parse_args(&relay.cfg, argc, argv, &check_only);
+	log_init("wgws-relay", relay.cfg.verbosity);
+	if (check_only) {
+		printf("configuration ok\n");
+		return 0;
+	}
+
+	lws_set_log_level(relay.cfg.verbosity >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
+			  lws_emit);
+	raise_fd_limit();
+	relay.udp_buf = malloc((size_t)RELAY_UDP_BATCH * (relay.cfg.max_record + 1));
+	if (!relay.udp_buf)
+		fatalx("out of memory");
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.timeout_secs = (unsigned)relay.cfg.header_timeout_s;
+	info.pt_serv_buf_size = 32768;
+	info.uid = (uid_t)-1;
+	info.gid = (gid_t)-1;
+	relay.ctx = lws_create_context(&info);
+	if (!relay.ctx)
+		fatalx("cannot create the libwebsockets context");
+	create_vhosts(&relay.cfg);
+	drop_privileges(relay.cfg.user);
+
+	log_info("listening on %s, path %s, relaying to WireGuard at %s",
+		 addr_format((struct sockaddr *)&relay.cfg.listen, addr), relay.cfg.path,
+		 addr_format((struct sockaddr *)&relay.cfg.wg, (char[ADDR_STR_LEN]){ 0 }));
+	if (relay.cfg.has_metrics)
+		log_info("metrics on http://%s/metrics",
+			 addr_format((struct sockaddr *)&relay.cfg.metrics, addr));
+	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
+
+	for (;;) {
+		if (lws_service(relay.ctx, 0) < 0)
+			break;
+		if (got_signal && !relay.shutting_down) {
+			log_info("signal %d: closing %u tunnels and exiting", (int)got_signal,
+				 relay.conns_active);
+			relay.shutting_down = true;
+			deadline = relay_now_ms() + SHUTDOWN_GRACE_MS;
+			conn_close_all();
+		}
+		if (relay.shutting_down && (!relay.conns_active || relay_now_ms() > deadline))
+			break;
+	}
+	lws_sul_cancel(&relay.sweep);
+	lws_context_destroy(relay.ctx);
+	free(relay.udp_buf);
+	free(relay.cfg.cert);
+	free(relay.cfg.key);
+	free(relay.cfg.user);
+	return 0;
+}
