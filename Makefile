@@ -91,6 +91,18 @@ unit: $(UNIT_BIN)
 e2e: check-deps $(PROGS)
 	$(Q)tests/run.sh --e2e-only
 
+# --- fuzzing (clang + libFuzzer): make fuzz [FUZZ_SECONDS=60] ---------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(@D)
+	$(call msg,FUZZ,$@)clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Icommon \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(COMMON_SRC)
+fuzz: $(FUZZ_BIN)
+	$(Q)for f in $(FUZZ_BIN); do echo "fuzzing $$f for $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; done
+
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libssl-dev libcmocka-dev
