@@ -40,12 +40,14 @@ int addr_split_host_port(const char *s, char *host, size_t hostsz, uint16_t *por
 		if (end[1] && !colon)
 			return -EINVAL;
 		hlen = (size_t)(end - h);
+		if (memchr(h, '[', hlen))
+			return -EINVAL;
 	} else {
 		h = s;
 		colon = strrchr(s, ':');
 		if (colon && strchr(s, ':') != colon)
 			return -EINVAL; /* bare IPv6 needs brackets */
-		if (strchr(s, ']'))
+		if (strpbrk(s, "[]"))
 			return -EINVAL;
 		hlen = colon ? (size_t)(colon - s) : strlen(s);
 	}

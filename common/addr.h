@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 enum {
-	ADDR_STR_LEN = 64, /* enough for "[ipv6%scope]:port" */
+	ADDR_STR_LEN = 64, /* enough for "[ipv6]:port" */
 	ADDR_HOST_MAX = 255,
 };
 

@@ -31,8 +31,14 @@ int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_
 	char *s, *eq, *p;
 
 	memset(out, 0, sizeof(*out));
-	if ((p = strchr(line, '#')))
-		*p = '\0';
+	/* '#' starts a comment at the start of a line or after blank space, so a value
+	 * such as a token may still hold one. */
+	for (p = line; *p; p++) {
+		if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
 	s = trim(line);
 	if (!*s) {
 		out->kind = CONF_BLANK;
@@ -41,13 +47,17 @@ int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_
 	if (*s == '[') {
 		char *close = strchr(s, ']');
 
-		if (!close || close[1] != '\0' || close == s + 1) {
+		if (!close || close[1] != '\0') {
 			snprintf(err, CONF_ERR_LEN, "expected '[Section]'");
 			return -EINVAL;
 		}
 		*close = '\0';
 		out->kind = CONF_SECTION;
 		out->key = trim(s + 1);
+		if (!*out->key) {
+			snprintf(err, CONF_ERR_LEN, "empty section name");
+			return -EINVAL;
+		}
 		for (p = out->key; *p; p++) {
 			if (!is_key_char(*p)) {
 				snprintf(err, CONF_ERR_LEN, "bad section name");
@@ -122,6 +132,7 @@ int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
 				ret = -EINVAL;
 				goto out_err;
 			}
+			snprintf(msg, sizeof(msg), "bad value for '%s'", cl.key);
 			ret = fn(arg, cl.key, cl.value, msg);
 			if (ret < 0)
 				goto out_err;

@@ -1,5 +1,6 @@
-/* wg-style configuration files: "[Section]" lines and "Key = Value" lines, '#' comments,
- * blank lines. conf_parse_line() parses one line in place (easy to fuzz); conf_load()
+/* wg-style configuration files: "[Section]" lines and "Key = Value" lines, blank lines, and
+ * comments from a '#' at the start of a line or after a space or tab to the end of the
+ * line ("Token = ab#cd" keeps its '#'). An empty value is an error. conf_parse_line() parses one line in place (easy to fuzz); conf_load()
  * reads a file, keeps only the given section and hands each key to a callback. Keys are
  * the programs' long option names, compared without case, '-' or '_' ("MaxConns" is
  * --max-conns), so a file and the command line share one table and one setter. */

@@ -28,6 +28,8 @@ ssize_t frame_dec_feed(struct frame_dec *dec, const uint8_t *in, size_t len, con
 
 	*rec = NULL;
 	*rec_len = 0;
+	if (dec->hdr_have == FRAME_HDR_LEN && dec->need > dec->max_len)
+		return -EMSGSIZE; /* sticky: the stream was refused */
 	while (used < len) {
 		if (dec->hdr_have < FRAME_HDR_LEN) {
 			dec->hdr[dec->hdr_have++] = in[used++];

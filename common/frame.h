@@ -36,7 +36,7 @@ int frame_dec_init(struct frame_dec *dec, uint8_t *buf, size_t max_len)
 	__attribute__((warn_unused_result));
 
 /* Consume up to len bytes of in. Returns the number of bytes used (0..len), or -EMSGSIZE
- * when a record's length exceeds max_len (the stream is then unusable). When a record
+ * when a record's length exceeds max_len (the stream is then unusable: later feeds return -EMSGSIZE too). When a record
  * completes, *rec and *rec_len describe it (a view into in or into dec->buf, valid until the
  * next feed) and the return value stops right after it; otherwise *rec is NULL.
  * Zero-length records are counted in dec->keepalives and never reported. */

@@ -13,7 +13,8 @@ enum wgmsg_type wgmsg_classify(const uint8_t *p, size_t len)
 	case WGMSG_COOKIE:
 		return len == WGMSG_COOKIE_LEN ? WGMSG_COOKIE : WGMSG_INVALID;
 	case WGMSG_DATA:
-		if (len >= WGMSG_DATA_MIN_LEN && len % WGMSG_DATA_ALIGN == 0)
+		if (len >= WGMSG_DATA_MIN_LEN &&
+		    (len % WGMSG_DATA_ALIGN == 0 || len >= WGMSG_DATA_MIN_MTU_LEN))
 			return WGMSG_DATA;
 		return WGMSG_INVALID;
 	default:

@@ -1,7 +1,10 @@
 /* The shapes of WireGuard messages, as the relay may check them without any key: the first
  * four bytes are a little-endian message type (1..4, the three high bytes zero) and each
- * type has a fixed size, or for transport data a size of at least 32 that is a multiple
- * of 16. Anything else is not WireGuard and never reaches the WireGuard port. */
+ * type has a fixed size. Transport data is 32 bytes of header and tag around a plaintext
+ * padded to a multiple of 16, except that padding stops at the interface MTU: a full-size
+ * packet is 32 + MTU bytes, whatever the MTU (1452 at the default 1420). So data is at
+ * least 32 bytes and either a multiple of 16 or at least 32 + 68 (the smallest MTU).
+ * Anything else is not WireGuard and never reaches the WireGuard port. */
 #ifndef WGWS_WGMSG_H
 #define WGWS_WGMSG_H
 
@@ -22,6 +25,7 @@ enum {
 	WGMSG_COOKIE_LEN = 64,
 	WGMSG_DATA_MIN_LEN = 32, /* a keepalive: 16-byte header + 16-byte tag */
 	WGMSG_DATA_ALIGN = 16,
+	WGMSG_DATA_MIN_MTU_LEN = 32 + 68, /* a packet as long as the smallest MTU allows */
 };
 
 /* The message type of p[0..len), or WGMSG_INVALID when it does not have a WireGuard shape. */

@@ -331,7 +331,10 @@ static void create_vhosts(struct relay_cfg *cfg)
 	info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
 	info.alpn = "http/1.1";
 	info.retry_and_idle_policy = &validity;
+	/* Slowloris: a connection gets header_timeout for TLS, and as long again for its
+	 * request once TLS is up (also the limit for a silent TCP connection). */
 	info.keepalive_timeout = (int)cfg->header_timeout_s;
+	info.timeout_secs_ah_idle = (int)cfg->header_timeout_s;
 	relay.vhost = lws_create_vhost(relay.ctx, &info);
 	if (!relay.vhost)
 		fatalx("cannot listen on %s with --cert %s --key %s (see the lws error above; "
