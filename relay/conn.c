@@ -33,6 +33,7 @@ struct conn {
 	unsigned bad_records;
 	uint64_t opened_ms, last_traffic_ms, last_valid_ms;
 	uint64_t pkts_in, pkts_out;
+	struct sockaddr_storage peer_addr; /* port zeroed: the client's address */
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
@@ -79,6 +80,35 @@ static int udp_open(void)
 	return fd;
 }
 
+static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	memset(ss, 0, sizeof(*ss));
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)ss, &len) < 0)
+		return;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = 0;
+	else if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = 0;
+}
+
+/* O(tunnels), at upgrade time only: cheaper than keeping a table in step. */
+static bool ip_limit_reached(struct lws *wsi)
+{
+	struct sockaddr_storage ss;
+	unsigned long n = 0;
+
+	if (!relay.cfg.max_conns_per_ip)
+		return false;
+	peer_address(wsi, &ss);
+	for (struct conn *c = relay.conns; c; c = c->next)
+		if (addr_equal((struct sockaddr *)&c->peer_addr, (struct sockaddr *)&ss) &&
+		    ++n >= relay.cfg.max_conns_per_ip)
+			return true;
+	return false;
+}
+
 static int conn_open(struct conn *c, struct lws *wsi)
 {
 	lws_sock_file_fd_type desc;
@@ -87,6 +117,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	c->wsi = wsi;
 	c->udp_fd = -1;
 	lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	peer_address(wsi, &c->peer_addr);
 	c->dec_buf = malloc(relay.cfg.max_record);
 	c->txq = malloc(LWS_PRE + relay.cfg.queue_bytes);
 	if (!c->dec_buf || !c->txq) {
@@ -343,6 +374,12 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			relay.st.rejects[REJECT_LIMIT]++;
 			log_info("connection limit (%lu) reached: refusing a tunnel",
 				 relay.cfg.max_conns);
+			return 1;
+		}
+		if (ip_limit_reached(wsi)) {
+			relay.st.rejects[REJECT_IP_LIMIT]++;
+			log_info("per-address limit (%lu) reached: refusing a tunnel",
+				 relay.cfg.max_conns_per_ip);
 			return 1;
 		}
 		return 0;

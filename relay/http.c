@@ -16,6 +16,7 @@ static const char *const drop_names[DROP_MAX] = {
 
 static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_LIMIT] = "limit",
+	[REJECT_IP_LIMIT] = "ip_limit",
 	[REJECT_UPGRADE] = "bad_upgrade",
 	[REJECT_SHUTDOWN] = "shutdown",
 };

@@ -39,6 +39,8 @@ static const char usage_text[] =
 	"  --path PATH             the path that upgrades (default /wg)\n"
 	"  --wg ADDR:PORT          WireGuard's UDP address (default 127.0.0.1:51820)\n"
 	"  --max-conns N           most tunnels at once (default 1024)\n"
+	"  --max-conns-per-ip N    most tunnels from one client address (default 0 = no\n"
+	"                          limit; clients behind one NAT share an address)\n"
 	"  --max-record N          longest datagram accepted, bytes (default 65535; a longer\n"
 	"                          record closes the tunnel with 1009)\n"
 	"  --queue-bytes N         send queue toward each client; datagrams that do not fit\n"
@@ -59,7 +61,8 @@ static const char usage_text[] =
 	"  --version               print the version\n";
 
 enum opt_id {
-	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_RECORD,
+	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
+	OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
 	OPT_USER, OPT_CHECK_CONFIG, OPT_VERSION,
 };
@@ -71,6 +74,7 @@ static const struct option long_opts[] = {
 	{ "path", required_argument, NULL, OPT_PATH },
 	{ "wg", required_argument, NULL, OPT_WG },
 	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+	{ "max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP },
 	{ "max-record", required_argument, NULL, OPT_MAX_RECORD },
 	{ "queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
@@ -149,6 +153,8 @@ static int set_option(struct relay_cfg *cfg, int id, const char *v, char *err)
 		return 0;
 	case OPT_MAX_CONNS:
 		return set_uint(name, v, 1, 1000000, &cfg->max_conns, err);
+	case OPT_MAX_CONNS_PER_IP:
+		return set_uint(name, v, 0, 1000000, &cfg->max_conns_per_ip, err);
 	case OPT_MAX_RECORD:
 		return set_uint(name, v, 148, FRAME_MAX_LEN, &cfg->max_record, err);
 	case OPT_QUEUE_BYTES:

@@ -35,6 +35,7 @@ struct relay_cfg {
 	char *cert, *key, *user;
 	char path[RELAY_PATH_MAX];
 	unsigned long max_conns;
+	unsigned long max_conns_per_ip; /* 0 = no per-address limit */
 	unsigned long max_record;
 	unsigned long queue_bytes;
 	unsigned long idle_timeout_s;  /* no tunnel traffic for this long: close (0 = never) */
@@ -56,6 +57,7 @@ enum relay_drop {
 
 enum relay_reject {
 	REJECT_LIMIT,    /* --max-conns reached */
+	REJECT_IP_LIMIT, /* --max-conns-per-ip reached */
 	REJECT_UPGRADE,  /* wrong path or subprotocol */
 	REJECT_SHUTDOWN,
 	REJECT_MAX,
