@@ -1,0 +1,406 @@
+/* wgws-shim: carries a local WireGuard's UDP datagrams to a wgws relay over wss://, through
+ * an HTTP CONNECT proxy when needed. This file owns the command line and the [Shim] section
+ * of a -c file (one table, one setter), validates everything before anything is opened,
+ * builds the TLS context and hands over to session.c's event loop.
+ *
+ * The shim deliberately does not use libwebsockets: lws 4.1.6's client proxy turns a proxy's
+ * 403/407 into a generic "proxy not h1" and has no no_proxy, and we need both. It is its own
+ * small WebSocket client instead: one epoll loop, non-blocking sockets, OpenSSL for TLS and
+ * hand-written RFC 6455 client framing (ws.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "log.h"
+#include "shim.h"
+
+enum {
+	OPT_CA = 256,
+	OPT_PIN,
+	OPT_INSECURE,
+	OPT_PROXY,
+	OPT_NO_PROXY,
+	OPT_KEEPALIVE,
+	OPT_MAX_SESSIONS,
+	OPT_CHECK_CONFIG,
+	OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+	{ "listen", required_argument, NULL, 'l' },
+	{ "relay", required_argument, NULL, 'r' },
+	{ "ca", required_argument, NULL, OPT_CA },
+	{ "pin", required_argument, NULL, OPT_PIN },
+	{ "insecure", no_argument, NULL, OPT_INSECURE },
+	{ "proxy", required_argument, NULL, OPT_PROXY },
+	{ "no-proxy", no_argument, NULL, OPT_NO_PROXY },
+	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
+	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+	{ "config", required_argument, NULL, 'c' },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char shortopts[] = "c:vh";
+
+/* Where the settings come from while parsing: the file first, then the command line. */
+struct parse_state {
+	struct shim_conf *conf;
+	bool from_cli;
+	bool pins_from_file;
+	const char *proxy_arg; /* --proxy as given (kept until the end to honour --no-proxy) */
+	char proxy_buf[1024];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: wgws-shim --relay wss://HOST[:PORT]/PATH [options]\n"
+		"\n"
+		"Carries the UDP datagrams of local WireGuard peers to a wgws relay over a\n"
+		"WebSocket (TLS), one connection per local source address.\n"
+		"\n"
+		"  --listen IP:PORT       local UDP address for WireGuard's Endpoint\n"
+		"                         (numeric, IPv4 or [IPv6]; default 127.0.0.1:51820)\n"
+		"  --relay URL            wss://HOST[:PORT]/PATH (required; port 443 and path /wg\n"
+		"                         by default; ws:// is refused)\n"
+		"  --ca FILE              verify the relay against these CAs instead of the system's\n"
+		"  --pin sha256//BASE64   accept the relay only with this public key (curl's\n"
+		"                         --pinnedpubkey format); the chain is then not verified.\n"
+		"                         May be repeated (key rotation)\n"
+		"  --insecure             verify nothing about the relay (testing only; loud)\n"
+		"  --proxy URL            http://[user:pass@]host[:port] HTTP CONNECT proxy (port\n"
+		"                         1080 if omitted); default: https_proxy, HTTPS_PROXY or\n"
+		"                         http_proxy, except for hosts in no_proxy / NO_PROXY\n"
+		"  --no-proxy             connect directly, ignoring the environment\n"
+		"  --keepalive SECONDS    WebSocket ping interval, 0 disables (default 15); the\n"
+		"                         relay is declared dead after 3 intervals (at least 45 s)\n"
+		"                         without data or pong\n"
+		"  --max-sessions N       local sources served at once (default 64); the least\n"
+		"                         recently active is evicted beyond that\n"
+		"  -c, --config FILE      read [Shim] Key = Value settings (keys are the long option\n"
+		"                         names); the command line overrides the file\n"
+		"  --check-config         validate the configuration, print \"configuration ok\", exit\n"
+		"  -v, --verbose          debug logging\n"
+		"  -h, --help             this text\n"
+		"  --version              print the version\n");
+}
+
+static const char *opt_name(int opt)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") ||
+	    !strcmp(v, "1"))
+		*out = true;
+	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") ||
+		 !strcmp(v, "0"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The one setter for a file key or a flag. value is NULL for a flag without argument. */
+static int conf_set(struct parse_state *ps, int opt, const char *value,
+		    char err[static SHIM_ERR_LEN])
+{
+	struct shim_conf *c = ps->conf;
+	char msg[SHIM_ERR_LEN];
+	unsigned long n;
+	bool b = true;
+
+	if ((opt == OPT_INSECURE || opt == OPT_NO_PROXY) && value && parse_bool(value, &b) < 0) {
+		snprintf(err, SHIM_ERR_LEN, "--%s: expected yes or no, got '%s'", opt_name(opt),
+			 value);
+		return -EINVAL;
+	}
+	switch (opt) {
+	case 'l':
+		if (addr_parse(value, &c->listen, &c->listen_len) < 0) {
+			snprintf(err, SHIM_ERR_LEN,
+				 "--listen: '%s' is not a numeric IPv4:PORT or [IPv6]:PORT", value);
+			return -EINVAL;
+		}
+		snprintf(c->listen_str, sizeof(c->listen_str), "%s", value);
+		return 0;
+	case 'r':
+		if (url_parse_relay(value, &c->relay, msg) < 0) {
+			snprintf(err, SHIM_ERR_LEN, "--relay: %.240s", msg);
+			return -EINVAL;
+		}
+		if (strlen(value) >= sizeof(c->relay_str)) {
+			snprintf(err, SHIM_ERR_LEN, "--relay: URL too long");
+			return -EINVAL;
+		}
+		snprintf(c->relay_str, sizeof(c->relay_str), "%s", value);
+		c->relay_set = true;
+		return 0;
+	case OPT_CA:
+		if (strlen(value) >= sizeof(c->ca_file)) {
+			snprintf(err, SHIM_ERR_LEN, "--ca: path too long");
+			return -EINVAL;
+		}
+		snprintf(c->ca_file, sizeof(c->ca_file), "%s", value);
+		return 0;
+	case OPT_PIN:
+		if (ps->from_cli && ps->pins_from_file) {
+			c->npins = 0; /* the command line replaces the file's pins */
+			ps->pins_from_file = false;
+		}
+		if (c->npins == SHIM_PIN_MAX) {
+			snprintf(err, SHIM_ERR_LEN, "--pin: at most %d pins", SHIM_PIN_MAX);
+			return -EINVAL;
+		}
+		if (url_parse_pin(value, c->pins[c->npins]) < 0) {
+			snprintf(err, SHIM_ERR_LEN,
+				 "--pin: '%s' is not sha256// followed by the base64 of a SHA-256",
+				 value);
+			return -EINVAL;
+		}
+		c->npins++;
+		if (!ps->from_cli)
+			ps->pins_from_file = true;
+		return 0;
+	case OPT_INSECURE:
+		c->insecure = b;
+		return 0;
+	case OPT_PROXY:
+		if (strlen(value) >= sizeof(ps->proxy_buf)) {
+			snprintf(err, SHIM_ERR_LEN, "--proxy: URL too long");
+			return -EINVAL;
+		}
+		snprintf(ps->proxy_buf, sizeof(ps->proxy_buf), "%s", value);
+		ps->proxy_arg = ps->proxy_buf;
+		if (url_parse_proxy(value, false, &c->proxy, msg) < 0) {
+			snprintf(err, SHIM_ERR_LEN, "--proxy: %.240s", msg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_NO_PROXY:
+		c->no_proxy = b;
+		return 0;
+	case OPT_KEEPALIVE:
+		if (conf_parse_uint(value, 0, 3600, &n) < 0) {
+			snprintf(err, SHIM_ERR_LEN, "--keepalive: '%s' is not a number of seconds "
+				 "from 0 to 3600", value);
+			return -EINVAL;
+		}
+		c->keepalive_s = (unsigned)n;
+		return 0;
+	case OPT_MAX_SESSIONS:
+		if (conf_parse_uint(value, 1, SHIM_MAX_SESSIONS_LIMIT, &n) < 0) {
+			snprintf(err, SHIM_ERR_LEN, "--max-sessions: '%s' is not a number from 1 to %d",
+				 value, SHIM_MAX_SESSIONS_LIMIT);
+			return -EINVAL;
+		}
+		c->max_sessions = (unsigned)n;
+		return 0;
+	}
+	snprintf(err, SHIM_ERR_LEN, "unknown option");
+	return -EINVAL;
+}
+
+static int conf_file_pair(void *arg, const char *key, const char *value,
+			  char err[static CONF_ERR_LEN])
+{
+	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
+					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS };
+	char msg[SHIM_ERR_LEN];
+
+	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
+		if (!conf_key_matches(key, opt_name(file_opts[i])))
+			continue;
+		if (conf_set(arg, file_opts[i], value, msg) < 0) {
+			snprintf(err, CONF_ERR_LEN, "%s", msg);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
+	return -EINVAL;
+}
+
+/* The proxy from the environment, unless no_proxy excludes the relay's host. */
+static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
+{
+	static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy" };
+	const char *np = getenv("no_proxy");
+	char msg[SHIM_ERR_LEN];
+
+	if (!np || !*np)
+		np = getenv("NO_PROXY");
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+
+		if (!v || !*v)
+			continue;
+		if (np && url_no_proxy_matches(np, c->relay.host)) {
+			log_debug("%s set, but no_proxy matches %s: direct", vars[i], c->relay.host);
+			return 0;
+		}
+		if (url_parse_proxy(v, true, &c->proxy, msg) < 0) {
+			snprintf(err, SHIM_ERR_LEN, "environment %s: %.220s", vars[i], msg);
+			return -EINVAL;
+		}
+		log_debug("proxy from %s", vars[i]);
+		return 0;
+	}
+	return 0;
+}
+
+/* Parse flags (and the -c file first). Exits on -h/--version; returns 0 or -EINVAL. */
+static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check, int *verbose,
+			char err[static SHIM_ERR_LEN])
+{
+	struct parse_state ps = { .conf = c };
+	const char *file = NULL;
+	int opt;
+
+	memset(c, 0, sizeof(*c));
+	c->keepalive_s = SHIM_DEFAULT_KEEPALIVE_S;
+	c->max_sessions = SHIM_DEFAULT_MAX_SESSIONS;
+	if (conf_set(&ps, 'l', "127.0.0.1:51820", err) < 0)
+		return -EINVAL;
+
+	/* pass 1: -c, help, version, usage errors */
+	opterr = 1;
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("wgws-shim " WGWS_VERSION "\n");
+			exit(0);
+		case '?':
+			usage(stderr);
+			exit(1);
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, SHIM_ERR_LEN, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (file && conf_load(file, "Shim", conf_file_pair, &ps, err) < 0)
+		return -EINVAL;
+
+	/* pass 2: the command line overrides the file */
+	ps.from_cli = true;
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			break;
+		case 'v':
+			(*verbose)++;
+			break;
+		case OPT_CHECK_CONFIG:
+			*check = true;
+			break;
+		default:
+			if (conf_set(&ps, opt, optarg, err) < 0)
+				return -EINVAL;
+		}
+	}
+
+	if (!c->relay_set) {
+		snprintf(err, SHIM_ERR_LEN, "--relay is required (wss://HOST[:PORT]/PATH)");
+		return -EINVAL;
+	}
+	if (c->insecure && c->npins) {
+		snprintf(err, SHIM_ERR_LEN, "--pin and --insecure exclude each other");
+		return -EINVAL;
+	}
+	if (c->insecure && c->ca_file[0]) {
+		snprintf(err, SHIM_ERR_LEN, "--ca and --insecure exclude each other");
+		return -EINVAL;
+	}
+	if (c->no_proxy) {
+		if (ps.proxy_arg) {
+			snprintf(err, SHIM_ERR_LEN, "--proxy '%s' and --no-proxy exclude each other",
+				 ps.proxy_arg);
+			return -EINVAL;
+		}
+		memset(&c->proxy, 0, sizeof(c->proxy));
+	} else if (!ps.proxy_arg && proxy_from_env(c, err) < 0) {
+		return -EINVAL;
+	}
+	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
+	return 0;
+}
+
+static void log_start(const struct shim_conf *c)
+{
+	char hp[ADDR_HOST_MAX + 16];
+
+	if (c->proxy.set)
+		log_info("using proxy http://%s%s%s", c->proxy.user, c->proxy.user[0] ? "@" : "",
+			 url_format_hostport(c->proxy.host, c->proxy.host_is_v6, c->proxy.port, hp,
+					     sizeof(hp)));
+	else
+		log_info("no proxy: connecting to the relay directly");
+	if (c->insecure)
+		log_warnx("--insecure: the relay's certificate is NOT verified; anyone on the path "
+			  "can read and change the tunnel's outer layer. Use --pin or --ca instead");
+	else if (c->npins)
+		log_info("trusting the relay by public key pin (%u pin%s), not by CA", c->npins,
+			 c->npins > 1 ? "s" : "");
+	else
+		log_info("verifying the relay against %s", c->ca_file[0] ? c->ca_file :
+								   "the system CAs");
+}
+
+int main(int argc, char **argv)
+{
+	struct shim_conf *conf = calloc(1, sizeof(*conf));
+	char err[SHIM_ERR_LEN];
+	struct shim *sh = NULL;
+	SSL_CTX *ctx = NULL;
+	bool check = false;
+	int verbose = 0, ret;
+
+	log_init("wgws-shim", 0);
+	if (!conf)
+		fatalx("out of memory");
+	if (parse_config(argc, argv, conf, &check, &verbose, err) < 0)
+		fatalx("%s", err);
+	log_init("wgws-shim", verbose);
+	if (tls_ctx_open(&ctx, conf->ca_file, conf->npins, conf->insecure, err) < 0)
+		fatalx("%s", err);
+	if (check) {
+		printf("configuration ok\n");
+		SSL_CTX_free(ctx);
+		free(conf);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	log_start(conf);
+	if (shim_open(&sh, conf, ctx) < 0)
+		fatalx("cannot start");
+	ret = shim_run(sh);
+	shim_close(sh);
+	SSL_CTX_free(ctx);
+	free(conf);
+	return ret;
+}
