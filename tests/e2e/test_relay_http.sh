@@ -1,0 +1,113 @@
+#!/bin/bash
+# The relay's HTTP face, without WireGuard: /healthz 200, other paths 404, the upgrade on /wg
+# with subprotocol wgws (101) and nowhere else, records forwarded both ways to a UDP stand-in,
+# a 127.0.0.1 listener that really is 127.0.0.1 only, metrics, and SIGTERM with an open
+# connection (client sees close 1001, relay exits 0). Root: inside a private namespace;
+# otherwise on free high ports of the host's loopback.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_cmd curl ss
+need_bins wgws-relay
+
+NS=""
+if [ "$(id -u)" = 0 ]; then
+	NS=wgws-$$-http
+	netns_add "$NS"
+	PORT=8443 MPORT=9100 UPORT=51820
+else
+	# free_port tcp|udp: a port the kernel just handed out on 127.0.0.1.
+	free_port() {
+		"$PY" -c "import socket; s = socket.socket(type=socket.SOCK_${1^^}); \
+s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+	}
+	PORT=$(free_port stream) MPORT=$(free_port stream) UPORT=$(free_port dgram)
+fi
+# run CMD...: in the private namespace when there is one (RUN prefixes spawned commands).
+RUN=()
+[ -z "$NS" ] || RUN=(ip netns exec "$NS")
+run() { "${RUN[@]}" "$@"; }
+base=https://127.0.0.1:$PORT
+URL=wss://127.0.0.1:$PORT/wg
+http_code() { run curl -sk -m 3 -o /dev/null -w '%{http_code}' "$@" || true; }
+metric() {
+	run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
+}
+
+certs_make
+SINK_LOG=$T/udpsink.log
+spawn "$SINK_LOG" "${RUN[@]}" "$PY" "$TOOLS/udpsink.py" "127.0.0.1:$UPORT" --marker deadbeef --echo
+SINK_PID=$SPAWNED
+wait_for 5 grep -q listening "$SINK_LOG" || fail "udpsink did not start: $(cat "$SINK_LOG")"
+RELAY_LOG=$T/relay.log
+spawn "$RELAY_LOG" "${RUN[@]}" "$WGWS_BUILD/wgws-relay" --listen "127.0.0.1:$PORT" --cert "$CERT" \
+	--key "$KEY" --metrics "127.0.0.1:$MPORT" --wg "127.0.0.1:$UPORT"
+RELAY_PID=$SPAWNED
+healthz_ok() { [ "$(http_code "$base/healthz")" = 200 ]; }
+wait_for 10 healthz_ok || {
+	alive "$RELAY_PID" || fail "relay exited at start-up"
+	fail "relay /healthz did not answer 200 within 10 s"
+}
+ok "/healthz → 200 (relay pid $RELAY_PID${NS:+, namespace $NS}, port $PORT)"
+
+for p in / /other /wg; do
+	code=$(http_code "$base$p")
+	case "$p" in
+	/wg) case "$code" in 200 | 101) fail "plain GET $p → $code" ;; esac ;;
+	*) [ "$code" = 404 ] || fail "GET $p → $code, expected 404" ;;
+	esac
+	ok "GET $p (no upgrade) → $code"
+done
+
+out=$(run "$PY" "$TOOLS/wsraw.py" --wait 2 "$URL" "$(rec_hex 4 64 deadbeef)" 2>&1) || true
+grep -qx "status 101" <<<"$out" || fail "upgrade on /wg with wgws: $(oneline "$out")"
+ok "upgrade on /wg with Sec-WebSocket-Protocol: wgws → 101"
+grep -qx "recv binary 66" <<<"$out" ||
+	fail "the datagram echoed by the UDP peer did not come back as one 66-byte message: $(oneline "$out")"
+ok "a 64-byte record went to UDP 127.0.0.1:$UPORT and its echo came back as one message"
+
+out=$(run "$PY" "$TOOLS/wsraw.py" --wait 1 "wss://127.0.0.1:$PORT/other" 2>&1) && rc=0 || rc=$?
+[ "$rc" = 3 ] || fail "upgrade on /other was not refused (rc $rc): $(oneline "$out")"
+ok "upgrade on /other refused ($(head -n 1 <<<"$out"))"
+
+# only_loopback PORT WHAT: every TCP listener on PORT is 127.0.0.1:PORT (none on 0.0.0.0/[::]).
+only_loopback() {
+	local l listeners
+	listeners=$(run ss -Hltn "sport = :$1" | awk '{print $4}' | sort -u | tr '\n' ' ')
+	case " $listeners " in
+	"  ") fail "ss shows no $2 listener on port $1" ;;
+	*" 0.0.0.0:"* | *"[::]:"* | *" *:"*) fail "$2 bound to 127.0.0.1 also listens on: $listeners" ;;
+	esac
+	for l in $listeners; do [ "$l" = "127.0.0.1:$1" ] || fail "unexpected $2 listener $l"; done
+	ok "$2 listeners on port $1: $listeners(127.0.0.1 only)"
+}
+only_loopback "$PORT" relay
+only_loopback "$MPORT" metrics
+
+act=$(metric wgws_relay_connections_active)
+[ "$act" != absent ] || fail "metrics lack wgws_relay_connections_active"
+ok "metrics: wgws_relay_connections_active $act," \
+	"ws_to_udp $(metric 'wgws_relay_packets_total{dir="ws_to_udp"}')," \
+	"udp_to_ws $(metric 'wgws_relay_packets_total{dir="udp_to_ws"}')"
+
+stop_pid "$SINK_PID" TERM 3
+grep -q "marked [1-9]" "$SINK_LOG" || fail "UDP peer saw no marked datagram: $(tail -n 1 "$SINK_LOG")"
+ok "UDP peer: $(tail -n 1 "$SINK_LOG")"
+
+say "SIGTERM with an open WebSocket connection"
+WS_LOG=$T/ws-term.log
+spawn "$WS_LOG" "${RUN[@]}" "$PY" "$TOOLS/wsraw.py" --wait 15 "$URL"
+WS_PID=$SPAWNED
+wait_for 5 grep -qx "status 101" "$WS_LOG" || fail "no upgrade: $(cat "$WS_LOG")"
+one_active() { [ "$(metric wgws_relay_connections_active)" = 1 ]; }
+wait_for 3 one_active ||
+	fail "connections_active is $(metric wgws_relay_connections_active) with one open connection"
+ok "connections_active = 1 with one client"
+stop_pid "$RELAY_PID" TERM 5
+relay_rc=$STOP_RC
+stop_pid "$WS_PID" TERM 5
+grep -qx "close 1001" "$WS_LOG" || fail "client did not see close 1001: $(tr '\n' ' ' <"$WS_LOG")"
+ok "client saw close 1001"
+[ "$relay_rc" = 0 ] || fail "relay exited with status $relay_rc after SIGTERM"
+ok "relay exited 0"
+echo "PASS test_relay_http"

@@ -1,0 +1,79 @@
+#!/bin/bash
+# The shim's TLS and proxy failure modes, all through squid: a wrong pin, the right pin, an
+# untrusted self-signed certificate without pin or CA, --ca with the certificate, and a proxy
+# that refuses CONNECT (407, then 403) — reported with its status and retried, never fatal.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_root
+need_cmd wireguard-go wg nft squid curl ping
+need_bins
+
+topology
+wg_up
+block_client_udp
+wg_endpoint_shim
+certs_make
+start_squid
+start_relay
+
+# The shim connects when WireGuard first sends: keep a ping running during each case.
+# expect_no_connect WHAT PATTERN: the shim logs PATTERN, never connects, and no ping passes.
+expect_no_connect() {
+	bg_ping_start "$T/bgping-$SHIM_N.log"
+	wait_for 15 grep -qF -- "$2" "$SHIM_LOG" || fail "$1: shim never logged '$2'"
+	sleep 1
+	bg_ping_stop
+	[ "$PING_RX" = 0 ] || fail "$1: $PING_RX pings crossed the tunnel"
+	[ "$(log_count "$SHIM_LOG" "connected to relay")" = 0 ] || fail "$1: shim connected anyway"
+	alive "$SHIM_PID" || fail "$1: shim exited (it should keep retrying)"
+	ok "$1: shim logs '$2', no connection, $PING_TX pings all lost"
+	stop_shim
+}
+# expect_connect WHAT: the shim connects and ping crosses the tunnel.
+expect_connect() {
+	bg_ping_start "$T/bgping-$SHIM_N.log"
+	wait_shim_connected 15
+	wait_for 15 grep -q "bytes from" "$BGPING_LOG" || fail "$1: connected but no ping across"
+	bg_ping_stop
+	ping_ok 5 5 || fail "$1: ping $PING_RX/$PING_TX"
+	ok "$1: shim connected, ping $PING_RX/$PING_TX"
+	stop_shim
+}
+
+say "wrong pin"
+start_shim --pin "sha256//$(head -c 32 /dev/zero | base64)"
+expect_no_connect "wrong pin" "pin mismatch"
+
+say "right pin ($PIN)"
+start_shim --pin "$PIN"
+expect_connect "right pin"
+
+say "self-signed certificate, neither --pin nor --ca"
+start_shim
+expect_no_connect "untrusted certificate" "certificate verify failed"
+
+say "--ca with the gateway's certificate"
+start_shim --ca "$CERT"
+expect_connect "--ca"
+
+# shim_refused CODE N: at least N attempts logged as refused with CODE.
+shim_refused() { [ "$(log_count "$SHIM_LOG" "proxy refused CONNECT: $1")" -ge "$2" ]; }
+
+for code in 407 403; do
+	say "proxy refuses CONNECT with $code"
+	stop_squid
+	start_squid 900 "$code"
+	start_shim --pin "$PIN"
+	bg_ping_start "$T/bgping-$SHIM_N.log"
+	wait_for 15 shim_refused "$code" 2 ||
+		fail "proxy $code: expected 2 attempts logged as 'proxy refused CONNECT: $code'" \
+			"(got $(log_count "$SHIM_LOG" "proxy refused CONNECT: $code"))"
+	bg_ping_stop
+	alive "$SHIM_PID" || fail "proxy $code: the shim exited"
+	[ "$(log_count "$SHIM_LOG" "connected to relay")" = 0 ] || fail "proxy $code: shim connected"
+	ok "proxy $code: $(log_count "$SHIM_LOG" "proxy refused CONNECT: $code") refused attempts" \
+		"logged, shim still running, no connection"
+	grep -m1 "proxy refused CONNECT" "$SHIM_LOG" | sed 's/^/     shim said: /'
+	stop_shim
+done
+echo "PASS test_tls"
