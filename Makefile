@@ -131,4 +131,6 @@ clean:
 help:
 	@sed -n '2,6p' Makefile
 
+.SECONDARY:
+
 -include $(COMMON_OBJ:.o=.d) $(RELAY_OBJ:.o=.d) $(SHIM_OBJ:.o=.d) $(UNIT_BIN:%=%.d)

@@ -361,25 +361,30 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* Refusals answer with a status the client can show (lws closes after). */
 		if (relay.shutting_down) {
 			relay.st.rejects[REJECT_SHUTDOWN]++;
+			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
 		}
 		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 		    strcmp(uri, relay.cfg.path)) {
 			relay.st.rejects[REJECT_UPGRADE]++;
+			lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 			return 1;
 		}
 		if (relay.conns_active >= relay.cfg.max_conns) {
 			relay.st.rejects[REJECT_LIMIT]++;
 			log_info("connection limit (%lu) reached: refusing a tunnel",
 				 relay.cfg.max_conns);
+			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
 		}
 		if (ip_limit_reached(wsi)) {
 			relay.st.rejects[REJECT_IP_LIMIT]++;
 			log_info("per-address limit (%lu) reached: refusing a tunnel",
 				 relay.cfg.max_conns_per_ip);
+			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
 		}
 		return 0;

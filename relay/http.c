@@ -123,6 +123,7 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* A WebSocket upgrade without our subprotocol. */
 		relay.st.rejects[REJECT_UPGRADE]++;
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
 		return 1;
 
 	case LWS_CALLBACK_HTTP:

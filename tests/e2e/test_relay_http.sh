@@ -68,7 +68,12 @@ ok "a 64-byte record went to UDP 127.0.0.1:$UPORT and its echo came back as one 
 
 out=$(run "$PY" "$TOOLS/wsraw.py" --wait 1 "wss://127.0.0.1:$PORT/other" 2>&1) && rc=0 || rc=$?
 [ "$rc" = 3 ] || fail "upgrade on /other was not refused (rc $rc): $(oneline "$out")"
-ok "upgrade on /other refused ($(head -n 1 <<<"$out"))"
+grep -qx "status 404" <<<"$out" || fail "upgrade on /other: expected 404: $(oneline "$out")"
+ok "upgrade on /other refused with 404"
+
+out=$(run "$PY" "$TOOLS/wsraw.py" --protocol '' --wait 1 "$URL" 2>&1) && rc=0 || rc=$?
+grep -qx "status 400" <<<"$out" || fail "upgrade without subprotocol: expected 400: $(oneline "$out")"
+ok "upgrade on /wg without Sec-WebSocket-Protocol: wgws refused with 400"
 
 # only_loopback PORT WHAT: every TCP listener on PORT is 127.0.0.1:PORT (none on 0.0.0.0/[::]).
 only_loopback() {
