@@ -50,6 +50,12 @@ wait_for 10 healthz_ok || {
 }
 ok "/healthz → 200 (relay pid $RELAY_PID${NS:+, namespace $NS}, port $PORT)"
 
+if [ "$(id -u)" = 0 ]; then
+	user=$(ps -o user= -p "$RELAY_PID" | tr -d ' ')
+	[ "$user" = nobody ] || fail "the relay started as root runs as '$user', not nobody"
+	ok "started as root, the relay runs as nobody once its ports are bound"
+fi
+
 for p in / /other /wg; do
 	code=$(http_code "$base$p")
 	case "$p" in
