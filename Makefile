@@ -21,6 +21,7 @@ endif
 
 RELAY_PKGS := libwebsockets openssl
 SHIM_PKGS := openssl
+PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson
 TEST_PKGS := cmocka
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
@@ -37,17 +38,24 @@ endif
 COMMON_SRC := $(wildcard common/*.c)
 RELAY_SRC := $(wildcard relay/*.c)
 SHIM_SRC := $(wildcard client-shim/*.c)
+PROV_SRC := $(wildcard provisioner/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
 RELAY_OBJ := $(RELAY_SRC:%.c=$(B)/%.o)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(B)/%.o)
+PROV_OBJ := $(PROV_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 PROGS := $(B)/wgws-relay $(B)/wgws-shim
+ifneq ($(wildcard provisioner/main.c),)
+PROGS += $(B)/wgws-provisioner
+endif
+# Test drivers built from tests/tools/*.c (each links the provisioner's modules).
+TOOLS := $(patsubst tests/tools/%.c,$(B)/%,$(wildcard tests/tools/*.c))
 
 .PHONY: all test unit e2e deps demo bench fuzz install clean help check-deps
-all: $(PROGS)
+all: $(PROGS) $(TOOLS)
 
 # Objects are rebuilt whenever the flags change (plain vs SANITIZE=1, WERROR, CFLAGS).
 FLAGS_STAMP := $(B)/.flags
@@ -63,9 +71,15 @@ $(B)/relay/%.o: relay/%.c $(FLAGS_STAMP)
 $(B)/client-shim/%.o: client-shim/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(SHIM_PKGS)) -c -o $@ $<
+$(B)/provisioner/%.o: provisioner/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(PROV_PKGS)) -c -o $@ $<
 $(B)/tests/%.o: tests/unit/%.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) -Iclient-shim -Irelay $(call pkg_cflags,$(TEST_PKGS) openssl) -c -o $@ $<
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) -Iclient-shim -Iprovisioner $(call pkg_cflags,$(TEST_PKGS) $(PROV_PKGS)) -c -o $@ $<
+$(B)/tools/%.o: tests/tools/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) -Iprovisioner $(call pkg_cflags,$(PROV_PKGS)) -c -o $@ $<
 
 $(B)/libcommon.a: $(COMMON_OBJ)
 	$(call msg,AR,$@)$(AR) rcs $@ $^
@@ -74,22 +88,33 @@ $(B)/wgws-relay: $(RELAY_OBJ) $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(RELAY_PKGS))
 $(B)/wgws-shim: $(SHIM_OBJ) $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(SHIM_PKGS))
+# An archive, so a test or tool links only the modules it uses.
+$(B)/libprov.a: $(filter-out $(B)/provisioner/main.o,$(PROV_OBJ))
+	$(call msg,AR,$@)rm -f $@; $(AR) rcs $@ $^
+$(B)/wgws-provisioner: $(PROV_OBJ) $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PROV_PKGS))
+$(B)/%: $(B)/tools/%.o $(B)/libprov.a $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PROV_PKGS))
 
-# A unit test links its module's objects: common/ always, plus the shim's own modules
-# (everything but main.o) for tests of shim internals.
+# A unit test links common/, plus its program's modules (everything but main.o):
+# test_shim_* the shim's, test_prov_* the provisioner's.
 SHIM_LIB_OBJ := $(filter-out $(B)/client-shim/main.o,$(SHIM_OBJ))
-$(B)/tests/test_%: $(B)/tests/test_%.o $(SHIM_LIB_OBJ) $(B)/libcommon.a
+$(B)/tests/test_shim_%: $(B)/tests/test_shim_%.o $(SHIM_LIB_OBJ) $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) openssl)
+$(B)/tests/test_prov_%: $(B)/tests/test_prov_%.o $(B)/libprov.a $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) $(PROV_PKGS))
+$(B)/tests/test_%: $(B)/tests/test_%.o $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS))
 
 # --- tests ----------------------------------------------------------------------------
-test: check-deps $(PROGS) $(UNIT_BIN)
-	$(Q)tests/run.sh $(UNIT_BIN)
+test: check-deps $(PROGS) $(TOOLS) $(UNIT_BIN)
+	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh $(UNIT_BIN)
 
 unit: $(UNIT_BIN)
-	$(Q)tests/run.sh --unit-only $(UNIT_BIN)
+	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --unit-only $(UNIT_BIN)
 
-e2e: check-deps $(PROGS)
-	$(Q)tests/run.sh --e2e-only
+e2e: check-deps $(PROGS) $(TOOLS)
+	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
 # --- fuzzing (clang + libFuzzer): make fuzz [FUZZ_SECONDS=60] ---------------------------
 FUZZ_SECONDS ?= 60
@@ -105,10 +130,13 @@ fuzz: $(FUZZ_BIN)
 
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
-DEB_BUILD := gcc make pkg-config libwebsockets-dev libssl-dev libcmocka-dev
+DEB_BUILD := gcc make pkg-config libwebsockets-dev libssl-dev libcmocka-dev libmnl-dev \
+	libsqlite3-dev libsodium-dev libjansson-dev
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
 	python3 iputils-ping procps
-DEBS := $(DEB_BUILD) $(DEB_TEST)
+# Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
+DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
+DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL)
 
 deps:
 	$(Q)tests/deps.sh $(DEBS)
@@ -133,4 +161,5 @@ help:
 
 .SECONDARY:
 
--include $(COMMON_OBJ:.o=.d) $(RELAY_OBJ:.o=.d) $(SHIM_OBJ:.o=.d) $(UNIT_BIN:%=%.d)
+-include $(COMMON_OBJ:.o=.d) $(RELAY_OBJ:.o=.d) $(SHIM_OBJ:.o=.d) $(PROV_OBJ:.o=.d) \
+	$(UNIT_BIN:%=%.d) $(wildcard $(B)/tools/*.d)

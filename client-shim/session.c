@@ -44,6 +44,7 @@ enum {
 	SHIM_DGRAM_BUF = FRAME_MAX_LEN + 1, /* one more byte to see truncation */
 	SHIM_OUT_CAP = 65536 + 1024,    /* per-session output: TLS back-pressure drops beyond */
 	SHIM_IN_CAP = 16384,            /* per-session SSL_read buffer */
+	SHIM_READ_BUDGET = 16,          /* SSL_reads per wake-up before others get a turn */
 	SHIM_QUEUE_PKTS = 16,           /* datagrams held while not OPEN */
 	SHIM_QUEUE_BYTES = 32768,
 	SHIM_MAX_ADDRS = 8,
@@ -107,6 +108,7 @@ struct session {
 	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
 	unsigned attempts;
 	bool want_write;
+	bool rx_ready;                  /* more to read (budget spent or bytes inside OpenSSL) */
 	char key[WS_KEY_LEN + 1];
 	uint8_t *out; /* [out_off, out_len) waits for the socket */
 	size_t out_off, out_len;
@@ -224,7 +226,10 @@ static void conn_teardown(struct session *s)
 		s->fd = -1;
 	}
 	s->ev_mask = 0;
+	/* The CONNECT request (with Proxy-Authorization) may still be in the buffer. */
+	OPENSSL_cleanse(s->out, s->out_len);
 	s->out_off = s->out_len = 0;
+	s->rx_ready = false;
 	s->in_len = 0;
 	s->want_write = false;
 	memset(&s->wsp, 0, sizeof(s->wsp));
@@ -466,14 +471,23 @@ static int ws_input(struct session *s, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Read and dispatch until OpenSSL wants more from the socket. Returns 0 or -1. */
+/* Read and dispatch until OpenSSL wants more from the socket, or SHIM_READ_BUDGET reads:
+ * a relay that sends as fast as we decode must not starve uploads, timers or other
+ * sessions. What is left is marked rx_ready for the next turn of the loop (epoll does not
+ * see bytes OpenSSL already holds). Returns 0 or -1. */
 static int session_read(struct session *s)
 {
 	char buf[SHIM_ERR_LEN];
+	int budget = SHIM_READ_BUDGET;
 
+	s->rx_ready = false;
 	for (;;) {
 		int n, err;
 
+		if (budget-- == 0) {
+			s->rx_ready = true;
+			break;
+		}
 		if (s->sh->ssess == s)
 			sendq_flush(s->sh); /* views into s->in die with the next read */
 		ERR_clear_error();
@@ -495,6 +509,8 @@ static int session_read(struct session *s)
 		return session_fail(s, "connection lost: %s", ssl_err_str(s->ssl, n, err, buf,
 									       sizeof(buf)));
 	}
+	if (!s->rx_ready && s->ssl && SSL_pending(s->ssl) > 0)
+		s->rx_ready = true;
 	if (s->sh->ssess == s)
 		sendq_flush(s->sh);
 	if (s->want_write && s->out_off < s->out_len)
@@ -1320,6 +1336,7 @@ int shim_run(struct shim *sh)
 		 sh->conf->relay_str, sh->via);
 	while (!sh->stop) {
 		uint64_t next = UINT64_MAX;
+		bool ready = false;
 		int timeout, n;
 
 		sh->now = now_ms();
@@ -1333,9 +1350,12 @@ int shim_run(struct shim *sh)
 
 				if (d < next)
 					next = d;
+				ready |= s->rx_ready;
 			}
 		}
-		if (next == UINT64_MAX)
+		if (ready)
+			timeout = 0;
+		else if (next == UINT64_MAX)
 			timeout = -1;
 		else
 			timeout = next <= sh->now ? 0 : (int)(next - sh->now > 60000 ? 60000 :
@@ -1375,6 +1395,14 @@ int shim_run(struct shim *sh)
 			if (!s || s->gen != (uint32_t)(tag >> 32))
 				continue; /* freed or replaced within this batch */
 			session_on_io(s, evs[i].events);
+		}
+		/* Sessions that stopped reading on their budget: their turn comes after the
+		 * events of this round (the local UDP socket's among them). */
+		for (unsigned i = 0; ready && i < sh->conf->max_sessions; i++) {
+			struct session *s = sh->slots[i];
+
+			if (s && s->rx_ready && s->state == S_OPEN)
+				(void)session_read(s);
 		}
 	}
 	shim_shutdown(sh);

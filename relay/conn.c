@@ -36,6 +36,7 @@ struct conn {
 	struct sockaddr_storage peer_addr; /* port zeroed: the client's address */
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
+	bool established;       /* upgraded: no longer counted in conns_pending */
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
 	char peer[48];
 };
@@ -46,6 +47,11 @@ static struct iovec out_iov[RELAY_UDP_BATCH];
 size_t conn_user_size(void)
 {
 	return sizeof(struct conn);
+}
+
+bool conn_was_established(const void *user)
+{
+	return user && ((const struct conn *)user)->established;
 }
 
 uint64_t relay_now_ms(void)
@@ -71,7 +77,7 @@ static int udp_open(void)
 	fd = socket(wg->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, wg, relay.cfg.wg_len) < 0) {
+	if (bind(fd, (struct sockaddr *)&relay.udp_local, relay.udp_local_len) < 0) {
 		int ret = -errno;
 
 		close(fd);
@@ -139,7 +145,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	c->udp_wsi = lws_adopt_descriptor_vhost(relay.vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
 						 "wgws-udp", wsi);
 	if (!c->udp_wsi) {
-		/* lws closes the descriptor when adoption fails */
+		close(ret); /* lws closes only sockets it failed to adopt, not raw descriptors */
 		log_warnx("tunnel %s: cannot add the UDP socket to the event loop", c->peer);
 		return -ENOMEM;
 	}
@@ -158,7 +164,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	return 0;
 }
 
-/* Idempotent: called on CLOSED and again on WSI_DESTROY (which also follows a failed open). */
+/* Called on CLOSED, which lws delivers for every upgraded connection, a failed open too. */
 static void conn_release(struct conn *c)
 {
 	if (c->live) {
@@ -189,6 +195,14 @@ static void conn_release(struct conn *c)
 static void udp_flush(struct conn *c, unsigned *n)
 {
 	unsigned sent = 0;
+
+	if (c->udp_fd < 0) {
+		relay.st.drops[DROP_UDP_ERROR] += *n;
+		*n = 0;
+		return;
+	}
+	if (*n)
+		c->last_traffic_ms = relay_now_ms();
 
 	while (sent < *n) {
 		int r = sendmmsg(c->udp_fd, out_msgs + sent, *n - sent, MSG_DONTWAIT);
@@ -246,7 +260,12 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 		}
 		out_iov[n].iov_base = (void *)rec;
 		out_iov[n].iov_len = rec_len;
-		out_msgs[n].msg_hdr = (struct msghdr){ .msg_iov = &out_iov[n], .msg_iovlen = 1 };
+		out_msgs[n].msg_hdr = (struct msghdr){
+			.msg_name = &relay.cfg.wg,
+			.msg_namelen = relay.cfg.wg_len,
+			.msg_iov = &out_iov[n],
+			.msg_iovlen = 1,
+		};
 		n++;
 		/* A record reassembled in dec_buf is overwritten by the next partial record:
 		 * send it before feeding on. Views into `in` stay valid for the whole chunk. */
@@ -282,6 +301,7 @@ static void conn_udp_rx(struct conn *c)
 {
 	static struct mmsghdr msgs[RELAY_UDP_BATCH];
 	static struct iovec iov[RELAY_UDP_BATCH];
+	static struct sockaddr_storage from[RELAY_UDP_BATCH];
 	size_t slot = relay.cfg.max_record + 1; /* one spare byte tells an oversize datagram */
 
 	/* Bounded: a flooding socket cannot keep the loop to itself; it stays readable. */
@@ -291,7 +311,12 @@ static void conn_udp_rx(struct conn *c)
 		for (int i = 0; i < RELAY_UDP_BATCH; i++) {
 			iov[i].iov_base = relay.udp_buf + (size_t)i * slot;
 			iov[i].iov_len = slot;
-			msgs[i].msg_hdr = (struct msghdr){ .msg_iov = &iov[i], .msg_iovlen = 1 };
+			msgs[i].msg_hdr = (struct msghdr){
+				.msg_name = &from[i],
+				.msg_namelen = sizeof(from[i]),
+				.msg_iov = &iov[i],
+				.msg_iovlen = 1,
+			};
 		}
 		r = recvmmsg(c->udp_fd, msgs, RELAY_UDP_BATCH, MSG_DONTWAIT, NULL);
 		if (r < 0) {
@@ -304,6 +329,12 @@ static void conn_udp_rx(struct conn *c)
 		for (int i = 0; i < r; i++) {
 			size_t len = msgs[i].msg_len;
 
+			/* The socket is not connected: only WireGuard may answer on it. */
+			if (!addr_equal((struct sockaddr *)&from[i],
+					(struct sockaddr *)&relay.cfg.wg)) {
+				relay.st.drops[DROP_FOREIGN]++;
+				continue;
+			}
 			if (len > relay.cfg.max_record || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
 				relay.st.drops[DROP_OVERSIZE]++;
 				continue;
@@ -390,17 +421,24 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
-		return conn_open(c, wsi) < 0 ? -1 : 0;
+		c->established = true;
+		if (relay.conns_pending)
+			relay.conns_pending--;
+		if (conn_open(c, wsi) < 0) {
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, 0);
+			return -1;
+		}
+		return 0;
 
 	case LWS_CALLBACK_RECEIVE:
 		if (!c->live)
 			return -1;
-		c->last_traffic_ms = relay_now_ms();
-		if (c->last_traffic_ms - c->last_valid_ms > 5000) {
-			/* Traffic proves the peer alive as well as a pong does (rate-limited:
-			 * it re-sorts lws's timer list). */
+		if (relay_now_ms() - c->last_valid_ms > 5000) {
+			/* Any bytes prove the peer alive as well as a pong does (rate-limited:
+			 * it re-sorts lws's timer list). Only forwarded datagrams count
+			 * against --idle-timeout (udp_flush). */
 			lws_validity_confirmed(wsi);
-			c->last_valid_ms = c->last_traffic_ms;
+			c->last_valid_ms = relay_now_ms();
 		}
 		status = conn_ws_rx(c, in, len);
 		if (status) {
@@ -420,7 +458,6 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		return conn_ws_tx(c);
 
 	case LWS_CALLBACK_CLOSED:
-	case LWS_CALLBACK_WSI_DESTROY:
 		if (c)
 			conn_release(c);
 		return 0;
@@ -444,7 +481,9 @@ int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		return 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		if (c && c->live) {
+			/* lws closed the descriptor: never use its number again. */
 			c->udp_wsi = NULL;
+			c->udp_fd = -1;
 			conn_request_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
 		}
 		return 0;

@@ -11,13 +11,14 @@
 static const char *const drop_names[DROP_MAX] = {
 	[DROP_OVERSIZE] = "oversize",   [DROP_MALFORMED] = "malformed",
 	[DROP_TRUNCATED] = "truncated", [DROP_QUEUE_FULL] = "queue_full",
-	[DROP_UDP_ERROR] = "udp_error",
+	[DROP_UDP_ERROR] = "udp_error",   [DROP_FOREIGN] = "foreign_source",
 };
 
 static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_LIMIT] = "limit",
 	[REJECT_IP_LIMIT] = "ip_limit",
 	[REJECT_UPGRADE] = "bad_upgrade",
+	[REJECT_PENDING] = "pending",
 	[REJECT_SHUTDOWN] = "shutdown",
 };
 
@@ -61,6 +62,9 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_connections_active Tunnels open now.\n"
 	    "# TYPE wgws_relay_connections_active gauge\n"
 	    "wgws_relay_connections_active %u\n", relay.conns_active);
+	PUT("# HELP wgws_relay_connections_pending Connections in TLS or upgrade now.\n"
+	    "# TYPE wgws_relay_connections_pending gauge\n"
+	    "wgws_relay_connections_pending %u\n", relay.conns_pending);
 	PUT("# HELP wgws_relay_connections_total Tunnels opened since start.\n"
 	    "# TYPE wgws_relay_connections_total counter\n"
 	    "wgws_relay_connections_total %llu\n", (unsigned long long)st->conns_total);
@@ -109,16 +113,34 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		/* Cheap early refusal before TLS; the exact check is at upgrade time. */
+		/* Before TLS only what protects the relay itself is refused (a bare close):
+		 * tunnel limits are checked at upgrade time, where a 503 can explain them. */
 		if (relay.shutting_down) {
 			relay.st.rejects[REJECT_SHUTDOWN]++;
 			return 1;
 		}
-		if (relay.conns_active >= relay.cfg.max_conns) {
-			relay.st.rejects[REJECT_LIMIT]++;
+		if (relay.conns_pending >= relay.cfg.max_pending) {
+			relay.st.rejects[REJECT_PENDING]++;
 			return 1;
 		}
+		/* Pending until it upgrades (conn.c) or goes away (WSI_DESTROY below). */
+		relay.conns_pending++;
 		return 0;
+
+	case LWS_CALLBACK_WSI_DESTROY: {
+		/* lws tells protocols[0] about every wsi of the vhost that goes away. Not
+		 * pending: our UDP sockets, and tunnels that did upgrade. (The listening
+		 * socket goes only at exit.) */
+		const struct lws_protocols *p = lws_get_protocol(wsi);
+
+		if (p && !strcmp(p->name, "wgws-udp"))
+			return 0;
+		if (p && !strcmp(p->name, RELAY_SUBPROTOCOL) && conn_was_established(user))
+			return 0;
+		if (relay.conns_pending)
+			relay.conns_pending--;
+		return 0;
+	}
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* A WebSocket upgrade without our subprotocol. */

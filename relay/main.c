@@ -41,8 +41,10 @@ static const char usage_text[] =
 	"  --max-conns N           most tunnels at once (default 1024)\n"
 	"  --max-conns-per-ip N    most tunnels from one client address (default 0 = no\n"
 	"                          limit; clients behind one NAT share an address)\n"
-	"  --max-record N          longest datagram accepted, bytes (default 65535; a longer\n"
-	"                          record closes the tunnel with 1009)\n"
+	"  --max-pending N         connections allowed at once in TLS or upgrade (default 256)\n"
+	"  --max-record N          longest datagram, bytes (default 65535); a longer record\n"
+	"                          from a client closes its tunnel with 1009, a longer one\n"
+	"                          from WireGuard is dropped; keep it >= WireGuard's MTU + 32\n"
 	"  --queue-bytes N         send queue toward each client; datagrams that do not fit\n"
 	"                          are dropped and counted (default 65536)\n"
 	"  --idle-timeout SECONDS  close a tunnel with no datagrams either way (default 600,\n"
@@ -62,7 +64,7 @@ static const char usage_text[] =
 
 enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
-	OPT_MAX_RECORD,
+	OPT_MAX_PENDING, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
 	OPT_USER, OPT_CHECK_CONFIG, OPT_VERSION,
 };
@@ -75,6 +77,7 @@ static const struct option long_opts[] = {
 	{ "wg", required_argument, NULL, OPT_WG },
 	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 	{ "max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP },
+	{ "max-pending", required_argument, NULL, OPT_MAX_PENDING },
 	{ "max-record", required_argument, NULL, OPT_MAX_RECORD },
 	{ "queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
@@ -155,6 +158,8 @@ static int set_option(struct relay_cfg *cfg, int id, const char *v, char *err)
 		return set_uint(name, v, 1, 1000000, &cfg->max_conns, err);
 	case OPT_MAX_CONNS_PER_IP:
 		return set_uint(name, v, 0, 1000000, &cfg->max_conns_per_ip, err);
+	case OPT_MAX_PENDING:
+		return set_uint(name, v, 1, 1000000, &cfg->max_pending, err);
 	case OPT_MAX_RECORD:
 		return set_uint(name, v, 148, FRAME_MAX_LEN, &cfg->max_record, err);
 	case OPT_QUEUE_BYTES:
@@ -192,6 +197,7 @@ static void cfg_defaults(struct relay_cfg *cfg)
 	if (addr_parse("127.0.0.1:51820", &cfg->wg, &cfg->wg_len) < 0)
 		fatalx("default --wg");
 	cfg->max_conns = 1024;
+	cfg->max_pending = 256;
 	cfg->max_record = FRAME_MAX_LEN;
 	cfg->queue_bytes = 65536;
 	cfg->idle_timeout_s = 600;
@@ -262,6 +268,27 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 		fatalx("--metrics and --listen must differ");
 	if (getuid() == 0 && !getpwnam(cfg->user))
 		fatalx("--user: no such user '%s'", cfg->user);
+	if (cfg->max_record < 1452)
+		log_warnx("--max-record %lu is below 1452, the size of a full WireGuard packet at "
+			  "the default MTU 1420: such packets will be refused", cfg->max_record);
+}
+
+/* The address the kernel would send from toward --wg: tunnels' sockets bind to it (port 0)
+ * so that only that path reaches them, and stay unconnected (see relay.h). */
+static void find_udp_source(const struct relay_cfg *cfg)
+{
+	char addr[ADDR_STR_LEN];
+	int fd = socket(cfg->wg.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	relay.udp_local_len = sizeof(relay.udp_local);
+	if (fd < 0 || connect(fd, (const struct sockaddr *)&cfg->wg, cfg->wg_len) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&relay.udp_local, &relay.udp_local_len) < 0)
+		fatal("no route to --wg %s", addr_format((const struct sockaddr *)&cfg->wg, addr));
+	close(fd);
+	if (relay.udp_local.ss_family == AF_INET)
+		((struct sockaddr_in *)&relay.udp_local)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&relay.udp_local)->sin6_port = 0;
 }
 
 static void lws_emit(int level, const char *line)
@@ -393,15 +420,30 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
 }
 
-static void raise_fd_limit(void)
+/* Each tunnel holds two descriptors (TCP, UDP), each pending connection one: make sure the
+ * limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it. */
+static void fit_fd_limit(struct relay_cfg *cfg)
 {
+	enum { SPARE_FDS = 64 }; /* listeners, metrics, lws's own, log */
 	struct rlimit rl;
+	unsigned long need = cfg->max_conns * 2 + cfg->max_pending + SPARE_FDS;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		fatal("getrlimit");
+	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			log_warn("cannot raise the open-file limit");
+		getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_cur < cfg->max_pending + SPARE_FDS + 2)
+		fatalx("open-file limit %llu is too low for --max-pending %lu (raise ulimit -n)",
+		       (unsigned long long)rl.rlim_cur, cfg->max_pending);
+	cfg->max_conns = (rl.rlim_cur - cfg->max_pending - SPARE_FDS) / 2;
+	log_warnx("open-file limit %llu: --max-conns lowered to %lu (raise ulimit -n for more)",
+		  (unsigned long long)rl.rlim_cur, cfg->max_conns);
 }
 
 int main(int argc, char **argv)
@@ -422,7 +464,8 @@ int main(int argc, char **argv)
 
 	lws_set_log_level(relay.cfg.verbosity >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
 			  lws_emit);
-	raise_fd_limit();
+	fit_fd_limit(&relay.cfg);
+	find_udp_source(&relay.cfg);
 	relay.udp_buf = malloc((size_t)RELAY_UDP_BATCH * (relay.cfg.max_record + 1));
 	if (!relay.udp_buf)
 		fatalx("out of memory");

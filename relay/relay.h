@@ -36,6 +36,7 @@ struct relay_cfg {
 	char path[RELAY_PATH_MAX];
 	unsigned long max_conns;
 	unsigned long max_conns_per_ip; /* 0 = no per-address limit */
+	unsigned long max_pending;      /* connections not yet upgraded */
 	unsigned long max_record;
 	unsigned long queue_bytes;
 	unsigned long idle_timeout_s;  /* no tunnel traffic for this long: close (0 = never) */
@@ -52,6 +53,7 @@ enum relay_drop {
 	DROP_TRUNCATED,  /* stream ended in the middle of a record */
 	DROP_QUEUE_FULL, /* send queue toward the client full */
 	DROP_UDP_ERROR,  /* sending to WireGuard failed */
+	DROP_FOREIGN,    /* a datagram from another address than --wg */
 	DROP_MAX,
 };
 
@@ -59,6 +61,7 @@ enum relay_reject {
 	REJECT_LIMIT,    /* --max-conns reached */
 	REJECT_IP_LIMIT, /* --max-conns-per-ip reached */
 	REJECT_UPGRADE,  /* wrong path or subprotocol */
+	REJECT_PENDING,  /* --max-pending connections still in TLS or upgrade */
 	REJECT_SHUTDOWN,
 	REJECT_MAX,
 };
@@ -84,6 +87,10 @@ struct relay {
 	unsigned conns_active;
 	unsigned conns_pending;    /* accepted TCP connections not yet upgraded or closed */
 	bool shutting_down;
+	/* Tunnels' UDP sockets are bound here (port 0), unconnected: a connected UDP socket
+	 * turns an ICMP error into POLLERR, on which lws closes the descriptor. */
+	struct sockaddr_storage udp_local;
+	socklen_t udp_local_len;
 	lws_sorted_usec_list_t sweep;
 	struct relay_stats st;
 	/* Scratch for recvmmsg: the service loop is single-threaded, so one set serves all. */
@@ -101,6 +108,8 @@ int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		      size_t len);
 /* Size of the per-tunnel state lws allocates for each WS connection. */
 size_t conn_user_size(void);
+/* True once the connection with this per-tunnel state has upgraded (left conns_pending). */
+bool conn_was_established(const void *user);
 /* Close idle tunnels; called every RELAY_SWEEP_MS. */
 void conn_sweep(uint64_t now_ms);
 /* Ask every tunnel to close with 1001 (going away). */

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 mode=all
 case "${1:-}" in --unit-only | --e2e-only) mode=${1#--}; mode=${mode%-only}; shift ;; esac
 
-export WGWS_TOP=$PWD WGWS_BUILD=$PWD/build
-logs=build/test-logs
+export WGWS_TOP=$PWD WGWS_BUILD=${WGWS_BUILD:-$PWD/build}
+logs=$WGWS_BUILD/test-logs
 mkdir -p "$logs"
 pass=0 fail=0 skip=0 failed=()
 

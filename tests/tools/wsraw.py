@@ -222,6 +222,7 @@ def connect(a):
 
 def send_messages(a, c):
     op = OP_TEXT if a.text else OP_BIN
+    sent = 0
     for m in a.msg:
         if a.delay:
             time.sleep(a.delay)
@@ -233,8 +234,15 @@ def send_messages(a, c):
                              mask=not a.no_mask)
         else:
             out = frame(op, m, mask=not a.no_mask)
-        c.sock.sendall(out)
-    say("sent", len(a.msg))
+        try:
+            c.sock.sendall(out)
+        except (OSError, ssl.SSLError) as e:
+            # The server closed while we were still sending: stop, and let the
+            # caller read whatever it said (its close frame) before it went.
+            say("send-error", type(e).__name__)
+            return
+        sent += 1
+    say("sent", sent)
 
 
 def abort(c):

@@ -1,0 +1,121 @@
+#!/bin/bash
+# The relay's limits and its resilience, without WireGuard (a UDP echo stands in for it):
+#  - --max-pending caps connections still in TLS/upgrade, and the count returns to 0 when the
+#    header timeout cuts them;
+#  - --max-conns answers 503 to one tunnel too many;
+#  - --idle-timeout closes a tunnel that sends only zero-length keepalive records (1000);
+#  - WireGuard not listening (ICMP port unreachable) costs datagrams, never the tunnel: once
+#    it is back, the same WebSocket connection carries traffic again (regression: the UDP
+#    socket used to be connected, lws closed it on POLLERR, and its fd number was reused).
+# Root: in a private namespace; otherwise on free loopback ports.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_cmd curl
+need_bins wgws-relay
+
+NS=""
+if [ "$(id -u)" = 0 ]; then
+	NS=wgws-$$-lim
+	netns_add "$NS"
+	PORT=8443 MPORT=9100 UPORT=51820
+else
+	free_port() {
+		"$PY" -c "import socket; s = socket.socket(type=socket.SOCK_${1^^}); \
+s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+	}
+	PORT=$(free_port stream) MPORT=$(free_port stream) UPORT=$(free_port dgram)
+fi
+RUN=()
+[ -z "$NS" ] || RUN=(ip netns exec "$NS")
+run() { "${RUN[@]}" "$@"; }
+URL=wss://127.0.0.1:$PORT/wg
+metric() {
+	run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
+}
+# A well-formed 64-byte WireGuard data record (u16 length + type 4 + marker + zeros).
+REC=0040$(printf '04000000deadbeef%0112d' 0)
+start_sink() {
+	SINK_LOG=$T/udpsink.$1.log
+	spawn "$SINK_LOG" "${RUN[@]}" "$PY" "$TOOLS/udpsink.py" "127.0.0.1:$UPORT" --echo
+	SINK_PID=$SPAWNED
+	wait_for 5 grep -q listening "$SINK_LOG" || fail "udpsink did not start: $(cat "$SINK_LOG")"
+}
+
+certs_make
+start_sink 1
+RELAY_LOG=$T/relay.log
+spawn "$RELAY_LOG" "${RUN[@]}" "$WGWS_BUILD/wgws-relay" --listen "127.0.0.1:$PORT" \
+	--cert "$CERT" --key "$KEY" --metrics "127.0.0.1:$MPORT" --wg "127.0.0.1:$UPORT" \
+	--max-pending 3 --max-conns 2 --header-timeout 2 --idle-timeout 2
+RELAY_PID=$SPAWNED
+wait_for 10 sh -c "[ \"\$(${RUN[*]} curl -sk -m 2 -o /dev/null -w '%{http_code}' \
+	https://127.0.0.1:$PORT/healthz)\" = 200 ]" || fail "relay did not start"
+ok "relay up with --max-pending 3 --max-conns 2 --header-timeout 2 --idle-timeout 2"
+
+say "--max-pending: 6 silent TCP connections"
+HOLD_LOG=$T/hold.log
+spawn "$HOLD_LOG" "${RUN[@]}" "$PY" -c "
+import socket, time
+s = [socket.create_connection(('127.0.0.1', $PORT)) for i in range(6)]
+time.sleep(6)"
+HOLD_PID=$SPAWNED
+wait_for 5 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
+	awk '\$1 == \"wgws_relay_connections_pending\" { print \$2 }')\" = 3 ]" ||
+	fail "pending connections: expected 3, got $(metric wgws_relay_connections_pending)"
+rej=$(metric 'wgws_relay_connections_rejected_total{reason="pending"}')
+[ "$rej" -ge 3 ] || fail "expected at least 3 refusals for --max-pending, got $rej"
+ok "pending capped at 3, $rej refused"
+wait_for 6 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
+	awk '\$1 == \"wgws_relay_connections_pending\" { print \$2 }')\" = 0 ]" ||
+	fail "pending did not return to 0 after the header timeout: $(metric wgws_relay_connections_pending)"
+ok "the header timeout cut them: pending back to 0"
+stop_pid "$HOLD_PID"
+
+say "--max-conns 2: a third tunnel"
+for i in 1 2; do
+	spawn "$T/t$i.log" "${RUN[@]}" "$PY" "$TOOLS/wsraw.py" --wait 4 -q "$URL" "$REC"
+done
+wait_for 5 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
+	awk '\$1 == \"wgws_relay_connections_active\" { print \$2 }')\" = 2 ]" ||
+	fail "two tunnels did not open: active $(metric wgws_relay_connections_active)"
+out=$(run "$PY" "$TOOLS/wsraw.py" --wait 1 "$URL" 2>&1) || true
+grep -qx "status 503" <<<"$out" || fail "a third tunnel: expected 503: $(oneline "$out")"
+ok "third tunnel refused with 503"
+
+say "--idle-timeout 2: a tunnel that sends only zero-length records"
+wait_for 8 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
+	awk '\$1 == \"wgws_relay_connections_active\" { print \$2 }')\" = 0 ]" ||
+	fail "earlier tunnels still open"
+# Keepalives every 0.5 s up to 2 s, idle timeout 2 s, idle sweep every 1 s: if they do not
+# count, the close comes 2..3 s after the upgrade; if they reset the clock, after 4 s at least.
+IDLE_LOG=$T/idle.log
+spawn "$IDLE_LOG" "${RUN[@]}" "$PY" "$TOOLS/wsraw.py" --delay 0.5 --wait 6 "$URL" 0000 0000 0000 0000
+wait_for 5 grep -qx "status 101" "$IDLE_LOG" || fail "no upgrade: $(cat "$IDLE_LOG")"
+t0=$(now_ms)
+wait_for 8 grep -qx "close 1000" "$IDLE_LOG" || fail "keepalive-only tunnel not closed as idle: $(cat "$IDLE_LOG")"
+took=$(($(now_ms) - t0))
+[ "$took" -lt 3600 ] || fail "idle close took $took ms after the upgrade: keepalive records reset the idle clock"
+[ "$(metric 'wgws_relay_connections_closed_total{reason="idle"}')" -ge 1 ] ||
+	fail "idle close not counted"
+ok "closed with 1000 $took ms after the upgrade: keepalive records do not count as traffic"
+
+say "WireGuard not listening, then back: the same tunnel carries traffic again"
+stop_pid "$SINK_PID"
+WS_LOG=$T/ws-down.log
+# Records at 1 s, 2 s, ... 5 s; WireGuard (the echo) is down for the first two.
+spawn "$WS_LOG" "${RUN[@]}" "$PY" "$TOOLS/wsraw.py" --delay 1 --wait 2 "$URL" "$REC" "$REC" \
+	"$REC" "$REC" "$REC"
+WS_PID=$SPAWNED
+nap 2.5
+start_sink 2
+wait_for 8 sh -c "! kill -0 $WS_PID 2>/dev/null" || fail "wsraw did not finish"
+grep -qx "status 101" "$WS_LOG" || fail "no upgrade: $(cat "$WS_LOG")"
+if grep -q "^close 1011" "$WS_LOG"; then
+	fail "the tunnel was closed (1011) because WireGuard was briefly not listening"
+fi
+echoes=$(grep -c "^recv binary 66" "$WS_LOG" || true)
+[ "$echoes" -ge 2 ] || fail "after WireGuard came back, expected >= 2 echoes on the same connection, got $echoes: $(cat "$WS_LOG")"
+ok "tunnel survived; $echoes datagrams echoed once WireGuard was back"
+alive "$RELAY_PID" || fail "relay died"
+echo "PASS test_relay_limits"
