@@ -1,0 +1,656 @@
+/* The peer API: HTTP/1.1 and JSON, served by libwebsockets on a unix socket (and, when
+ * configured, on TCP where every request needs the bearer token). Input is hostile until
+ * checked: bodies are bounded by Content-Length before a byte is read, JSON must be an
+ * object of known fields with checked types, and an error is a 4xx with {"error": …} that
+ * changes nothing. A create answers only when the peer is durable in SQLite and, in eager
+ * mode, installed in the device. */
+#include <errno.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+#include "prov.h"
+
+enum {
+	API_BODY_MAX = 16384,
+	API_PATH_MAX = 256,
+	API_LIST_DEFAULT = 100,
+	API_LIST_MAX = 1000,
+	API_TTL_MAX = 10 * 365 * 86400,
+	API_METRICS_MAX = 16384,
+};
+
+enum api_method { M_OTHER, M_GET, M_POST, M_DELETE };
+
+/* Per HTTP connection (lws allocates and zeroes it). */
+struct req {
+	enum api_method method;
+	char path[API_PATH_MAX];
+	char *body;
+	size_t body_len, body_want;
+	double t0;
+};
+
+double hist_bound(unsigned i);
+
+static int reply(struct lws *wsi, unsigned status, const char *ctype, const char *body,
+		 size_t len, bool auth_challenge)
+{
+	uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
+	uint8_t *buf;
+	int ret = -1;
+
+	prov.st.api_requests++;
+	if (status >= 400)
+		prov.st.api_errors++;
+	if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end))
+		return -1;
+	if (auth_challenge &&
+	    lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
+					(const unsigned char *)"Bearer", 6, &p, end))
+		return -1;
+	if (lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	buf = malloc(LWS_PRE + len + 1);
+	if (!buf)
+		return -1;
+	memcpy(buf + LWS_PRE, body, len);
+	if (!len || lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) == (int)len)
+		ret = lws_http_transaction_completed(wsi) ? -1 : 0;
+	free(buf);
+	return ret;
+}
+
+/* Consumes j. */
+static int reply_json(struct lws *wsi, unsigned status, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	int ret;
+
+	json_decref(j);
+	if (!text)
+		return reply(wsi, 500, "application/json", "{\"error\":\"out of memory\"}", 25,
+			     false);
+	ret = reply(wsi, status, "application/json", text, strlen(text), false);
+	free(text);
+	return ret;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+reply_error(struct lws *wsi, unsigned status, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (status == 401) {
+		char *text = json_dumps(json_pack("{s:s}", "error", msg), JSON_COMPACT);
+		int ret;
+
+		if (!text)
+			return -1;
+		ret = reply(wsi, 401, "application/json", text, strlen(text), true);
+		free(text);
+		return ret;
+	}
+	return reply_json(wsi, status, json_pack("{s:s}", "error", msg));
+}
+
+static json_t *cidr_json(const struct prov_cidr *c)
+{
+	char buf[PROV_CIDR_STR];
+
+	return json_string(cidr_format(c, buf));
+}
+
+static json_t *peer_json(const struct store_peer *sp)
+{
+	char b64[WG_KEY_B64_LEN + 1];
+	struct wgdev_peer dp;
+	json_t *j = json_object(), *addrs = json_array(), *allowed = json_array();
+	unsigned n_addr = (unsigned)sp->has_ip4 + sp->has_ip6;
+
+	peer_to_device(sp, &dp);
+	for (unsigned i = 0; i < dp.n_allowed; i++) {
+		if (i < n_addr)
+			json_array_append_new(addrs, cidr_json(&dp.allowed[i]));
+		json_array_append_new(allowed, cidr_json(&dp.allowed[i]));
+	}
+	key_to_base64(sp->pubkey, b64);
+	json_object_set_new(j, "public_key", json_string(b64));
+	if (sp->name[0])
+		json_object_set_new(j, "name", json_string(sp->name));
+	json_object_set_new(j, "addresses", addrs);
+	json_object_set_new(j, "allowed_ips", allowed);
+	json_object_set_new(j, "created_at", json_integer(sp->created_at));
+	json_object_set_new(j, "expires_at", sp->expires_at ? json_integer(sp->expires_at)
+							      : json_null());
+	json_object_set_new(j, "installed", json_boolean(sp->installed_at != 0));
+	json_object_set_new(j, "last_handshake", sp->last_seen ? json_integer(sp->last_seen)
+							       : json_null());
+	return j;
+}
+
+static bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b)
+{
+	unsigned bits = a->bits < b->bits ? a->bits : b->bits;
+
+	if (a->family != b->family)
+		return false;
+	for (unsigned i = 0; i < bits / 8; i++)
+		if (a->addr[i] != b->addr[i])
+			return false;
+	if (bits % 8) {
+		uint8_t mask = (uint8_t)(0xff00u >> (bits % 8));
+
+		if ((a->addr[bits / 8] ^ b->addr[bits / 8]) & mask)
+			return false;
+	}
+	return true;
+}
+
+static bool name_is_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > PROV_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/* Parse and check the create body into sp. Returns 0, or an HTTP status with msg set. */
+static unsigned parse_create(const char *body, size_t len, struct store_peer *sp,
+			     bool *have_key, char msg[static 200])
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body ? body : "{}", body ? len : 2, JSON_REJECT_DUPLICATES, &jerr);
+	const char *k;
+	json_t *v;
+	unsigned status = 0;
+
+	memset(sp, 0, sizeof(*sp));
+	*have_key = false;
+	if (!root || !json_is_object(root)) {
+		snprintf(msg, 200, "the body must be a JSON object%s%s", root ? "" : ": ",
+			 root ? "" : jerr.text);
+		json_decref(root);
+		return 400;
+	}
+	json_object_foreach(root, k, v) {
+		if (!strcmp(k, "public_key")) {
+			static const uint8_t zero[WG_KEY_LEN];
+
+			if (!json_is_string(v) || key_from_base64(json_string_value(v), sp->pubkey) < 0 ||
+			    !memcmp(sp->pubkey, zero, WG_KEY_LEN)) {
+				snprintf(msg, 200, "public_key: not a 32-byte base64 WireGuard key");
+				status = 400;
+				break;
+			}
+			*have_key = true;
+		} else if (!strcmp(k, "ttl_seconds")) {
+			json_int_t t = json_is_integer(v) ? json_integer_value(v) : -1;
+
+			if (t < 1 || t > API_TTL_MAX) {
+				snprintf(msg, 200, "ttl_seconds: an integer from 1 to %d", API_TTL_MAX);
+				status = 400;
+				break;
+			}
+			sp->expires_at = prov_wall_s() + t;
+		} else if (!strcmp(k, "name")) {
+			if (!json_is_string(v) || !name_is_ok(json_string_value(v))) {
+				snprintf(msg, 200, "name: a string of 1 to %d printable characters",
+					 PROV_NAME_MAX);
+				status = 400;
+				break;
+			}
+			strcpy(sp->name, json_string_value(v));
+		} else if (!strcmp(k, "allowed_ips")) {
+			size_t i;
+			json_t *e;
+			const unsigned max = sizeof(sp->routes) / sizeof(sp->routes[0]);
+
+			if (!json_is_array(v) || json_array_size(v) > max) {
+				snprintf(msg, 200, "allowed_ips: an array of at most %u CIDR strings "
+					 "(routes behind the peer; its own addresses are assigned)", max);
+				status = 400;
+				break;
+			}
+			json_array_foreach(v, i, e) {
+				struct prov_cidr *c = &sp->routes[i];
+
+				if (!json_is_string(e) || cidr_parse(json_string_value(e), c) < 0) {
+					snprintf(msg, 200, "allowed_ips[%zu]: not a CIDR such as "
+						 "192.168.7.0/24 (host bits must be zero)", i);
+					status = 400;
+					break;
+				}
+				if (c->bits == 0 || (prov.cfg.has_pool4 && cidr_overlaps(c, &prov.cfg.pool4)) ||
+				    (prov.cfg.has_pool6 && cidr_overlaps(c, &prov.cfg.pool6))) {
+					snprintf(msg, 200, "allowed_ips[%zu]: overlaps the address pool or "
+						 "everything; it would take other peers' traffic", i);
+					status = 400;
+					break;
+				}
+				sp->n_routes++;
+			}
+			if (status)
+				break;
+		} else {
+			snprintf(msg, 200, "unknown field '%.64s' (known: public_key, ttl_seconds, "
+				 "name, allowed_ips)", k);
+			status = 400;
+			break;
+		}
+	}
+	json_decref(root);
+	return status;
+}
+
+static int api_create(struct lws *wsi, struct req *r)
+{
+	uint8_t priv[WG_KEY_LEN];
+	struct store_peer sp;
+	char msg[200], *config;
+	bool have_key;
+	unsigned status;
+	json_t *j;
+	int ret;
+
+	status = parse_create(r->body, r->body_len, &sp, &have_key, msg);
+	if (status)
+		return reply_error(wsi, status, "%s", msg);
+	if (!have_key) {
+		/* The server makes the key pair; the private key is shown once, never stored. */
+		randombytes_buf(priv, sizeof(priv));
+		priv[0] &= 248;
+		priv[31] = (priv[31] & 127) | 64;
+		if (crypto_scalarmult_base(sp.pubkey, priv) != 0) {
+			sodium_memzero(priv, sizeof(priv));
+			return reply_error(wsi, 500, "key generation failed");
+		}
+	}
+	ret = store_create(prov.store, &sp, prov_wall_s());
+	if (ret < 0) {
+		sodium_memzero(priv, sizeof(priv));
+		if (ret == -EEXIST)
+			return reply_error(wsi, 409, "a peer with this public key exists");
+		if (ret == -ENOSPC)
+			return reply_error(wsi, 409, "the address pool is exhausted");
+		log_warnx("store: create failed: %s", strerror(-ret));
+		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-ret));
+	}
+	prov.writes_since_checkpoint = true;
+	ret = peer_install(&sp);
+	if (ret < 0) {
+		int r2 = store_delete(prov.store, sp.pubkey, prov_wall_s());
+
+		sodium_memzero(priv, sizeof(priv));
+		log_warnx("device %s refused a new peer: %s%s", prov.cfg.ifname, strerror(-ret),
+			  r2 < 0 ? " (and the store could not take it back)" : "");
+		return reply_error(wsi, 503, "the WireGuard device refused the peer: %s",
+				   strerror(-ret));
+	}
+	sp.installed_at = prov_wall_s();
+	prov.st.creates++;
+	j = peer_json(&sp);
+	config = peer_config(&sp, have_key ? NULL : priv);
+	if (!have_key) {
+		char b64[WG_KEY_B64_LEN + 1];
+
+		key_to_base64(priv, b64);
+		json_object_set_new(j, "private_key", json_string(b64));
+		sodium_memzero(b64, sizeof(b64));
+	}
+	sodium_memzero(priv, sizeof(priv));
+	json_object_set_new(j, "config", config ? json_string(config) : json_null());
+	if (config) {
+		sodium_memzero(config, strlen(config));
+		free(config);
+	}
+	hist_observe(&prov.st.create_latency, prov_now_s() - r->t0);
+	return reply_json(wsi, 201, j);
+}
+
+static int key_from_path(const char *s, uint8_t key[static WG_KEY_LEN])
+{
+	return key_from_base64(s, key);
+}
+
+static int api_show(struct lws *wsi, const char *k)
+{
+	uint8_t key[WG_KEY_LEN];
+	struct store_peer sp;
+	char *config;
+	json_t *j;
+	int ret;
+
+	if (key_from_path(k, key) < 0)
+		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
+	ret = store_get(prov.store, key, &sp);
+	if (ret == -ENOENT)
+		return reply_error(wsi, 404, "no such peer");
+	if (ret < 0)
+		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-ret));
+	j = peer_json(&sp);
+	config = peer_config(&sp, NULL);
+	json_object_set_new(j, "config", config ? json_string(config) : json_null());
+	free(config);
+	return reply_json(wsi, 200, j);
+}
+
+static int api_delete(struct lws *wsi, const char *k)
+{
+	uint8_t key[WG_KEY_LEN];
+	char b64[WG_KEY_B64_LEN + 1];
+	int ret;
+
+	if (key_from_path(k, key) < 0)
+		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
+	ret = peer_delete(key);
+	if (ret == -ENOENT)
+		return reply_error(wsi, 404, "no such peer");
+	if (ret < 0)
+		return reply_error(wsi, 503, "could not remove the peer from %s: %s",
+				   prov.cfg.ifname, strerror(-ret));
+	key_to_base64(key, b64);
+	return reply_json(wsi, 200, json_pack("{s:s}", "deleted", b64));
+}
+
+struct list_ctx {
+	json_t *arr;
+	uint8_t last[WG_KEY_LEN];
+};
+
+static int list_one(void *arg, const struct store_peer *sp)
+{
+	struct list_ctx *lc = arg;
+
+	json_array_append_new(lc->arr, peer_json(sp));
+	memcpy(lc->last, sp->pubkey, WG_KEY_LEN);
+	return 0;
+}
+
+static int api_list(struct lws *wsi)
+{
+	char arg[128];
+	const char *v; /* lws returns a pointer past "name=" inside arg */
+	uint8_t after[WG_KEY_LEN];
+	bool has_after = false;
+	unsigned long limit = API_LIST_DEFAULT;
+	struct list_ctx lc = { .arr = json_array() };
+	int n;
+
+	if ((v = lws_get_urlarg_by_name(wsi, "after=", arg, sizeof(arg)))) {
+		if (key_from_base64(v, after) < 0) {
+			json_decref(lc.arr);
+			return reply_error(wsi, 400, "after: not a URL-safe base64 public key");
+		}
+		has_after = true;
+	}
+	if ((v = lws_get_urlarg_by_name(wsi, "limit=", arg, sizeof(arg))) &&
+	    conf_parse_uint(v, 1, API_LIST_MAX, &limit) < 0) {
+		json_decref(lc.arr);
+		return reply_error(wsi, 400, "limit: an integer from 1 to %d", API_LIST_MAX);
+	}
+	n = store_list(prov.store, has_after ? after : NULL, (unsigned)limit, list_one, &lc);
+	if (n < 0) {
+		json_decref(lc.arr);
+		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-n));
+	}
+	if ((unsigned long)n == limit) {
+		char b64[WG_KEY_B64_LEN + 1];
+
+		key_to_base64url(lc.last, b64);
+		return reply_json(wsi, 200, json_pack("{s:o,s:s}", "peers", lc.arr, "next", b64));
+	}
+	return reply_json(wsi, 200, json_pack("{s:o,s:n}", "peers", lc.arr, "next"));
+}
+
+#define PUT(...)                                                                   \
+	do {                                                                       \
+		int n_ = snprintf(buf + len, size - len, __VA_ARGS__);             \
+		if (n_ < 0 || (size_t)n_ >= size - len)                            \
+			goto full;                                                 \
+		len += (size_t)n_;                                                 \
+	} while (0)
+
+static size_t render_hist(char *buf, size_t size, const char *name, const char *help,
+			  const struct hist *h)
+{
+	size_t len = 0;
+	uint64_t cum = 0;
+
+	PUT("# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (unsigned i = 0; i < PROV_HIST_BUCKETS; i++) {
+		cum += h->bucket[i];
+		if (i < PROV_HIST_BUCKETS - 1)
+			PUT("%s_bucket{le=\"%g\"} %llu\n", name, hist_bound(i), (unsigned long long)cum);
+		else
+			PUT("%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	}
+	PUT("%s_sum %.9f\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->count);
+	return len;
+full:
+	return 0;
+}
+
+size_t api_render_metrics(char *buf, size_t size)
+{
+	const struct prov_stats *st = &prov.st;
+	uint64_t stored = 0, installed = 0;
+	size_t len = 0;
+
+	(void)store_count(prov.store, &stored, &installed);
+	PUT("# HELP wgws_provisioner_peers_stored Peers in the store.\n"
+	    "# TYPE wgws_provisioner_peers_stored gauge\n"
+	    "wgws_provisioner_peers_stored %llu\n", (unsigned long long)stored);
+	PUT("# HELP wgws_provisioner_peers_installed Peers the store has as installed in the device.\n"
+	    "# TYPE wgws_provisioner_peers_installed gauge\n"
+	    "wgws_provisioner_peers_installed %llu\n", (unsigned long long)installed);
+	PUT("# TYPE wgws_provisioner_creates_total counter\n"
+	    "wgws_provisioner_creates_total %llu\n"
+	    "# TYPE wgws_provisioner_deletes_total counter\n"
+	    "wgws_provisioner_deletes_total %llu\n"
+	    "# TYPE wgws_provisioner_installs_total counter\n"
+	    "wgws_provisioner_installs_total %llu\n"
+	    "# TYPE wgws_provisioner_install_errors_total counter\n"
+	    "wgws_provisioner_install_errors_total %llu\n"
+	    "# TYPE wgws_provisioner_removals_total counter\n"
+	    "wgws_provisioner_removals_total %llu\n"
+	    "# TYPE wgws_provisioner_gc_runs_total counter\n"
+	    "wgws_provisioner_gc_runs_total %llu\n"
+	    "# TYPE wgws_provisioner_gc_removed_total counter\n"
+	    "wgws_provisioner_gc_removed_total %llu\n"
+	    "# TYPE wgws_provisioner_expired_total counter\n"
+	    "wgws_provisioner_expired_total %llu\n"
+	    "# TYPE wgws_provisioner_api_requests_total counter\n"
+	    "wgws_provisioner_api_requests_total %llu\n"
+	    "# TYPE wgws_provisioner_api_errors_total counter\n"
+	    "wgws_provisioner_api_errors_total %llu\n",
+	    (unsigned long long)st->creates, (unsigned long long)st->deletes,
+	    (unsigned long long)st->installs, (unsigned long long)st->install_errors,
+	    (unsigned long long)st->removals, (unsigned long long)st->gc_runs,
+	    (unsigned long long)st->gc_removed, (unsigned long long)st->expired,
+	    (unsigned long long)st->api_requests, (unsigned long long)st->api_errors);
+	len += render_hist(buf + len, size - len, "wgws_provisioner_create_seconds",
+			   "API create: request complete to peer durable and installed.",
+			   &st->create_latency);
+	len += render_hist(buf + len, size - len, "wgws_provisioner_install_seconds",
+			   "One peer installed into the device.", &st->install_latency);
+	PUT("# TYPE wgws_provisioner_info gauge\n"
+	    "wgws_provisioner_info{version=\"%s\",backend=\"%s\",interface=\"%s\"} 1\n",
+	    PROV_VERSION, prov.dev->ops->name, prov.cfg.ifname);
+	return len;
+full:
+	while (len && buf[len - 1] != '\n')
+		len--;
+	return len;
+}
+
+static int api_metrics(struct lws *wsi)
+{
+	static char text[API_METRICS_MAX];
+	size_t n = api_render_metrics(text, sizeof(text));
+
+	return reply(wsi, 200, "text/plain; version=0.0.4", text, n, false);
+}
+
+static int dispatch(struct lws *wsi, struct req *r)
+{
+	static const char peers[] = "/v1/peers";
+
+	if (!strcmp(r->path, "/healthz")) {
+		if (r->method != M_GET)
+			return reply_error(wsi, 405, "use GET");
+		return reply_json(wsi, 200, json_pack("{s:s,s:s,s:s}", "status", "ok", "interface",
+						      prov.cfg.ifname, "backend",
+						      prov.dev->ops->name));
+	}
+	if (!strcmp(r->path, "/metrics")) {
+		if (r->method != M_GET)
+			return reply_error(wsi, 405, "use GET");
+		return api_metrics(wsi);
+	}
+	if (!strcmp(r->path, peers)) {
+		if (r->method == M_POST)
+			return api_create(wsi, r);
+		if (r->method == M_GET)
+			return api_list(wsi);
+		return reply_error(wsi, 405, "use GET or POST on %s", peers);
+	}
+	if (!strncmp(r->path, peers, sizeof(peers) - 1) && r->path[sizeof(peers) - 1] == '/') {
+		const char *k = r->path + sizeof(peers);
+
+		if (r->method == M_GET)
+			return api_show(wsi, k);
+		if (r->method == M_DELETE)
+			return api_delete(wsi, k);
+		return reply_error(wsi, 405, "use GET or DELETE on %s/{key}", peers);
+	}
+	return reply_error(wsi, 404, "no such endpoint: %.100s", r->path);
+}
+
+static bool token_ok(struct lws *wsi)
+{
+	char hdr[PROV_TOKEN_MAX + 16];
+	uint8_t a[32], b[32];
+	int n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+
+	if (n <= 7 || strncasecmp(hdr, "Bearer ", 7))
+		return false;
+	/* Compare digests: constant time whatever the lengths. */
+	crypto_generichash(a, sizeof(a), (const uint8_t *)hdr + 7, (size_t)n - 7, NULL, 0);
+	crypto_generichash(b, sizeof(b), (const uint8_t *)prov.cfg.token, strlen(prov.cfg.token),
+			   NULL, 0);
+	return sodium_memcmp(a, b, sizeof(a)) == 0;
+}
+
+static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+			size_t len)
+{
+	struct req *r = user;
+	char cl[32];
+	unsigned long want;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		memset(r, 0, sizeof(*r));
+		r->t0 = prov_now_s();
+		snprintf(r->path, sizeof(r->path), "%s", (const char *)in);
+		if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+			r->method = M_GET;
+		else if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
+			r->method = M_POST;
+		else if (lws_hdr_total_length(wsi, WSI_TOKEN_DELETE_URI))
+			r->method = M_DELETE;
+		if (prov.cfg.api_tcp && !token_ok(wsi))
+			return reply_error(wsi, 401, "a valid 'Authorization: Bearer <token>' is required");
+		if (r->method != M_POST)
+			return dispatch(wsi, r);
+		if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+			return reply_error(wsi, 411, "a POST needs a Content-Length");
+		if (conf_parse_uint(cl, 0, API_BODY_MAX, &want) < 0)
+			return reply_error(wsi, 413, "the body is over %d bytes", API_BODY_MAX);
+		if (want == 0)
+			return dispatch(wsi, r);
+		r->body = malloc(want);
+		if (!r->body)
+			return reply_error(wsi, 500, "out of memory");
+		r->body_want = want;
+		return 0; /* the body follows */
+
+	case LWS_CALLBACK_HTTP_BODY:
+		if (!r->body || len > r->body_want - r->body_len)
+			return reply_error(wsi, 400, "more body than Content-Length said");
+		memcpy(r->body + r->body_len, in, len);
+		r->body_len += len;
+		return 0;
+
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+		int ret = dispatch(wsi, r);
+
+		free(r->body);
+		r->body = NULL;
+		return ret;
+	}
+
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (r) {
+			free(r->body);
+			r->body = NULL;
+		}
+		return 0;
+
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return 1; /* no WebSockets here */
+
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static int metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			    void *in, size_t len)
+{
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		if (!strcmp((const char *)in, "/metrics"))
+			return api_metrics(wsi);
+		return reply_error(wsi, 404, "only /metrics here");
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return 1;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+}
+
+static const struct lws_protocols api_list_[] = {
+	{ "http", api_callback, sizeof(struct req), 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static const struct lws_protocols metrics_list_[] = {
+	{ "http", metrics_callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+const struct lws_protocols *api_protocols(void)
+{
+	return api_list_;
+}
+
+const struct lws_protocols *api_metrics_protocols(void)
+{
+	return metrics_list_;
+}

@@ -1,0 +1,62 @@
+/* Addresses with a prefix length, as they appear in AllowedIPs and in the API. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prov.h"
+
+int cidr_parse(const char *s, struct prov_cidr *out)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t len = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long bits;
+	unsigned max, full, rem;
+	char *end;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len >= sizeof(ip))
+		return -EINVAL;
+	memcpy(ip, s, len);
+	ip[len] = '\0';
+	if (inet_pton(AF_INET, ip, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return -EINVAL;
+	}
+	bits = max;
+	if (slash) {
+		if (slash[1] < '0' || slash[1] > '9')
+			return -EINVAL;
+		errno = 0;
+		bits = strtoul(slash + 1, &end, 10);
+		if (errno || *end || bits > max)
+			return -EINVAL;
+	}
+	out->bits = (uint8_t)bits;
+	/* Host bits must be zero: "10.0.0.1/24" is almost always a mistake. */
+	full = out->bits / 8;
+	rem = out->bits % 8;
+	if (rem && (out->addr[full] & (0xffu >> rem)))
+		return -EINVAL;
+	for (unsigned i = full + (rem ? 1 : 0); i < max / 8; i++)
+		if (out->addr[i])
+			return -EINVAL;
+	return 0;
+}
+
+const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR])
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(c->family, c->addr, ip, sizeof(ip)))
+		snprintf(ip, sizeof(ip), "?");
+	snprintf(buf, PROV_CIDR_STR, "%s/%u", ip, c->bits);
+	return buf;
+}

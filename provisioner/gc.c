@@ -1,0 +1,244 @@
+/* The garbage collector. Every --gc-interval:
+ *  1. expired peers (ttl_seconds) are deleted: from the device first, then from the store;
+ *  2. with --gc-idle, the device is dumped (its only O(installed) operation) and peers whose
+ *     last handshake is older than the threshold — or that never shook hands and were
+ *     installed longer ago than that — are removed from the device, not from the store.
+ * Removals go --gc-batch at a time, one batch per turn of the event loop (a timer of a few
+ * milliseconds), so API requests and installs never wait behind a long GC: each kernel
+ * removal costs an RCU grace period under rtnl_lock. Peers in the device that the store
+ * does not know (added by hand) are left alone. */
+#include <errno.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "prov.h"
+
+enum {
+	GC_MAX_PER_RUN = 4096, /* removals queued by one run; the rest wait for the next */
+	GC_STEP_US = 5000,     /* pause between batches: the loop serves requests meanwhile */
+	GC_EXPIRED_PER_RUN = 1024,
+};
+
+static struct {
+	lws_sorted_usec_list_t run_sul, step_sul;
+	uint8_t (*queue)[WG_KEY_LEN];
+	unsigned queued, done;
+	int64_t now;
+} gc;
+
+struct idle_ctx {
+	int64_t now;
+	unsigned queued;
+};
+
+static int expire_one(void *arg, const struct store_peer *sp)
+{
+	char b64[WG_KEY_B64_LEN + 1];
+	int ret = peer_delete(sp->pubkey);
+
+	(void)arg;
+	key_to_base64(sp->pubkey, b64);
+	if (ret < 0 && ret != -ENOENT) {
+		log_warnx("gc: expired peer %s: %s", b64, strerror(-ret));
+		return 0;
+	}
+	prov.st.expired++;
+	log_info("gc: peer %s expired and was deleted", b64);
+	return 0;
+}
+
+/* Collected first, deleted after: deleting while the store iterates would disturb it. */
+struct expired_list {
+	unsigned n;
+	struct store_peer *peers;
+};
+
+static int collect_expired(void *arg, const struct store_peer *sp)
+{
+	struct expired_list *l = arg;
+
+	l->peers[l->n++] = *sp;
+	return 0;
+}
+
+static void gc_expire(int64_t now)
+{
+	struct expired_list l = { .peers = calloc(GC_EXPIRED_PER_RUN, sizeof(struct store_peer)) };
+
+	if (!l.peers)
+		return;
+	if (store_list_expired(prov.store, now, GC_EXPIRED_PER_RUN, collect_expired, &l) < 0)
+		log_warnx("gc: cannot list expired peers");
+	for (unsigned i = 0; i < l.n; i++)
+		expire_one(NULL, &l.peers[i]);
+	free(l.peers);
+}
+
+static int consider(void *arg, const struct wgdev_peer_info *pi)
+{
+	struct idle_ctx *ic = arg;
+	struct store_peer sp;
+	int64_t since;
+
+	if (ic->queued >= GC_MAX_PER_RUN)
+		return 0;
+	if (store_get(prov.store, pi->pubkey, &sp) < 0)
+		return 0; /* not ours */
+	if (pi->last_handshake_s && pi->last_handshake_s != sp.last_seen) {
+		(void)store_set_last_seen(prov.store, pi->pubkey, pi->last_handshake_s);
+		prov.writes_since_checkpoint = true;
+	}
+	since = pi->last_handshake_s ? pi->last_handshake_s : sp.installed_at;
+	if (!since || ic->now - since <= (int64_t)prov.cfg.gc_idle_s)
+		return 0;
+	memcpy(gc.queue[ic->queued++], pi->pubkey, WG_KEY_LEN);
+	return 0;
+}
+
+static void gc_step(lws_sorted_usec_list_t *sul)
+{
+	unsigned n = gc.queued - gc.done;
+	int ret;
+
+	(void)sul;
+	if (n > prov.cfg.gc_batch)
+		n = prov.cfg.gc_batch;
+	if (!n)
+		return;
+	ret = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])gc.queue[gc.done], n);
+	if (ret < 0) {
+		log_warnx("gc: removing %u peers from %s: %s; next run retries", n,
+			  prov.cfg.ifname, strerror(-ret));
+		gc.done = gc.queued;
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		(void)store_set_installed(prov.store, gc.queue[gc.done + i], 0);
+	prov.writes_since_checkpoint = true;
+	prov.st.gc_removed += n;
+	prov.st.removals += n;
+	gc.done += n;
+	if (gc.done < gc.queued)
+		lws_sul_schedule(prov.ctx, 0, &gc.step_sul, gc_step, GC_STEP_US);
+	else
+		log_info("gc: removed %u idle peers from %s", gc.queued, prov.cfg.ifname);
+}
+
+static void gc_run(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	prov.st.gc_runs++;
+	gc.now = prov_wall_s();
+	gc_expire(gc.now);
+	if (prov.cfg.gc_idle_s && gc.done == gc.queued) {
+		struct idle_ctx ic = { .now = gc.now };
+		int ret = wgdev_dump(prov.dev, consider, &ic);
+
+		if (ret < 0)
+			log_warnx("gc: dump of %s: %s", prov.cfg.ifname, strerror(-ret));
+		gc.queued = ic.queued;
+		gc.done = 0;
+		if (gc.queued)
+			lws_sul_schedule(prov.ctx, 0, &gc.step_sul, gc_step, GC_STEP_US);
+	}
+	lws_sul_schedule(prov.ctx, 0, &gc.run_sul, gc_run,
+			 (lws_usec_t)prov.cfg.gc_interval_s * LWS_US_PER_SEC);
+}
+
+/* ---- start-up reconciliation ---- */
+
+enum { RECONCILE_PAGE = 64, RECONCILE_STEP_US = 2000 };
+
+static struct {
+	lws_sorted_usec_list_t sul;
+	uint8_t (*have)[WG_KEY_LEN]; /* the device's peers, sorted */
+	size_t n_have, cap;
+	uint8_t cursor[WG_KEY_LEN];
+	bool started;
+	unsigned installed, present, failed;
+} rc;
+
+static int cmp_key(const void *a, const void *b)
+{
+	return memcmp(a, b, WG_KEY_LEN);
+}
+
+static int collect_device(void *arg, const struct wgdev_peer_info *pi)
+{
+	(void)arg;
+	if (rc.n_have == rc.cap) {
+		size_t cap = rc.cap ? rc.cap * 2 : 1024;
+		void *p = realloc(rc.have, cap * WG_KEY_LEN);
+
+		if (!p)
+			return -ENOMEM;
+		rc.have = p;
+		rc.cap = cap;
+	}
+	memcpy(rc.have[rc.n_have++], pi->pubkey, WG_KEY_LEN);
+	return 0;
+}
+
+static int reconcile_one(void *arg, const struct store_peer *sp)
+{
+	(void)arg;
+	memcpy(rc.cursor, sp->pubkey, WG_KEY_LEN);
+	rc.started = true;
+	if (bsearch(sp->pubkey, rc.have, rc.n_have, WG_KEY_LEN, cmp_key)) {
+		rc.present++;
+		if (!sp->installed_at)
+			(void)store_set_installed(prov.store, sp->pubkey, prov_wall_s());
+		return 0;
+	}
+	if (peer_install(sp) < 0)
+		rc.failed++;
+	else
+		rc.installed++;
+	return 0;
+}
+
+static void reconcile_step(lws_sorted_usec_list_t *sul)
+{
+	int n;
+
+	(void)sul;
+	n = store_list(prov.store, rc.started ? rc.cursor : NULL, RECONCILE_PAGE, reconcile_one,
+		       NULL);
+	prov.writes_since_checkpoint = true;
+	if (n == RECONCILE_PAGE) {
+		lws_sul_schedule(prov.ctx, 0, &rc.sul, reconcile_step, RECONCILE_STEP_US);
+		return;
+	}
+	if (n < 0)
+		log_warnx("reconcile: cannot list the store: %s", strerror(-n));
+	log_info("reconcile: %u stored peers put back into %s, %u were there%s", rc.installed,
+		 prov.cfg.ifname, rc.present, rc.failed ? " (some failed: see above)" : "");
+	if (rc.failed)
+		log_warnx("reconcile: %u peers could not be installed", rc.failed);
+	free(rc.have);
+	rc.have = NULL;
+}
+
+void gc_reconcile_start(void)
+{
+	int ret = wgdev_dump(prov.dev, collect_device, NULL);
+
+	if (ret < 0) {
+		log_warnx("reconcile: dump of %s: %s; stored peers are not re-installed",
+			  prov.cfg.ifname, strerror(-ret));
+		return;
+	}
+	qsort(rc.have, rc.n_have, WG_KEY_LEN, cmp_key);
+	lws_sul_schedule(prov.ctx, 0, &rc.sul, reconcile_step, 1);
+}
+
+void gc_start(void)
+{
+	gc.queue = calloc(GC_MAX_PER_RUN, WG_KEY_LEN);
+	if (!gc.queue)
+		fatalx("out of memory");
+	lws_sul_schedule(prov.ctx, 0, &gc.run_sul, gc_run,
+			 (lws_usec_t)prov.cfg.gc_interval_s * LWS_US_PER_SEC);
+}

@@ -1,0 +1,568 @@
+/* wgws-provisioner: keeps WireGuard peers in SQLite and puts them into the device one at a
+ * time. `serve` is the daemon: one libwebsockets event loop runs the API (unix socket by
+ * default), the GC and WAL checkpoints; the store and device calls it makes take tens of
+ * microseconds, so they run inline. `peer …` is the command-line client of that API
+ * (cli.c). Needs CAP_NET_ADMIN for a kernel device, root for wireguard-go's socket. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "conf.h"
+#include "log.h"
+#include "prov.h"
+
+#define PROV_DEFAULT_API "/run/wgws/provisioner.sock"
+
+struct prov prov;
+static volatile sig_atomic_t got_signal;
+
+static const char usage_text[] =
+	"usage: wgws-provisioner serve --interface IF --db FILE [options]\n"
+	"       wgws-provisioner peer add|del|show|list [...]   (see 'peer --help')\n"
+	"\n"
+	"serve: keep peers in SQLite (FILE) and install them into the WireGuard device IF,\n"
+	"one peer at a time, never a full sync. Options:\n"
+	"  --interface IF          the WireGuard device (kernel or wireguard-go)\n"
+	"  --db FILE               the SQLite peer store (created if missing)\n"
+	"  --api unix:PATH         the API socket (default unix:" PROV_DEFAULT_API ")\n"
+	"  --api tcp:ADDR:PORT     the API on TCP instead; needs --token-file\n"
+	"  --token-file FILE       the bearer token TCP clients must send\n"
+	"  --pool4 CIDR            IPv4 addresses for peers, e.g. 10.64.0.0/16 (the first\n"
+	"                          host address is left for the gateway)\n"
+	"  --pool6 PREFIX/64       IPv6 prefix for peers (the host part comes from the key)\n"
+	"  --hold-down SECONDS     before a deleted peer's IPv4 address is reused (default 180)\n"
+	"  --gc-interval SECONDS   how often the GC runs (default 60)\n"
+	"  --gc-idle SECONDS       remove peers idle this long from the device (default 0 =\n"
+	"                          keep them: without JIT an idle peer removed would not come\n"
+	"                          back); they stay in the store\n"
+	"  --gc-batch N            peers removed per device call (default 16)\n"
+	"  --metrics ADDR:PORT     Prometheus text at http://ADDR:PORT/metrics (also GET\n"
+	"                          /metrics on the API)\n"
+	"  --backend auto|netlink|uapi  how to reach the device (default auto)\n"
+	"  --uapi-dir DIR          where wireguard-go's IF.sock lives (default /var/run/wireguard)\n"
+	"  --client-endpoint ADDR:PORT  Endpoint in generated configs (default 127.0.0.1:51820,\n"
+	"                          a local wgws-shim)\n"
+	"  --relay-url URL         the relay, for the shim command line in generated configs\n"
+	"  --client-allowed-ips CIDR[,CIDR...]  AllowedIPs in generated configs (default: the\n"
+	"                          pools)\n"
+	"  -c, --config FILE       options from FILE ([Provisioner], Key = Value)\n"
+	"  --check-config          validate and exit\n"
+	"  -v, --verbose           more logging\n"
+	"  -h, --help, --version\n";
+
+enum opt_id {
+	OPT_INTERFACE = 256, OPT_DB, OPT_API, OPT_TOKEN_FILE, OPT_POOL4, OPT_POOL6, OPT_HOLD_DOWN,
+	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
+	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "interface", required_argument, NULL, OPT_INTERFACE },
+	{ "db", required_argument, NULL, OPT_DB },
+	{ "api", required_argument, NULL, OPT_API },
+	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "pool4", required_argument, NULL, OPT_POOL4 },
+	{ "pool6", required_argument, NULL, OPT_POOL6 },
+	{ "hold-down", required_argument, NULL, OPT_HOLD_DOWN },
+	{ "gc-interval", required_argument, NULL, OPT_GC_INTERVAL },
+	{ "gc-idle", required_argument, NULL, OPT_GC_IDLE },
+	{ "gc-batch", required_argument, NULL, OPT_GC_BATCH },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "backend", required_argument, NULL, OPT_BACKEND },
+	{ "uapi-dir", required_argument, NULL, OPT_UAPI_DIR },
+	{ "client-endpoint", required_argument, NULL, OPT_CLIENT_ENDPOINT },
+	{ "relay-url", required_argument, NULL, OPT_RELAY_URL },
+	{ "client-allowed-ips", required_argument, NULL, OPT_CLIENT_ALLOWED },
+	{ "config", required_argument, NULL, 'c' },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static char *token_path;
+
+static int set_uint(const char *name, const char *v, unsigned long min, unsigned long max,
+		    unsigned *out, char *err)
+{
+	unsigned long n;
+
+	if (conf_parse_uint(v, min, max, &n) < 0) {
+		snprintf(err, CONF_ERR_LEN, "--%s: '%s' is not a number from %lu to %lu", name, v,
+			 min, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int set_api(struct prov_cfg *cfg, const char *v, char *err)
+{
+	if (!strncmp(v, "unix:", 5) && v[5] == '/' && strlen(v + 5) < sizeof(cfg->api_path)) {
+		cfg->api_tcp = false;
+		strcpy(cfg->api_path, v + 5);
+		return 0;
+	}
+	if (!strncmp(v, "tcp:", 4) && addr_parse(v + 4, &cfg->api_addr, &cfg->api_len) == 0) {
+		cfg->api_tcp = true;
+		return 0;
+	}
+	snprintf(err, CONF_ERR_LEN, "--api: '%s' is neither unix:/ABSOLUTE/PATH nor "
+		 "tcp:IP:PORT", v);
+	return -EINVAL;
+}
+
+static int set_cidr_list(struct prov_cfg *cfg, const char *v, char *err)
+{
+	char *copy = strdup(v), *save = NULL, *tok;
+
+	if (!copy)
+		return -ENOMEM;
+	cfg->n_client_allowed = 0;
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (cfg->n_client_allowed == PROV_MAX_ALLOWED ||
+		    cidr_parse(tok, &cfg->client_allowed[cfg->n_client_allowed]) < 0) {
+			snprintf(err, CONF_ERR_LEN, "--client-allowed-ips: '%s' is not a CIDR (or "
+				 "more than %d)", tok, PROV_MAX_ALLOWED);
+			free(copy);
+			return -EINVAL;
+		}
+		cfg->n_client_allowed++;
+	}
+	free(copy);
+	return 0;
+}
+
+static int set_option(struct prov_cfg *cfg, int id, const char *v, char *err)
+{
+	const char *name = "?";
+	socklen_t len;
+
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == id)
+			name = o->name;
+	switch (id) {
+	case OPT_INTERFACE:
+		if (!*v || strlen(v) >= IF_NAMESIZE || strchr(v, '/')) {
+			snprintf(err, CONF_ERR_LEN, "--interface: '%s' is not an interface name", v);
+			return -EINVAL;
+		}
+		strcpy(cfg->ifname, v);
+		return 0;
+	case OPT_DB:
+		return set_str(&cfg->db_path, v);
+	case OPT_API:
+		return set_api(cfg, v, err);
+	case OPT_TOKEN_FILE:
+		return set_str(&token_path, v);
+	case OPT_POOL4:
+		if (cidr_parse(v, &cfg->pool4) < 0 || cfg->pool4.family != AF_INET ||
+		    cfg->pool4.bits > 29) {
+			snprintf(err, CONF_ERR_LEN, "--pool4: '%s' is not an IPv4 network of /29 or "
+				 "larger, such as 10.64.0.0/16", v);
+			return -EINVAL;
+		}
+		cfg->has_pool4 = true;
+		return 0;
+	case OPT_POOL6:
+		if (cidr_parse(v, &cfg->pool6) < 0 || cfg->pool6.family != AF_INET6 ||
+		    cfg->pool6.bits != 64) {
+			snprintf(err, CONF_ERR_LEN, "--pool6: '%s' is not an IPv6 /64 prefix such as "
+				 "fd00:64::/64", v);
+			return -EINVAL;
+		}
+		cfg->has_pool6 = true;
+		return 0;
+	case OPT_HOLD_DOWN:
+		return set_uint(name, v, 180, 86400 * 30, &cfg->pool.hold_down_s, err);
+	case OPT_GC_INTERVAL:
+		return set_uint(name, v, 1, 86400, &cfg->gc_interval_s, err);
+	case OPT_GC_IDLE:
+		return set_uint(name, v, 0, 86400 * 365, &cfg->gc_idle_s, err);
+	case OPT_GC_BATCH:
+		return set_uint(name, v, 1, 256, &cfg->gc_batch, err);
+	case OPT_METRICS:
+		cfg->has_metrics = true;
+		if (addr_parse(v, &cfg->metrics, &len) < 0) {
+			snprintf(err, CONF_ERR_LEN, "--metrics: '%s' is not IP:PORT", v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_BACKEND:
+		if (!strcmp(v, "auto"))
+			cfg->backend = WGDEV_AUTO;
+		else if (!strcmp(v, "netlink"))
+			cfg->backend = WGDEV_NETLINK;
+		else if (!strcmp(v, "uapi"))
+			cfg->backend = WGDEV_UAPI;
+		else {
+			snprintf(err, CONF_ERR_LEN, "--backend: '%s' is not auto, netlink or uapi", v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_UAPI_DIR:
+		return set_str(&cfg->uapi_dir, v);
+	case OPT_CLIENT_ENDPOINT: {
+		struct sockaddr_storage ss;
+
+		if (addr_parse(v, &ss, &len) < 0 || strlen(v) >= sizeof(cfg->client_endpoint)) {
+			snprintf(err, CONF_ERR_LEN, "--client-endpoint: '%s' is not IP:PORT", v);
+			return -EINVAL;
+		}
+		strcpy(cfg->client_endpoint, v);
+		return 0;
+	}
+	case OPT_RELAY_URL:
+		if (strncmp(v, "wss://", 6) || strpbrk(v, " \t\n")) {
+			snprintf(err, CONF_ERR_LEN, "--relay-url: '%s' is not a wss:// URL", v);
+			return -EINVAL;
+		}
+		return set_str(&cfg->relay_url, v);
+	case OPT_CLIENT_ALLOWED:
+		return set_cidr_list(cfg, v, err);
+	default:
+		snprintf(err, CONF_ERR_LEN, "unknown option");
+		return -EINVAL;
+	}
+}
+
+static int conf_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
+{
+	for (const struct option *o = long_opts; o->name; o++) {
+		if (o->has_arg != required_argument || o->val == 'c')
+			continue;
+		if (conf_key_matches(key, o->name))
+			return set_option(arg, o->val, value, err);
+	}
+	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
+	return -EINVAL;
+}
+
+static void read_token(struct prov_cfg *cfg)
+{
+	struct stat st;
+	FILE *f = fopen(token_path, "re");
+	size_t n;
+
+	if (!f)
+		fatal("--token-file %s", token_path);
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
+		log_warnx("--token-file %s is readable by others (chmod 600 it)", token_path);
+	n = fread(cfg->token, 1, sizeof(cfg->token) - 1, f);
+	fclose(f);
+	cfg->token[n] = '\0';
+	while (n && (cfg->token[n - 1] == '\n' || cfg->token[n - 1] == '\r'))
+		cfg->token[--n] = '\0';
+	if (n < 16 || n >= PROV_TOKEN_MAX || strpbrk(cfg->token, " \t\r\n"))
+		fatalx("--token-file %s: the token must be 16 to %d characters on one line, "
+		       "no blanks", token_path, PROV_TOKEN_MAX - 1);
+}
+
+static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check_only)
+{
+	char err[CONF_ERR_LEN];
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->api_path, PROV_DEFAULT_API);
+	strcpy(cfg->client_endpoint, "127.0.0.1:51820");
+	cfg->pool.hold_down_s = 180;
+	cfg->gc_interval_s = 60;
+	cfg->gc_batch = 16;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
+		if (c == 'c' && conf_load(optarg, "Provisioner", conf_pair, cfg, err) < 0)
+			fatalx("%s", err);
+	optind = 0;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			break;
+		case 'v':
+			cfg->verbosity++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("wgws-provisioner %s\n", PROV_VERSION);
+			exit(0);
+		case OPT_CHECK_CONFIG:
+			*check_only = true;
+			break;
+		case '?':
+			fputs(usage_text, stderr);
+			exit(2);
+		default:
+			if (set_option(cfg, c, optarg, err) < 0)
+				fatalx("%s", err);
+		}
+	}
+	if (optind < argc)
+		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
+	if (!cfg->ifname[0] || !cfg->db_path)
+		fatalx("--interface IF and --db FILE are required (see --help)");
+	if (!cfg->has_pool4 && !cfg->has_pool6)
+		fatalx("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
+	if (cfg->api_tcp && !token_path)
+		fatalx("--api tcp:… needs --token-file: the API must not be open to anyone");
+	if (token_path)
+		read_token(cfg);
+	if (cfg->has_pool4) {
+		uint32_t net, size;
+
+		memcpy(&net, cfg->pool4.addr, 4);
+		net = ntohl(net);
+		size = cfg->pool4.bits == 0 ? 0 : 1u << (32 - cfg->pool4.bits);
+		cfg->pool.has_ip4 = true;
+		cfg->pool.ip4_first = net + 2; /* net + 1 is the gateway's */
+		cfg->pool.ip4_last = net + size - 2;
+	}
+	if (cfg->has_pool6) {
+		cfg->pool.has_ip6 = true;
+		memcpy(cfg->pool.ip6_prefix, cfg->pool6.addr, 8);
+	}
+	if (!cfg->n_client_allowed) {
+		if (cfg->has_pool4)
+			cfg->client_allowed[cfg->n_client_allowed++] = cfg->pool4;
+		if (cfg->has_pool6)
+			cfg->client_allowed[cfg->n_client_allowed++] = cfg->pool6;
+	}
+}
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+	if (prov.ctx)
+		lws_cancel_service(prov.ctx);
+}
+
+static lws_sorted_usec_list_t ckpt_sul;
+
+static void checkpoint_cb(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	if (prov.writes_since_checkpoint) {
+		(void)store_checkpoint(prov.store, false);
+		prov.writes_since_checkpoint = false;
+	}
+	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
+}
+
+/* A socket file left by a daemon that died is removed; one a live daemon answers on is not. */
+static void clear_stale_socket(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) < 0)
+		return;
+	if (!S_ISSOCK(st.st_mode))
+		fatalx("--api %s exists and is not a socket", path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		fatalx("another daemon answers on %s", path);
+	if (fd >= 0)
+		close(fd);
+	if (unlink(path) < 0)
+		fatal("cannot remove the stale socket %s", path);
+}
+
+static void make_parent_dir(const char *path)
+{
+	char dir[sizeof(prov.cfg.api_path)];
+	char *slash;
+
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		fatal("cannot create %s", dir);
+}
+
+static void lws_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && line[n - 1] == '\n')
+		n--;
+	if (level & LLL_ERR)
+		log_warnx("lws: %.*s", (int)n, line);
+	else
+		log_debug("lws: %.*s", (int)n, line);
+}
+
+static void create_vhosts(struct prov_cfg *cfg)
+{
+	struct lws_context_creation_info info;
+	char iface[INET6_ADDRSTRLEN], addr[ADDR_STR_LEN];
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "api";
+	info.protocols = api_protocols();
+	info.keepalive_timeout = 10;
+	info.timeout_secs_ah_idle = 10;
+	if (cfg->api_tcp) {
+		const struct sockaddr *sa = (const struct sockaddr *)&cfg->api_addr;
+
+		if (sa->sa_family == AF_INET) {
+			info.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, iface,
+				  sizeof(iface));
+			info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		} else {
+			info.port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, iface,
+				  sizeof(iface));
+		}
+		info.iface = iface;
+	} else {
+		make_parent_dir(cfg->api_path);
+		clear_stale_socket(cfg->api_path);
+		info.options |= LWS_SERVER_OPTION_UNIX_SOCK;
+		info.iface = cfg->api_path;
+		info.port = 0;
+	}
+	if (!lws_create_vhost(prov.ctx, &info))
+		fatalx("cannot listen for the API on %s",
+		       cfg->api_tcp ? addr_format((struct sockaddr *)&cfg->api_addr, addr)
+				    : cfg->api_path);
+	if (!cfg->api_tcp && chmod(cfg->api_path, 0600) < 0)
+		fatal("chmod %s", cfg->api_path);
+
+	if (cfg->has_metrics) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->metrics;
+
+		memset(&info, 0, sizeof(info));
+		info.vhost_name = "metrics";
+		info.protocols = api_metrics_protocols();
+		if (cfg->metrics.ss_family == AF_INET) {
+			info.port = ntohs(sin->sin_port);
+			inet_ntop(AF_INET, &sin->sin_addr, iface, sizeof(iface));
+			info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		} else {
+			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg->metrics;
+
+			info.port = ntohs(sin6->sin6_port);
+			inet_ntop(AF_INET6, &sin6->sin6_addr, iface, sizeof(iface));
+		}
+		info.iface = iface;
+		if (!lws_create_vhost(prov.ctx, &info))
+			fatalx("cannot listen on --metrics %s",
+			       addr_format((struct sockaddr *)&cfg->metrics, addr));
+	}
+}
+
+static int serve(int argc, char **argv)
+{
+	struct lws_context_creation_info info;
+	struct sigaction sa;
+	char err[256], b64[WG_KEY_B64_LEN + 1];
+	bool check_only = false;
+	uint64_t stored = 0, installed = 0;
+	int ret;
+
+	parse_serve(&prov.cfg, argc, argv, &check_only);
+	log_init("wgws-provisioner", prov.cfg.verbosity);
+	if (check_only) {
+		printf("configuration ok\n");
+		return 0;
+	}
+	if (sodium_init() < 0)
+		fatalx("libsodium failed to initialise");
+	ret = store_open(&prov.store, prov.cfg.db_path, &prov.cfg.pool, err, sizeof(err));
+	if (ret < 0)
+		fatalx("--db %s: %s", prov.cfg.db_path, err);
+	ret = wgdev_open(&prov.dev, prov.cfg.ifname, prov.cfg.backend, prov.cfg.uapi_dir);
+	if (ret < 0)
+		fatalx("--interface %s: %s%s", prov.cfg.ifname, strerror(-ret),
+		       ret == -ENODEV ? " (no such WireGuard device, kernel or wireguard-go)" : "");
+	ret = wgdev_get_info(prov.dev, &prov.info, NULL);
+	if (ret < 0)
+		fatalx("--interface %s: cannot read the device: %s", prov.cfg.ifname, strerror(-ret));
+	if (!prov.info.has_public_key)
+		log_warnx("%s has no private key yet: generated configs will lack the gateway's "
+			  "PublicKey", prov.cfg.ifname);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	lws_set_log_level(prov.cfg.verbosity >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
+			  lws_emit);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.uid = (uid_t)-1;
+	info.gid = (gid_t)-1;
+	prov.ctx = lws_create_context(&info);
+	if (!prov.ctx)
+		fatalx("cannot create the libwebsockets context");
+	create_vhosts(&prov.cfg);
+	gc_start();
+	gc_reconcile_start();
+	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
+
+	(void)store_count(prov.store, &stored, &installed);
+	if (prov.info.has_public_key)
+		key_to_base64(prov.info.public_key, b64);
+	log_info("serving %s (%s backend, public key %s): %llu peers stored, API on %s%s", prov.cfg.ifname,
+		 prov.dev->ops->name, prov.info.has_public_key ? b64 : "none",
+		 (unsigned long long)stored, prov.cfg.api_tcp ? "tcp:" : "unix:",
+		 prov.cfg.api_tcp ? addr_format((struct sockaddr *)&prov.cfg.api_addr,
+						(char[ADDR_STR_LEN]){ 0 })
+				  : prov.cfg.api_path);
+	while (!got_signal && lws_service(prov.ctx, 0) >= 0)
+		;
+	log_info("signal %d: stopping", (int)got_signal);
+	lws_context_destroy(prov.ctx);
+	(void)store_checkpoint(prov.store, true);
+	store_close(prov.store);
+	wgdev_close(prov.dev);
+	if (!prov.cfg.api_tcp)
+		unlink(prov.cfg.api_path);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	log_init("wgws-provisioner", 0);
+	if (argc >= 2 && !strcmp(argv[1], "serve"))
+		return serve(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "peer"))
+		return cli_peer(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("wgws-provisioner %s\n", PROV_VERSION);
+		return 0;
+	}
+	fputs(usage_text, argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+				  ? stdout
+				  : stderr);
+	return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? 0 : 2;
+}

@@ -1,0 +1,201 @@
+/* What happens to one peer across the store and the device, in the order that keeps them
+ * safe: a peer is installed only once it is durable in the store; it leaves the device
+ * before it leaves the store, so its address is never handed out while the kernel could
+ * still route it to the old key (the kernel silently moves an allowed IP to a new peer). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "prov.h"
+
+double prov_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t prov_wall_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* Upper bounds in seconds; the last bucket is +Inf. */
+static const double hist_bounds[PROV_HIST_BUCKETS - 1] = {
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+};
+
+void hist_observe(struct hist *h, double seconds)
+{
+	unsigned i = 0;
+
+	while (i < PROV_HIST_BUCKETS - 1 && seconds > hist_bounds[i])
+		i++;
+	h->bucket[i]++;
+	h->count++;
+	h->sum += seconds;
+}
+
+double hist_bound(unsigned i);
+double hist_bound(unsigned i)
+{
+	return i < PROV_HIST_BUCKETS - 1 ? hist_bounds[i] : -1;
+}
+
+void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp)
+{
+	memset(dp, 0, sizeof(*dp));
+	memcpy(dp->pubkey, sp->pubkey, WG_KEY_LEN);
+	if (sp->has_psk) {
+		dp->has_psk = true;
+		memcpy(dp->psk, sp->psk, WG_KEY_LEN);
+	}
+	dp->keepalive_s = sp->keepalive_s ? sp->keepalive_s : -1;
+	if (sp->has_ip4) {
+		uint32_t ip = htonl(sp->ip4);
+		struct prov_cidr *c = &dp->allowed[dp->n_allowed++];
+
+		c->family = AF_INET;
+		c->bits = 32;
+		memcpy(c->addr, &ip, 4);
+	}
+	if (sp->has_ip6) {
+		struct prov_cidr *c = &dp->allowed[dp->n_allowed++];
+
+		c->family = AF_INET6;
+		c->bits = 128;
+		memcpy(c->addr, sp->ip6, 16);
+	}
+	for (unsigned i = 0; i < sp->n_routes && dp->n_allowed < PROV_MAX_ALLOWED; i++)
+		dp->allowed[dp->n_allowed++] = sp->routes[i];
+}
+
+int peer_install(const struct store_peer *sp)
+{
+	struct wgdev_peer dp;
+	double t0 = prov_now_s();
+	int ret;
+
+	peer_to_device(sp, &dp);
+	ret = wgdev_install(prov.dev, &dp);
+	if (ret < 0) {
+		prov.st.install_errors++;
+		return ret;
+	}
+	hist_observe(&prov.st.install_latency, prov_now_s() - t0);
+	prov.st.installs++;
+	ret = store_set_installed(prov.store, sp->pubkey, prov_wall_s());
+	prov.writes_since_checkpoint = true;
+	return ret;
+}
+
+int peer_delete(const uint8_t key[static WG_KEY_LEN])
+{
+	struct store_peer sp;
+	int ret;
+
+	ret = store_get(prov.store, key, &sp);
+	if (ret < 0)
+		return ret;
+	/* Always ask the device: the store's installed mark may lag behind (crash, GC). */
+	ret = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])key, 1);
+	if (ret < 0)
+		return ret;
+	if (sp.installed_at)
+		prov.st.removals++;
+	ret = store_delete(prov.store, key, prov_wall_s());
+	prov.writes_since_checkpoint = true;
+	if (ret == 0)
+		prov.st.deletes++;
+	return ret;
+}
+
+/* Append to a growing text; on allocation failure the text becomes NULL for good. */
+static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!*buf)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			free(*buf);
+			*buf = NULL;
+			return;
+		}
+		if ((size_t)n < *cap - *len)
+			break;
+		char *nb = realloc(*buf, *cap * 2 + (size_t)n);
+
+		if (!nb) {
+			free(*buf);
+			*buf = NULL;
+			return;
+		}
+		*buf = nb;
+		*cap = *cap * 2 + (size_t)n;
+	}
+	*len += (size_t)n;
+}
+
+char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
+{
+	char b64[WG_KEY_B64_LEN + 1], cidr[PROV_CIDR_STR];
+	size_t len = 0, cap = 1024;
+	char *buf = malloc(cap);
+	struct wgdev_peer dp;
+	const char *sep = "";
+
+	if (!buf)
+		return NULL;
+	buf[0] = '\0';
+	peer_to_device(sp, &dp);
+	put(&buf, &len, &cap, "[Interface]\n");
+	if (private_key) {
+		key_to_base64(private_key, b64);
+		put(&buf, &len, &cap, "PrivateKey = %s\n", b64);
+	} else {
+		put(&buf, &len, &cap, "PrivateKey = <the private key that goes with %s>\n",
+		    (key_to_base64(sp->pubkey, b64), b64));
+	}
+	put(&buf, &len, &cap, "Address = ");
+	for (unsigned i = 0; i < dp.n_allowed && i < (unsigned)sp->has_ip4 + sp->has_ip6; i++) {
+		put(&buf, &len, &cap, "%s%s", sep, cidr_format(&dp.allowed[i], cidr));
+		sep = ", ";
+	}
+	put(&buf, &len, &cap, "\n\n[Peer]\n");
+	if (prov.info.has_public_key) {
+		key_to_base64(prov.info.public_key, b64);
+		put(&buf, &len, &cap, "PublicKey = %s\n", b64);
+	}
+	if (sp->has_psk) {
+		key_to_base64(sp->psk, b64);
+		put(&buf, &len, &cap, "PresharedKey = %s\n", b64);
+	}
+	put(&buf, &len, &cap, "AllowedIPs = ");
+	sep = "";
+	for (unsigned i = 0; i < prov.cfg.n_client_allowed; i++) {
+		put(&buf, &len, &cap, "%s%s", sep, cidr_format(&prov.cfg.client_allowed[i], cidr));
+		sep = ", ";
+	}
+	put(&buf, &len, &cap, "\n# Through wgws-shim where UDP is blocked; start it with:\n"
+			      "#   wgws-shim --listen %s --relay %s\n"
+			      "Endpoint = %s\n"
+			      "PersistentKeepalive = 25\n",
+	    prov.cfg.client_endpoint, prov.cfg.relay_url ? prov.cfg.relay_url
+							 : "wss://GATEWAY/wg",
+	    prov.cfg.client_endpoint);
+	return buf;
+}

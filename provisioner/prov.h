@@ -1,0 +1,386 @@
+/* wgws-provisioner: private header, one section per file.
+ *
+ * The provisioner keeps WireGuard peers in SQLite and puts them into the device one peer at
+ * a time: never a full sync, never REPLACE_PEERS, never a config file. Everything it does to
+ * the device is O(1) in the number of other peers, except the GC's dump. */
+#ifndef WGWS_PROV_H
+#define WGWS_PROV_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define PROV_VERSION "0.1.0"
+
+enum {
+	WG_KEY_LEN = 32,
+	WG_KEY_B64_LEN = 44,      /* standard base64 with padding, as wg(8) prints keys */
+	WG_TAI64N_LEN = 12,
+	PROV_CIDR_STR = 64,       /* "ffff:...:ffff/128" and a NUL */
+	PROV_MAX_ALLOWED = 8,     /* allowed IPs per peer: its addresses plus a few routes */
+	PROV_NAME_MAX = 64,
+};
+
+/* ---- cidr.c: addresses with a prefix length ---- */
+
+struct prov_cidr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t bits;   /* 0..32 or 0..128 */
+	uint8_t addr[16]; /* network byte order; the first 4 bytes for AF_INET */
+};
+
+/* Parse "10.0.0.2/32", "fd00::2/128", or an address without "/n" (a host route).
+ * Host bits beyond the prefix must be zero. Returns 0 or -EINVAL. */
+int cidr_parse(const char *s, struct prov_cidr *out) __attribute__((warn_unused_result));
+/* "10.0.0.2/32" into buf; returns buf. */
+const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR]);
+
+/* ---- key.c: key encodings ---- */
+
+/* Standard base64 (wg(8)'s form, 44 chars) or URL-safe base64 (with or without '=') to 32
+ * bytes. Returns 0 or -EINVAL (wrong alphabet or length). */
+int key_from_base64(const char *s, uint8_t key[static WG_KEY_LEN]) __attribute__((warn_unused_result));
+void key_to_base64(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1]);
+void key_to_base64url(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1]);
+
+/* ---- wgdev.c: the device, behind one interface (wgnl.c = kernel, uapi.c = userspace) ---- */
+
+enum wgdev_kind {
+	WGDEV_AUTO = 0, /* netlink if the kernel has the device, else the UAPI socket */
+	WGDEV_NETLINK,
+	WGDEV_UAPI,
+};
+
+/* What to put into the device for one peer. */
+struct wgdev_peer {
+	uint8_t pubkey[WG_KEY_LEN];
+	bool has_psk;
+	uint8_t psk[WG_KEY_LEN];
+	struct sockaddr_storage endpoint; /* ss_family == 0: leave unset */
+	int keepalive_s;                  /* -1: leave as is; 0: off; 1..65535 */
+	unsigned n_allowed;
+	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+};
+
+/* What a dump reports for one installed peer, the same whatever the backend. */
+struct wgdev_peer_info {
+	uint8_t pubkey[WG_KEY_LEN];
+	int64_t last_handshake_s; /* unix time (CLOCK_REALTIME) of the last handshake, 0 = never */
+	uint64_t rx_bytes, tx_bytes;
+	struct sockaddr_storage endpoint; /* ss_family 0 when unknown */
+	uint16_t keepalive_s;
+	unsigned n_allowed;       /* may exceed PROV_MAX_ALLOWED; only that many are kept */
+	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+};
+
+struct wgdev_info {
+	uint8_t public_key[WG_KEY_LEN];
+	bool has_public_key;
+	uint16_t listen_port;
+	uint32_t ifindex;          /* 0 when the backend does not know it (UAPI) */
+};
+
+/* Called once per peer in a dump; return 0 to go on, anything else stops the dump and is
+ * returned by wgdev_dump(). */
+typedef int (*wgdev_peer_fn)(void *arg, const struct wgdev_peer_info *peer);
+
+struct wgdev_ops {
+	const char *name; /* "netlink" or "uapi" */
+	/* Create the peer, or make an existing one exactly this (replace its allowed IPs). */
+	int (*install)(void *impl, const struct wgdev_peer *p);
+	/* Change endpoint/keepalive/psk of an existing peer; never creates it (0 if absent). */
+	int (*update)(void *impl, const struct wgdev_peer *p);
+	/* Remove these peers (absent ones are not an error). n is small (a GC batch). */
+	int (*remove)(void *impl, const uint8_t (*keys)[WG_KEY_LEN], unsigned n);
+	/* Every installed peer, to fn. Tolerates a dump interrupted by concurrent changes
+	 * (reports what it got, once; no retry loop). */
+	int (*dump)(void *impl, wgdev_peer_fn fn, void *arg);
+	/* Device facts; private_key may be NULL, else receives the device's private key
+	 * (-ENOKEY when the backend cannot read it). */
+	int (*get_info)(void *impl, struct wgdev_info *info, uint8_t *private_key);
+	void (*close)(void *impl);
+};
+
+struct wgdev {
+	const struct wgdev_ops *ops;
+	void *impl;
+	char ifname[IF_NAMESIZE];
+};
+
+/* Open the device ifname with the given backend. AUTO tries netlink, then UAPI. Returns 0,
+ * -ENODEV (no such WireGuard device on either), -EPROTONOSUPPORT (no kernel WireGuard and
+ * no UAPI socket), or another -errno. */
+int wgdev_open(struct wgdev **out, const char *ifname, enum wgdev_kind kind,
+	       const char *uapi_dir) __attribute__((warn_unused_result));
+void wgdev_close(struct wgdev *dev); /* NULL-safe */
+
+static inline int wgdev_install(struct wgdev *d, const struct wgdev_peer *p)
+{
+	return d->ops->install(d->impl, p);
+}
+static inline int wgdev_update(struct wgdev *d, const struct wgdev_peer *p)
+{
+	return d->ops->update(d->impl, p);
+}
+static inline int wgdev_remove(struct wgdev *d, const uint8_t (*keys)[WG_KEY_LEN], unsigned n)
+{
+	return d->ops->remove(d->impl, keys, n);
+}
+static inline int wgdev_dump(struct wgdev *d, wgdev_peer_fn fn, void *arg)
+{
+	return d->ops->dump(d->impl, fn, arg);
+}
+static inline int wgdev_get_info(struct wgdev *d, struct wgdev_info *info, uint8_t *private_key)
+{
+	return d->ops->get_info(d->impl, info, private_key);
+}
+
+/* ---- wgnl.c: kernel WireGuard over generic netlink (libmnl) ---- */
+
+extern const struct wgdev_ops wgnl_ops;
+/* -EPROTONOSUPPORT when the kernel has no "wireguard" genl family, -ENODEV when ifname is
+ * not a WireGuard device. */
+int wgnl_open(void **impl, const char *ifname) __attribute__((warn_unused_result));
+
+/* Message builders, exposed for unit tests: write one complete netlink message into buf
+ * (NLM_F_REQUEST|NLM_F_ACK) and return its length, or -EMSGSIZE when it does not fit.
+ * set_peer: SET_DEVICE { IFNAME; PEERS { one peer, flags } }. */
+ssize_t wgnl_build_set_peer(void *buf, size_t size, uint16_t family, uint32_t seq,
+			    const char *ifname, const struct wgdev_peer *p, uint32_t peer_flags);
+ssize_t wgnl_build_remove(void *buf, size_t size, uint16_t family, uint32_t seq,
+			  const char *ifname, const uint8_t (*keys)[WG_KEY_LEN], unsigned n);
+ssize_t wgnl_build_dump(void *buf, size_t size, uint16_t family, uint32_t seq, const char *ifname);
+
+/* ---- uapi.c: wireguard-go / boringtun over /var/run/wireguard/IFNAME.sock ---- */
+
+extern const struct wgdev_ops uapi_ops;
+/* dir: where IFNAME.sock lives (NULL = /var/run/wireguard). -ENODEV when there is no socket. */
+int uapi_open(void **impl, const char *ifname, const char *dir) __attribute__((warn_unused_result));
+
+/* Text builders/parsers, exposed for unit tests. format_*: the whole request including the
+ * final empty line; returns its length or -EMSGSIZE. */
+ssize_t uapi_format_set_peer(char *buf, size_t size, const struct wgdev_peer *p, bool update_only);
+ssize_t uapi_format_remove(char *buf, size_t size, const uint8_t (*keys)[WG_KEY_LEN], unsigned n);
+/* Parse a complete get=1 reply (up to and including "errno=N\n\n"): device facts to info
+ * (and the private key when present and private_key != NULL), each peer to fn. Returns 0,
+ * the device's -errno (sign normalised: wireguard-go sends -22, boringtun 22), or -EBADMSG. */
+int uapi_parse_get(const char *text, size_t len, struct wgdev_info *info, uint8_t *private_key,
+		   wgdev_peer_fn fn, void *arg);
+/* Parse a set reply "errno=N\n\n": 0 or -|N|, -EBADMSG when malformed. */
+int uapi_parse_errno(const char *text, size_t len);
+
+/* ---- store.c: the peer store (SQLite, WAL, one writer) ---- */
+
+struct store;
+
+struct store_pool {
+	bool has_ip4;
+	uint32_t ip4_first, ip4_last; /* host order, inclusive: the addresses handed out */
+	bool has_ip6;
+	uint8_t ip6_prefix[8];        /* a /64; the host part is derived from the key */
+	unsigned hold_down_s;         /* a released IPv4 address waits this long (>= 180) */
+};
+
+struct store_peer {
+	uint8_t pubkey[WG_KEY_LEN];
+	bool has_ip4;
+	uint32_t ip4;                 /* host order */
+	bool has_ip6;
+	uint8_t ip6[16];
+	bool has_psk;
+	uint8_t psk[WG_KEY_LEN];
+	uint16_t keepalive_s;
+	char name[PROV_NAME_MAX + 1];
+	unsigned n_routes;            /* extra allowed IPs given at creation */
+	struct prov_cidr routes[PROV_MAX_ALLOWED - 2];
+	int64_t created_at;           /* unix seconds */
+	int64_t expires_at;           /* 0 = never */
+	int64_t last_seen;            /* last handshake the GC saw, 0 = never */
+	int64_t installed_at;         /* 0 = not in the device */
+	bool has_last_ts;
+	uint8_t last_ts[WG_TAI64N_LEN]; /* highest accepted TAI64N (JIT replay guard) */
+};
+
+typedef int (*store_peer_fn)(void *arg, const struct store_peer *p);
+
+/* Open (creating if needed) the database at path; pool is copied. err gets a message on
+ * failure. Returns 0 or -errno (-EINVAL for a pool that conflicts with the stored one). */
+int store_open(struct store **out, const char *path, const struct store_pool *pool,
+	       char *err, size_t errlen) __attribute__((warn_unused_result));
+void store_close(struct store *st); /* NULL-safe */
+
+/* Insert p (pubkey, psk, keepalive, name, routes, expires_at set by the caller), allocating
+ * its addresses in the same transaction; fills ip4/ip6/created_at. Durable on return.
+ * -EEXIST: the key is stored already; -ENOSPC: the IPv4 pool is exhausted. */
+int store_create(struct store *st, struct store_peer *p, int64_t now)
+	__attribute__((warn_unused_result));
+int store_get(struct store *st, const uint8_t key[static WG_KEY_LEN], struct store_peer *out);
+/* Delete the peer; its IPv4 address is reusable after the hold-down. -ENOENT if absent. */
+int store_delete(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t now);
+/* Up to limit peers in key order, strictly after `after` (NULL: from the first). Returns the
+ * number delivered or -errno. */
+int store_list(struct store *st, const uint8_t *after, unsigned limit, store_peer_fn fn,
+	       void *arg);
+/* Record that the peer is in the device since `installed_at` (0: removed from it). */
+int store_set_installed(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t installed_at);
+/* Record handshake times the GC saw (batched by the caller in one transaction). */
+int store_set_last_seen(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t last_seen);
+/* Accept ts only if strictly newer than the stored one: 0, or -EALREADY (replay/old). */
+int store_accept_timestamp(struct store *st, const uint8_t key[static WG_KEY_LEN],
+			   const uint8_t ts[static WG_TAI64N_LEN]);
+/* Peers whose expires_at <= now, oldest first, at most limit. */
+int store_list_expired(struct store *st, int64_t now, unsigned limit, store_peer_fn fn, void *arg);
+/* Peers marked installed, at most limit, oldest installed_at first. */
+int store_list_installed(struct store *st, unsigned limit, store_peer_fn fn, void *arg);
+int store_count(struct store *st, uint64_t *stored, uint64_t *installed);
+/* Group several writes into one transaction (GC batches). */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+/* Checkpoint the WAL (the writer calls this off the hot path; truncate now and then). */
+int store_checkpoint(struct store *st, bool truncate);
+
+/* ---- noise.c: a handshake initiation as the responder sees it (no I/O, no allocation) ---- */
+
+enum {
+	NOISE_INITIATION_LEN = 148,
+	NOISE_MAC_LEN = 16,
+};
+
+/* What the responder precomputes from its private key. Holds secrets: wipe it. */
+struct noise_responder {
+	uint8_t private_key[WG_KEY_LEN];
+	uint8_t public_key[WG_KEY_LEN];
+	uint8_t mac1_key[WG_KEY_LEN];  /* HASH("mac1----" || public_key) */
+	uint8_t hash0[WG_KEY_LEN];     /* HASH(H0 || public_key) */
+};
+
+enum noise_result {
+	NOISE_OK = 0,
+	NOISE_NOT_INITIATION, /* not 148 bytes starting 01 00 00 00 */
+	NOISE_BAD_MAC1,       /* checked first, before any public-key work */
+	NOISE_BAD_STATIC,     /* the encrypted static key does not decrypt */
+	NOISE_BAD_TIMESTAMP,  /* the encrypted timestamp does not decrypt */
+	NOISE_ERROR,          /* a library call failed */
+};
+
+struct noise_initiation {
+	uint32_t sender_index;
+	uint8_t initiator_public[WG_KEY_LEN];
+	uint8_t timestamp[WG_TAI64N_LEN]; /* TAI64N, big-endian: memcmp orders it */
+};
+
+/* Precompute for this private key. Returns 0 or -EINVAL. */
+int noise_responder_init(struct noise_responder *r, const uint8_t private_key[static WG_KEY_LEN]);
+void noise_responder_wipe(struct noise_responder *r);
+/* mac1 alone (cheap: one keyed BLAKE2s): true when msg is an initiation with a valid mac1. */
+bool noise_mac1_ok(const struct noise_responder *r, const uint8_t *msg, size_t len);
+/* Check mac1, recover the initiator's static key, decrypt the timestamp. out is written only
+ * on NOISE_OK; every intermediate secret is wiped whatever the result. */
+enum noise_result noise_decode_initiation(const struct noise_responder *r, const uint8_t *msg,
+					  size_t len, struct noise_initiation *out);
+/* The initiator's side, for tests and load tools: build a valid initiation (mac2 zero) from
+ * the initiator's private key to the responder's public key. Returns 0 or -EINVAL. */
+int noise_create_initiation(const uint8_t initiator_private[static WG_KEY_LEN],
+			    const uint8_t responder_public[static WG_KEY_LEN],
+			    const uint8_t timestamp[static WG_TAI64N_LEN], uint32_t sender_index,
+			    uint8_t out[static NOISE_INITIATION_LEN]);
+/* TAI64N of the current wall clock. */
+void noise_tai64n_now(uint8_t out[static WG_TAI64N_LEN]);
+
+/* ---- main.c: the daemon's configuration and state ---- */
+
+enum {
+	PROV_TOKEN_MAX = 256,
+	PROV_HIST_BUCKETS = 12,
+};
+
+struct prov_cfg {
+	char ifname[IF_NAMESIZE];
+	char *db_path;
+	bool api_tcp;
+	char api_path[108];             /* unix socket path */
+	struct sockaddr_storage api_addr; /* tcp listener */
+	socklen_t api_len;
+	char token[PROV_TOKEN_MAX + 1]; /* bearer token for the tcp listener */
+	bool has_pool4, has_pool6;
+	struct prov_cidr pool4, pool6;  /* as given: also the clients' AllowedIPs by default */
+	struct store_pool pool;
+	unsigned gc_interval_s;
+	unsigned gc_idle_s;             /* 0: idle peers stay installed */
+	unsigned gc_batch;              /* peers removed per device call */
+	bool has_metrics;
+	struct sockaddr_storage metrics;
+	enum wgdev_kind backend;
+	char *uapi_dir;
+	char client_endpoint[64];       /* Endpoint in generated configs: the local shim */
+	char *relay_url;                /* for the shim command line in generated configs */
+	unsigned n_client_allowed;
+	struct prov_cidr client_allowed[PROV_MAX_ALLOWED];
+	int verbosity;
+};
+
+/* A latency histogram in Prometheus form (seconds). */
+struct hist {
+	uint64_t bucket[PROV_HIST_BUCKETS];
+	uint64_t count;
+	double sum;
+};
+void hist_observe(struct hist *h, double seconds);
+
+struct prov_stats {
+	uint64_t creates, deletes, installs, removals, install_errors;
+	uint64_t gc_runs, gc_removed, expired;
+	uint64_t api_requests, api_errors;
+	struct hist create_latency, install_latency;
+};
+
+struct prov {
+	struct prov_cfg cfg;
+	struct store *store;
+	struct wgdev *dev;
+	struct wgdev_info info;
+	struct lws_context *ctx;
+	bool writes_since_checkpoint;
+	struct prov_stats st;
+};
+
+extern struct prov prov;
+double prov_now_s(void);          /* monotonic, for latencies */
+int64_t prov_wall_s(void);        /* unix time */
+
+/* ---- peer.c: what the API and the GC do to a peer (store and device together) ---- */
+
+/* The device's view of a stored peer: its addresses and routes as allowed IPs. */
+void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp);
+/* Install into the device and mark it in the store. Returns 0 or -errno. */
+int peer_install(const struct store_peer *sp);
+/* Remove from the device first, then from the store (address into hold-down). -ENOENT if
+ * not stored; a device failure leaves the store untouched. */
+int peer_delete(const uint8_t key[static WG_KEY_LEN]);
+/* The wg-quick text for a client; private_key NULL writes a placeholder. Returns a
+ * malloc'ed string. */
+char *peer_config(const struct store_peer *sp, const uint8_t *private_key);
+
+/* ---- api.c: HTTP/1.1 + JSON on the unix socket (and optional TCP with a token) ---- */
+
+struct lws_protocols;
+/* The lws protocol lists of the API vhost(s) and of the --metrics listener. */
+const struct lws_protocols *api_protocols(void);
+const struct lws_protocols *api_metrics_protocols(void);
+size_t api_render_metrics(char *buf, size_t size);
+
+/* ---- gc.c: paced removal of idle peers, deletion of expired ones ---- */
+
+void gc_start(void);
+/* Eager mode at start-up: put every stored peer the device lacks back into it (after a
+ * reboot or a wireguard-go restart), in paced pages while the API already serves. */
+void gc_reconcile_start(void);
+
+/* ---- cli.c: `wgws-provisioner peer …`, a client of the daemon's API ---- */
+
+int cli_peer(int argc, char **argv);
+
+#endif
