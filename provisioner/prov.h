@@ -261,18 +261,18 @@ enum noise_result {
 	NOISE_OK = 0,
 	NOISE_NOT_INITIATION, /* not 148 bytes starting 01 00 00 00 */
 	NOISE_BAD_MAC1,       /* checked first, before any public-key work */
-	NOISE_BAD_STATIC,     /* the encrypted static key does not decrypt */
+	NOISE_BAD_STATIC,     /* the static key does not decrypt, or a key is low-order */
 	NOISE_BAD_TIMESTAMP,  /* the encrypted timestamp does not decrypt */
 	NOISE_ERROR,          /* a library call failed */
 };
 
 struct noise_initiation {
-	uint32_t sender_index;
+	uint32_t sender_index;      /* protected by mac1 only, as in the kernel */
 	uint8_t initiator_public[WG_KEY_LEN];
 	uint8_t timestamp[WG_TAI64N_LEN]; /* TAI64N, big-endian: memcmp orders it */
 };
 
-/* Precompute for this private key. Returns 0 or -EINVAL. */
+/* Precompute for this private key. Returns 0, -EINVAL (an all-zero key) or -EIO. */
 int noise_responder_init(struct noise_responder *r, const uint8_t private_key[static WG_KEY_LEN]);
 void noise_responder_wipe(struct noise_responder *r);
 /* mac1 alone (cheap: one keyed BLAKE2s): true when msg is an initiation with a valid mac1. */
@@ -282,7 +282,8 @@ bool noise_mac1_ok(const struct noise_responder *r, const uint8_t *msg, size_t l
 enum noise_result noise_decode_initiation(const struct noise_responder *r, const uint8_t *msg,
 					  size_t len, struct noise_initiation *out);
 /* The initiator's side, for tests and load tools: build a valid initiation (mac2 zero) from
- * the initiator's private key to the responder's public key. Returns 0 or -EINVAL. */
+ * the initiator's private key to the responder's public key. Returns 0, -EINVAL (e.g. a
+ * low-order responder key; out is zeroed) or -EIO. */
 int noise_create_initiation(const uint8_t initiator_private[static WG_KEY_LEN],
 			    const uint8_t responder_public[static WG_KEY_LEN],
 			    const uint8_t timestamp[static WG_TAI64N_LEN], uint32_t sender_index,
