@@ -27,42 +27,94 @@ enum {
 
 enum api_method { M_OTHER, M_GET, M_POST, M_DELETE };
 
-/* Per HTTP connection (lws allocates and zeroes it). */
+/* Per HTTP connection (lws allocates and zeroes it). A handler only prepares the answer;
+ * it is written from LWS_CALLBACK_HTTP_WRITEABLE, where lws expects the transaction to end
+ * (completing it inside the HTTP or BODY callbacks corrupted pipelined requests and could
+ * spin the loop). */
 struct req {
 	enum api_method method;
 	char path[API_PATH_MAX];
 	char *body;
 	size_t body_len, body_want;
 	double t0;
+	bool answered;        /* an answer is prepared or sent: ignore the rest of this request */
+	bool flushing;        /* the answer is written; close once lws has sent it all */
+	unsigned status;
+	const char *ctype;
+	bool challenge;
+	uint8_t *resp;        /* LWS_PRE + resp_len */
+	size_t resp_len;
 };
+
+static struct req *cur_req; /* the request being handled (single-threaded loop) */
 
 double hist_bound(unsigned i);
 
+/* Prepare the answer to the current request and ask for a WRITEABLE callback. */
 static int reply(struct lws *wsi, unsigned status, const char *ctype, const char *body,
 		 size_t len, bool auth_challenge)
 {
-	uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
-	uint8_t *buf;
-	int ret = -1;
+	struct req *r = cur_req;
 
+	if (!r || r->answered)
+		return 0;
+	r->answered = true;
 	prov.st.api_requests++;
 	if (status >= 400)
 		prov.st.api_errors++;
-	if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end))
+	r->resp = malloc(LWS_PRE + len + 1);
+	if (!r->resp)
 		return -1;
-	if (auth_challenge &&
+	memcpy(r->resp + LWS_PRE, body, len);
+	r->resp_len = len;
+	r->status = status;
+	r->ctype = ctype;
+	r->challenge = auth_challenge;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* One request per connection: every answer says "connection: close" and the connection ends
+ * once the answer is out. lws 4.1.6 spins its loop at 100% on pipelined requests left in a
+ * kept-alive connection's buffer (lws_service_do_ripe_rxflow); closing discards them. */
+static int write_answer(struct lws *wsi, struct req *r)
+{
+	uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr);
+	int ret = -1;
+
+	if (r->flushing) {
+		if (!lws_partial_buffered(wsi))
+			return -1;
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (!r->resp)
+		return 0; /* nothing prepared yet (lws may call early) */
+	if (lws_add_http_common_headers(wsi, r->status, r->ctype, r->resp_len, &p, end))
+		goto out;
+	if (lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+					(const unsigned char *)"close", 5, &p, end))
+		goto out;
+	if (r->challenge &&
 	    lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
 					(const unsigned char *)"Bearer", 6, &p, end))
-		return -1;
+		goto out;
 	if (lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	buf = malloc(LWS_PRE + len + 1);
-	if (!buf)
-		return -1;
-	memcpy(buf + LWS_PRE, body, len);
-	if (!len || lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) == (int)len)
-		ret = lws_http_transaction_completed(wsi) ? -1 : 0;
-	free(buf);
+		goto out;
+	if (r->resp_len &&
+	    lws_write(wsi, r->resp + LWS_PRE, r->resp_len, LWS_WRITE_HTTP_FINAL) != (int)r->resp_len)
+		goto out;
+	if (lws_partial_buffered(wsi)) {
+		/* A long listing: lws holds the rest; WRITEABLE comes once it is sent. */
+		r->flushing = true;
+		lws_callback_on_writable(wsi);
+		ret = 0;
+	}
+out:
+	free(r->resp);
+	r->resp = NULL;
+	free(r->body);
+	r->body = NULL;
 	return ret;
 }
 
@@ -562,8 +614,11 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 	char cl[32];
 	unsigned long want;
 
+	cur_req = r;
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
+		free(r->resp);
+		free(r->body);
 		memset(r, 0, sizeof(*r));
 		r->t0 = prov_now_s();
 		snprintf(r->path, sizeof(r->path), "%s", (const char *)in);
@@ -590,25 +645,29 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 		return 0; /* the body follows */
 
 	case LWS_CALLBACK_HTTP_BODY:
+		if (r->answered)
+			return 0; /* already answered: the connection closes after */
 		if (!r->body || len > r->body_want - r->body_len)
 			return reply_error(wsi, 400, "more body than Content-Length said");
 		memcpy(r->body + r->body_len, in, len);
 		r->body_len += len;
 		return 0;
 
-	case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-		int ret = dispatch(wsi, r);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (r->answered)
+			return 0;
+		return dispatch(wsi, r);
 
-		free(r->body);
-		r->body = NULL;
-		return ret;
-	}
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return write_answer(wsi, r);
 
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (r) {
 			free(r->body);
+			free(r->resp);
 			r->body = NULL;
+			r->resp = NULL;
 		}
 		return 0;
 
@@ -623,11 +682,24 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 static int metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			    void *in, size_t len)
 {
+	struct req *r = user;
+
+	cur_req = r;
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
+		free(r->resp);
+		memset(r, 0, sizeof(*r));
 		if (!strcmp((const char *)in, "/metrics"))
 			return api_metrics(wsi);
 		return reply_error(wsi, 404, "only /metrics here");
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return write_answer(wsi, r);
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (r) {
+			free(r->resp);
+			r->resp = NULL;
+		}
+		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return 1;
 	default:
@@ -641,7 +713,7 @@ static const struct lws_protocols api_list_[] = {
 };
 
 static const struct lws_protocols metrics_list_[] = {
-	{ "http", metrics_callback, 0, 0, 0, NULL, 0 },
+	{ "http", metrics_callback, sizeof(struct req), 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 

@@ -29,7 +29,8 @@ static const char cli_usage[] =
 	"common options: --api unix:PATH (default unix:/run/wgws/provisioner.sock)\n"
 	"                --api tcp:IP:PORT --token-file FILE\n"
 	"add without --public-key makes a key pair on the daemon and shows the private key\n"
-	"once; --config prints a ready wg-quick file for a client behind wgws-shim.\n";
+	"once; --config prints a ready wg-quick file for a client behind wgws-shim.\n"
+	"KEY is base64, standard or URL-safe; put -- before a key that starts with '-'.\n";
 
 struct cli {
 	const char *api;

@@ -39,11 +39,17 @@ static int http_reply(struct lws *wsi, unsigned status, const char *body, size_t
 	if (body != (const char *)http_buf + LWS_PRE)
 		memcpy(http_buf + LWS_PRE, body, len);
 	if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
+	    lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+					(const unsigned char *)"close", 5, &p, end) ||
 	    lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
 	if (len && lws_write(wsi, http_buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
 		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	/* One request per connection. lws 4.1.6 spins its loop at 100% on pipelined requests
+	 * left in a kept-alive connection's buffer (lws_service_do_ripe_rxflow): one client
+	 * could stall every tunnel. Closing discards them. Answers here are a few KiB at most:
+	 * they go out in one write on a fresh connection. */
+	return -1;
 }
 
 #define PUT(...)                                                                   \

@@ -81,6 +81,33 @@ out=$(run "$PY" "$TOOLS/wsraw.py" --protocol '' --wait 1 "$URL" 2>&1) && rc=0 ||
 grep -qx "status 400" <<<"$out" || fail "upgrade without subprotocol: expected 400: $(oneline "$out")"
 ok "upgrade on /wg without Sec-WebSocket-Protocol: wgws refused with 400"
 
+# Pipelined requests (regression: lws 4.1.6 spun the whole loop at 100% on requests left in a
+# kept-alive connection's buffer; now every plain HTTP answer closes its connection).
+out=$(run "$PY" - "$PORT" <<'PYEOF' 2>&1
+import socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for payload in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nPOST /x HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 2\r\n\r\n{}",
+                b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"
+                b"\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 50):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=3))
+    s.sendall(payload)
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    print("answers", buf.count(b"HTTP/1.1 "))
+PYEOF
+) || fail "pipelined requests: $(oneline "$out")"
+[ "$(http_code "$base/healthz")" = 200 ] || fail "the relay stopped answering after pipelined requests"
+ok "pipelined requests: one answer per connection, then closed; the relay still answers"
+
 # only_loopback PORT WHAT: every TCP listener on PORT is 127.0.0.1:PORT (none on 0.0.0.0/[::]).
 only_loopback() {
 	local l listeners

@@ -1,0 +1,483 @@
+#!/bin/bash
+# wgws-provisioner end to end, against a real wireguard-go gateway in a namespace and a
+# wireguard-go client in another, with `wg show` as the independent witness:
+#  1. API: POST makes a key pair and a wg-quick config; a client brought up from that config
+#     pings the gateway across WireGuard; DELETE removes the peer from the device, and the
+#     client's next handshake fails.
+#  2. CLI: peer add --config / list / show / del (and del of an unknown key: 404, exit 1).
+#  3. Bad input: every malformed or refused request answers the right 4xx with a JSON error
+#     and changes nothing (listing, `wg show dump`, metrics); a full /29 pool answers 409 and
+#     a deleted address stays held down.
+#  4. GC: a peer with ttl_seconds 2 expires from store and device; with --gc-idle 2 a
+#     never-handshaken peer leaves the device but stays stored, a peer that keeps shaking
+#     hands stays, and leaves once it stops.
+#  5. Metrics: counters follow what the test did; histogram counts equal their counters.
+#  6. HTTP/1.1 pipelining: a GET and a POST in one write: the GET is answered with
+#     "connection: close" (one request per connection; the client retries the rest), never a
+#     wrong answer to the POST, and the daemon keeps serving (regression: lws 4.1.6 spun at
+#     100% on pipelined requests in a kept-alive connection).
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+need_root
+need_cmd wireguard-go wg ip ping curl awk
+need_bins wgws-provisioner
+
+PROV=$WGWS_BUILD/wgws-provisioner
+WG_P=wgp$$                        # the second gateway interface (full-pool test)
+SOCK=$T/prov.sock DB=$T/prov.db   # the main provisioner
+SOCK2=$T/pool.sock DB2=$T/pool.db # the /29 one
+POOL4=10.203.0.0/24 POOL6=fd00:203::/64 GW4=10.203.0.1 GW6=fd00:203::1
+PROV_LOG="" PROV2_LOG="" PROV_N=0 PROV_PID="" PROV2_PID=""
+CREATED=0 DELETED=0               # 201s and 200 deletes the test saw from the current daemon
+
+# wireguard-go removes its socket on SIGTERM; this covers a harder end for the extra one.
+# (set +e first: under set -e the `(exit $rc)` would end the trap before cleanup runs.)
+trap 'rc=$?; set +e; rm -f "/var/run/wireguard/$WG_P.sock"; (exit $rc); cleanup' EXIT
+# fail shows the provisioners' logs, not the relay's.
+dump_logs() {
+	[ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20
+	[ -z "$PROV2_LOG" ] || logtail "$PROV2_LOG" 8
+}
+
+# --- helpers --------------------------------------------------------------------------
+# req METHOD PATH [CURL_ARGS...]: one request to the API on $API (default $SOCK); the status
+# in $CODE (000 when curl failed), the body in $T/body.
+req() {
+	local m=$1 p=$2
+	shift 2
+	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "${API:-$SOCK}" \
+		-X "$m" "$@" "http://prov$p") || CODE=000
+}
+# post JSON: POST /v1/peers with JSON as the body; counts the 201s in $CREATED.
+post() {
+	req POST /v1/peers -H 'Content-Type: application/json' --data-binary "$1"
+	if [ "$CODE" = 201 ] && [ -z "${API:-}" ]; then CREATED=$((CREATED + 1)); fi
+	return 0
+}
+# jget EXPR [FILE]: the Python expression EXPR over d = the JSON in FILE ($T/body); strings
+# print raw, anything else as JSON; "<none>" when the file is not JSON or EXPR fails.
+jget() {
+	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+    r = eval(sys.argv[1])
+    print(r if isinstance(r, str) else json.dumps(r))
+except Exception:
+    print("<none>")
+EOF
+}
+# urlkey KEY: the URL-safe form of a standard base64 key.
+urlkey() { tr '+/' '-_' <<<"$1"; }
+# metrics [SOCK]: the provisioner's /metrics text.
+metrics() { curl -s -m 5 --unix-socket "${1:-$SOCK}" http://prov/metrics; }
+# metric NAME [SOCK]: one sample's value (0 when absent).
+metric() {
+	metrics "${2:-$SOCK}" | awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
+}
+# gw_peers [IF]: the gateway device's peer keys, sorted.
+gw_peers() { in_g wg show "${1:-$WG_G}" peers | sort; }
+on_gw() { gw_peers "${2:-$WG_G}" | grep -qxF -- "$1"; }
+not_on_gw() { ! on_gw "$@"; }
+# snapshot [SOCK IF]: everything a refused request must leave alone: the full listing, the
+# device dump (without the counters traffic moves) and the store/device metrics.
+snapshot() {
+	local s=${1:-$SOCK} i=${2:-$WG_G}
+	curl -s -m 5 --unix-socket "$s" 'http://prov/v1/peers?limit=1000'
+	echo
+	# (wireguard-go lists its peers in map order: sorted here)
+	in_g wg show "$i" dump | awk -F'\t' 'NR == 1 { print; next } { print $1, $2, $3, $4, $8 }' | sort
+	metrics "$s" | grep -E '^wgws_provisioner_(peers_stored|peers_installed|creates_total|deletes_total|installs_total|removals_total|install_errors_total|expired_total) '
+}
+# bad WANT DESC CMD...: CMD (a req/post) answers WANT with a JSON {"error": "..."} body and
+# nothing changes in the provisioner on $API/$SOCK and its device ($IFC/$WG_G).
+bad() {
+	local want=$1 desc=$2 before after err
+	shift 2
+	before=$(snapshot "${API:-$SOCK}" "${IFC:-$WG_G}")
+	"$@"
+	[ "$CODE" = "$want" ] || fail "$desc: HTTP $CODE, expected $want: $(head -c 300 "$T/body")"
+	err=$(jget 'd["error"] if list(d) == ["error"] and isinstance(d["error"], str) and d["error"] else None')
+	case "$err" in "<none>" | null) fail "$desc: HTTP $CODE without a JSON {\"error\": ...} body:" \
+		"$(head -c 300 "$T/body")" ;; esac
+	after=$(snapshot "${API:-$SOCK}" "${IFC:-$WG_G}")
+	[ "$before" = "$after" ] || fail "$desc: the state changed:" \
+		"$(diff <(echo "$before") <(echo "$after") | grep "^[<>]" | cut -c1-200 | head -6 | cat -A)"
+	ok "$desc: $CODE \"$err\""
+}
+healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$1" http://prov/healthz)" = 200 ]; }
+# start_prov ARGS...: the main provisioner in the gateway namespace; waits for /healthz.
+start_prov() {
+	PROV_N=$((PROV_N + 1))
+	PROV_LOG=$T/prov-$PROV_N.log
+	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --db "$DB" \
+		--api "unix:$SOCK" --pool4 "$POOL4" --pool6 "$POOL6" \
+		--client-endpoint "$G_DIRECT:$WG_PORT" "$@"
+	PROV_PID=$SPAWNED
+	CREATED=0 DELETED=0
+	wait_for 10 healthy "$SOCK" || {
+		alive "$PROV_PID" || fail "provisioner exited at start-up"
+		fail "provisioner /healthz did not answer 200 within 10 s"
+	}
+}
+# client_up CONFIG: (re)configure the client's wireguard-go from a wg-quick CONFIG: the
+# Address lines go to `ip addr`, comments are dropped, the rest goes to `wg setconf`.
+client_up() {
+	local a
+	grep -v -e '^#' -e '^Address' "$1" >"$1.wg"
+	in_c ip addr flush dev "$WG_C"
+	for a in $(sed -n 's/^Address = //p' "$1" | tr ',' ' '); do
+		in_c ip addr add "$a" dev "$WG_C"
+	done
+	in_c wg setconf "$WG_C" "$1.wg"
+	in_c ip link set "$WG_C" mtu 1380 up
+	in_c ip route replace "$POOL4" dev "$WG_C"
+	in_c ip -6 route replace "$POOL6" dev "$WG_C"
+}
+ping_gw() { in_c ping -n -q -c 1 -W 1 "$GW4" >/dev/null 2>&1; }
+# gw_handshake KEY: the gateway's latest handshake (unix seconds) with KEY, 0 when none.
+gw_handshake() {
+	in_g wg show "$WG_G" latest-handshakes | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
+
+# --- set-up ---------------------------------------------------------------------------
+say "gateway and client namespaces, wireguard-go in each; the provisioner on the gateway"
+netns_add "$NS_G"
+netns_add "$NS_C"
+veth "$NS_C" direct0 "$C_DIRECT" "$C_DIRECT6" "$NS_G" direct0 "$G_DIRECT" "$G_DIRECT6"
+(umask 077 && wg genkey >"$T/keys/gw.key" && wg genkey >"$T/keys/gw2.key")
+GW_PUB=$(wg pubkey <"$T/keys/gw.key")
+spawn_ns "$NS_G" "$T/wg-gw.log" wireguard-go -f "$WG_G"
+WGG_PID=$SPAWNED
+spawn_ns "$NS_C" "$T/wg-client.log" wireguard-go -f "$WG_C"
+WGC_PID=$SPAWNED
+spawn_ns "$NS_G" "$T/wg-pool.log" wireguard-go -f "$WG_P"
+WGP_PID=$SPAWNED
+for i in "$WG_G" "$WG_C" "$WG_P"; do
+	wait_for 10 test -S "/var/run/wireguard/$i.sock" || fail "wireguard-go $i did not start"
+done
+in_g wg set "$WG_G" private-key "$T/keys/gw.key" listen-port "$WG_PORT"
+in_g ip addr add "$GW4/24" dev "$WG_G"
+in_g ip addr add "$GW6/64" dev "$WG_G" nodad
+in_g ip link set "$WG_G" mtu 1380 up
+in_g wg set "$WG_P" private-key "$T/keys/gw2.key" listen-port 51830
+in_g ip link set "$WG_P" up
+start_prov --gc-interval 1 --metrics 127.0.0.1:9101
+[ "$(jget 'd["backend"]' <(curl -s --unix-socket "$SOCK" http://prov/healthz))" = uapi ] ||
+	fail "/healthz does not report the uapi backend"
+ok "provisioner serves $WG_G (uapi backend), pid $PROV_PID"
+
+# --- 1. API end to end ----------------------------------------------------------------
+say "1. API: create → client config → ping across WireGuard → delete → no handshake"
+post '{"name":"e2e-client"}'
+expect "POST without a key" "$CODE" 201
+cp "$T/body" "$T/p1.json"
+P1=$(jget 'd["public_key"]' "$T/p1.json")
+P1_PRIV=$(jget 'd["private_key"]' "$T/p1.json")
+expect "public key of the returned private key" "$(wg pubkey <<<"$P1_PRIV")" "$P1"
+expect "addresses" "$(jget '",".join(d["addresses"])' "$T/p1.json" | cut -d, -f1)" 10.203.0.2/32
+P1_ADDR6=$(jget 'd["addresses"][1]' "$T/p1.json")
+"$PY" -c 'import ipaddress, sys
+a = ipaddress.ip_interface(sys.argv[1])
+assert a.network.prefixlen == 128 and a.ip in ipaddress.ip_network(sys.argv[2]) and a.ip != ipaddress.ip_network(sys.argv[2])[1]' \
+	"$P1_ADDR6" "$POOL6" || fail "IPv6 address $P1_ADDR6 is not a /128 host in $POOL6"
+expect "installed" "$(jget 'd["installed"]' "$T/p1.json")" true
+expect "name" "$(jget 'd["name"]' "$T/p1.json")" e2e-client
+expect "allowed_ips" "$(jget 'd["allowed_ips"] == d["addresses"]' "$T/p1.json")" true
+expect "expires_at" "$(jget 'd["expires_at"]' "$T/p1.json")" null
+ok "201: key pair (private key matches), 10.203.0.2/32 + $P1_ADDR6, installed, no expiry"
+dev=$(in_g wg show "$WG_G" allowed-ips | awk -v k="$P1" '$1 == k { $1 = ""; print substr($0, 2) }')
+expect "allowed IPs in the device" "$dev" "10.203.0.2/32 $P1_ADDR6"
+ok "wg show on the gateway: the peer with exactly its two addresses"
+
+jget 'd["config"]' "$T/p1.json" >"$T/client1.conf"
+for want in "[Interface]" "PrivateKey = $P1_PRIV" "Address = 10.203.0.2/32, $P1_ADDR6" "[Peer]" \
+	"PublicKey = $GW_PUB" "AllowedIPs = $POOL4, $POOL6" "Endpoint = $G_DIRECT:$WG_PORT" \
+	"PersistentKeepalive = 25"; do
+	grep -qxF -- "$want" "$T/client1.conf" || fail "config lacks the line '$want':" \
+		"$(oneline "$(cat "$T/client1.conf")")"
+done
+ok "config: PrivateKey, Address, gateway PublicKey, AllowedIPs = the pools, Endpoint, keepalive 25"
+
+client_up "$T/client1.conf"
+wait_for 10 ping_gw || fail "no ping from the client to $GW4 across WireGuard"
+in_c ping -n -q -c 3 -i 0.2 -W 1 "$GW4" >/dev/null || fail "ping $GW4 lost packets"
+in_c ping -n -q -c 2 -i 0.2 -W 1 "$GW6" >/dev/null || fail "no ping to $GW6 across WireGuard"
+hs=$(gw_handshake "$P1")
+[ "$hs" -gt 0 ] || fail "the gateway shows no handshake with $P1"
+ok "client from the config: ping $GW4 and $GW6 across WireGuard; gateway handshake $(($(date +%s) - hs)) s ago"
+
+req DELETE "/v1/peers/$(urlkey "$P1")"
+expect "DELETE" "$CODE" 200
+DELETED=$((DELETED + 1))
+expect "DELETE answer" "$(jget 'd["deleted"]')" "$P1"
+not_on_gw "$P1" || fail "after DELETE the peer is still in wg show"
+req GET "/v1/peers/$(urlkey "$P1")"
+expect "GET after DELETE" "$CODE" 404
+ok "DELETE: 200, gone from wg show, GET → 404"
+# A new peer object on the client: no session, so the next packet needs a fresh handshake.
+in_c wg set "$WG_C" peer "$GW_PUB" remove
+in_c wg setconf "$WG_C" "$T/client1.conf.wg"
+if in_c ping -n -q -c 3 -i 0.3 -W 1 "$GW4" >/dev/null 2>&1; then
+	fail "after DELETE the client still reaches the gateway"
+fi
+expect "client handshake after DELETE" "$(in_c wg show "$WG_C" latest-handshakes | awk '{ print $2 }')" 0
+not_on_gw "$P1" || fail "the deleted peer came back into the device"
+ok "the client's next handshake fails: no ping, no handshake"
+
+# --- 2. CLI ---------------------------------------------------------------------------
+say "2. CLI: peer add --config / list / show / del"
+cli() { "$PROV" peer "$@" --api "unix:$SOCK"; }
+cli add --config --name cli-one --ttl 3600 >"$T/cli1.conf" 2>"$T/cli.err" ||
+	fail "peer add --config: $(cat "$T/cli.err")"
+CREATED=$((CREATED + 1))
+C1_PRIV=$(sed -n 's/^PrivateKey = //p' "$T/cli1.conf")
+C1=$(wg pubkey <<<"$C1_PRIV" 2>/dev/null) || fail "peer add --config: no usable PrivateKey"
+for want in "Address = 10.203.0.3/32, " "PublicKey = $GW_PUB" "Endpoint = $G_DIRECT:$WG_PORT" \
+	"AllowedIPs = $POOL4, $POOL6"; do
+	grep -qF -- "$want" "$T/cli1.conf" || fail "peer add --config lacks '$want'"
+done
+on_gw "$C1" || fail "the CLI-added peer is not in the device"
+ok "peer add --config: PrivateKey (of a peer now in wg show), Address 10.203.0.3, gateway key, Endpoint"
+client_up "$T/cli1.conf"
+wait_for 10 ping_gw || fail "a client from 'peer add --config' cannot ping $GW4"
+ok "a client from the CLI's config pings $GW4"
+
+K2=$(wg genkey | wg pubkey)
+cli add --public-key "$K2" --name cli-two --allowed-ip 192.168.77.0/24 >"$T/cli2.json" ||
+	fail "peer add --public-key"
+CREATED=$((CREATED + 1))
+expect "add --public-key: key" "$(jget 'd["public_key"]' "$T/cli2.json")" "$K2"
+expect "add --public-key: no private key" "$(jget '"private_key" in d' "$T/cli2.json")" false
+expect "add --allowed-ip" "$(jget 'd["allowed_ips"][2:]' "$T/cli2.json")" '["192.168.77.0/24"]'
+dev=$(in_g wg show "$WG_G" allowed-ips | awk -v k="$K2" '$1 == k { print $2, $4 }')
+expect "allowed IPs in the device" "$dev" "10.203.0.4/32 192.168.77.0/24"
+ok "peer add --public-key --allowed-ip: JSON without a private key; the route in the device"
+
+cli list >"$T/list.txt" || fail "peer list"
+expect "peer list lines" "$(wc -l <"$T/list.txt")" 2
+grep -qP "^\Q$C1\E\t10\.203\.0\.3/32,fd00:203:[0-9a-f:]+/128\tinstalled\tcli-one$" "$T/list.txt" ||
+	fail "peer list: no line for cli-one: $(oneline "$(cat "$T/list.txt")")"
+grep -qP "^\Q$K2\E\t10\.203\.0\.4/32,fd00:203:[0-9a-f:]+/128\tinstalled\tcli-two$" "$T/list.txt" ||
+	fail "peer list: no line for cli-two: $(oneline "$(cat "$T/list.txt")")"
+cli list --limit 1 >"$T/list1.txt" || fail "peer list --limit 1"
+expect "peer list --limit 1" "$(wc -l <"$T/list1.txt")" 1
+cli list --after "$(cut -f1 "$T/list1.txt")" >"$T/list2.txt" || fail "peer list --after"
+expect "list --limit 1 + --after" "$(cat "$T/list1.txt" "$T/list2.txt")" "$(cat "$T/list.txt")"
+ok "peer list: both peers (key, addresses, installed, name); --limit 1 then --after gives the rest"
+
+cli show "$C1" >"$T/show.json" || fail "peer show"
+expect "peer show: key" "$(jget 'd["public_key"]' "$T/show.json")" "$C1"
+exp=$(jget 'd["expires_at"] - d["created_at"]' "$T/show.json")
+expect "peer show: expires_at - created_at" "$exp" 3600
+expect "peer show: no private key" "$(jget '"private_key" in d' "$T/show.json")" false
+# "--": a URL-safe key may start with '-' (when the standard form starts with '+').
+"$PROV" peer show --api "unix:$SOCK" --config -- "$(urlkey "$C1")" >"$T/show.conf" ||
+	fail "peer show --config -- $(urlkey "$C1")"
+grep -q '^PrivateKey = <' "$T/show.conf" || fail "peer show --config shows a private key"
+ok "peer show (standard and URL-safe key): ttl 3600 kept; --config has a placeholder, no private key"
+
+U=$(wg genkey | wg pubkey)
+if cli del "$U" >"$T/del.out" 2>&1; then fail "peer del of an unknown key exited 0"; fi
+grep -q "404" "$T/del.out" || fail "peer del of an unknown key: $(cat "$T/del.out")"
+ok "peer del of an unknown key: exit 1, '$(head -1 "$T/del.out")'"
+if cli show nonsense >"$T/del.out" 2>&1; then fail "peer show of a malformed key exited 0"; fi
+ok "peer show of a malformed key: exit non-zero, '$(head -1 "$T/del.out")'"
+
+# --- 3. bad input ---------------------------------------------------------------------
+say "3. bad input: the right 4xx, a JSON error, nothing changed"
+post_raw() { req POST /v1/peers -H 'Content-Type: application/json' -H 'Expect:' "$@"; }
+b64() { "$PY" -c 'import base64, os, sys; print(base64.b64encode(os.urandom(int(sys.argv[1]))).decode())' "$1"; }
+bad 400 "malformed JSON" post '{"name": "x"'
+bad 400 "JSON array" post '[]'
+bad 400 "JSON string" post '"x"'
+bad 400 "duplicate field" post '{"name":"a","name":"b"}'
+bad 400 "key of 31 bytes" post "{\"public_key\":\"$(b64 31)\"}"
+bad 400 "key of 33 bytes" post "{\"public_key\":\"$(b64 33)\"}"
+bad 400 "key of 32 bytes + extra char" post "{\"public_key\":\"${K2%=}A=\"}"
+bad 400 "bad base64 key" post '{"public_key":"!!!!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm="}'
+bad 400 "all-zero key" post '{"public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}'
+bad 400 "key not a string" post '{"public_key":123}'
+bad 400 "unknown field" post '{"nmae":"x"}'
+for t in 0 -1 '"10"' 1e12 1000000000000 10.5 null true; do
+	bad 400 "ttl_seconds $t" post "{\"ttl_seconds\":$t}"
+done
+bad 400 "name of 65 characters" post "{\"name\":\"$(printf 'n%.0s' $(seq 65))\"}"
+bad 400 "name with a control character" post '{"name":"a\u0001b"}'
+bad 400 "name with a newline" post '{"name":"a\nb"}'
+bad 400 "name with NUL" post '{"name":"a\u0000b"}'
+bad 400 "empty name" post '{"name":""}'
+bad 400 "name not a string" post '{"name":5}'
+bad 400 "allowed_ips not an array" post '{"allowed_ips":"192.168.9.0/24"}'
+bad 400 "allowed_ips element not a string" post '{"allowed_ips":[5]}'
+bad 400 "allowed_ips bad CIDR" post '{"allowed_ips":["192.168.9.0/33"]}'
+bad 400 "allowed_ips not an address" post '{"allowed_ips":["bogus"]}'
+bad 400 "allowed_ips host bits set" post '{"allowed_ips":["192.168.9.1/24"]}'
+bad 400 "allowed_ips inside pool4" post '{"allowed_ips":["10.203.0.128/25"]}'
+bad 400 "allowed_ips containing pool4" post '{"allowed_ips":["10.0.0.0/8"]}'
+bad 400 "allowed_ips inside pool6" post '{"allowed_ips":["fd00:203::1:0/112"]}'
+bad 400 "allowed_ips 0.0.0.0/0" post '{"allowed_ips":["0.0.0.0/0"]}'
+bad 400 "allowed_ips ::/0" post '{"allowed_ips":["::/0"]}'
+bad 400 "allowed_ips one good, one bad" post '{"allowed_ips":["192.168.9.0/24","10.203.0.9/32"]}'
+many=$(printf '"192.168.%d.0/24",' $(seq 1 40))
+bad 400 "allowed_ips with 40 routes" post "{\"allowed_ips\":[${many%,}]}"
+head -c 20480 /dev/zero | tr '\0' ' ' >"$T/big.json"
+bad 413 "a 20 KiB body" post_raw --data-binary "@$T/big.json"
+bad 411 "POST without Content-Length (chunked)" post_raw -H 'Transfer-Encoding: chunked' --data-binary '{}'
+bad 411 "POST without Content-Length (no body)" req POST /v1/peers
+bad 404 "GET an unknown path" req GET /v2/peers
+bad 404 "GET /v1/peersx" req GET /v1/peersx
+bad 405 "DELETE /v1/peers" req DELETE /v1/peers
+bad 405 "POST /v1/peers/KEY" req POST "/v1/peers/$(urlkey "$K2")" -H 'Content-Type: application/json' --data-binary '{}'
+# PUT: whatever it is, it must be a 4xx with a JSON error and change nothing.
+before=$(snapshot)
+req PUT /v1/peers -H 'Content-Type: application/json' --data-binary '{}'
+PUT_CODE=$CODE PUT_BODY=$(head -c 200 "$T/body")
+after=$(snapshot)
+[ "$before" = "$after" ] || fail "PUT /v1/peers changed the state"
+case "$PUT_CODE" in 4??) ;; *) fail "PUT /v1/peers: HTTP $PUT_CODE ($PUT_BODY)" ;; esac
+ok "PUT /v1/peers: $PUT_CODE $PUT_BODY (nothing changed)"
+bad 409 "duplicate key" post "{\"public_key\":\"$K2\"}"
+bad 409 "duplicate key, URL-safe form" post "{\"public_key\":\"$(urlkey "$K2")\"}"
+bad 404 "DELETE of a key not stored" req DELETE "/v1/peers/$(urlkey "$U")"
+bad 404 "GET of a key not stored" req GET "/v1/peers/$(urlkey "$U")"
+bad 400 "DELETE with a malformed key" req DELETE /v1/peers/not-a-key
+bad 400 "DELETE with a 33-byte key" req DELETE "/v1/peers/$(urlkey "$(b64 33)")"
+bad 400 "GET with a malformed key" req GET /v1/peers/not-a-key
+bad 400 "list with a bad limit" req GET '/v1/peers?limit=0'
+bad 400 "list with a bad after" req GET '/v1/peers?after=zzz'
+healthy "$SOCK" || fail "the provisioner stopped answering after the bad input"
+ok "still healthy after the bad input"
+
+say "3b. a full pool: --pool4 10.204.0.0/29 (.2-.6 for peers)"
+PROV2_LOG=$T/prov-pool.log
+spawn_ns "$NS_G" "$PROV2_LOG" "$PROV" serve --interface "$WG_P" --db "$DB2" --api "unix:$SOCK2" \
+	--pool4 10.204.0.0/29 --pool6 fd00:204::/64
+PROV2_PID=$SPAWNED
+wait_for 10 healthy "$SOCK2" || fail "the /29 provisioner did not start"
+got=""
+for i in 1 2 3 4 5; do
+	API=$SOCK2 post '{}'
+	expect "create $i in the /29" "$CODE" 201
+	got="$got $(jget 'd["addresses"][0]')"
+	[ $i = 1 ] && F1=$(jget 'd["public_key"]')
+done
+expect "addresses handed out" "$got" " 10.204.0.2/32 10.204.0.3/32 10.204.0.4/32 10.204.0.5/32 10.204.0.6/32"
+expect "peers in $WG_P" "$(gw_peers "$WG_P" | wc -l)" 5
+ok "5 creates: .2 to .6, all in wg show"
+API=$SOCK2 IFC=$WG_P bad 409 "6th create (pool exhausted)" post '{}'
+grep -q "pool is exhausted" "$T/body" || fail "the 409 does not say 'pool is exhausted': $(cat "$T/body")"
+API=$SOCK2 req DELETE "/v1/peers/$(urlkey "$F1")"
+expect "DELETE in the /29" "$CODE" 200
+API=$SOCK2 IFC=$WG_P bad 409 "create after a delete (address held down 180 s)" post '{}'
+stop_pid "$PROV2_PID" TERM 5
+expect "exit status of the /29 provisioner on SIGTERM" "$STOP_RC" 0
+stop_pid "$WGP_PID" TERM 5
+
+# --- 4a. GC: expiry -------------------------------------------------------------------
+say "4a. GC: ttl_seconds 2, --gc-interval 1"
+ex0=$(metric wgws_provisioner_expired_total)
+post '{"ttl_seconds":2,"name":"short-lived"}'
+expect "POST ttl 2" "$CODE" 201
+t0=$(now_ms)
+E1=$(jget 'd["public_key"]')
+expect "expires_at - created_at" "$(jget 'd["expires_at"] - d["created_at"]')" 2
+on_gw "$E1" || fail "the ttl peer is not in the device"
+gone() { ! on_gw "$E1" && [ "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" \
+	"http://prov/v1/peers/$(urlkey "$E1")")" = 404 ]; }
+wait_for 6 gone || fail "the ttl-2 peer is still there after 6 s"
+ms=$(($(now_ms) - t0))
+[ "$ms" -ge 900 ] || fail "the ttl-2 peer went after only $ms ms"
+DELETED=$((DELETED + 1)) # an expiry is a delete
+ex1=$(metric wgws_provisioner_expired_total)
+[ "$ex1" -ge $((ex0 + 1)) ] || fail "expired_total $ex0 → $ex1"
+ok "expired after $ms ms: GET 404, gone from wg show; expired_total $ex0 → $ex1"
+
+# --- 5. metrics -----------------------------------------------------------------------
+say "5. metrics of this daemon"
+m=$(metrics)
+mv() { awk -v n="$1" '$1 == n { print $2 }' <<<"$m"; }
+n_stored=$(curl -s --unix-socket "$SOCK" 'http://prov/v1/peers?limit=1000' >"$T/all.json" && jget 'len(d["peers"])' "$T/all.json")
+expect "creates_total" "$(mv wgws_provisioner_creates_total)" "$CREATED"
+expect "deletes_total" "$(mv wgws_provisioner_deletes_total)" "$DELETED"
+expect "expired_total" "$(mv wgws_provisioner_expired_total)" 1
+expect "peers_stored" "$(mv wgws_provisioner_peers_stored)" "$n_stored"
+expect "peers_stored" "$n_stored" $((CREATED - DELETED))
+expect "peers_installed" "$(mv wgws_provisioner_peers_installed)" "$(gw_peers | wc -l)"
+expect "create_seconds_count" "$(mv wgws_provisioner_create_seconds_count)" "$CREATED"
+expect "create_seconds +Inf bucket" "$(mv 'wgws_provisioner_create_seconds_bucket{le="+Inf"}')" "$CREATED"
+expect "install_seconds_count" "$(mv wgws_provisioner_install_seconds_count)" \
+	"$(mv wgws_provisioner_installs_total)"
+expect "installs_total" "$(mv wgws_provisioner_installs_total)" "$CREATED"
+expect "removals_total" "$(mv wgws_provisioner_removals_total)" "$DELETED"
+awk '/^wgws_provisioner_(create|install)_seconds_bucket/ { split($1, a, "{"); if (a[1] == last && $2 < prev) bad = 1; last = a[1]; prev = $2 }
+	END { exit bad }' <<<"$m" || fail "a histogram's buckets are not cumulative"
+[ "$(mv wgws_provisioner_gc_runs_total)" -ge 3 ] || fail "gc_runs_total $(mv wgws_provisioner_gc_runs_total) after several seconds at --gc-interval 1"
+[ "$(in_g curl -s -m 3 http://127.0.0.1:9101/metrics | awk '$1 == "wgws_provisioner_creates_total" { print $2 }')" = "$CREATED" ] ||
+	fail "--metrics 127.0.0.1:9101 does not serve the same counters"
+expect "--metrics: other path" "$(in_g curl -s -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:9101/v1/peers)" 404
+ok "creates $CREATED, deletes $DELETED (1 by expiry), stored $n_stored, installed = wg show; histogram counts = counters; --metrics agrees"
+
+# --- 4b. GC: idle peers ---------------------------------------------------------------
+say "4b. GC: restart with --gc-idle 2 --gc-interval 1"
+stop_pid "$PROV_PID" TERM 5
+expect "exit status on SIGTERM" "$STOP_RC" 0
+start_prov --gc-interval 1 --gc-idle 2
+IDLE=$(wg genkey | wg pubkey)
+post "{\"public_key\":\"$IDLE\",\"name\":\"idle\"}"
+expect "POST idle peer" "$CODE" 201
+post '{"name":"live"}'
+expect "POST live peer" "$CODE" 201
+t0=$(now_ms)
+LIVE=$(jget 'd["public_key"]')
+jget 'd["config"]' >"$T/live.conf"
+client_up "$T/live.conf"
+# A fresh handshake about every 0.6 s: setconf replaces the client's peer (no session left),
+# the ping then needs a new handshake. (wireguard-go alone would rekey only every 2 min.)
+spawn_ns "$NS_C" "$T/hsloop.log" sh -c 'while :; do wg setconf "$1" "$2"; ping -n -q -c 1 -W 1 "$3" >/dev/null; sleep 0.5; done' \
+	hsloop "$WG_C" "$T/live.conf.wg" "$GW4"
+HS_PID=$SPAWNED
+idle_removed() {
+	not_on_gw "$IDLE" && req GET "/v1/peers/$(urlkey "$IDLE")" && [ "$CODE" = 200 ] &&
+		[ "$(jget 'd["installed"]')" = false ]
+}
+wait_for 8 idle_removed || fail "the never-handshaken peer is still in the device (or not stored) 8 s later"
+ms=$(($(now_ms) - t0))
+[ "$ms" -ge 1500 ] || fail "the idle peer was removed after only $ms ms (threshold 2 s)"
+ok "never-handshaken peer: out of wg show after $ms ms, still stored (GET 200, installed false)"
+old=$(jget 'len(d["peers"])' "$T/all.json")
+wait_for 5 sh -c "[ \$(ip netns exec $NS_G wg show $WG_G peers | wc -l) -le 1 ]" ||
+	fail "the $old peers reinstalled at the restart are not all removed"
+nap 3
+on_gw "$LIVE" || fail "the peer that keeps shaking hands was removed from the device"
+hs=$(gw_handshake "$LIVE")
+[ $(($(date +%s) - hs)) -le 2 ] || fail "the live peer's last handshake is $(($(date +%s) - hs)) s old: the handshake loop does not work"
+req GET "/v1/peers/$(urlkey "$LIVE")"
+expect "live peer installed" "$(jget 'd["installed"]')" true
+[ "$(jget 'd["last_handshake"]')" != null ] || fail "the live peer's stored last_handshake is null"
+ok "handshaking peer: still installed $((($(now_ms) - t0) / 1000)) s after creation (last handshake $(($(date +%s) - hs)) s ago, stored)"
+removed=$(metric wgws_provisioner_gc_removed_total)
+[ "$removed" -ge $((old + 1)) ] || fail "gc_removed_total $removed (expected ≥ $((old + 1)))"
+ok "gc_removed_total $removed (the idle one and the $old reinstalled at the restart)"
+stop_pid "$HS_PID" TERM 3
+t0=$(now_ms)
+live_removed() { not_on_gw "$LIVE" && req GET "/v1/peers/$(urlkey "$LIVE")" && [ "$CODE" = 200 ] && [ "$(jget 'd["installed"]')" = false ]; }
+wait_for 8 live_removed || fail "the live peer is still in the device 8 s after its handshakes stopped"
+ok "handshakes stopped: out of the device $(($(now_ms) - t0)) ms later, still stored"
+req DELETE "/v1/peers/$(urlkey "$IDLE")"
+expect "DELETE of a GC-removed peer" "$CODE" 200
+ok "DELETE of a peer the GC took out of the device: 200"
+expect "creates_total after the restart" "$(metric wgws_provisioner_creates_total)" "$CREATED"
+expect "create_seconds_count after the restart" "$(metric wgws_provisioner_create_seconds_count)" "$CREATED"
+
+# --- 6. pipelining (last: when it fails, the daemon may be wedged) ----------------------
+say "6. HTTP/1.1 pipelining: GET /healthz and POST /v1/peers in one write"
+out=$("$PY" "$TOOLS/prov_client.py" pipeline "$SOCK") && pipe_ok=1 || pipe_ok=0
+if healthy "$SOCK"; then h="the daemon answers /healthz after it"; else h="and then /healthz does not answer within 2 s"; fi
+[ $pipe_ok = 1 ] && healthy "$SOCK" ||
+	fail "pipelined GET + POST on one connection: $out (expected 200 with connection: close); $h"
+ok "pipelined GET + POST: $out; $h"
+
+echo "PASS test_provisioner"
