@@ -186,7 +186,7 @@ static int reconcile_one(void *arg, const struct store_peer *sp)
 	(void)arg;
 	memcpy(rc.cursor, sp->pubkey, WG_KEY_LEN);
 	rc.started = true;
-	if (bsearch(sp->pubkey, rc.have, rc.n_have, WG_KEY_LEN, cmp_key)) {
+	if (rc.n_have && bsearch(sp->pubkey, rc.have, rc.n_have, WG_KEY_LEN, cmp_key)) {
 		rc.present++;
 		if (!sp->installed_at)
 			(void)store_set_installed(prov.store, sp->pubkey, prov_wall_s());
@@ -230,7 +230,8 @@ void gc_reconcile_start(void)
 			  prov.cfg.ifname, strerror(-ret));
 		return;
 	}
-	qsort(rc.have, rc.n_have, WG_KEY_LEN, cmp_key);
+	if (rc.n_have) /* qsort and bsearch want a real array, even for 0 elements */
+		qsort(rc.have, rc.n_have, WG_KEY_LEN, cmp_key);
 	lws_sul_schedule(prov.ctx, 0, &rc.sul, reconcile_step, 1);
 }
 
