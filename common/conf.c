@@ -152,6 +152,35 @@ out_err:
 	return ret;
 }
 
+struct options_ctx {
+	const struct option *opts;
+	int skip_id;
+	conf_option_fn set;
+	void *arg;
+};
+
+static int option_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
+{
+	const struct options_ctx *ctx = arg;
+
+	for (const struct option *o = ctx->opts; o->name; o++) {
+		if (o->has_arg != required_argument || o->val == ctx->skip_id)
+			continue;
+		if (conf_key_matches(key, o->name))
+			return ctx->set(ctx->arg, o->val, value, err);
+	}
+	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
+	return -EINVAL;
+}
+
+int conf_load_options(const char *path, const char *section, const struct option *opts,
+		      int skip_id, conf_option_fn set, void *arg, char err[static CONF_ERR_LEN])
+{
+	struct options_ctx ctx = { .opts = opts, .skip_id = skip_id, .set = set, .arg = arg };
+
+	return conf_load(path, section, option_pair, &ctx, err);
+}
+
 bool conf_key_matches(const char *key, const char *opt)
 {
 	for (;;) {

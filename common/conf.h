@@ -7,6 +7,7 @@
 #ifndef WGWS_CONF_H
 #define WGWS_CONF_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -38,6 +39,16 @@ typedef int (*conf_pair_fn)(void *arg, const char *key, const char *value,
  * "path:line: message" in err. */
 int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
 	      char err[static CONF_ERR_LEN]) __attribute__((warn_unused_result));
+
+/* A program's one setter for an option, by its getopt_long id; 0 or -errno with a message. */
+typedef int (*conf_option_fn)(void *arg, int id, const char *value,
+			      char err[static CONF_ERR_LEN]);
+
+/* conf_load() through a getopt_long table: each key must name one of opts' long options that
+ * take an argument (not skip_id, the -c option itself); set gets its id and the value. */
+int conf_load_options(const char *path, const char *section, const struct option *opts,
+		      int skip_id, conf_option_fn set, void *arg, char err[static CONF_ERR_LEN])
+	__attribute__((warn_unused_result));
 
 /* True when a config key names the long option opt ("MaxConns" matches "max-conns"). */
 bool conf_key_matches(const char *key, const char *opt);

@@ -152,8 +152,10 @@ static int set_cidr_list(struct prov_cfg *cfg, const char *v, char *err)
 	return 0;
 }
 
-static int set_option(struct prov_cfg *cfg, int id, const char *v, char *err)
+/* The one setter behind both the command line and the config file. */
+static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR_LEN])
 {
+	struct prov_cfg *cfg = arg;
 	const char *name = "?";
 	socklen_t len;
 
@@ -245,18 +247,6 @@ static int set_option(struct prov_cfg *cfg, int id, const char *v, char *err)
 	}
 }
 
-static int conf_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
-{
-	for (const struct option *o = long_opts; o->name; o++) {
-		if (o->has_arg != required_argument || o->val == 'c')
-			continue;
-		if (conf_key_matches(key, o->name))
-			return set_option(arg, o->val, value, err);
-	}
-	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
-	return -EINVAL;
-}
-
 static void read_token(struct prov_cfg *cfg)
 {
 	struct stat st;
@@ -290,7 +280,8 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	cfg->gc_batch = 16;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
-		if (c == 'c' && conf_load(optarg, "Provisioner", conf_pair, cfg, err) < 0)
+		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c', set_option,
+						  cfg, err) < 0)
 			fatalx("%s", err);
 	optind = 0;
 	opterr = 1;

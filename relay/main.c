@@ -123,8 +123,9 @@ static int set_str(char **dst, const char *v)
 }
 
 /* The one setter behind both the command line and the config file. */
-static int set_option(struct relay_cfg *cfg, int id, const char *v, char *err)
+static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR_LEN])
 {
+	struct relay_cfg *cfg = arg;
 	const char *name = "?";
 
 	for (const struct option *o = long_opts; o->name; o++)
@@ -176,18 +177,6 @@ static int set_option(struct relay_cfg *cfg, int id, const char *v, char *err)
 	}
 }
 
-static int conf_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
-{
-	for (const struct option *o = long_opts; o->name; o++) {
-		if (o->has_arg != required_argument || o->val == 'c')
-			continue;
-		if (conf_key_matches(key, o->name))
-			return set_option(arg, o->val, value, err);
-	}
-	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
-	return -EINVAL;
-}
-
 static void cfg_defaults(struct relay_cfg *cfg)
 {
 	char err[CONF_ERR_LEN];
@@ -226,7 +215,8 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 	cfg_defaults(cfg);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
-		if (c == 'c' && conf_load(optarg, "Relay", conf_pair, cfg, err) < 0)
+		if (c == 'c' &&
+		    conf_load_options(optarg, "Relay", long_opts, 'c', set_option, cfg, err) < 0)
 			fatalx("%s", err);
 	}
 	optind = 0;

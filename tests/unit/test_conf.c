@@ -17,30 +17,7 @@
 
 #include "conf.h"
 
-static const char *cur_case = "?";
-
-#define EXPECT(cond)                                                                       \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			fail_msg("case %s: expected %s (%s:%d)", cur_case, #cond, __FILE__, \
-				 __LINE__);                                                \
-	} while (0)
-
-#define EXPECT_EQ(got, want)                                                               \
-	do {                                                                               \
-		long long g_ = (long long)(got), w_ = (long long)(want);                   \
-		if (g_ != w_)                                                              \
-			fail_msg("case %s: %s is %lld, expected %lld (%s:%d)", cur_case, #got, \
-				 g_, w_, __FILE__, __LINE__);                              \
-	} while (0)
-
-#define EXPECT_STREQ(got, want)                                                            \
-	do {                                                                               \
-		const char *g_ = (got), *w_ = (want);                                      \
-		if (g_ == NULL || strcmp(g_, w_) != 0)                                     \
-			fail_msg("case %s: %s is \"%s\", expected \"%s\" (%s:%d)", cur_case, \
-				 #got, g_ ? g_ : "(null)", w_, __FILE__, __LINE__);        \
-	} while (0)
+#include "expect.h"
 
 /* True when s is NUL-terminated within CONF_ERR_LEN and not empty. */
 static bool err_is_message(const char *err)

@@ -24,22 +24,7 @@
 
 #include "prov.h"
 
-static const char *cur_case = "?";
-
-#define EXPECT(cond)                                                                       \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			fail_msg("case %s: expected %s (%s:%d)", cur_case, #cond, __FILE__, \
-				 __LINE__);                                                \
-	} while (0)
-
-#define EXPECT_EQ(got, want)                                                               \
-	do {                                                                               \
-		long long g_ = (long long)(got), w_ = (long long)(want);                   \
-		if (g_ != w_)                                                              \
-			fail_msg("case %s: %s is %lld, expected %lld (%s:%d)", cur_case, #got, \
-				 g_, w_, __FILE__, __LINE__);                              \
-	} while (0)
+#include "expect.h"
 
 #define IP4(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (d))
 

@@ -27,22 +27,7 @@ enum {
 	CANARY = 0x5a,
 };
 
-static const char *cur_case = "?";
-
-#define EXPECT(cond)                                                                       \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			fail_msg("case %s: expected %s (%s:%d)", cur_case, #cond, __FILE__, \
-				 __LINE__);                                                \
-	} while (0)
-
-#define EXPECT_EQ(got, want)                                                               \
-	do {                                                                               \
-		long long g_ = (long long)(got), w_ = (long long)(want);                   \
-		if (g_ != w_)                                                              \
-			fail_msg("case %s: %s is %lld, expected %lld (%s:%d)", cur_case, #got, \
-				 g_, w_, __FILE__, __LINE__);                              \
-	} while (0)
+#include "expect.h"
 
 /* "b8 00 ab*32 ..." to bytes: hex pairs, "hh*N" repeats a byte N times. */
 static size_t unhex(const char *s, uint8_t *out, size_t max)

@@ -1,0 +1,73 @@
+#!/bin/bash
+# The three programs' configuration: -c FILE with the long option names as keys, flags
+# given together with it, --check-config, and errors that name the file, the line and the key.
+# No root, no network: --check-config validates and exits before opening anything.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_bins wgws-relay wgws-shim wgws-provisioner
+
+certs_make
+expect_ok() { # WHAT CMD...
+	local what=$1 out
+	shift
+	out=$("$@" 2>&1) || fail "$what: exit $?: $(oneline "$out")"
+	grep -qx "configuration ok" <<<"$out" || fail "$what: no 'configuration ok': $(oneline "$out")"
+	ok "$what"
+}
+expect_err() { # WHAT PATTERN CMD...
+	local what=$1 pat=$2 out rc=0
+	shift 2
+	out=$("$@" 2>&1) || rc=$?
+	[ "$rc" != 0 ] || fail "$what: accepted: $(oneline "$out")"
+	grep -q -- "$pat" <<<"$out" || fail "$what: expected '$pat', got: $(oneline "$out")"
+	ok "$what → $(head -n 1 <<<"$out")"
+}
+
+R=$WGWS_BUILD/wgws-relay S=$WGWS_BUILD/wgws-shim P=$WGWS_BUILD/wgws-provisioner
+cat >"$T/relay.conf" <<CONF
+# a comment
+[Relay]
+Listen = 127.0.0.1:8443
+Cert = $CERT
+Key = $KEY
+MaxConns = 10   # after a blank: a comment
+max_record = 2048
+CONF
+expect_ok "relay: -c with CamelCase and snake_case keys" "$R" -c "$T/relay.conf" --check-config
+expect_ok "relay: flags accepted together with -c" "$R" -c "$T/relay.conf" --max-conns 20 --check-config
+printf '[Relay]\nListen = 127.0.0.1:8443\nLsten = 1\n' >"$T/bad1.conf"
+expect_err "relay: unknown key" "bad1.conf:3: unknown key 'Lsten'" "$R" -c "$T/bad1.conf" --check-config
+printf '[Relay]\nMaxConns = lots\n' >"$T/bad2.conf"
+expect_err "relay: bad value" "bad2.conf:2: --max-conns: 'lots'" "$R" -c "$T/bad2.conf" --check-config
+printf '[Shim]\nRelay = wss://gw.example/wg\n' >"$T/bad3.conf"
+expect_err "relay: wrong section" "bad3.conf:1: unknown section \[Shim\]" "$R" -c "$T/bad3.conf" --check-config
+expect_err "relay: missing --cert" "cert FILE and --key FILE are required" "$R" --listen 127.0.0.1:8443 --check-config
+expect_err "relay: bad --listen" "not a numeric IPv4:PORT" "$R" --listen localhost:443 --cert "$CERT" --key "$KEY"
+
+cat >"$T/shim.conf" <<CONF
+[Shim]
+Listen = 127.0.0.1:51820
+Relay = wss://gw.example.com/wg
+Keepalive = 10
+NoProxy = yes
+CONF
+expect_ok "shim: -c" "$S" -c "$T/shim.conf" --check-config
+expect_err "shim: ws:// refused" "wss" "$S" --relay ws://gw.example.com/wg --check-config
+expect_err "shim: --pin with --insecure" "insecure" "$S" --relay wss://gw.example.com/wg --insecure \
+	--pin "sha256//$(printf '%032d' 0 | base64)" --check-config
+
+cat >"$T/prov.conf" <<CONF
+[Provisioner]
+Interface = wg0
+Db = $T/peers.db
+Pool4 = 10.64.0.0/16
+Pool6 = fd00:64::/64
+GcIdle = 900
+CONF
+expect_ok "provisioner: -c" "$P" serve -c "$T/prov.conf" --check-config
+expect_err "provisioner: host bits in --pool4" "is not an IPv4 network" "$P" serve -c "$T/prov.conf" \
+	--pool4 10.64.0.1/16 --check-config
+expect_err "provisioner: tcp API without a token" "needs --token-file" "$P" serve -c "$T/prov.conf" \
+	--api tcp:127.0.0.1:8080 --check-config
+expect_err "provisioner: no pool" "give --pool4" "$P" serve --interface wg0 --db "$T/x.db" --check-config
+echo "PASS test_config"
