@@ -491,3 +491,27 @@ d = (bytes([t, 0, 0, 0]) + m).ljust(n, b"\0")[:n]
 print((n.to_bytes(2, "big") + d)[:2 + sent].hex())
 EOF
 }
+
+# loopback_sandbox NAME: somewhere to run servers on loopback ports. As root, a private
+# namespace wgws-$$-NAME with the usual ports (PORT 8443, MPORT 9100, UPORT 51820); otherwise
+# free ports of the host's loopback. Sets NS, PORT, MPORT, UPORT and RUN (the command prefix
+# that enters the namespace, empty otherwise); run CMD... runs CMD there.
+loopback_sandbox() {
+	NS=""
+	RUN=()
+	if [ "$(id -u)" = 0 ]; then
+		NS=wgws-$$-$1
+		netns_add "$NS"
+		RUN=(ip netns exec "$NS")
+		PORT=8443 MPORT=9100 UPORT=51820
+	else
+		PORT=$(free_port stream) MPORT=$(free_port stream) UPORT=$(free_port dgram)
+	fi
+}
+run() { "${RUN[@]}" "$@"; }
+# free_port stream|dgram: a port the kernel just handed out on 127.0.0.1.
+free_port() {
+	"$PY" -c "import socket; s = socket.socket(type=socket.SOCK_${1^^}); \
+s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+}
+

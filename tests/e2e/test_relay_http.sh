@@ -9,23 +9,7 @@ set -eu
 need_cmd curl ss
 need_bins wgws-relay
 
-NS=""
-if [ "$(id -u)" = 0 ]; then
-	NS=wgws-$$-http
-	netns_add "$NS"
-	PORT=8443 MPORT=9100 UPORT=51820
-else
-	# free_port tcp|udp: a port the kernel just handed out on 127.0.0.1.
-	free_port() {
-		"$PY" -c "import socket; s = socket.socket(type=socket.SOCK_${1^^}); \
-s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
-	}
-	PORT=$(free_port stream) MPORT=$(free_port stream) UPORT=$(free_port dgram)
-fi
-# run CMD...: in the private namespace when there is one (RUN prefixes spawned commands).
-RUN=()
-[ -z "$NS" ] || RUN=(ip netns exec "$NS")
-run() { "${RUN[@]}" "$@"; }
+loopback_sandbox http
 base=https://127.0.0.1:$PORT
 URL=wss://127.0.0.1:$PORT/wg
 http_code() { run curl -sk -m 3 -o /dev/null -w '%{http_code}' "$@" || true; }

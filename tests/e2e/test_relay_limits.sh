@@ -13,21 +13,7 @@ set -eu
 need_cmd curl
 need_bins wgws-relay
 
-NS=""
-if [ "$(id -u)" = 0 ]; then
-	NS=wgws-$$-lim
-	netns_add "$NS"
-	PORT=8443 MPORT=9100 UPORT=51820
-else
-	free_port() {
-		"$PY" -c "import socket; s = socket.socket(type=socket.SOCK_${1^^}); \
-s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
-	}
-	PORT=$(free_port stream) MPORT=$(free_port stream) UPORT=$(free_port dgram)
-fi
-RUN=()
-[ -z "$NS" ] || RUN=(ip netns exec "$NS")
-run() { "${RUN[@]}" "$@"; }
+loopback_sandbox lim
 URL=wss://127.0.0.1:$PORT/wg
 metric() {
 	run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" |
