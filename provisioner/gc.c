@@ -157,8 +157,30 @@ static struct {
 	size_t n_have, cap;
 	uint8_t cursor[WG_KEY_LEN];
 	bool started;
-	unsigned installed, present, failed;
+	unsigned installed, present, failed, foreign;
 } rc;
+
+static bool in_pool(const struct prov_cidr *c)
+{
+	const struct prov_cidr *pools[2] = {
+		prov.cfg.has_pool4 ? &prov.cfg.pool4 : NULL,
+		prov.cfg.has_pool6 ? &prov.cfg.pool6 : NULL,
+	};
+
+	for (unsigned i = 0; i < 2; i++) {
+		const struct prov_cidr *p = pools[i];
+		unsigned bits = p ? p->bits : 0;
+
+		if (!p || p->family != c->family || c->bits < bits)
+			continue;
+		if (memcmp(p->addr, c->addr, bits / 8))
+			continue;
+		if (bits % 8 && (p->addr[bits / 8] ^ c->addr[bits / 8]) & (0xff00u >> (bits % 8)))
+			continue;
+		return true;
+	}
+	return false;
+}
 
 static int cmp_key(const void *a, const void *b)
 {
@@ -167,7 +189,27 @@ static int cmp_key(const void *a, const void *b)
 
 static int collect_device(void *arg, const struct wgdev_peer_info *pi)
 {
+	struct store_peer sp;
+	unsigned n = pi->n_allowed < PROV_MAX_ALLOWED ? pi->n_allowed : PROV_MAX_ALLOWED;
+
 	(void)arg;
+	/* A peer we do not know holding pool addresses: the store may hand them out again, and
+	 * the kernel would silently move them to the new peer. Say so, loudly, once. */
+	if (store_get(prov.store, pi->pubkey, &sp) == -ENOENT) {
+		for (unsigned i = 0; i < n; i++) {
+			char b64[WG_KEY_B64_LEN + 1], cidr[PROV_CIDR_STR];
+
+			if (!in_pool(&pi->allowed[i]))
+				continue;
+			key_to_base64(pi->pubkey, b64);
+			log_warnx("%s has peer %s, which the store does not know, with %s from the "
+				  "pool: remove it (wg set %s peer %s remove) or that address may be "
+				  "handed out twice", prov.cfg.ifname, b64,
+				  cidr_format(&pi->allowed[i], cidr), prov.cfg.ifname, b64);
+			rc.foreign++;
+			break;
+		}
+	}
 	if (rc.n_have == rc.cap) {
 		size_t cap = rc.cap ? rc.cap * 2 : 1024;
 		void *p = realloc(rc.have, cap * WG_KEY_LEN);
@@ -213,8 +255,9 @@ static void reconcile_step(lws_sorted_usec_list_t *sul)
 	}
 	if (n < 0)
 		log_warnx("reconcile: cannot list the store: %s", strerror(-n));
-	log_info("reconcile: %u stored peers put back into %s, %u were there%s", rc.installed,
-		 prov.cfg.ifname, rc.present, rc.failed ? " (some failed: see above)" : "");
+	log_info("reconcile: %u stored peers put back into %s, %u were there, %u unknown peers "
+		 "hold pool addresses%s", rc.installed, prov.cfg.ifname, rc.present, rc.foreign,
+		 rc.failed ? " (some failed: see above)" : "");
 	if (rc.failed)
 		log_warnx("reconcile: %u peers could not be installed", rc.failed);
 	free(rc.have);

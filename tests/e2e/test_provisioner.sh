@@ -424,7 +424,14 @@ ok "creates $CREATED, deletes $DELETED (1 by expiry), stored $n_stored, installe
 say "4b. GC: restart with --gc-idle 2 --gc-interval 1"
 stop_pid "$PROV_PID" TERM 5
 expect "exit status on SIGTERM" "$STOP_RC" 0
+# A peer the store does not know, holding a pool address: the restart must warn about it.
+FOREIGN=$(wg genkey | wg pubkey)
+in_g wg set "$WG_G" peer "$FOREIGN" allowed-ips 10.203.0.250/32
 start_prov --gc-interval 1 --gc-idle 2
+wait_for 5 grep -q "peer $FOREIGN, which the store does not know, with 10.203.0.250/32" "$PROV_LOG" ||
+	fail "no warning about an unknown device peer holding a pool address"
+ok "start-up warns about an unknown device peer that holds a pool address"
+in_g wg set "$WG_G" peer "$FOREIGN" remove
 IDLE=$(wg genkey | wg pubkey)
 post "{\"public_key\":\"$IDLE\",\"name\":\"idle\"}"
 expect "POST idle peer" "$CODE" 201
