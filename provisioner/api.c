@@ -48,8 +48,6 @@ struct req {
 
 static struct req *cur_req; /* the request being handled (single-threaded loop) */
 
-double hist_bound(unsigned i);
-
 /* Prepare the answer to the current request and ask for a WRITEABLE callback. */
 static int reply(struct lws *wsi, unsigned status, const char *ctype, const char *body,
 		 size_t len, bool auth_challenge)
@@ -118,7 +116,7 @@ out:
 	return ret;
 }
 
-/* Consumes j. */
+/* Consumes j. A 401 also asks for the bearer token (WWW-Authenticate). */
 static int reply_json(struct lws *wsi, unsigned status, json_t *j)
 {
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -128,7 +126,7 @@ static int reply_json(struct lws *wsi, unsigned status, json_t *j)
 	if (!text)
 		return reply(wsi, 500, "application/json", "{\"error\":\"out of memory\"}", 25,
 			     false);
-	ret = reply(wsi, status, "application/json", text, strlen(text), false);
+	ret = reply(wsi, status, "application/json", text, strlen(text), status == 401);
 	free(text);
 	return ret;
 }
@@ -142,16 +140,6 @@ reply_error(struct lws *wsi, unsigned status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (status == 401) {
-		char *text = json_dumps(json_pack("{s:s}", "error", msg), JSON_COMPACT);
-		int ret;
-
-		if (!text)
-			return -1;
-		ret = reply(wsi, 401, "application/json", text, strlen(text), true);
-		free(text);
-		return ret;
-	}
 	return reply_json(wsi, status, json_pack("{s:s}", "error", msg));
 }
 
@@ -188,24 +176,6 @@ static json_t *peer_json(const struct store_peer *sp)
 	json_object_set_new(j, "last_handshake", sp->last_seen ? json_integer(sp->last_seen)
 							       : json_null());
 	return j;
-}
-
-static bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b)
-{
-	unsigned bits = a->bits < b->bits ? a->bits : b->bits;
-
-	if (a->family != b->family)
-		return false;
-	for (unsigned i = 0; i < bits / 8; i++)
-		if (a->addr[i] != b->addr[i])
-			return false;
-	if (bits % 8) {
-		uint8_t mask = (uint8_t)(0xff00u >> (bits % 8));
-
-		if ((a->addr[bits / 8] ^ b->addr[bits / 8]) & mask)
-			return false;
-	}
-	return true;
 }
 
 static bool name_is_ok(const char *s)
@@ -286,8 +256,7 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 					status = 400;
 					break;
 				}
-				if (c->bits == 0 || (prov.cfg.has_pool4 && cidr_overlaps(c, &prov.cfg.pool4)) ||
-				    (prov.cfg.has_pool6 && cidr_overlaps(c, &prov.cfg.pool6))) {
+				if (c->bits == 0 || prov_in_pools(c)) {
 					snprintf(msg, 200, "allowed_ips[%zu]: overlaps the address pool or "
 						 "everything; it would take other peers' traffic", i);
 					status = 400;
@@ -373,11 +342,6 @@ static int api_create(struct lws *wsi, struct req *r)
 	return reply_json(wsi, 201, j);
 }
 
-static int key_from_path(const char *s, uint8_t key[static WG_KEY_LEN])
-{
-	return key_from_base64(s, key);
-}
-
 static int api_show(struct lws *wsi, const char *k)
 {
 	uint8_t key[WG_KEY_LEN];
@@ -386,7 +350,7 @@ static int api_show(struct lws *wsi, const char *k)
 	json_t *j;
 	int ret;
 
-	if (key_from_path(k, key) < 0)
+	if (key_from_base64(k, key) < 0)
 		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
 	ret = store_get(prov.store, key, &sp);
 	if (ret == -ENOENT)
@@ -406,7 +370,7 @@ static int api_delete(struct lws *wsi, const char *k)
 	char b64[WG_KEY_B64_LEN + 1];
 	int ret;
 
-	if (key_from_path(k, key) < 0)
+	if (key_from_base64(k, key) < 0)
 		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
 	ret = peer_delete(key);
 	if (ret == -ENOENT)
@@ -466,6 +430,27 @@ static int api_list(struct lws *wsi)
 		return reply_json(wsi, 200, json_pack("{s:o,s:s}", "peers", lc.arr, "next", b64));
 	}
 	return reply_json(wsi, 200, json_pack("{s:o,s:n}", "peers", lc.arr, "next"));
+}
+
+/* Upper bounds in seconds; the last bucket is +Inf. */
+static const double hist_bounds[PROV_HIST_BUCKETS - 1] = {
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+};
+
+void hist_observe(struct hist *h, double seconds)
+{
+	unsigned i = 0;
+
+	while (i < PROV_HIST_BUCKETS - 1 && seconds > hist_bounds[i])
+		i++;
+	h->bucket[i]++;
+	h->count++;
+	h->sum += seconds;
+}
+
+double hist_bound(unsigned i)
+{
+	return i < PROV_HIST_BUCKETS - 1 ? hist_bounds[i] : -1;
 }
 
 #define PUT(...)                                                                   \

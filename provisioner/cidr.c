@@ -60,3 +60,14 @@ const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR
 	snprintf(buf, PROV_CIDR_STR, "%s/%u", ip, c->bits);
 	return buf;
 }
+
+bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b)
+{
+	unsigned bits = a->bits < b->bits ? a->bits : b->bits;
+
+	if (a->family != b->family)
+		return false;
+	if (memcmp(a->addr, b->addr, bits / 8))
+		return false;
+	return !(bits % 8) || !((a->addr[bits / 8] ^ b->addr[bits / 8]) & (0xff00u >> (bits % 8)));
+}

@@ -49,31 +49,11 @@ static int expire_one(void *arg, const struct store_peer *sp)
 	return 0;
 }
 
-/* Collected first, deleted after: deleting while the store iterates would disturb it. */
-struct expired_list {
-	unsigned n;
-	struct store_peer *peers;
-};
-
-static int collect_expired(void *arg, const struct store_peer *sp)
-{
-	struct expired_list *l = arg;
-
-	l->peers[l->n++] = *sp;
-	return 0;
-}
-
+/* The store resets its statement before each callback: deleting as we go is safe. */
 static void gc_expire(int64_t now)
 {
-	struct expired_list l = { .peers = calloc(GC_EXPIRED_PER_RUN, sizeof(struct store_peer)) };
-
-	if (!l.peers)
-		return;
-	if (store_list_expired(prov.store, now, GC_EXPIRED_PER_RUN, collect_expired, &l) < 0)
+	if (store_list_expired(prov.store, now, GC_EXPIRED_PER_RUN, expire_one, NULL) < 0)
 		log_warnx("gc: cannot list expired peers");
-	for (unsigned i = 0; i < l.n; i++)
-		expire_one(NULL, &l.peers[i]);
-	free(l.peers);
 }
 
 static int consider(void *arg, const struct wgdev_peer_info *pi)
@@ -160,26 +140,10 @@ static struct {
 	unsigned installed, present, failed, foreign;
 } rc;
 
-static bool in_pool(const struct prov_cidr *c)
+bool prov_in_pools(const struct prov_cidr *c)
 {
-	const struct prov_cidr *pools[2] = {
-		prov.cfg.has_pool4 ? &prov.cfg.pool4 : NULL,
-		prov.cfg.has_pool6 ? &prov.cfg.pool6 : NULL,
-	};
-
-	for (unsigned i = 0; i < 2; i++) {
-		const struct prov_cidr *p = pools[i];
-		unsigned bits = p ? p->bits : 0;
-
-		if (!p || p->family != c->family || c->bits < bits)
-			continue;
-		if (memcmp(p->addr, c->addr, bits / 8))
-			continue;
-		if (bits % 8 && (p->addr[bits / 8] ^ c->addr[bits / 8]) & (0xff00u >> (bits % 8)))
-			continue;
-		return true;
-	}
-	return false;
+	return (prov.cfg.has_pool4 && cidr_overlaps(c, &prov.cfg.pool4)) ||
+	       (prov.cfg.has_pool6 && cidr_overlaps(c, &prov.cfg.pool6));
 }
 
 static int cmp_key(const void *a, const void *b)
@@ -199,7 +163,7 @@ static int collect_device(void *arg, const struct wgdev_peer_info *pi)
 		for (unsigned i = 0; i < n; i++) {
 			char b64[WG_KEY_B64_LEN + 1], cidr[PROV_CIDR_STR];
 
-			if (!in_pool(&pi->allowed[i]))
+			if (!prov_in_pools(&pi->allowed[i]))
 				continue;
 			key_to_base64(pi->pubkey, b64);
 			log_warnx("%s has peer %s, which the store does not know, with %s from the "

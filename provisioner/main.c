@@ -92,6 +92,19 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+double prov_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t prov_wall_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
 static char *token_path;
 
 static int set_uint(const char *name, const char *v, unsigned long min, unsigned long max,

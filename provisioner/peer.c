@@ -13,41 +13,6 @@
 #include "log.h"
 #include "prov.h"
 
-double prov_now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int64_t prov_wall_s(void)
-{
-	return (int64_t)time(NULL);
-}
-
-/* Upper bounds in seconds; the last bucket is +Inf. */
-static const double hist_bounds[PROV_HIST_BUCKETS - 1] = {
-	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
-};
-
-void hist_observe(struct hist *h, double seconds)
-{
-	unsigned i = 0;
-
-	while (i < PROV_HIST_BUCKETS - 1 && seconds > hist_bounds[i])
-		i++;
-	h->bucket[i]++;
-	h->count++;
-	h->sum += seconds;
-}
-
-double hist_bound(unsigned i);
-double hist_bound(unsigned i)
-{
-	return i < PROV_HIST_BUCKETS - 1 ? hist_bounds[i] : -1;
-}
-
 void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp)
 {
 	memset(dp, 0, sizeof(*dp));

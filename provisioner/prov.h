@@ -32,6 +32,8 @@ struct prov_cidr {
 	uint8_t addr[16]; /* network byte order; the first 4 bytes for AF_INET */
 };
 
+/* True when the two prefixes share an address (one contains the other). */
+bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b);
 /* Parse "10.0.0.2/32", "fd00::2/128", or an address without "/n" (a host route).
  * Host bits beyond the prefix must be zero. Returns 0 or -EINVAL. */
 int cidr_parse(const char *s, struct prov_cidr *out) __attribute__((warn_unused_result));
@@ -329,7 +331,8 @@ struct hist {
 	uint64_t count;
 	double sum;
 };
-void hist_observe(struct hist *h, double seconds);
+void hist_observe(struct hist *h, double seconds);   /* api.c, with the metrics */
+double hist_bound(unsigned i);                      /* upper bound of bucket i; -1 for +Inf */
 
 struct prov_stats {
 	uint64_t creates, deletes, installs, removals, install_errors;
@@ -376,6 +379,8 @@ size_t api_render_metrics(char *buf, size_t size);
 /* ---- gc.c: paced removal of idle peers, deletion of expired ones ---- */
 
 void gc_start(void);
+/* True when c overlaps a configured address pool. */
+bool prov_in_pools(const struct prov_cidr *c);
 /* Eager mode at start-up: put every stored peer the device lacks back into it (after a
  * reboot or a wireguard-go restart), in paced pages while the API already serves. */
 void gc_reconcile_start(void);

@@ -487,4 +487,25 @@ if healthy "$SOCK"; then h="the daemon answers /healthz after it"; else h="and t
 	fail "pipelined GET + POST on one connection: $out (expected 200 with connection: close); $h"
 ok "pipelined GET + POST: $out; $h"
 
+# --- 7. the TCP API needs the bearer token -------------------------------------------------
+say "7. --api tcp: every request needs the bearer token"
+stop_pid "$PROV_PID" TERM 5
+(umask 077 && head -c 24 /dev/urandom | base64 >"$T/token")
+TCP_LOG=$T/prov-tcp.log
+spawn_ns "$NS_G" "$TCP_LOG" "$PROV" serve --interface "$WG_G" --db "$DB" --api tcp:127.0.0.1:8090 \
+	--token-file "$T/token" --pool4 "$POOL4" --pool6 "$POOL6"
+PROV_PID=$SPAWNED
+tcp_code() { in_g curl -s -m 3 -o /dev/null -w '%{http_code}' "$@" http://127.0.0.1:8090/v1/peers; }
+wait_for 10 sh -c "[ \"\$(ip netns exec $NS_G curl -s -m 2 -o /dev/null -w '%{http_code}' \
+	-H 'Authorization: Bearer $(cat "$T/token")' http://127.0.0.1:8090/healthz)\" = 200 ]" ||
+	fail "the TCP API did not come up: $(tail -n 3 "$TCP_LOG")"
+expect "no token" "$(tcp_code)" 401
+expect "wrong token" "$(tcp_code -H 'Authorization: Bearer not-the-token-at-all')" 401
+in_g curl -s -m 3 -D - -o /dev/null http://127.0.0.1:8090/v1/peers | grep -qi '^www-authenticate: Bearer' ||
+	fail "a 401 without WWW-Authenticate: Bearer"
+expect "the right token" "$(tcp_code -H "Authorization: Bearer $(cat "$T/token")")" 200
+n=$(in_g "$PROV" peer list --api tcp:127.0.0.1:8090 --token-file "$T/token" | wc -l)
+[ "$n" -ge 1 ] || fail "peer list over TCP with --token-file listed nothing"
+ok "401 (with WWW-Authenticate) without or with a wrong token; 200 and the CLI ($n peers) with it"
+
 echo "PASS test_provisioner"

@@ -1,12 +1,11 @@
 /* Checks for table-driven cmocka tests: each failure names the case being run (set cur_case
  * at the top of every case) and shows the expression, its value and the expected one.
- * Include after <cmocka.h>. */
+ * Include after <cmocka.h>, once the file has its cur_case: a const char * it points at each
+ * case's name, or a char array it formats the name into. */
 #ifndef WGWS_TEST_EXPECT_H
 #define WGWS_TEST_EXPECT_H
 
 #include <string.h>
-
-static const char *cur_case = "?";
 
 #define EXPECT(cond)                                                                       \
 	do {                                                                               \

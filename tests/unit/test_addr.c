@@ -16,6 +16,7 @@
 
 #include "addr.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 /* --- addr_parse ----------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 
 #include "conf.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 /* True when s is NUL-terminated within CONF_ERR_LEN and not empty. */

@@ -16,6 +16,7 @@
 
 #include "frame.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 /* --- streams -------------------------------------------------------------------------- */

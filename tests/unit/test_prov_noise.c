@@ -31,20 +31,7 @@ static char cur_case[96] = "?";
 
 #define CASE(...) snprintf(cur_case, sizeof(cur_case), __VA_ARGS__)
 
-#define EXPECT(cond)                                                                       \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			fail_msg("case %s: expected %s (%s:%d)", cur_case, #cond, __FILE__, \
-				 __LINE__);                                                \
-	} while (0)
-
-#define EXPECT_EQ(got, want)                                                               \
-	do {                                                                               \
-		long long g_ = (long long)(got), w_ = (long long)(want);                   \
-		if (g_ != w_)                                                              \
-			fail_msg("case %s: %s is %lld, expected %lld (%s:%d)", cur_case, #got, \
-				 g_, w_, __FILE__, __LINE__);                              \
-	} while (0)
+#include "expect.h"
 
 #define EXPECT_MEM(got, want, len)                                                         \
 	do {                                                                               \

@@ -24,6 +24,7 @@
 
 #include "prov.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 #define IP4(a, b, c, d) ((uint32_t)(a) << 24 | (uint32_t)(b) << 16 | (uint32_t)(c) << 8 | (d))

@@ -30,6 +30,7 @@
 #include "addr.h"
 #include "prov.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 /* --- helpers ------------------------------------------------------------------------- */

@@ -27,6 +27,7 @@ enum {
 	CANARY = 0x5a,
 };
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 /* "b8 00 ab*32 ..." to bytes: hex pairs, "hh*N" repeats a byte N times. */

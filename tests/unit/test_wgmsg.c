@@ -14,6 +14,7 @@
 
 #include "wgmsg.h"
 
+static const char *cur_case = "?";
 #include "expect.h"
 
 static const struct {
