@@ -373,10 +373,18 @@ static void sendq_flush(struct shim *sh)
 	while (i < sh->sn) {
 		int r = sendmmsg(sh->udp_fd, sh->smsg + i, sh->sn - i, MSG_DONTWAIT);
 
-		if (r <= 0) {
-			s->drop_udp++; /* local WireGuard gone or its socket full */
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EMSGSIZE) {
+			s->drop_udp++; /* this one datagram: go on with the next */
 			i++;
 			continue;
+		}
+		if (r <= 0) {
+			/* One destination for the whole batch: socket full or WireGuard gone,
+			 * the rest would fail the same way. Drop them, don't retry each. */
+			s->drop_udp += sh->sn - i;
+			break;
 		}
 		s->rx_pkts += (unsigned)r;
 		i += (unsigned)r;
@@ -1208,7 +1216,8 @@ static void shim_on_udp(struct shim *sh)
 			s->batch_n = 0;
 			if (s->state == S_OPEN) {
 				emit_batch(sh, s, i);
-				(void)session_flush(s);
+				if (!s->want_write) /* else EPOLLOUT is armed and will write */
+					(void)session_flush(s);
 				continue;
 			}
 			for (unsigned j = i; j < sh->rn; j++)

@@ -526,10 +526,9 @@ int store_create(struct store *st, struct store_peer *p, int64_t now)
 		return ret;
 	if ((ret = txn_enter(st, &outer)))
 		return ret;
-	ret = peer_exists(st, p->pubkey);
-	if (ret > 0)
-		ret = -EEXIST;
-	if (ret == 0 && st->pool.has_ip4)
+	/* A stored key fails the INSERT's primary key (-EEXIST) and the transaction rolls the
+	 * allocation back: no separate lookup on the create path. */
+	if (st->pool.has_ip4)
 		ret = alloc_ip4(st, now, &ip4);
 	if (ret == 0 && st->pool.has_ip6)
 		ret = alloc_ip6(st, p->pubkey, ip6);
