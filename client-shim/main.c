@@ -105,19 +105,6 @@ static const char *opt_name(int opt)
 	return "?";
 }
 
-static int parse_bool(const char *v, bool *out)
-{
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") ||
-	    !strcmp(v, "1"))
-		*out = true;
-	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") ||
-		 !strcmp(v, "0"))
-		*out = false;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* The one setter for a file key or a flag. value is NULL for a flag without argument. */
 static int conf_set(struct parse_state *ps, int opt, const char *value,
 		    char err[static SHIM_ERR_LEN])
@@ -127,7 +114,7 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 	unsigned long n;
 	bool b = true;
 
-	if ((opt == OPT_INSECURE || opt == OPT_NO_PROXY) && value && parse_bool(value, &b) < 0) {
+	if ((opt == OPT_INSECURE || opt == OPT_NO_PROXY) && value && conf_parse_bool(value, &b) < 0) {
 		snprintf(err, SHIM_ERR_LEN, "--%s: expected yes or no, got '%s'", opt_name(opt),
 			 value);
 		return -EINVAL;

@@ -164,7 +164,7 @@ static int option_pair(void *arg, const char *key, const char *value, char err[s
 	const struct options_ctx *ctx = arg;
 
 	for (const struct option *o = ctx->opts; o->name; o++) {
-		if (o->has_arg != required_argument || o->val == ctx->skip_id)
+		if (o->has_arg == no_argument || o->val == ctx->skip_id)
 			continue;
 		if (conf_key_matches(key, o->name))
 			return ctx->set(ctx->arg, o->val, value, err);
@@ -211,5 +211,18 @@ int conf_parse_uint(const char *s, unsigned long min, unsigned long max, unsigne
 	if (errno == ERANGE || v < min || v > max)
 		return -ERANGE;
 	*out = v;
+	return 0;
+}
+
+int conf_parse_bool(const char *s, bool *out)
+{
+	if (!strcasecmp(s, "yes") || !strcasecmp(s, "true") || !strcasecmp(s, "on") ||
+	    !strcmp(s, "1"))
+		*out = true;
+	else if (!strcasecmp(s, "no") || !strcasecmp(s, "false") || !strcasecmp(s, "off") ||
+		 !strcmp(s, "0"))
+		*out = false;
+	else
+		return -EINVAL;
 	return 0;
 }

@@ -45,13 +45,17 @@ typedef int (*conf_option_fn)(void *arg, int id, const char *value,
 			      char err[static CONF_ERR_LEN]);
 
 /* conf_load() through a getopt_long table: each key must name one of opts' long options that
- * take an argument (not skip_id, the -c option itself); set gets its id and the value. */
+ * take an argument, required or optional (not skip_id, the -c option itself); set gets its id
+ * and the value. An optional_argument flag ("--jit", "--jit=no") is "Jit = yes" in a file. */
 int conf_load_options(const char *path, const char *section, const struct option *opts,
 		      int skip_id, conf_option_fn set, void *arg, char err[static CONF_ERR_LEN])
 	__attribute__((warn_unused_result));
 
 /* True when a config key names the long option opt ("MaxConns" matches "max-conns"). */
 bool conf_key_matches(const char *key, const char *opt);
+
+/* yes/true/on/1 or no/false/off/0 (case-insensitive); returns 0 or -EINVAL. */
+int conf_parse_bool(const char *s, bool *out) __attribute__((warn_unused_result));
 
 /* Parse an unsigned decimal in [min, max]; returns 0 or -EINVAL / -ERANGE. */
 int conf_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)

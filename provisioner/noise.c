@@ -247,15 +247,15 @@ bool noise_mac1_ok(const struct noise_responder *r, const uint8_t *msg, size_t l
 	       sodium_memcmp(mac, msg + OFF_MAC1, NOISE_MAC_LEN) == 0;
 }
 
-enum noise_result noise_decode_initiation(const struct noise_responder *r, const uint8_t *msg,
-					  size_t len, struct noise_initiation *out)
+enum noise_result noise_open_static(const struct noise_responder *r, const uint8_t *msg,
+				    size_t len, struct noise_half *h)
 {
 	const uint8_t *eph = msg + OFF_EPHEMERAL;
-	uint8_t chain[HASH_LEN], hash[HASH_LEN], key[HASH_LEN], dh[WG_KEY_LEN];
-	uint8_t initiator[WG_KEY_LEN], ts[WG_TAI64N_LEN], mac[NOISE_MAC_LEN];
+	uint8_t key[HASH_LEN], dh[WG_KEY_LEN], mac[NOISE_MAC_LEN];
 	enum noise_result ret = NOISE_ERROR;
 	struct noise_crypto *c;
 
+	memset(h, 0, sizeof(*h));
 	if (!is_initiation(msg, len))
 		return NOISE_NOT_INITIATION;
 	c = crypto_get();
@@ -267,49 +267,96 @@ enum noise_result noise_decode_initiation(const struct noise_responder *r, const
 		return NOISE_BAD_MAC1;
 
 	/* e: MixHash(e), and psk mode's MixKey(e) */
-	if (!hash2(c, hash, r->hash0, HASH_LEN, eph, WG_KEY_LEN) ||
-	    !kdf(c, chain, NULL, noise_c0, eph, WG_KEY_LEN))
+	if (!hash2(c, h->hash, r->hash0, HASH_LEN, eph, WG_KEY_LEN) ||
+	    !kdf(c, h->chain, NULL, noise_c0, eph, WG_KEY_LEN))
 		goto out;
 	/* es; a low-order ephemeral gives an all-zero secret and is refused as the kernel does */
 	if (crypto_scalarmult(dh, r->private_key, eph) != 0) {
 		ret = NOISE_BAD_STATIC;
 		goto out;
 	}
-	if (!kdf(c, chain, key, chain, dh, sizeof(dh)))
+	if (!kdf(c, h->chain, key, h->chain, dh, sizeof(dh)))
 		goto out;
-	if (crypto_aead_chacha20poly1305_ietf_decrypt(initiator, NULL, NULL, msg + OFF_STATIC,
-						      ENC_STATIC_LEN, hash, HASH_LEN, zero_nonce,
-						      key) != 0) {
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(h->initiator_public, NULL, NULL,
+						      msg + OFF_STATIC, ENC_STATIC_LEN, h->hash,
+						      HASH_LEN, zero_nonce, key) != 0) {
 		ret = NOISE_BAD_STATIC;
 		goto out;
 	}
-	if (!hash2(c, hash, hash, HASH_LEN, msg + OFF_STATIC, ENC_STATIC_LEN))
+	if (!hash2(c, h->hash, h->hash, HASH_LEN, msg + OFF_STATIC, ENC_STATIC_LEN))
 		goto out;
-	/* ss; a low-order initiator key decrypted fine but is no usable key: also BAD_STATIC */
-	if (crypto_scalarmult(dh, r->private_key, initiator) != 0) {
+	h->sender_index = le32(msg + OFF_SENDER);
+	ret = NOISE_OK;
+out:
+	hmac_scrub(c);
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(dh, sizeof(dh));
+	if (ret != NOISE_OK)
+		noise_half_wipe(h);
+	return ret;
+}
+
+int noise_static_secret(const struct noise_responder *r,
+			const uint8_t initiator_public[static WG_KEY_LEN],
+			uint8_t ss[static WG_KEY_LEN])
+{
+	/* A low-order initiator key gives an all-zero secret: no usable key. */
+	return crypto_scalarmult(ss, r->private_key, initiator_public) == 0 ? 0 : -EINVAL;
+}
+
+enum noise_result noise_open_timestamp(const struct noise_responder *r, struct noise_half *h,
+				       const uint8_t *msg, const uint8_t *ss,
+				       uint8_t ts[static WG_TAI64N_LEN])
+{
+	uint8_t key[HASH_LEN], dh[WG_KEY_LEN];
+	enum noise_result ret = NOISE_ERROR;
+	struct noise_crypto *c = crypto_get();
+
+	if (!c)
+		return NOISE_ERROR;
+	if (ss)
+		memcpy(dh, ss, WG_KEY_LEN);
+	else if (noise_static_secret(r, h->initiator_public, dh) < 0) {
 		ret = NOISE_BAD_STATIC;
 		goto out;
 	}
-	if (!kdf(c, chain, key, chain, dh, sizeof(dh)))
+	if (!kdf(c, h->chain, key, h->chain, dh, sizeof(dh)))
 		goto out;
 	if (crypto_aead_chacha20poly1305_ietf_decrypt(ts, NULL, NULL, msg + OFF_TIMESTAMP,
-						      ENC_TIMESTAMP_LEN, hash, HASH_LEN, zero_nonce,
-						      key) != 0) {
+						      ENC_TIMESTAMP_LEN, h->hash, HASH_LEN,
+						      zero_nonce, key) != 0) {
 		ret = NOISE_BAD_TIMESTAMP;
 		goto out;
 	}
 	/* The final MixHash(encrypted timestamp) only matters to whoever sends the response. */
-	out->sender_index = le32(msg + OFF_SENDER);
-	memcpy(out->initiator_public, initiator, WG_KEY_LEN);
-	memcpy(out->timestamp, ts, WG_TAI64N_LEN);
 	ret = NOISE_OK;
 out:
 	hmac_scrub(c);
-	sodium_memzero(chain, sizeof(chain));
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(dh, sizeof(dh));
-	sodium_memzero(hash, sizeof(hash));
-	sodium_memzero(initiator, sizeof(initiator));
+	return ret;
+}
+
+void noise_half_wipe(struct noise_half *h)
+{
+	sodium_memzero(h, sizeof(*h));
+}
+
+enum noise_result noise_decode_initiation(const struct noise_responder *r, const uint8_t *msg,
+					  size_t len, struct noise_initiation *out)
+{
+	struct noise_half h;
+	uint8_t ts[WG_TAI64N_LEN];
+	enum noise_result ret = noise_open_static(r, msg, len, &h);
+
+	if (ret == NOISE_OK)
+		ret = noise_open_timestamp(r, &h, msg, NULL, ts);
+	if (ret == NOISE_OK) {
+		out->sender_index = h.sender_index;
+		memcpy(out->initiator_public, h.initiator_public, WG_KEY_LEN);
+		memcpy(out->timestamp, ts, WG_TAI64N_LEN);
+	}
+	noise_half_wipe(&h);
 	sodium_memzero(ts, sizeof(ts));
 	return ret;
 }

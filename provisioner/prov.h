@@ -6,12 +6,15 @@
 #ifndef WGWS_PROV_H
 #define WGWS_PROV_H
 
+#include <linux/filter.h>
 #include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+#include "jitproto.h"
 
 #define PROV_VERSION "0.1.0"
 
@@ -283,6 +286,25 @@ bool noise_mac1_ok(const struct noise_responder *r, const uint8_t *msg, size_t l
  * on NOISE_OK; every intermediate secret is wiped whatever the result. */
 enum noise_result noise_decode_initiation(const struct noise_responder *r, const uint8_t *msg,
 					  size_t len, struct noise_initiation *out);
+/* The same in two steps, so a caller can stop after the cheap one or bring the static-static
+ * secret from a cache. noise_open_static checks mac1, then opens the initiator's static key
+ * (one X25519); on NOISE_OK, h holds the handshake state (secrets: noise_half_wipe it) and
+ * the key; otherwise h is wiped. noise_open_timestamp goes on with ss = DH(our private key,
+ * the initiator's key) from noise_static_secret (NULL: computed here, a second X25519). */
+struct noise_half {
+	uint8_t chain[32], hash[32];
+	uint8_t initiator_public[WG_KEY_LEN];
+	uint32_t sender_index;
+};
+enum noise_result noise_open_static(const struct noise_responder *r, const uint8_t *msg,
+				    size_t len, struct noise_half *h);
+int noise_static_secret(const struct noise_responder *r,
+			const uint8_t initiator_public[static WG_KEY_LEN],
+			uint8_t ss[static WG_KEY_LEN]);
+enum noise_result noise_open_timestamp(const struct noise_responder *r, struct noise_half *h,
+				       const uint8_t *msg, const uint8_t *ss,
+				       uint8_t ts[static WG_TAI64N_LEN]);
+void noise_half_wipe(struct noise_half *h);
 /* The initiator's side, for tests and load tools: build a valid initiation (mac2 zero) from
  * the initiator's private key to the responder's public key. Returns 0, -EINVAL (e.g. a
  * low-order responder key; out is zeroed) or -EIO. */
@@ -293,11 +315,90 @@ int noise_create_initiation(const uint8_t initiator_private[static WG_KEY_LEN],
 /* TAI64N of the current wall clock. */
 void noise_tai64n_now(uint8_t out[static WG_TAI64N_LEN]);
 
+enum { PROV_HIST_BUCKETS = 12 };
+
+/* A latency histogram in Prometheus form (seconds). */
+struct hist {
+	uint64_t bucket[PROV_HIST_BUCKETS];
+	uint64_t count;
+	double sum;
+};
+void hist_observe(struct hist *h, double seconds);   /* api.c, with the metrics */
+double hist_bound(unsigned i);                      /* upper bound of bucket i; -1 for +Inf */
+
+struct lws_protocols;
+
+/* ---- capture.c: copies of handshake initiations arriving over plain UDP (AF_PACKET) ---- */
+
+/* No event loop here: open, filter, read, parse. Needs CAP_NET_RAW. */
+enum { CAPTURE_FILTER_MAX = 32 };
+/* The classic BPF program that keeps UDP datagrams to port (IPv4 or IPv6 without extension
+ * headers) whose UDP length is 156 and whose payload starts 01 00 00 00, for a socket that
+ * sees packets from the network header on (AF_PACKET, SOCK_DGRAM). Writes at most
+ * CAPTURE_FILTER_MAX instructions; returns how many. */
+unsigned capture_filter(uint16_t port, struct sock_filter prog[static CAPTURE_FILTER_MAX]);
+/* An AF_PACKET SOCK_DGRAM socket on ifname, non-blocking, incoming packets only, with the
+ * filter attached before it is bound (nothing unfiltered is ever queued). Returns the fd
+ * or -errno (-EPERM without CAP_NET_RAW, -ENODEV for an unknown interface). */
+int capture_open(const char *ifname, uint16_t port) __attribute__((warn_unused_result));
+/* Check one packet as the socket delivers it (starting at the IPv4/IPv6 header) as the
+ * filter should have, every length included: on success *msg points at the 148-byte
+ * initiation inside pkt and *src is the sender's address and port. Returns 0 or -EINVAL. */
+int capture_parse(const uint8_t *pkt, size_t len, uint16_t port, const uint8_t **msg,
+		  struct sockaddr_storage *src) __attribute__((warn_unused_result));
+typedef void (*capture_fn)(void *arg, const uint8_t *msg, const struct sockaddr_storage *src);
+/* Read up to max packets without blocking, each good one to fn. Returns the number of
+ * packets read (good or not), or -errno other than EAGAIN. *bad counts the ones that
+ * failed capture_parse. */
+int capture_drain(int fd, uint16_t port, unsigned max, capture_fn fn, void *arg,
+		  uint64_t *bad);
+
+/* ---- jit.c: the just-in-time decision, the relay channel, the capture path ---- */
+
+enum jit_path {
+	JIT_PATH_RELAY,   /* asked by wgws-relay over --jit-socket */
+	JIT_PATH_CAPTURE, /* seen on --capture IFNAME */
+	JIT_PATH_MAX,
+};
+
+struct jit_stats {
+	uint64_t initiations[JIT_PATH_MAX];
+	uint64_t mac1_failures;   /* wrong mac1: not for this gateway, or garbage */
+	uint64_t bad_initiations; /* mac1 fine but the static key or timestamp does not open */
+	uint64_t unknown_keys;    /* no such stored peer, or expired (negative cache hits too) */
+	uint64_t negative_hits;   /* of which answered from the negative cache */
+	uint64_t replays;         /* timestamp not newer than the stored one */
+	uint64_t rate_limited;    /* refused before any public-key work */
+	uint64_t installs;        /* peers put into the device on demand */
+	uint64_t already_live;
+	uint64_t errors;          /* device or store failures */
+	uint64_t relay_conns, relay_refused, relay_protocol_errors, answers_dropped;
+	uint64_t capture_bad;     /* captured packets that failed capture_parse */
+	struct hist latency;      /* initiation received -> peer live (installs only) */
+};
+
+/* Start the JIT machinery the configuration asks for: the --jit-socket listener, the
+ * --capture socket; reads the device's private key (fatal when it cannot). */
+void jit_start(void);
+void jit_stop(void);
+/* What jit_start does before any socket: the device's key and the caches (for tools that
+ * call jit_decide without an event loop). prov.dev and prov.store must be open. */
+int jit_init(void);
+/* Decide on one initiation (no I/O but the store and the device). `source` is the
+ * rate-limit key (the relay's UDP socket for a tunnel; the sender for a capture) and, on
+ * the capture path, the endpoint to install so the device initiates back. t0 is when it
+ * was received (prov_now_s()). */
+enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
+			    const struct sockaddr_storage *source, enum jit_path path, double t0);
+/* The lws protocol of the raw descriptors above; api_protocols() lists it. */
+const struct lws_protocols *jit_protocol(void);
+/* A peer was just created: forget it was unknown. */
+void jit_forget(const uint8_t key[static WG_KEY_LEN]);
+
 /* ---- main.c: the daemon's configuration and state ---- */
 
 enum {
 	PROV_TOKEN_MAX = 256,
-	PROV_HIST_BUCKETS = 12,
 };
 
 struct prov_cfg {
@@ -322,17 +423,14 @@ struct prov_cfg {
 	char *relay_url;                /* for the shim command line in generated configs */
 	unsigned n_client_allowed;
 	struct prov_cidr client_allowed[PROV_MAX_ALLOWED];
+	bool jit;                       /* install on the first handshake, not at creation */
+	char jit_socket[108];           /* where the relay asks ("" = no relay channel) */
+	uid_t jit_uid;                  /* besides root and ourselves, who may connect there */
+	char capture_if[IF_NAMESIZE];   /* AF_PACKET capture on this interface ("" = none) */
+	unsigned jit_negative_ttl_s;    /* how long an unknown key stays unknown */
+	unsigned jit_rate;              /* initiations per second per source (burst: 2x) */
 	int verbosity;
 };
-
-/* A latency histogram in Prometheus form (seconds). */
-struct hist {
-	uint64_t bucket[PROV_HIST_BUCKETS];
-	uint64_t count;
-	double sum;
-};
-void hist_observe(struct hist *h, double seconds);   /* api.c, with the metrics */
-double hist_bound(unsigned i);                      /* upper bound of bucket i; -1 for +Inf */
 
 struct prov_stats {
 	uint64_t creates, deletes, installs, removals, install_errors;
@@ -349,6 +447,7 @@ struct prov {
 	struct lws_context *ctx;
 	bool writes_since_checkpoint;
 	struct prov_stats st;
+	struct jit_stats jit;
 };
 
 extern struct prov prov;
@@ -361,6 +460,9 @@ int64_t prov_wall_s(void);        /* unix time */
 void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp);
 /* Install into the device and mark it in the store. Returns 0 or -errno. */
 int peer_install(const struct store_peer *sp);
+/* The same with the device form given (peer_to_device's, with an endpoint or keepalive
+ * changed by the caller). */
+int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp);
 /* Remove from the device first, then from the store (address into hold-down). -ENOENT if
  * not stored; a device failure leaves the store untouched. */
 int peer_delete(const uint8_t key[static WG_KEY_LEN]);
@@ -370,7 +472,6 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key);
 
 /* ---- api.c: HTTP/1.1 + JSON on the unix socket (and optional TCP with a token) ---- */
 
-struct lws_protocols;
 /* The lws protocol lists of the API vhost(s) and of the --metrics listener. */
 const struct lws_protocols *api_protocols(void);
 const struct lws_protocols *api_metrics_protocols(void);

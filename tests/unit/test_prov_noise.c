@@ -616,6 +616,67 @@ static void test_round_trip(void **state)
 	}
 }
 
+/* The two-step form (what the JIT decision uses): the same answers as the one-step decode,
+ * with the static-static secret computed or brought in, and a wrong secret refused. */
+static void test_two_steps(void **state)
+{
+	uint8_t msg[NOISE_INITIATION_LEN], r_priv[32], i_priv[32], i_pub[32], ss[32], bad[32];
+	uint8_t ts[WG_TAI64N_LEN], got[WG_TAI64N_LEN];
+	struct noise_responder r;
+	struct noise_half h;
+
+	(void)state;
+	randombytes_buf(r_priv, sizeof(r_priv));
+	randombytes_buf(i_priv, sizeof(i_priv));
+	assert_int_equal(crypto_scalarmult_base(i_pub, i_priv), 0);
+	assert_int_equal(noise_responder_init(&r, r_priv), 0);
+	noise_tai64n_now(ts);
+	assert_int_equal(noise_create_initiation(i_priv, r.public_key, ts, 99, msg), 0);
+
+	CASE("static, then the timestamp computing ss");
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_OK);
+	EXPECT_MEM(h.initiator_public, i_pub, 32);
+	EXPECT_EQ(h.sender_index, 99);
+	EXPECT_RESULT(noise_open_timestamp(&r, &h, msg, NULL, got), NOISE_OK);
+	EXPECT_MEM(got, ts, WG_TAI64N_LEN);
+	noise_half_wipe(&h);
+	EXPECT(sodium_is_zero((const uint8_t *)&h, sizeof(h)));
+
+	CASE("static, then the timestamp with a cached ss");
+	EXPECT_EQ(noise_static_secret(&r, i_pub, ss), 0);
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_OK);
+	EXPECT_RESULT(noise_open_timestamp(&r, &h, msg, ss, got), NOISE_OK);
+	EXPECT_MEM(got, ts, WG_TAI64N_LEN);
+	noise_half_wipe(&h);
+
+	CASE("a wrong cached ss");
+	memcpy(bad, ss, sizeof(bad));
+	bad[5] ^= 1;
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_OK);
+	EXPECT_RESULT(noise_open_timestamp(&r, &h, msg, bad, got), NOISE_BAD_TIMESTAMP);
+	noise_half_wipe(&h);
+
+	CASE("a flipped timestamp bit passes the first step only");
+	msg[90] ^= 0x10;
+	remac(msg, r.public_key);
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_OK);
+	EXPECT_RESULT(noise_open_timestamp(&r, &h, msg, ss, got), NOISE_BAD_TIMESTAMP);
+	noise_half_wipe(&h);
+
+	CASE("a failed first step leaves nothing behind");
+	msg[90] ^= 0x10;
+	msg[60] ^= 1; /* encrypted static */
+	remac(msg, r.public_key);
+	memset(&h, 0xa5, sizeof(h));
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_BAD_STATIC);
+	EXPECT(sodium_is_zero((const uint8_t *)&h, sizeof(h)));
+
+	CASE("a low-order initiator key has no static secret");
+	memset(bad, 0, sizeof(bad));
+	EXPECT_EQ(noise_static_secret(&r, bad, ss), -EINVAL);
+	noise_responder_wipe(&r);
+}
+
 static void test_tai64n(void **state)
 {
 	uint8_t a[WG_TAI64N_LEN], b[WG_TAI64N_LEN];
@@ -727,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_independent_initiator),
 		cmocka_unit_test(test_low_order), cmocka_unit_test(test_not_initiation),
 		cmocka_unit_test(test_wrong_responder),	    cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_two_steps),
 		cmocka_unit_test(test_tai64n),		    cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_timing),
 	};
