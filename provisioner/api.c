@@ -311,7 +311,8 @@ static int api_create(struct lws *wsi, struct req *r)
 		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-ret));
 	}
 	prov.writes_since_checkpoint = true;
-	ret = peer_install(&sp);
+	jit_forget(sp.pubkey);
+	ret = prov.cfg.jit ? 0 : peer_install(&sp);
 	if (ret < 0) {
 		int r2 = store_delete(prov.store, sp.pubkey, prov_wall_s());
 
@@ -321,7 +322,8 @@ static int api_create(struct lws *wsi, struct req *r)
 		return reply_error(wsi, 503, "the WireGuard device refused the peer: %s",
 				   strerror(-ret));
 	}
-	sp.installed_at = prov_wall_s();
+	if (!prov.cfg.jit)
+		sp.installed_at = prov_wall_s();
 	prov.st.creates++;
 	j = peer_json(&sp);
 	config = peer_config(&sp, have_key ? NULL : priv);
@@ -481,6 +483,60 @@ full:
 	return 0;
 }
 
+static size_t render_jit(char *buf, size_t size)
+{
+	const struct jit_stats *j = &prov.jit;
+	size_t len = 0;
+
+	PUT("# HELP wgws_provisioner_jit_initiations_total Handshake initiations decided on.\n"
+	    "# TYPE wgws_provisioner_jit_initiations_total counter\n"
+	    "wgws_provisioner_jit_initiations_total{path=\"relay\"} %llu\n"
+	    "wgws_provisioner_jit_initiations_total{path=\"capture\"} %llu\n",
+	    (unsigned long long)j->initiations[JIT_PATH_RELAY],
+	    (unsigned long long)j->initiations[JIT_PATH_CAPTURE]);
+	PUT("# TYPE wgws_provisioner_jit_mac1_failures_total counter\n"
+	    "wgws_provisioner_jit_mac1_failures_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_bad_initiations_total counter\n"
+	    "wgws_provisioner_jit_bad_initiations_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_unknown_keys_total counter\n"
+	    "wgws_provisioner_jit_unknown_keys_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_negative_cache_hits_total counter\n"
+	    "wgws_provisioner_jit_negative_cache_hits_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_replays_refused_total counter\n"
+	    "wgws_provisioner_jit_replays_refused_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_rate_limited_total counter\n"
+	    "wgws_provisioner_jit_rate_limited_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_installs_total counter\n"
+	    "wgws_provisioner_jit_installs_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_already_live_total counter\n"
+	    "wgws_provisioner_jit_already_live_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_errors_total counter\n"
+	    "wgws_provisioner_jit_errors_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_relay_connections_total counter\n"
+	    "wgws_provisioner_jit_relay_connections_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_relay_refused_total counter\n"
+	    "wgws_provisioner_jit_relay_refused_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_relay_protocol_errors_total counter\n"
+	    "wgws_provisioner_jit_relay_protocol_errors_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_answers_dropped_total counter\n"
+	    "wgws_provisioner_jit_answers_dropped_total %llu\n"
+	    "# TYPE wgws_provisioner_jit_capture_malformed_total counter\n"
+	    "wgws_provisioner_jit_capture_malformed_total %llu\n",
+	    (unsigned long long)j->mac1_failures, (unsigned long long)j->bad_initiations,
+	    (unsigned long long)j->unknown_keys, (unsigned long long)j->negative_hits,
+	    (unsigned long long)j->replays, (unsigned long long)j->rate_limited,
+	    (unsigned long long)j->installs, (unsigned long long)j->already_live,
+	    (unsigned long long)j->errors, (unsigned long long)j->relay_conns,
+	    (unsigned long long)j->relay_refused, (unsigned long long)j->relay_protocol_errors,
+	    (unsigned long long)j->answers_dropped, (unsigned long long)j->capture_bad);
+	len += render_hist(buf + len, size - len, "wgws_provisioner_jit_install_seconds",
+			   "Initiation received to peer live in the device (JIT installs).",
+			   &j->latency);
+	return len;
+full:
+	return 0;
+}
+
 size_t api_render_metrics(char *buf, size_t size)
 {
 	const struct prov_stats *st = &prov.st;
@@ -524,6 +580,27 @@ size_t api_render_metrics(char *buf, size_t size)
 			   &st->create_latency);
 	len += render_hist(buf + len, size - len, "wgws_provisioner_install_seconds",
 			   "One peer installed into the device.", &st->install_latency);
+	if (prov.cfg.jit) {
+		len += render_jit(buf + len, size - len);
+		if (len == 0)
+			goto full;
+	}
+	{
+		uint64_t runs, failures;
+		double sum, max;
+
+		ckpt_stats(&runs, &failures, &sum, &max);
+		PUT("# HELP wgws_provisioner_checkpoints_total WAL checkpoints (in their own thread).\n"
+		    "# TYPE wgws_provisioner_checkpoints_total counter\n"
+		    "wgws_provisioner_checkpoints_total %llu\n"
+		    "# TYPE wgws_provisioner_checkpoint_failures_total counter\n"
+		    "wgws_provisioner_checkpoint_failures_total %llu\n"
+		    "# TYPE wgws_provisioner_checkpoint_seconds_total counter\n"
+		    "wgws_provisioner_checkpoint_seconds_total %.6f\n"
+		    "# TYPE wgws_provisioner_checkpoint_seconds_max gauge\n"
+		    "wgws_provisioner_checkpoint_seconds_max %.6f\n",
+		    (unsigned long long)runs, (unsigned long long)failures, sum, max);
+	}
 	PUT("# TYPE wgws_provisioner_info gauge\n"
 	    "wgws_provisioner_info{version=\"%s\",backend=\"%s\",interface=\"%s\"} 1\n",
 	    PROV_VERSION, prov.dev->ops->name, prov.cfg.ifname);
@@ -692,19 +769,21 @@ static int metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, v
 	}
 }
 
-static const struct lws_protocols api_list_[] = {
-	{ "http", api_callback, sizeof(struct req), 0, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 },
-};
 
 static const struct lws_protocols metrics_list_[] = {
 	{ "http", metrics_callback, sizeof(struct req), 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
+/* HTTP first (lws serves plain HTTP with the first protocol), then the JIT descriptors. */
 const struct lws_protocols *api_protocols(void)
 {
-	return api_list_;
+	static struct lws_protocols list[3] = {
+		{ "http", api_callback, sizeof(struct req), 0, 0, NULL, 0 },
+	};
+
+	list[1] = *jit_protocol();
+	return list;
 }
 
 const struct lws_protocols *api_metrics_protocols(void)

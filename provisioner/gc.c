@@ -127,7 +127,8 @@ static void gc_run(lws_sorted_usec_list_t *sul)
 			 (lws_usec_t)prov.cfg.gc_interval_s * LWS_US_PER_SEC);
 }
 
-/* ---- start-up reconciliation ---- */
+/* ---- start-up reconciliation: eager mode puts missing peers back; JIT mode only corrects
+ * the store's installed marks ---- */
 
 enum { RECONCILE_PAGE = 64, RECONCILE_STEP_US = 2000 };
 
@@ -137,7 +138,7 @@ static struct {
 	size_t n_have, cap;
 	uint8_t cursor[WG_KEY_LEN];
 	bool started;
-	unsigned installed, present, failed, foreign;
+	unsigned installed, present, failed, foreign, unmarked;
 } rc;
 
 bool prov_in_pools(const struct prov_cidr *c)
@@ -198,6 +199,15 @@ static int reconcile_one(void *arg, const struct store_peer *sp)
 			(void)store_set_installed(prov.store, sp->pubkey, prov_wall_s());
 		return 0;
 	}
+	if (prov.cfg.jit) {
+		/* Just in time: the peer comes back with its next handshake; until then the
+		 * store must not call it live. */
+		if (sp->installed_at) {
+			(void)store_set_installed(prov.store, sp->pubkey, 0);
+			rc.unmarked++;
+		}
+		return 0;
+	}
 	if (peer_install(sp) < 0)
 		rc.failed++;
 	else
@@ -219,9 +229,14 @@ static void reconcile_step(lws_sorted_usec_list_t *sul)
 	}
 	if (n < 0)
 		log_warnx("reconcile: cannot list the store: %s", strerror(-n));
-	log_info("reconcile: %u stored peers put back into %s, %u were there, %u unknown peers "
-		 "hold pool addresses%s", rc.installed, prov.cfg.ifname, rc.present, rc.foreign,
-		 rc.failed ? " (some failed: see above)" : "");
+	if (prov.cfg.jit)
+		log_info("reconcile: %u stored peers are in %s, %u the store had as installed are "
+			 "not (they return on their next handshake), %u unknown peers hold pool "
+			 "addresses", rc.present, prov.cfg.ifname, rc.unmarked, rc.foreign);
+	else
+		log_info("reconcile: %u stored peers put back into %s, %u were there, %u unknown "
+			 "peers hold pool addresses%s", rc.installed, prov.cfg.ifname, rc.present,
+			 rc.foreign, rc.failed ? " (some failed: see above)" : "");
 	if (rc.failed)
 		log_warnx("reconcile: %u peers could not be installed", rc.failed);
 	free(rc.have);

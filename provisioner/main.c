@@ -1,11 +1,13 @@
 /* wgws-provisioner: keeps WireGuard peers in SQLite and puts them into the device one at a
  * time. `serve` is the daemon: one libwebsockets event loop runs the API (unix socket by
  * default), the GC and WAL checkpoints; the store and device calls it makes take tens of
- * microseconds, so they run inline. `peer …` is the command-line client of that API
+ * microseconds, so they run inline; WAL checkpoints (milliseconds of fsync) run in a
+ * thread of their own (ckpt.c). `peer …` is the command-line client of that API
  * (cli.c). Needs CAP_NET_ADMIN for a kernel device, root for wireguard-go's socket. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <libwebsockets.h>
 #include <signal.h>
 #include <sodium.h>
@@ -23,6 +25,7 @@
 #include "prov.h"
 
 #define PROV_DEFAULT_API "/run/wgws/provisioner.sock"
+#define GC_IDLE_UNSET 0xffffffffu
 
 struct prov prov;
 static volatile sig_atomic_t got_signal;
@@ -43,10 +46,22 @@ static const char usage_text[] =
 	"  --pool6 PREFIX/64       IPv6 prefix for peers (the host part comes from the key)\n"
 	"  --hold-down SECONDS     before a deleted peer's IPv4 address is reused (default 180)\n"
 	"  --gc-interval SECONDS   how often the GC runs (default 60)\n"
-	"  --gc-idle SECONDS       remove peers idle this long from the device (default 0 =\n"
-	"                          keep them: without JIT an idle peer removed would not come\n"
-	"                          back); they stay in the store\n"
+	"  --gc-idle SECONDS       remove peers idle this long from the device; they stay in the\n"
+	"                          store (default 900 with --jit; 0 = never, the default\n"
+	"                          without: an idle peer removed then would not come back)\n"
 	"  --gc-batch N            peers removed per device call (default 16)\n"
+	"  --jit                   just in time: a created peer is only stored; it goes into the\n"
+	"                          device when its first handshake initiation arrives (needs\n"
+	"                          --jit-socket and/or --capture)\n"
+	"  --jit-socket PATH       where wgws-relay asks about initiations it holds (its\n"
+	"                          --jit-socket); unknown keys never reach the device\n"
+	"  --jit-user USER         besides root, the user the relay runs as (default nobody)\n"
+	"  --capture IFNAME        see initiations from plain UDP clients on IFNAME (AF_PACKET,\n"
+	"                          needs CAP_NET_RAW); the peer is installed with the sender as\n"
+	"                          its endpoint and the device initiates back at once\n"
+	"  --jit-negative-ttl SECONDS  how long an unknown key is answered from memory (default 10)\n"
+	"  --jit-rate N            initiations per second per source before any public-key\n"
+	"                          work (default 20, bursts of 2N); a relay tunnel is one source\n"
 	"  --metrics ADDR:PORT     Prometheus text at http://ADDR:PORT/metrics (also GET\n"
 	"                          /metrics on the API)\n"
 	"  --backend auto|netlink|uapi  how to reach the device (default auto)\n"
@@ -65,6 +80,7 @@ enum opt_id {
 	OPT_INTERFACE = 256, OPT_DB, OPT_API, OPT_TOKEN_FILE, OPT_POOL4, OPT_POOL6, OPT_HOLD_DOWN,
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
+	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -84,6 +100,12 @@ static const struct option long_opts[] = {
 	{ "client-endpoint", required_argument, NULL, OPT_CLIENT_ENDPOINT },
 	{ "relay-url", required_argument, NULL, OPT_RELAY_URL },
 	{ "client-allowed-ips", required_argument, NULL, OPT_CLIENT_ALLOWED },
+	{ "jit", optional_argument, NULL, OPT_JIT },
+	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
+	{ "jit-user", required_argument, NULL, OPT_JIT_USER },
+	{ "capture", required_argument, NULL, OPT_CAPTURE },
+	{ "jit-negative-ttl", required_argument, NULL, OPT_JIT_NEGATIVE_TTL },
+	{ "jit-rate", required_argument, NULL, OPT_JIT_RATE },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -254,6 +276,43 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return set_str(&cfg->relay_url, v);
 	case OPT_CLIENT_ALLOWED:
 		return set_cidr_list(cfg, v, err);
+	case OPT_JIT:
+		/* A flag on the command line; "Jit = yes|no" in a file. */
+		cfg->jit = true;
+		if (v && conf_parse_bool(v, &cfg->jit) < 0) {
+			snprintf(err, CONF_ERR_LEN, "--jit: expected yes or no, got '%s'", v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_JIT_SOCKET:
+		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {
+			snprintf(err, CONF_ERR_LEN, "--jit-socket: '%s' is not an absolute path of "
+				 "fewer than %zu bytes", v, sizeof(cfg->jit_socket));
+			return -EINVAL;
+		}
+		strcpy(cfg->jit_socket, v);
+		return 0;
+	case OPT_JIT_USER: {
+		struct passwd *pw = getpwnam(v);
+
+		if (!pw) {
+			snprintf(err, CONF_ERR_LEN, "--jit-user: no user '%s'", v);
+			return -EINVAL;
+		}
+		cfg->jit_uid = pw->pw_uid;
+		return 0;
+	}
+	case OPT_CAPTURE:
+		if (!*v || strlen(v) >= IF_NAMESIZE || strchr(v, '/')) {
+			snprintf(err, CONF_ERR_LEN, "--capture: '%s' is not an interface name", v);
+			return -EINVAL;
+		}
+		strcpy(cfg->capture_if, v);
+		return 0;
+	case OPT_JIT_NEGATIVE_TTL:
+		return set_uint(name, v, 0, 3600, &cfg->jit_negative_ttl_s, err);
+	case OPT_JIT_RATE:
+		return set_uint(name, v, 1, 1000000, &cfg->jit_rate, err);
 	default:
 		snprintf(err, CONF_ERR_LEN, "unknown option");
 		return -EINVAL;
@@ -290,7 +349,15 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	strcpy(cfg->client_endpoint, "127.0.0.1:51820");
 	cfg->pool.hold_down_s = 180;
 	cfg->gc_interval_s = 60;
+	cfg->gc_idle_s = GC_IDLE_UNSET;
 	cfg->gc_batch = 16;
+	cfg->jit_negative_ttl_s = 10;
+	cfg->jit_rate = 20;
+	{
+		struct passwd *pw = getpwnam("nobody");
+
+		cfg->jit_uid = pw ? pw->pw_uid : geteuid();
+	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
 		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c', set_option,
@@ -328,6 +395,17 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 		fatalx("--interface IF and --db FILE are required (see --help)");
 	if (!cfg->has_pool4 && !cfg->has_pool6)
 		fatalx("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
+	if (cfg->jit && !cfg->jit_socket[0] && !cfg->capture_if[0])
+		fatalx("--jit needs --jit-socket PATH (a relay) and/or --capture IFNAME (plain UDP "
+		       "clients): otherwise no peer would ever be installed");
+	if (!cfg->jit && (cfg->jit_socket[0] || cfg->capture_if[0]))
+		fatalx("--jit-socket and --capture need --jit");
+	if (cfg->gc_idle_s == GC_IDLE_UNSET)
+		cfg->gc_idle_s = cfg->jit ? 900 : 0;
+	if (cfg->jit && cfg->gc_idle_s && cfg->gc_idle_s < 180)
+		log_warnx("--gc-idle %u: a client keeps using its session for up to 180 s after a "
+			  "handshake; a peer removed sooner loses its traffic until the client "
+			  "initiates again", cfg->gc_idle_s);
 	if (cfg->api_tcp && !token_path)
 		fatalx("--api tcp:… needs --token-file: the API must not be open to anyone");
 	if (token_path)
@@ -367,7 +445,7 @@ static void checkpoint_cb(lws_sorted_usec_list_t *sul)
 {
 	(void)sul;
 	if (prov.writes_since_checkpoint) {
-		(void)store_checkpoint(prov.store, false);
+		ckpt_kick();
 		prov.writes_since_checkpoint = false;
 	}
 	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
@@ -501,6 +579,10 @@ static int serve(int argc, char **argv)
 	ret = store_open(&prov.store, prov.cfg.db_path, &prov.cfg.pool, err, sizeof(err));
 	if (ret < 0)
 		fatalx("--db %s: %s", prov.cfg.db_path, err);
+	ret = ckpt_start(prov.cfg.db_path);
+	if (ret < 0)
+		fatalx("--db %s: cannot start the checkpoint thread: %s", prov.cfg.db_path,
+		       strerror(-ret));
 	ret = wgdev_open(&prov.dev, prov.cfg.ifname, prov.cfg.backend, prov.cfg.uapi_dir);
 	if (ret < 0)
 		fatalx("--interface %s: %s%s", prov.cfg.ifname, strerror(-ret),
@@ -529,6 +611,7 @@ static int serve(int argc, char **argv)
 	if (!prov.ctx)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&prov.cfg);
+	jit_start();
 	gc_start();
 	gc_reconcile_start();
 	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
@@ -545,7 +628,9 @@ static int serve(int argc, char **argv)
 	while (!got_signal && lws_service(prov.ctx, 0) >= 0)
 		;
 	log_info("signal %d: stopping", (int)got_signal);
+	jit_stop();
 	lws_context_destroy(prov.ctx);
+	ckpt_stop();
 	(void)store_checkpoint(prov.store, true);
 	store_close(prov.store);
 	wgdev_close(prov.dev);

@@ -44,11 +44,17 @@ void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp)
 int peer_install(const struct store_peer *sp)
 {
 	struct wgdev_peer dp;
+
+	peer_to_device(sp, &dp);
+	return peer_install_as(sp, &dp);
+}
+
+int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp)
+{
 	double t0 = prov_now_s();
 	int ret;
 
-	peer_to_device(sp, &dp);
-	ret = wgdev_install(prov.dev, &dp);
+	ret = wgdev_install(prov.dev, dp);
 	if (ret < 0) {
 		prov.st.install_errors++;
 		return ret;

@@ -247,6 +247,15 @@ int store_commit(struct store *st);
 /* Checkpoint the WAL (the writer calls this off the hot path; truncate now and then). */
 int store_checkpoint(struct store *st, bool truncate);
 
+/* ---- ckpt.c: WAL checkpoints off the event loop ---- */
+
+/* A thread with its own connection to the database at db_path. Returns 0 or -errno. */
+int ckpt_start(const char *db_path) __attribute__((warn_unused_result));
+/* There were writes: checkpoint within a second (cheap: one atomic store). */
+void ckpt_kick(void);
+void ckpt_stop(void); /* joins the thread; safe when it never started */
+void ckpt_stats(uint64_t *runs, uint64_t *failures, double *seconds_sum, double *seconds_max);
+
 /* ---- noise.c: a handshake initiation as the responder sees it (no I/O, no allocation) ---- */
 
 enum {

@@ -1018,11 +1018,11 @@ static int open_db(struct store *st, const char *path, char *err, size_t errlen)
 	 * wal_autocheckpoint=0: the writer checkpoints off the hot path (store_checkpoint).
 	 * trusted_schema=OFF: the file is data, not code. secure_delete=FAST: deleted PSKs are
 	 * zeroed in place when that costs no extra I/O. */
-	/* journal_size_limit: after a checkpoint the WAL is cut back to 4 MiB, so a burst of
-	 * creates does not leave a large file behind until the next clean stop. */
+	/* No journal_size_limit: it would make the first write after a checkpoint truncate
+	 * the WAL in the event loop; ckpt.c cuts a large WAL back while the writer is quiet. */
 	ret = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
 			   "PRAGMA foreign_keys = OFF; PRAGMA trusted_schema = OFF;"
-			   "PRAGMA secure_delete = FAST; PRAGMA journal_size_limit = 4194304;");
+			   "PRAGMA secure_delete = FAST;");
 	if (ret)
 		goto fail;
 	return 0;

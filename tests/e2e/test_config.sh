@@ -70,4 +70,19 @@ expect_err "provisioner: host bits in --pool4" "is not an IPv4 network" "$P" ser
 expect_err "provisioner: tcp API without a token" "needs --token-file" "$P" serve -c "$T/prov.conf" \
 	--api tcp:127.0.0.1:8080 --check-config
 expect_err "provisioner: no pool" "give --pool4" "$P" serve --interface wg0 --db "$T/x.db" --check-config
+printf '[Provisioner]\nJit = yes\nJitSocket = /run/wgws/jit.sock\nCapture = eth0\n' >"$T/jit.conf"
+expect_ok "provisioner: Jit = yes with JitSocket and Capture" "$P" serve -c "$T/prov.conf" -c "$T/jit.conf" \
+	--check-config
+expect_ok "provisioner: --jit=no on the command line" "$P" serve -c "$T/prov.conf" --jit=no --check-config
+printf '[Provisioner]\nJit = maybe\n' >"$T/jit2.conf"
+expect_err "provisioner: Jit = maybe" "jit2.conf:2: --jit: expected yes or no, got 'maybe'" "$P" serve \
+	-c "$T/prov.conf" -c "$T/jit2.conf" --check-config
+expect_err "provisioner: --jit alone" "needs --jit-socket PATH" "$P" serve -c "$T/prov.conf" --jit \
+	--check-config
+expect_err "provisioner: --capture without --jit" "need --jit" "$P" serve -c "$T/prov.conf" \
+	--capture eth0 --check-config
+expect_err "provisioner: relative --jit-socket" "not an absolute path" "$P" serve -c "$T/prov.conf" --jit \
+	--jit-socket jit.sock --check-config
+expect_err "provisioner: unknown --jit-user" "no user 'no-such-user-wgws'" "$P" serve -c "$T/prov.conf" \
+	--jit --jit-socket /tmp/j.sock --jit-user no-such-user-wgws --check-config
 echo "PASS test_config"

@@ -1,0 +1,631 @@
+/* Just-in-time peers: a stored peer goes into the device when its first handshake
+ * initiation arrives, and not before (reference §5, §7.2).
+ *
+ * Two ways an initiation reaches us. The relay asks over --jit-socket (a unix SOCK_SEQPACKET
+ * socket, common/jitproto.h) and holds the datagram until we answer, so the first handshake
+ * completes without a retransmit. On --capture IFNAME an AF_PACKET socket (capture.c) sees a
+ * copy of each initiation sent over plain UDP; the device drops the original (it does not
+ * know the peer yet), so we install the peer with the sender as its endpoint and make the
+ * device initiate back at once.
+ *
+ * The decision, cheapest check first: a token bucket per source, then mac1 (one keyed
+ * BLAKE2s), then the initiator's static key (one X25519), then the negative cache and the
+ * store, then the timestamp (the static-static secret comes from a cache when it can: a
+ * second X25519 otherwise), which must be strictly newer than the last one accepted for that
+ * key: the timestamp is stored before the peer is installed, so a recorded initiation can
+ * never bring a peer back once the device has forgotten its own replay counter. Everything
+ * runs in the provisioner's event loop; the relay never waits for it (it holds, then forwards
+ * on a time-out). */
+#include <errno.h>
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+#include "prov.h"
+
+enum {
+	JIT_TABLE = 4096,         /* slots in each cache (power of two) */
+	JIT_RX_BUDGET = 64,       /* messages read per wake-up, per socket */
+	JIT_MAX_RELAYS = 16,      /* relay connections at once */
+	JIT_RETRY_S = 10,         /* a live peer initiating again this soon did not get through */
+	JIT_KEY_REFRESH_S = 60,   /* re-read the device's key this often */
+	JIT_FORCE_KEEPALIVE = 25, /* keepalive set for a moment to make the device initiate */
+};
+
+/* What the lws raw descriptors adopted here are. */
+enum jit_fd_kind { FD_LISTEN = 1, FD_RELAY, FD_CAPTURE };
+
+struct jit_fd {
+	enum jit_fd_kind kind;
+	int fd;
+	struct lws *wsi;
+	pid_t pid;
+	uid_t uid;
+};
+
+struct bucket {
+	uint8_t who[20]; /* family, port, address: struct jit_addr's bytes */
+	bool used;
+	double tokens, at;
+};
+
+struct negative {
+	uint8_t key[WG_KEY_LEN];
+	double until;
+};
+
+struct secret {
+	uint8_t key[WG_KEY_LEN];
+	uint8_t ss[WG_KEY_LEN];
+	bool used;
+};
+
+static struct {
+	struct noise_responder *responder; /* sodium_malloc'ed: guarded, locked, wiped */
+	struct secret *secrets;            /* sodium_malloc'ed too: static-static secrets */
+	lws_sorted_usec_list_t key_sul;
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	struct bucket buckets[JIT_TABLE];
+	struct negative negative[JIT_TABLE];
+	unsigned relays;
+	bool stopping;
+	struct jit_fd listener, capture;
+	struct lws_vhost *vhost;
+} jit;
+
+static unsigned slot_of(const void *p, size_t len)
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint32_t v;
+
+	crypto_shorthash(h, p, len, jit.hash_key);
+	memcpy(&v, h, sizeof(v));
+	return v & (JIT_TABLE - 1);
+}
+
+/* ---- the device's key ---- */
+
+static int responder_load(void)
+{
+	uint8_t priv[WG_KEY_LEN];
+	struct wgdev_info info;
+	int ret = wgdev_get_info(prov.dev, &info, priv);
+
+	if (ret < 0)
+		return ret;
+	if (jit.responder && sodium_memcmp(priv, jit.responder->private_key, WG_KEY_LEN) == 0) {
+		sodium_memzero(priv, sizeof(priv));
+		return 0;
+	}
+	ret = noise_responder_init(jit.responder, priv);
+	sodium_memzero(priv, sizeof(priv));
+	if (ret < 0)
+		return ret;
+	/* Secrets made with the old key are worth nothing now. */
+	sodium_memzero(jit.secrets, sizeof(*jit.secrets) * JIT_TABLE);
+	prov.info.has_public_key = true;
+	memcpy(prov.info.public_key, jit.responder->public_key, WG_KEY_LEN);
+	return 0;
+}
+
+/* Has the device's key changed under us (an operator rotated it)? Read on a timer, never
+ * because of a packet: reading it is O(installed peers) on some backends (a UAPI get=1
+ * lists them all), and a mac1 failure is something anyone can send. */
+static void responder_refresh(lws_sorted_usec_list_t *sul)
+{
+	uint8_t before[WG_KEY_LEN];
+
+	memcpy(before, jit.responder->public_key, WG_KEY_LEN);
+	if (responder_load() == 0 && memcmp(before, jit.responder->public_key, WG_KEY_LEN))
+		log_warnx("jit: the private key of %s changed; using the new one", prov.cfg.ifname);
+	lws_sul_schedule(prov.ctx, 0, sul, responder_refresh,
+			 (lws_usec_t)JIT_KEY_REFRESH_S * LWS_US_PER_SEC);
+}
+
+/* ---- per-source token buckets, checked before any public-key work ---- */
+
+static bool rate_ok(const struct sockaddr_storage *source, enum jit_path path)
+{
+	struct jit_addr who;
+	struct bucket *b;
+	double now = prov_now_s(), burst = 2.0 * prov.cfg.jit_rate;
+
+	jit_addr_from_sockaddr(&who, (const struct sockaddr *)source);
+	/* A relay tunnel is its UDP socket (the relay limits tunnels per client); a plain UDP
+	 * sender is its address, whatever port it picks. */
+	if (path == JIT_PATH_CAPTURE)
+		who.port = 0;
+	b = &jit.buckets[slot_of(&who, sizeof(who))];
+	if (!b->used || memcmp(b->who, &who, sizeof(who))) {
+		/* Another source in this slot: it starts afresh (evicting is no gain to anyone). */
+		memcpy(b->who, &who, sizeof(who));
+		b->used = true;
+		b->tokens = burst;
+		b->at = now;
+	}
+	b->tokens += (now - b->at) * prov.cfg.jit_rate;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	b->at = now;
+	if (b->tokens < 1.0)
+		return false;
+	b->tokens -= 1.0;
+	return true;
+}
+
+/* ---- caches keyed by the initiator's public key ---- */
+
+static bool negative_hit(const uint8_t key[static WG_KEY_LEN])
+{
+	struct negative *n = &jit.negative[slot_of(key, WG_KEY_LEN)];
+
+	return n->until > prov_now_s() && !memcmp(n->key, key, WG_KEY_LEN);
+}
+
+static void negative_add(const uint8_t key[static WG_KEY_LEN])
+{
+	struct negative *n = &jit.negative[slot_of(key, WG_KEY_LEN)];
+
+	memcpy(n->key, key, WG_KEY_LEN);
+	n->until = prov_now_s() + prov.cfg.jit_negative_ttl_s;
+}
+
+void jit_forget(const uint8_t key[static WG_KEY_LEN])
+{
+	struct negative *n = &jit.negative[slot_of(key, WG_KEY_LEN)];
+
+	if (!memcmp(n->key, key, WG_KEY_LEN))
+		n->until = 0;
+}
+
+/* DH(our key, theirs): from the cache, or computed and kept. Returns 0 or -EINVAL. */
+static int static_secret(const uint8_t key[static WG_KEY_LEN], uint8_t ss[static WG_KEY_LEN])
+{
+	struct secret *s = &jit.secrets[slot_of(key, WG_KEY_LEN)];
+	int ret;
+
+	if (s->used && !memcmp(s->key, key, WG_KEY_LEN)) {
+		memcpy(ss, s->ss, WG_KEY_LEN);
+		return 0;
+	}
+	ret = noise_static_secret(jit.responder, key, ss);
+	if (ret < 0)
+		return ret;
+	memcpy(s->key, key, WG_KEY_LEN);
+	memcpy(s->ss, ss, WG_KEY_LEN);
+	s->used = true;
+	return 0;
+}
+
+/* ---- the decision ---- */
+
+/* TAI64N seconds (the label 2^62 included: only differences matter here). */
+static uint64_t tai_seconds(const uint8_t ts[static WG_TAI64N_LEN])
+{
+	uint64_t s = 0;
+
+	for (int i = 0; i < 8; i++)
+		s = s << 8 | ts[i];
+	return s;
+}
+
+/* A live peer whose previous accepted initiation is only seconds old: its client is
+ * retrying, so that handshake did not complete (the device lost the peer: a wireguard-go
+ * restart, a removal behind our back). Put it back; installing is idempotent. */
+static bool retrying(const struct store_peer *sp, const uint8_t ts[static WG_TAI64N_LEN])
+{
+	return sp->has_last_ts && tai_seconds(ts) - tai_seconds(sp->last_ts) < JIT_RETRY_S;
+}
+
+/* Install with the sender as endpoint when we saw it arrive over plain UDP, and make the
+ * device initiate back at once: a persistent keepalive going from 0 to N does that on
+ * both the kernel and wireguard-go (merely setting an endpoint does not), then the stored
+ * value is put back. */
+static int install(const struct store_peer *sp, const struct sockaddr_storage *endpoint)
+{
+	struct wgdev_peer dp;
+	int ret;
+
+	peer_to_device(sp, &dp);
+	if (!endpoint)
+		return peer_install_as(sp, &dp);
+	memcpy(&dp.endpoint, endpoint, sizeof(dp.endpoint));
+	dp.keepalive_s = JIT_FORCE_KEEPALIVE;
+	ret = peer_install_as(sp, &dp);
+	if (ret < 0 || sp->keepalive_s == JIT_FORCE_KEEPALIVE)
+		return ret;
+	memset(&dp.endpoint, 0, sizeof(dp.endpoint));
+	dp.keepalive_s = sp->keepalive_s;
+	ret = wgdev_update(prov.dev, &dp);
+	if (ret < 0)
+		log_warnx("jit: could not reset the keepalive of a peer: %s", strerror(-ret));
+	return 0;
+}
+
+static const char *key_b64(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1])
+{
+	key_to_base64(key, out);
+	return out;
+}
+
+enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
+			    const struct sockaddr_storage *source, enum jit_path path, double t0)
+{
+	struct jit_stats *st = &prov.jit;
+	char b64[WG_KEY_B64_LEN + 1], who[ADDR_STR_LEN];
+	uint8_t ss[WG_KEY_LEN], ts[WG_TAI64N_LEN];
+	enum jit_verdict verdict;
+	enum noise_result nr;
+	struct noise_half h;
+	struct store_peer sp;
+	int ret;
+
+	st->initiations[path]++;
+	if (!rate_ok(source, path)) {
+		st->rate_limited++;
+		return JIT_REFUSED;
+	}
+	nr = noise_open_static(jit.responder, msg, len, &h);
+	switch (nr) {
+	case NOISE_OK:
+		break;
+	case NOISE_NOT_INITIATION:
+	case NOISE_BAD_MAC1:
+		st->mac1_failures++;
+		return JIT_REFUSED;
+	case NOISE_BAD_STATIC:
+	case NOISE_BAD_TIMESTAMP:
+		st->bad_initiations++;
+		return JIT_REFUSED;
+	default:
+		st->errors++;
+		return JIT_ERROR;
+	}
+	addr_format((const struct sockaddr *)source, who);
+	key_b64(h.initiator_public, b64);
+
+	if (negative_hit(h.initiator_public)) {
+		st->unknown_keys++;
+		st->negative_hits++;
+		verdict = JIT_UNKNOWN;
+		goto out;
+	}
+	ret = store_get(prov.store, h.initiator_public, &sp);
+	if (ret == 0 && sp.expires_at && sp.expires_at <= prov_wall_s())
+		ret = -ENOENT; /* expired: the GC deletes it soon; it is not let in meanwhile */
+	if (ret == -ENOENT) {
+		negative_add(h.initiator_public);
+		st->unknown_keys++;
+		log_debug("jit: unknown key %s from %s", b64, who);
+		verdict = JIT_UNKNOWN;
+		goto out;
+	}
+	if (ret < 0) {
+		st->errors++;
+		log_warnx("jit: store lookup: %s", strerror(-ret));
+		verdict = JIT_ERROR;
+		goto out;
+	}
+	if (static_secret(h.initiator_public, ss) < 0 ||
+	    noise_open_timestamp(jit.responder, &h, msg, ss, ts) != NOISE_OK) {
+		st->bad_initiations++;
+		verdict = JIT_REFUSED;
+		goto out;
+	}
+	ret = store_accept_timestamp(prov.store, h.initiator_public, ts);
+	prov.writes_since_checkpoint = true;
+	if (ret == -EALREADY) {
+		st->replays++;
+		log_debug("jit: replayed or old initiation for %s from %s refused", b64, who);
+		verdict = JIT_REFUSED;
+		goto out;
+	}
+	if (ret < 0) {
+		st->errors++;
+		log_warnx("jit: store timestamp: %s", strerror(-ret));
+		verdict = JIT_ERROR;
+		goto out;
+	}
+	if (sp.installed_at && !retrying(&sp, ts)) {
+		st->already_live++;
+		verdict = JIT_LIVE;
+		goto out;
+	}
+	ret = install(&sp, path == JIT_PATH_CAPTURE ? source : NULL);
+	if (ret < 0) {
+		st->errors++;
+		log_warnx("jit: installing %s into %s: %s", b64, prov.cfg.ifname, strerror(-ret));
+		verdict = JIT_ERROR;
+		goto out;
+	}
+	st->installs++;
+	hist_observe(&st->latency, prov_now_s() - t0);
+	log_debug("jit: peer %s installed (%s from %s)%s", b64,
+		 path == JIT_PATH_RELAY ? "relay tunnel" : "plain UDP", who,
+		 sp.installed_at ? ", again: its client was retrying" : "");
+	verdict = JIT_INSTALLED;
+out:
+	noise_half_wipe(&h);
+	sodium_memzero(ss, sizeof(ss));
+	return verdict;
+}
+
+/* ---- the relay channel and the capture socket in the event loop ---- */
+
+static struct jit_fd *adopt(int fd, enum jit_fd_kind kind)
+{
+	lws_sock_file_fd_type desc = { .filefd = fd };
+	struct jit_fd *jf = kind == FD_LISTEN ? &jit.listener
+			    : kind == FD_CAPTURE ? &jit.capture
+						 : calloc(1, sizeof(*jf));
+
+	if (!jf)
+		return NULL;
+	jf->kind = kind;
+	jf->fd = fd;
+	jf->wsi = lws_adopt_descriptor_vhost(jit.vhost, LWS_ADOPT_RAW_FILE_DESC, desc, "wgws-jit",
+					     NULL);
+	if (!jf->wsi) {
+		if (kind == FD_RELAY)
+			free(jf);
+		return NULL;
+	}
+	lws_set_opaque_user_data(jf->wsi, jf);
+	return jf;
+}
+
+static bool relay_allowed(uid_t uid)
+{
+	return uid == 0 || uid == geteuid() || uid == prov.cfg.jit_uid;
+}
+
+static void accept_relays(void)
+{
+	for (int i = 0; i < JIT_RX_BUDGET; i++) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		struct jit_fd *jf;
+		int fd = accept4(jit.listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("jit: accept on %s", prov.cfg.jit_socket);
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+		    !relay_allowed(cred.uid)) {
+			prov.jit.relay_refused++;
+			log_warnx("jit: refusing a connection on %s from uid %ld (allowed: root, "
+				  "uid %ld, --jit-user uid %ld)", prov.cfg.jit_socket,
+				  clen == sizeof(cred) ? (long)cred.uid : -1L, (long)geteuid(),
+				  (long)prov.cfg.jit_uid);
+			close(fd);
+			continue;
+		}
+		if (jit.relays >= JIT_MAX_RELAYS) {
+			prov.jit.relay_refused++;
+			log_warnx("jit: %d relays connected already; refusing pid %ld", JIT_MAX_RELAYS,
+				  (long)cred.pid);
+			close(fd);
+			continue;
+		}
+		jf = adopt(fd, FD_RELAY);
+		if (!jf) {
+			close(fd);
+			log_warnx("jit: cannot add a relay connection to the event loop");
+			continue;
+		}
+		jf->pid = cred.pid;
+		jf->uid = cred.uid;
+		jit.relays++;
+		prov.jit.relay_conns++;
+		log_info("jit: relay pid %ld (uid %ld) connected", (long)cred.pid, (long)cred.uid);
+	}
+}
+
+/* Returns -1 to close the connection (a protocol error). */
+static int serve_relay(struct jit_fd *jf)
+{
+	for (int i = 0; i < JIT_RX_BUDGET; i++) {
+		struct jit_request req;
+		struct jit_answer ans = { .magic = JIT_MAGIC_ANSWER };
+		struct sockaddr_storage source;
+		double t0 = prov_now_s();
+		ssize_t n = recv(jf->fd, &req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		if (n == 0)
+			return -1; /* the relay went away */
+		if ((size_t)n != sizeof(req) || req.magic != JIT_MAGIC_REQUEST ||
+		    !jit_addr_to_sockaddr(&req.source, &source)) {
+			prov.jit.relay_protocol_errors++;
+			log_warnx("jit: relay pid %ld sent a malformed request (%zd bytes); closing",
+				  (long)jf->pid, n);
+			return -1;
+		}
+		ans.id = req.id;
+		ans.verdict = jit_decide(req.initiation, sizeof(req.initiation), &source,
+					 JIT_PATH_RELAY, t0);
+		if (send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
+			prov.jit.answers_dropped++; /* the relay times out and forwards */
+	}
+	return 0;
+}
+
+static void on_capture(void *arg, const uint8_t *msg, const struct sockaddr_storage *src)
+{
+	(void)arg;
+	(void)jit_decide(msg, JIT_INITIATION_LEN, src, JIT_PATH_CAPTURE, prov_now_s());
+}
+
+static int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			void *in, size_t len)
+{
+	struct jit_fd *jf = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	(void)in;
+	(void)len;
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return 1; /* internal: never an HTTP or WS protocol */
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (!jf)
+			return 0;
+		if (jf->kind == FD_LISTEN) {
+			accept_relays();
+		} else if (jf->kind == FD_RELAY) {
+			return serve_relay(jf);
+		} else {
+			int n = capture_drain(jf->fd, prov.info.listen_port, JIT_RX_BUDGET, on_capture,
+					      NULL, &prov.jit.capture_bad);
+
+			if (n < 0 && n != -EINTR)
+				log_warnx("jit: reading the capture on %s: %s", prov.cfg.capture_if,
+					  strerror(-n));
+		}
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (!jf)
+			return 0;
+		lws_set_opaque_user_data(wsi, NULL);
+		if (jf->kind == FD_RELAY) {
+			if (!jit.stopping)
+				log_info("jit: relay pid %ld disconnected", (long)jf->pid);
+			jit.relays--;
+			free(jf);
+		} else if (!jit.stopping) {
+			/* Only a broken socket gets here: nothing to fall back to. */
+			log_warnx("jit: the %s socket closed; that path is off until a restart",
+				  jf->kind == FD_LISTEN ? "--jit-socket" : "--capture");
+			jf->wsi = NULL;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols *jit_protocol(void)
+{
+	static const struct lws_protocols proto = { "wgws-jit", jit_callback, 0, 0, 0, NULL, 0 };
+
+	return &proto;
+}
+
+static int listen_relays(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(prov.cfg.jit_socket) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, prov.cfg.jit_socket);
+	/* A socket left by a dead daemon goes; one a live daemon answers on does not. */
+	if (lstat(sun.sun_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			fatalx("--jit-socket %s exists and is not a socket", sun.sun_path);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			fatalx("another daemon answers on --jit-socket %s", sun.sun_path);
+		if (fd >= 0)
+			close(fd);
+		if (unlink(sun.sun_path) < 0)
+			fatal("cannot remove the stale socket %s", sun.sun_path);
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 16) < 0 ||
+	    chmod(sun.sun_path, 0600) < 0 ||
+	    (prov.cfg.jit_uid != geteuid() && chown(sun.sun_path, prov.cfg.jit_uid, (gid_t)-1) < 0)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	if (!adopt(fd, FD_LISTEN)) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int jit_init(void)
+{
+	randombytes_buf(jit.hash_key, sizeof(jit.hash_key));
+	jit.responder = sodium_malloc(sizeof(*jit.responder));
+	jit.secrets = sodium_malloc(sizeof(*jit.secrets) * JIT_TABLE);
+	if (!jit.responder || !jit.secrets)
+		return -ENOMEM;
+	sodium_memzero(jit.responder, sizeof(*jit.responder));
+	sodium_memzero(jit.secrets, sizeof(*jit.secrets) * JIT_TABLE);
+	return responder_load();
+}
+
+void jit_start(void)
+{
+	int ret;
+
+	if (!prov.cfg.jit)
+		return;
+	ret = jit_init();
+	if (ret == -ENOMEM)
+		fatalx("out of (locked) memory for the JIT keys");
+	if (ret < 0)
+		fatalx("--interface %s: cannot read its private key for JIT (%s)%s",
+		       prov.cfg.ifname, strerror(-ret),
+		       ret == -EINVAL ? ": the device has none; set one first" : "");
+	lws_sul_schedule(prov.ctx, 0, &jit.key_sul, responder_refresh,
+			 (lws_usec_t)JIT_KEY_REFRESH_S * LWS_US_PER_SEC);
+	jit.vhost = lws_get_vhost_by_name(prov.ctx, "api");
+	if (!jit.vhost)
+		fatalx("jit: no API vhost");
+	if (prov.cfg.jit_socket[0]) {
+		ret = listen_relays();
+		if (ret < 0)
+			fatalx("--jit-socket %s: %s", prov.cfg.jit_socket, strerror(-ret));
+	}
+	if (prov.cfg.capture_if[0]) {
+		if (!prov.info.listen_port)
+			fatalx("--capture: %s has no listen port, so plain UDP clients cannot reach "
+			       "it", prov.cfg.ifname);
+		ret = capture_open(prov.cfg.capture_if, prov.info.listen_port);
+		if (ret < 0)
+			fatalx("--capture %s: %s%s", prov.cfg.capture_if, strerror(-ret),
+			       ret == -EPERM ? " (needs CAP_NET_RAW)" : "");
+		if (!adopt(ret, FD_CAPTURE)) {
+			close(ret);
+			fatalx("--capture: cannot add the socket to the event loop");
+		}
+	}
+	log_info("jit: %s mode%s%s%s%s, negative cache %u s, %u initiations/s per source",
+		 prov.cfg.jit ? "on-demand" : "eager",
+		 prov.cfg.jit_socket[0] ? ", relays on " : "", prov.cfg.jit_socket,
+		 prov.cfg.capture_if[0] ? ", capturing on " : "", prov.cfg.capture_if,
+		 prov.cfg.jit_negative_ttl_s, prov.cfg.jit_rate);
+}
+
+void jit_stop(void)
+{
+	/* The descriptors close with the lws context, after this. */
+	jit.stopping = true;
+	if (prov.cfg.jit_socket[0] && jit.listener.fd > 0)
+		unlink(prov.cfg.jit_socket);
+	if (jit.responder)
+		sodium_free(jit.responder);
+	if (jit.secrets)
+		sodium_free(jit.secrets);
+	jit.responder = NULL;
+	jit.secrets = NULL;
+}
