@@ -239,7 +239,7 @@ int capture_drain(int fd, uint16_t port, unsigned max, capture_fn fn, void *arg,
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			return -errno;
+			return -errno; /* what came before went to fn already */
 		}
 		for (int i = 0; i < n; i++) {
 			if (!deliver(buf[i], &msgs[i], port, fn, arg) && bad)

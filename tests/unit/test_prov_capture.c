@@ -117,8 +117,8 @@ static uint32_t bpf_run(const struct sock_filter *prog, unsigned n, const uint8_
 		case BPF_LD | BPF_H | BPF_ABS:
 		case BPF_LD | BPF_B | BPF_ABS:
 			if (f->k >= (uint32_t)SKF_AD_OFF)
-				fail_msg("case %s: pc %u: unexpected ancillary load %#x", cur_case, pc,
-					 f->k);
+				fail_msg("case %s: pc %u: unexpected ancillary load %#x",
+					 cur_case, pc, f->k);
 			a = load(pkt, len, f->k, size, &ok);
 			break;
 		case BPF_LD | BPF_W | BPF_IND:
@@ -153,8 +153,8 @@ static uint32_t bpf_run(const struct sock_filter *prog, unsigned n, const uint8_
 		case BPF_RET | BPF_K:
 			return f->k;
 		default:
-			fail_msg("case %s: pc %u: instruction %#x not in the interpreter", cur_case, pc,
-				 f->code);
+			fail_msg("case %s: pc %u: instruction %#x not in the interpreter",
+				 cur_case, pc, f->code);
 		}
 		if (!ok)
 			return 0;
@@ -464,7 +464,8 @@ static void test_corruptions(void **state)
 					continue;
 				memcpy(pkt, good, len);
 				pkt[at] = values[v];
-				CASE("IPv%d base %zu, byte %zu = %#x", bases[b].family, b, at, values[v]);
+				CASE("IPv%d base %zu, byte %zu = %#x", bases[b].family, b, at,
+				     values[v]);
 				f = run_filter(pkt, len, &ctx) != 0;
 				p = capture_parse(pkt, len, PORT, &msg, &src) == 0;
 				if (p)
@@ -723,7 +724,8 @@ static void test_loopback_root(void **state)
 	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
 	EXPECT(fd >= 0);
 	if (fd >= 0) {
-		struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+		struct sockaddr_ll sll = { .sll_family = AF_PACKET,
+					   .sll_protocol = htons(ETH_P_ALL),
 					   .sll_ifindex = (int)if_nametoindex("lo") };
 		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(PORT),
 					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
