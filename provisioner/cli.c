@@ -196,7 +196,7 @@ int cli_peer(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli c = { .api = "unix:/run/wgws/provisioner.sock" };
-	json_t *body = json_object(), *ips = json_array(), *reply = NULL;
+	json_t *body, *ips, *reply = NULL;
 	const char *verb, *after = NULL;
 	bool want_config = false;
 	unsigned long ul, limit = 0;
@@ -208,6 +208,10 @@ int cli_peer(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	verb = argv[1];
+	body = json_object();
+	ips = json_array();
+	if (!body || !ips)
+		fatalx("out of memory");
 	optind = 2;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -242,11 +246,11 @@ int cli_peer(int argc, char **argv)
 				fatalx("--limit: a number from 1 to 1000");
 			break;
 		case 'h':
-			fputs(cli_usage, stdout);
-			return 0;
 		default:
-			fputs(cli_usage, stderr);
-			return 2;
+			json_decref(body);
+			json_decref(ips);
+			fputs(cli_usage, ch == 'h' ? stdout : stderr);
+			return ch == 'h' ? 0 : 2;
 		}
 	}
 	if (json_array_size(ips))
