@@ -7,7 +7,9 @@
  * bounded send queue; a full queue drops the datagram (WireGuard and TCP inside recover,
  * a queue would only add latency). The queue is sent as WS messages of whole records, up
  * to one TLS record's worth each. Every buffer is allocated once, when the tunnel opens.
- * The destination is fixed: nothing from the client chooses where UDP goes. */
+ * The destination is fixed: nothing from the client chooses where UDP goes.
+ * With --jit-socket, handshake initiations take a detour through jit.c, which holds one per
+ * tunnel while the provisioner decides, and hands it back here to be forwarded. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@ struct conn {
 	uint64_t opened_ms, last_traffic_ms, last_valid_ms;
 	uint64_t pkts_in, pkts_out;
 	struct sockaddr_storage peer_addr; /* port zeroed: the client's address */
+	struct jit_hold hold;   /* the initiation held for the provisioner (--jit-socket) */
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
 	bool established;       /* upgraded: no longer counted in conns_pending */
@@ -115,6 +118,23 @@ static bool ip_limit_reached(struct lws *wsi)
 	return false;
 }
 
+/* What the provisioner is told about this tunnel: the UDP socket's own address (WireGuard
+ * sees it as the client's endpoint) and the client's TCP address, port included. */
+static void jit_setup(struct conn *c)
+{
+	struct sockaddr_storage source, client;
+	socklen_t len = sizeof(source);
+
+	memset(&source, 0, sizeof(source));
+	if (getsockname(c->udp_fd, (struct sockaddr *)&source, &len) < 0)
+		log_warn("tunnel %s: getsockname on its UDP socket", c->peer);
+	len = sizeof(client);
+	memset(&client, 0, sizeof(client));
+	if (getpeername(lws_get_socket_fd(c->wsi), (struct sockaddr *)&client, &len) < 0)
+		memset(&client, 0, sizeof(client));
+	jit_hold_init(&c->hold, (struct sockaddr *)&source, (struct sockaddr *)&client);
+}
+
 static int conn_open(struct conn *c, struct lws *wsi)
 {
 	lws_sock_file_fd_type desc;
@@ -151,6 +171,8 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	}
 	c->udp_fd = ret;
 	lws_set_opaque_user_data(c->udp_wsi, c);
+	if (relay.cfg.jit_socket[0])
+		jit_setup(c);
 
 	c->opened_ms = c->last_traffic_ms = c->last_valid_ms = relay_now_ms();
 	c->live = true;
@@ -168,6 +190,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 static void conn_release(struct conn *c)
 {
 	if (c->live) {
+		jit_hold_forget(&c->hold);
 		if (frame_dec_is_partial(&c->dec) && !c->stream_broken)
 			relay.st.drops[DROP_TRUNCATED]++;
 		if (c->prev)
@@ -192,7 +215,8 @@ static void conn_release(struct conn *c)
 	c->dec_buf = c->txq = NULL;
 }
 
-static void udp_flush(struct conn *c, unsigned *n)
+/* Send msgs[0..*n) to WireGuard, count them, and set *n to 0. */
+static void udp_send(struct conn *c, struct mmsghdr *msgs, unsigned *n)
 {
 	unsigned sent = 0;
 
@@ -205,7 +229,7 @@ static void udp_flush(struct conn *c, unsigned *n)
 		c->last_traffic_ms = relay_now_ms();
 
 	while (sent < *n) {
-		int r = sendmmsg(c->udp_fd, out_msgs + sent, *n - sent, MSG_DONTWAIT);
+		int r = sendmmsg(c->udp_fd, msgs + sent, *n - sent, MSG_DONTWAIT);
 
 		if (r < 0) {
 			if (errno == EINTR)
@@ -218,12 +242,36 @@ static void udp_flush(struct conn *c, unsigned *n)
 		}
 		for (int i = 0; i < r; i++) {
 			relay.st.pkts_ws_to_udp++;
-			relay.st.bytes_ws_to_udp += out_iov[sent + i].iov_len;
+			relay.st.bytes_ws_to_udp += msgs[sent + i].msg_hdr.msg_iov->iov_len;
 		}
 		c->pkts_in += (unsigned)r;
 		sent += (unsigned)r;
 	}
 	*n = 0;
+}
+
+static void udp_flush(struct conn *c, unsigned *n)
+{
+	udp_send(c, out_msgs, n);
+}
+
+/* Its own message header: jit.c may release a hold while another tunnel's batch is being
+ * built in out_msgs (the channel fails under jit_hold()). */
+void conn_forward_held(struct jit_hold *h)
+{
+	struct conn *c = lws_container_of(h, struct conn, hold);
+	struct iovec iov = { .iov_base = h->req.initiation, .iov_len = sizeof(h->req.initiation) };
+	struct mmsghdr msg = {
+		.msg_hdr = {
+			.msg_name = &relay.cfg.wg,
+			.msg_namelen = relay.cfg.wg_len,
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+		},
+	};
+	unsigned n = 1;
+
+	udp_send(c, &msg, &n);
 }
 
 /* Feed one chunk of the client's stream. Returns 0, or a WS close status. */
@@ -234,6 +282,7 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 	while (len) {
 		const uint8_t *rec;
 		size_t rec_len;
+		enum wgmsg_type type;
 		ssize_t used = frame_dec_feed(&c->dec, in, len, &rec, &rec_len);
 
 		if (used < 0) {
@@ -248,7 +297,8 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 		len -= (size_t)used;
 		if (!rec)
 			continue;
-		if (wgmsg_classify(rec, rec_len) == WGMSG_INVALID) {
+		type = wgmsg_classify(rec, rec_len);
+		if (type == WGMSG_INVALID) {
 			relay.st.drops[DROP_MALFORMED]++;
 			if (++c->bad_records > RELAY_BAD_RECORDS_MAX) {
 				udp_flush(c, &n);
@@ -258,6 +308,9 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 			}
 			continue;
 		}
+		/* Held: it goes later, after the records behind it (WireGuard does not mind). */
+		if (type == WGMSG_INITIATION && relay.cfg.jit_socket[0] && jit_hold(&c->hold, rec))
+			continue;
 		out_iov[n].iov_base = (void *)rec;
 		out_iov[n].iov_len = rec_len;
 		out_msgs[n].msg_hdr = (struct msghdr){

@@ -12,6 +12,7 @@ static const char *const drop_names[DROP_MAX] = {
 	[DROP_OVERSIZE] = "oversize",   [DROP_MALFORMED] = "malformed",
 	[DROP_TRUNCATED] = "truncated", [DROP_QUEUE_FULL] = "queue_full",
 	[DROP_UDP_ERROR] = "udp_error",   [DROP_FOREIGN] = "foreign_source",
+	[DROP_JIT_UNKNOWN] = "jit_unknown", [DROP_JIT_REFUSED] = "jit_refused",
 };
 
 static const char *const reject_names[REJECT_MAX] = {
@@ -102,6 +103,32 @@ size_t http_render_metrics(char *buf, size_t size)
 	for (int i = 0; i < DROP_MAX; i++)
 		PUT("wgws_relay_packets_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
 		    (unsigned long long)st->drops[i]);
+	PUT("# HELP wgws_relay_jit_connected 1 while the channel to the provisioner (--jit-socket) is up.\n"
+	    "# TYPE wgws_relay_jit_connected gauge\n"
+	    "wgws_relay_jit_connected %d\n", relay.jit_up);
+	PUT("# HELP wgws_relay_jit_held Handshake initiations held for the provisioner's answer now.\n"
+	    "# TYPE wgws_relay_jit_held gauge\n"
+	    "wgws_relay_jit_held %u\n", relay.jit_held);
+	PUT("# HELP wgws_relay_jit_requests_total Initiations the provisioner was asked about.\n"
+	    "# TYPE wgws_relay_jit_requests_total counter\n"
+	    "wgws_relay_jit_requests_total %llu\n", (unsigned long long)st->jit_requests);
+	PUT("# HELP wgws_relay_jit_answers_total The provisioner's answers, by verdict.\n"
+	    "# TYPE wgws_relay_jit_answers_total counter\n");
+	for (int i = JIT_INSTALLED; i < JIT_VERDICT_MAX; i++)
+		PUT("wgws_relay_jit_answers_total{verdict=\"%s\"} %llu\n", jit_verdict_name(i),
+		    (unsigned long long)st->jit_answers[i]);
+	PUT("# HELP wgws_relay_jit_answers_stale_total Answers that came too late (time-out, closed tunnel).\n"
+	    "# TYPE wgws_relay_jit_answers_stale_total counter\n"
+	    "wgws_relay_jit_answers_stale_total %llu\n", (unsigned long long)st->jit_stale);
+	PUT("# HELP wgws_relay_jit_timeouts_total Held initiations forwarded unanswered after 3 s.\n"
+	    "# TYPE wgws_relay_jit_timeouts_total counter\n"
+	    "wgws_relay_jit_timeouts_total %llu\n", (unsigned long long)st->jit_timeouts);
+	PUT("# HELP wgws_relay_jit_not_asked_total Initiations forwarded unanswered: channel down or lost.\n"
+	    "# TYPE wgws_relay_jit_not_asked_total counter\n"
+	    "wgws_relay_jit_not_asked_total %llu\n", (unsigned long long)st->jit_not_asked);
+	PUT("# HELP wgws_relay_jit_deferred_total Requests that waited for room in the channel's socket.\n"
+	    "# TYPE wgws_relay_jit_deferred_total counter\n"
+	    "wgws_relay_jit_deferred_total %llu\n", (unsigned long long)st->jit_deferred);
 	PUT("# HELP wgws_relay_info Build information.\n"
 	    "# TYPE wgws_relay_info gauge\n"
 	    "wgws_relay_info{version=\"%s\"} 1\n", RELAY_VERSION);
@@ -135,11 +162,11 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 	case LWS_CALLBACK_WSI_DESTROY: {
 		/* lws tells protocols[0] about every wsi of the vhost that goes away. Not
-		 * pending: our UDP sockets, and tunnels that did upgrade. (The listening
+		 * pending: our UDP sockets and JIT channel, and tunnels that did upgrade. (The listening
 		 * socket goes only at exit.) */
 		const struct lws_protocols *p = lws_get_protocol(wsi);
 
-		if (p && !strcmp(p->name, "wgws-udp"))
+		if (p && (!strcmp(p->name, "wgws-udp") || !strcmp(p->name, "wgws-jit")))
 			return 0;
 		if (p && !strcmp(p->name, RELAY_SUBPROTOCOL) && conn_was_established(user))
 			return 0;

@@ -3,7 +3,7 @@
  * local WireGuard UDP port, one connected UDP socket per tunnel, all in one lws service
  * loop. This file owns the command line and config file, the lws context and vhosts, the
  * privilege drop after binding, signals and the orderly shutdown. It never touches
- * WireGuard's configuration or keys. */
+ * WireGuard's configuration or keys; with --jit-socket it asks wgws-provisioner (jit.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -53,6 +53,10 @@ static const char usage_text[] =
 	"                          without an answer (default 30)\n"
 	"  --header-timeout SECONDS  time allowed for TLS and the upgrade request (default 10)\n"
 	"  --metrics ADDR:PORT     serve Prometheus text at http://ADDR:PORT/metrics\n"
+	"  --jit-socket PATH       ask wgws-provisioner (its --jit-socket) about each handshake\n"
+	"                          initiation, holding it up to 3 s: forwarded when the peer\n"
+	"                          is installed, dropped when unknown or refused; while the\n"
+	"                          provisioner is unreachable, initiations go on at once\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
 	"                          (default nobody)\n"
 	"  -c, --config FILE       read options from FILE ([Relay] section, Key = Value;\n"
@@ -66,7 +70,7 @@ enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
 	OPT_MAX_PENDING, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
-	OPT_USER, OPT_CHECK_CONFIG, OPT_VERSION,
+	OPT_USER, OPT_JIT_SOCKET, OPT_CHECK_CONFIG, OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +89,7 @@ static const struct option long_opts[] = {
 	{ "header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "user", required_argument, NULL, OPT_USER },
+	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -154,6 +159,15 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 			return -EINVAL;
 		}
 		strcpy(cfg->path, v);
+		return 0;
+	case OPT_JIT_SOCKET:
+		/* The provisioner's spelling: an absolute path that fits a sockaddr_un. */
+		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {
+			snprintf(err, CONF_ERR_LEN, "--jit-socket: '%s' is not an absolute path of "
+				 "fewer than %zu bytes", v, sizeof(cfg->jit_socket));
+			return -EINVAL;
+		}
+		strcpy(cfg->jit_socket, v);
 		return 0;
 	case OPT_MAX_CONNS:
 		return set_uint(name, v, 1, 1000000, &cfg->max_conns, err);
@@ -319,6 +333,7 @@ static const struct lws_protocols tunnel_protocols[] = {
 	{ "http", http_callback, 0, 0, 0, NULL, 0 },
 	{ RELAY_SUBPROTOCOL, conn_ws_callback, 0 /* set at start */, 16384, 0, NULL, 0 },
 	{ "wgws-udp", conn_udp_callback, 0, 0, 0, NULL, 0 },
+	{ "wgws-jit", jit_callback, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -327,7 +342,7 @@ static const struct lws_protocols metrics_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
-static struct lws_protocols protocols[4];
+static struct lws_protocols protocols[LWS_ARRAY_SIZE(tunnel_protocols)];
 static lws_retry_bo_t validity;
 
 static void create_vhosts(struct relay_cfg *cfg)
@@ -477,6 +492,8 @@ int main(int argc, char **argv)
 	if (!relay.ctx)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&relay.cfg);
+	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
+	jit_start();
 	drop_privileges(relay.cfg.user);
 
 	log_info("listening on %s, path %s, relaying to WireGuard at %s",
@@ -501,6 +518,7 @@ int main(int argc, char **argv)
 			break;
 	}
 	lws_sul_cancel(&relay.sweep);
+	jit_stop();
 	lws_context_destroy(relay.ctx);
 	free(relay.udp_buf);
 	free(relay.cfg.cert);

@@ -6,9 +6,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "addr.h"
 #include "frame.h"
+#include "jitproto.h"
 
 #define RELAY_VERSION "0.1.0"
 #define RELAY_SUBPROTOCOL "wgws"
@@ -20,6 +22,7 @@ enum {
 	RELAY_QUEUE_PKTS = 256,      /* most datagrams queued toward one client */
 	RELAY_BAD_RECORDS_MAX = 16,  /* malformed records tolerated before closing */
 	RELAY_SWEEP_MS = 1000,       /* idle sweep period */
+	RELAY_JIT_PATH_MAX = sizeof(((struct sockaddr_un *)0)->sun_path),
 };
 
 /* ---- main.c: configuration ---- */
@@ -42,6 +45,7 @@ struct relay_cfg {
 	unsigned long idle_timeout_s;  /* no tunnel traffic for this long: close (0 = never) */
 	unsigned long keepalive_s;     /* ping a client that has been silent this long */
 	unsigned long header_timeout_s;
+	char jit_socket[RELAY_JIT_PATH_MAX]; /* "" = no provisioner: forward every initiation */
 	int verbosity;
 };
 
@@ -54,6 +58,8 @@ enum relay_drop {
 	DROP_QUEUE_FULL, /* send queue toward the client full */
 	DROP_UDP_ERROR,  /* sending to WireGuard failed */
 	DROP_FOREIGN,    /* a datagram from another address than --wg */
+	DROP_JIT_UNKNOWN, /* an initiation the provisioner does not know (JIT) */
+	DROP_JIT_REFUSED, /* an initiation the provisioner refused: replay, rate limit (JIT) */
 	DROP_MAX,
 };
 
@@ -74,6 +80,12 @@ struct relay_stats {
 	uint64_t drops[DROP_MAX];
 	uint64_t rejects[REJECT_MAX];
 	uint64_t closes_idle, closes_bad;
+	uint64_t jit_requests;                  /* sent to the provisioner, re-asks included */
+	uint64_t jit_answers[JIT_VERDICT_MAX];  /* every well-formed answer, by verdict */
+	uint64_t jit_stale;       /* answers for no request in flight (timed out, tunnel gone) */
+	uint64_t jit_timeouts;    /* held initiations forwarded after JIT_HOLD_MS */
+	uint64_t jit_not_asked;   /* forwarded without an answer: channel down or lost */
+	uint64_t jit_deferred;    /* requests that waited for room in the socket (a burst) */
 };
 
 struct conn;
@@ -87,6 +99,8 @@ struct relay {
 	unsigned conns_active;
 	unsigned conns_pending;    /* accepted TCP connections not yet upgraded or closed */
 	bool shutting_down;
+	bool jit_up;               /* the channel to the provisioner is connected */
+	unsigned jit_held;         /* initiations held now */
 	/* Tunnels' UDP sockets are bound here (port 0), unconnected: a connected UDP socket
 	 * turns an ICMP error into POLLERR, on which lws closes the descriptor. */
 	struct sockaddr_storage udp_local;
@@ -98,6 +112,40 @@ struct relay {
 };
 
 extern struct relay relay;
+
+/* ---- jit.c: asking wgws-provisioner about handshake initiations ---- */
+
+/* One tunnel's hold: the newest initiation it sent, kept while the provisioner is asked about
+ * it. Lives in the tunnel's state (no allocation); jit.c links it into its lists while a
+ * datagram is held: its request is in flight, or waiting for room in the socket. */
+struct jit_hold {
+	struct jit_hold *prev, *next;      /* held ones, oldest first: deadline order */
+	struct jit_hold *hnext, **hpprev;  /* in-flight requests, hashed by id */
+	uint64_t deadline_ms;              /* JIT_HOLD_MS after the first datagram was held */
+	uint32_t seq;                      /* initiations held so far */
+	uint32_t asked_seq;                /* seq of the one the request in flight is about */
+	bool held;
+	bool unsent;                       /* held, its request waiting for room in the socket */
+	struct jit_request req;            /* source and client set once; initiation = held */
+};
+
+/* lws protocol callback for the adopted channel socket ("wgws-jit"). */
+int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		 size_t len);
+/* Connect to --jit-socket (if set) now, before privileges are dropped; on failure retry
+ * every second from the loop. jit_stop() cancels the timers, before the context goes. */
+void jit_start(void);
+void jit_stop(void);
+/* Set up a tunnel's hold: source is its UDP socket's address (what WireGuard sees), client
+ * its TCP peer. */
+void jit_hold_init(struct jit_hold *h, const struct sockaddr *source,
+		   const struct sockaddr *client);
+/* Hold this initiation (copied) and ask about it: true (a full socket sends the request
+ * when it has room, within the same deadline). False: the channel is down and the caller
+ * forwards it now (counted). A hold that has one already replaces it. */
+bool jit_hold(struct jit_hold *h, const uint8_t dgram[static JIT_INITIATION_LEN]);
+/* The tunnel closes: discard its held datagram and forget its request. */
+void jit_hold_forget(struct jit_hold *h);
 
 /* ---- conn.c: one tunnel = one WS connection + one connected UDP socket ---- */
 
@@ -114,6 +162,8 @@ bool conn_was_established(const void *user);
 void conn_sweep(uint64_t now_ms);
 /* Ask every tunnel to close with 1001 (going away). */
 void conn_close_all(void);
+/* Send the datagram h holds to WireGuard from h's tunnel, like any other record. */
+void conn_forward_held(struct jit_hold *h);
 uint64_t relay_now_ms(void);
 
 /* ---- http.c: /healthz, 404s, metrics, connection admission ---- */
