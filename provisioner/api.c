@@ -588,8 +588,9 @@ size_t api_render_metrics(char *buf, size_t size)
 	{
 		uint64_t runs, failures;
 		double sum, max;
+		int wal, copied;
 
-		ckpt_stats(&runs, &failures, &sum, &max);
+		ckpt_stats(&runs, &failures, &sum, &max, &wal, &copied);
 		PUT("# HELP wgws_provisioner_checkpoints_total WAL checkpoints (in their own thread).\n"
 		    "# TYPE wgws_provisioner_checkpoints_total counter\n"
 		    "wgws_provisioner_checkpoints_total %llu\n"
@@ -598,8 +599,13 @@ size_t api_render_metrics(char *buf, size_t size)
 		    "# TYPE wgws_provisioner_checkpoint_seconds_total counter\n"
 		    "wgws_provisioner_checkpoint_seconds_total %.6f\n"
 		    "# TYPE wgws_provisioner_checkpoint_seconds_max gauge\n"
-		    "wgws_provisioner_checkpoint_seconds_max %.6f\n",
-		    (unsigned long long)runs, (unsigned long long)failures, sum, max);
+		    "wgws_provisioner_checkpoint_seconds_max %.6f\n"
+		    "# HELP wgws_provisioner_checkpoint_wal_frames WAL frames at the last checkpoint, and copied back by it.\n"
+		    "# TYPE wgws_provisioner_checkpoint_wal_frames gauge\n"
+		    "wgws_provisioner_checkpoint_wal_frames %d\n"
+		    "# TYPE wgws_provisioner_checkpoint_copied_frames gauge\n"
+		    "wgws_provisioner_checkpoint_copied_frames %d\n",
+		    (unsigned long long)runs, (unsigned long long)failures, sum, max, wal, copied);
 	}
 	PUT("# TYPE wgws_provisioner_info gauge\n"
 	    "wgws_provisioner_info{version=\"%s\",backend=\"%s\",interface=\"%s\"} 1\n",

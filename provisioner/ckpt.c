@@ -37,6 +37,7 @@ static struct {
 	char wal_path[4096];
 	atomic_bool kicked;
 	atomic_uint_least64_t runs, failures, usec_sum, usec_max;
+	atomic_int last_log, last_ckpt; /* frames in the WAL, and copied, at the last one */
 } ck = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static uint64_t now_us(void)
@@ -50,7 +51,8 @@ static uint64_t now_us(void)
 static void checkpoint(int mode)
 {
 	uint64_t t0 = now_us(), us;
-	int rc = sqlite3_wal_checkpoint_v2(ck.db, NULL, mode, NULL, NULL);
+	int log_frames = -1, ckpt_frames = -1;
+	int rc = sqlite3_wal_checkpoint_v2(ck.db, NULL, mode, &log_frames, &ckpt_frames);
 
 	if (rc != SQLITE_OK) {
 		/* BUSY is expected for TRUNCATE while the writer is in; PASSIVE does not fail
@@ -60,6 +62,8 @@ static void checkpoint(int mode)
 		return;
 	}
 	us = now_us() - t0;
+	atomic_store(&ck.last_log, log_frames);
+	atomic_store(&ck.last_ckpt, ckpt_frames);
 	atomic_fetch_add(&ck.runs, 1);
 	atomic_fetch_add(&ck.usec_sum, us);
 	if (us > atomic_load(&ck.usec_max))
@@ -107,6 +111,13 @@ int ckpt_start(const char *db_path)
 		ck.db = NULL;
 		return -EIO;
 	}
+	/* A connection opens the WAL at its first read; until then a checkpoint returns OK
+	 * having copied nothing. */
+	if (sqlite3_exec(ck.db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_close(ck.db);
+		ck.db = NULL;
+		return -EIO;
+	}
 	sqlite3_busy_timeout(ck.db, 0);
 	rc = pthread_create(&ck.thread, NULL, ckpt_main, NULL);
 	if (rc) {
@@ -137,8 +148,11 @@ void ckpt_stop(void)
 	ck.running = false;
 }
 
-void ckpt_stats(uint64_t *runs, uint64_t *failures, double *seconds_sum, double *seconds_max)
+void ckpt_stats(uint64_t *runs, uint64_t *failures, double *seconds_sum, double *seconds_max,
+		int *wal_frames, int *copied_frames)
 {
+	*wal_frames = atomic_load(&ck.last_log);
+	*copied_frames = atomic_load(&ck.last_ckpt);
 	*runs = atomic_load(&ck.runs);
 	*failures = atomic_load(&ck.failures);
 	*seconds_sum = (double)atomic_load(&ck.usec_sum) / 1e6;

@@ -254,7 +254,9 @@ int ckpt_start(const char *db_path) __attribute__((warn_unused_result));
 /* There were writes: checkpoint within a second (cheap: one atomic store). */
 void ckpt_kick(void);
 void ckpt_stop(void); /* joins the thread; safe when it never started */
-void ckpt_stats(uint64_t *runs, uint64_t *failures, double *seconds_sum, double *seconds_max);
+/* Totals, and the WAL's frames and the frames copied back by the last checkpoint. */
+void ckpt_stats(uint64_t *runs, uint64_t *failures, double *seconds_sum, double *seconds_max,
+		int *wal_frames, int *copied_frames);
 
 /* ---- noise.c: a handshake initiation as the responder sees it (no I/O, no allocation) ---- */
 

@@ -414,9 +414,14 @@ expect "installs_total" "$(mv wgws_provisioner_installs_total)" "$CREATED"
 expect "removals_total" "$(mv wgws_provisioner_removals_total)" "$DELETED"
 awk '/^wgws_provisioner_(create|install)_seconds_bucket/ { split($1, a, "{"); if (a[1] == last && $2 < prev) bad = 1; last = a[1]; prev = $2 }
 	END { exit bad }' <<<"$m" || fail "a histogram's buckets are not cumulative"
-# The WAL is checkpointed by its own thread after writes, never by the event loop.
+# The WAL is checkpointed by its own thread after writes, never by the event loop; the
+# last one found frames in the WAL and copied them all back.
 [ "$(mv wgws_provisioner_checkpoints_total)" -ge 1 ] || fail "no WAL checkpoint after $CREATED creates"
 expect "checkpoint_failures_total" "$(mv wgws_provisioner_checkpoint_failures_total)" 0
+[ "$(mv wgws_provisioner_checkpoint_wal_frames)" -gt 0 ] ||
+	fail "the last checkpoint saw $(mv wgws_provisioner_checkpoint_wal_frames) WAL frames"
+expect "checkpoint: frames copied back" "$(mv wgws_provisioner_checkpoint_copied_frames)" \
+	"$(mv wgws_provisioner_checkpoint_wal_frames)"
 [ "$(mv wgws_provisioner_gc_runs_total)" -ge 3 ] || fail "gc_runs_total $(mv wgws_provisioner_gc_runs_total) after several seconds at --gc-interval 1"
 [ "$(in_g curl -s -m 3 http://127.0.0.1:9101/metrics | awk '$1 == "wgws_provisioner_creates_total" { print $2 }')" = "$CREATED" ] ||
 	fail "--metrics 127.0.0.1:9101 does not serve the same counters"
