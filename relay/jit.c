@@ -41,7 +41,7 @@ static struct {
 	uint64_t next_id;
 	struct jit_hold *head, *tail;
 	struct jit_hold *inflight[JIT_HASH_SIZE];
-	lws_sorted_usec_list_t retry, expiry;
+	lws_sorted_usec_list_t retry, expiry, rearm;
 } jit = { .fd = -1 };
 
 static void jit_connect(void);
@@ -151,6 +151,13 @@ static void retry_cb(lws_sorted_usec_list_t *sul)
 		return;
 	}
 	jit_connect();
+}
+
+static void rearm_cb(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	if (jit.wsi && relay.jit_up && jit.unsent)
+		lws_callback_on_writable(jit.wsi);
 }
 
 static void schedule_retry(void)
@@ -410,6 +417,7 @@ void jit_stop(void)
 	jit.stopping = true;
 	lws_sul_cancel(&jit.retry);
 	lws_sul_cancel(&jit.expiry);
+	lws_sul_cancel(&jit.rearm);
 }
 
 void jit_hold_init(struct jit_hold *h, const struct sockaddr *source,
@@ -475,6 +483,9 @@ int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			return -1; /* a channel given up on (channel_lost) */
 		jit.in_rx = true;
 		ret = channel_rx();
+		/* The provisioner read what it answered: room for waiting requests. */
+		if (!ret && jit.unsent)
+			ret = send_unsent();
 		jit.in_rx = false;
 		return ret;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
@@ -483,6 +494,10 @@ int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		jit.in_rx = true;
 		ret = send_unsent();
 		jit.in_rx = false;
+		/* lws 4.1 clears POLLOUT after this callback returns, undoing a request made
+		 * inside it: ask again from a timer. */
+		if (!ret && jit.unsent)
+			lws_sul_schedule(relay.ctx, 0, &jit.rearm, rearm_cb, 1000);
 		return ret;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		if (wsi != jit.wsi)

@@ -156,8 +156,13 @@ nap() {
 # now_ms: wall clock in milliseconds.
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# at_exit CMD: run CMD (a shell string) when the test ends, after every process and
+# namespace is gone: to put back host settings a test changed.
+AT_EXIT=()
+at_exit() { AT_EXIT+=("$1"); }
+
 cleanup() {
-	local rc=$? pid ns left
+	local rc=$? pid ns left cmd
 	trap - EXIT INT TERM
 	set +e
 	exec 2>/dev/null # no "Killed" job notices from here on
@@ -177,6 +182,7 @@ cleanup() {
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
 	done
 	for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	for cmd in "${AT_EXIT[@]}"; do eval "$cmd"; done
 	rm -f "/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_G.sock" 2>/dev/null
 	if [ "${WGWS_KEEP:-0}" = 1 ]; then
 		echo "kept $T"

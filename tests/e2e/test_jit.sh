@@ -1,0 +1,381 @@
+#!/bin/bash
+# JIT peers through the relay (issue 4), end to end with UDP blocked for the client: a
+# wireguard-go client → wgws-shim → squid → wgws-relay --jit-socket → wgws-provisioner --jit
+# → a wireguard-go gateway that starts without the client's peer. Witnesses independent of
+# the programs under test: `wg show` on the gateway, and nftables counters in the gateway
+# namespace of the handshake initiations that reach WireGuard's port and of the handshake
+# responses it sends.
+#  i.   a peer created through the API is stored, not installed: not in `wg show`;
+#  ii.  the client's first handshake completes within 1 s of its first initiation (no
+#       retransmit: one relay request, one install, one initiation at WireGuard's port);
+#  iii. GC removes the idle peer; a restarted client (new session, new shim connection)
+#       brings it back the same way;
+#  iv.  an unknown key's initiation never reaches WireGuard, is never installed, gets no answer;
+#  v.   a recorded initiation replayed after GC removed its peer is refused; a fresh one from
+#       the same key installs it again;
+#  vi.  a burst of initiations on one tunnel is rate-limited, and the next tunnel is still
+#       answered at once;
+#  vii. after a provisioner restart the relay, running as nobody by then, reconnects
+#       (--jit-user) and new keys are installed again.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_root
+need_cmd wireguard-go wg nft squid curl ping
+need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
+
+PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
+SOCK=$T/prov.sock DB=$T/prov.db JSOCK=$T/jit.sock
+POOL4=10.202.0.0/24 # the tunnel's /24: the client gets 10.202.0.2 (TUN_C), the gateway is .1
+URL=wss://$GW_NAME/wg
+PROV_LOG="" PROV_PID="" PING_N=0 LOAD_N=0
+# Metric names of the relay's JIT side, as exposed.
+R_REQ=wgws_relay_jit_requests_total
+R_INSTALLED='wgws_relay_jit_answers_total{verdict="installed"}'
+R_UNKNOWN='wgws_relay_jit_answers_total{verdict="unknown"}'
+R_REFUSED='wgws_relay_jit_answers_total{verdict="refused"}'
+R_TIMEOUTS=wgws_relay_jit_timeouts_total
+R_NOT_ASKED=wgws_relay_jit_not_asked_total
+R_DROP_UNKNOWN='wgws_relay_packets_dropped_total{reason="jit_unknown"}'
+R_DROP_REFUSED='wgws_relay_packets_dropped_total{reason="jit_refused"}'
+
+dump_logs() {
+	[ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20
+	[ -z "$RELAY_LOG" ] || logtail "$RELAY_LOG" 20
+	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 8
+}
+
+# --- helpers --------------------------------------------------------------------------
+# api METHOD PATH [CURL_ARGS...]: one request to the provisioner's API; status in $CODE,
+# body in $T/body.
+api() {
+	local m=$1 p=$2
+	shift 2
+	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X "$m" "$@" \
+		"http://prov$p") || CODE=000
+}
+# jget EXPR [FILE]: Python EXPR over d = the JSON in FILE ($T/body); "<none>" when it fails.
+jget() {
+	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+    r = eval(sys.argv[1])
+    print(r if isinstance(r, str) else json.dumps(r))
+except Exception:
+    print("<none>")
+EOF
+}
+# create KEY NAME: POST /v1/peers for a client's public key; fails unless 201 and stored
+# without being installed. Sets ADDR4 (the peer's IPv4 address, no prefix).
+create() {
+	api POST /v1/peers -H 'Content-Type: application/json' \
+		--data-binary "{\"public_key\":\"$1\",\"name\":\"$2\"}"
+	[ "$CODE" = 201 ] || fail "POST /v1/peers ($2): HTTP $CODE: $(head -c 300 "$T/body")"
+	[ "$(jget 'd["installed"]')" = false ] ||
+		fail "POST /v1/peers ($2) in JIT mode answered installed=$(jget 'd["installed"]')"
+	ADDR4=$(jget 'd["addresses"][0].split("/")[0]')
+}
+# pm NAME: a sample of the provisioner's /metrics (0 when absent).
+pm() {
+	curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
+		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
+}
+rm_() { relay_metric "$1"; }
+# gw_count NAME: packets counted by the nftables counter NAME in the gateway namespace.
+gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }
+on_gw() { in_g wg show "$WG_G" peers | grep -qxF -- "$1"; }
+not_on_gw() { ! on_gw "$1"; }
+# gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
+gw_handshake() {
+	in_g wg show "$WG_G" latest-handshakes |
+		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+# expect DESC GOT WANT
+expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
+# snap: remember the counters the checks compare (S_name).
+snap() {
+	S_INSTALLS=$(pm wgws_provisioner_jit_installs_total)
+	S_UNKNOWN=$(pm wgws_provisioner_jit_unknown_keys_total)
+	S_REPLAYS=$(pm wgws_provisioner_jit_replays_refused_total)
+	S_RATE=$(pm wgws_provisioner_jit_rate_limited_total)
+	S_PINIT=$(pm 'wgws_provisioner_jit_initiations_total{path="relay"}')
+	S_REQ=$(rm_ "$R_REQ")
+	S_RINST=$(rm_ "$R_INSTALLED")
+	S_RUNK=$(rm_ "$R_UNKNOWN")
+	S_RREF=$(rm_ "$R_REFUSED")
+	S_DUNK=$(rm_ "$R_DROP_UNKNOWN")
+	S_DREF=$(rm_ "$R_DROP_REFUSED")
+	S_GWINIT=$(gw_count initiations)
+	S_GWRESP=$(gw_count responses)
+}
+# delta DESC NOW BEFORE WANT: NOW - BEFORE must be WANT.
+delta() { expect "$1 (change)" "$(($2 - $3))" "$4"; }
+
+# handshake_after_ping KEY: 4 pings client → gateway (0.25 s apart, in the background);
+# measures the time from just before the ping starts until the gateway reports a handshake
+# with KEY (an upper bound of "first initiation → handshake": the poll's own time included).
+# Sets HS_MS; then (at once: --gc-idle 2 removes the peer 2-3 s after its handshake) the API
+# must say the peer is installed. Fails after 5 s, or when the pings were not answered.
+handshake_after_ping() {
+	local key=$1 t0 now pid log rx
+	PING_N=$((PING_N + 1))
+	log=$T/ping-$PING_N.log
+	t0=$(now_ms)
+	spawn_ns "$NS_C" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_G"
+	pid=$SPAWNED
+	while :; do
+		[ "$(gw_handshake "$key")" -gt 0 ] && break
+		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
+		sleep 0.02
+	done
+	now=$(now_ms)
+	HS_MS=$((now - t0))
+	api GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
+	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
+	wait "$pid" || true
+	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
+	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
+}
+# load FILE [ARGS...]: tests/tools/jitload.py from the proxy namespace straight to the
+# relay (not through squid) with the tunnels in FILE; per-tunnel results in $LOAD_OUT.
+load() {
+	local f=$1
+	shift
+	LOAD_N=$((LOAD_N + 1))
+	LOAD_OUT=$T/load-$LOAD_N.out
+	in_p "$PY" "$TOOLS/jitload.py" --connect-to "$G_PROXY:443" --out "$LOAD_OUT" "$@" "$URL" \
+		"$f" >"$T/load-$LOAD_N.log" 2>&1 || fail "jitload: $(oneline "$(cat "$T/load-$LOAD_N.log")")"
+}
+# load_status LABEL: the result of LABEL's tunnel in the last load.
+load_status() { awk -v k="$1" '$1 == k { print $2 }' "$LOAD_OUT"; }
+load_latency() { awk -v k="$1" '$1 == k { print $3 }' "$LOAD_OUT"; }
+# initgen KEYFILE OUT [ARGS...]: initiations to the gateway for the keys in KEYFILE.
+initgen() {
+	local k=$1 o=$2
+	shift 2
+	"$INITGEN" init "$WG_G_PUB" "$@" <"$k" >"$o" || fail "jit-initgen init"
+}
+
+# --- set-up ---------------------------------------------------------------------------
+say "namespaces, wireguard-go (the gateway without the client's peer), squid, UDP blocked"
+topology
+wg_up
+in_g wg set "$WG_G" peer "$WG_C_PUB" remove
+block_client_udp
+# Initiations arriving at WireGuard's port (relay → wireguard-go over lo), and the
+# handshake responses wireguard-go sends: counted by the kernel, not by our programs.
+in_g nft -f - <<EOF
+table inet wgws_jit {
+	counter initiations {}
+	counter responses {}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport $WG_PORT udp length 156 @th,64,32 0x01000000 counter name "initiations"
+	}
+	chain out {
+		type filter hook output priority 0; policy accept;
+		udp sport $WG_PORT udp length 100 @th,64,32 0x02000000 counter name "responses"
+	}
+}
+EOF
+certs_make
+start_squid
+
+# The tool against the responder's own decoder first: what it makes must be what the
+# gateway's key opens.
+"$INITGEN" selftest 50 >/dev/null || fail "jit-initgen selftest"
+"$INITGEN" keys 3 >"$T/check.keys"
+"$INITGEN" init "$WG_G_PUB" --count 2 <"$T/check.keys" >"$T/check.init"
+"$INITGEN" check "$(cat "$T/keys/gw.key")" <"$T/check.init" >"$T/check.out" 2>&1 ||
+	fail "jit-initgen's initiations do not open with the gateway's key: $(oneline "$(cat "$T/check.out")")"
+ok "jit-initgen: selftest passes; 6 initiations open with the gateway's private key, timestamps increasing"
+
+say "provisioner --jit in the gateway namespace; relay --jit-socket; shim"
+healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
+# start_prov N: the provisioner (log prov-N.log). The relay runs as nobody after binding
+# (start_relay: no --user): that is --jit-user, for when it reconnects.
+start_prov() {
+	PROV_LOG=$T/prov-$1.log
+	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
+		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user nobody \
+		--gc-interval 1 --gc-idle 2
+	PROV_PID=$SPAWNED
+	wait_for 10 healthy || {
+		alive "$PROV_PID" || fail "provisioner exited at start-up"
+		fail "provisioner /healthz did not answer 200 within 10 s"
+	}
+	wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
+}
+start_prov 1
+start_relay --jit-socket "$JSOCK"
+jit_connected() { [ "$(rm_ wgws_relay_jit_connected)" = 1 ]; }
+wait_for 10 jit_connected || fail "the relay did not connect to the provisioner (wgws_relay_jit_connected != 1)"
+ok "provisioner pid $PROV_PID (--jit, uapi), relay pid $RELAY_PID connected to $JSOCK"
+
+# --- i. stored, not installed ------------------------------------------------------------
+say "i. the client's key created through the API: stored, not in the device"
+create "$WG_C_PUB" jit-client
+if [ "$ADDR4" != "$TUN_C" ]; then
+	in_c ip addr flush dev "$WG_C"
+	in_c ip addr add "$ADDR4/24" dev "$WG_C"
+fi
+api GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
+expect "GET the created peer" "$CODE" 200
+expect "GET: installed" "$(jget 'd["installed"]')" false
+not_on_gw "$WG_C_PUB" || fail "the JIT peer is in wg show before its client connected"
+expect "peers in the gateway device" "$(in_g wg show "$WG_G" peers | wc -l)" 0
+ok "201, address $ADDR4, installed=false; wg show $WG_G has no peer"
+
+# --- ii. first handshake ---------------------------------------------------------------
+say "ii. the client pings: JIT install and the first handshake through shim → squid → relay"
+start_shim --pin "$PIN"
+wg_endpoint_shim
+snap
+handshake_after_ping "$WG_C_PUB"
+HS1=$HS_MS
+wait_shim_connected 5
+[ "$HS1" -lt 1000 ] || fail "the gateway's first handshake came $HS1 ms after the ping started (want < 1000)"
+ok "gateway handshake $HS1 ms after the ping started (< 1000: no 5 s retransmit)"
+delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+delta "relay jit requests" "$(rm_ "$R_REQ")" "$S_REQ" 1
+delta "relay answers installed" "$(rm_ "$R_INSTALLED")" "$S_RINST" 1
+delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 1
+delta "handshake responses from WireGuard" "$(gw_count responses)" "$S_GWRESP" 1
+expect "relay jit timeouts" "$(rm_ "$R_TIMEOUTS")" 0
+ok "one initiation: 1 relay request, answered installed, 1 install, 1 initiation and 1 response at the gateway"
+say "install latency (provisioner histogram): count" \
+	"$(pm wgws_provisioner_jit_install_seconds_count), sum $(pm wgws_provisioner_jit_install_seconds_sum) s"
+
+# --- iii. GC, then the next connection ---------------------------------------------------
+say "iii. the client goes quiet: GC removes the peer; a restarted client brings it back"
+gc0=$(pm wgws_provisioner_gc_removed_total)
+wait_for 15 not_on_gw "$WG_C_PUB" || fail "GC did not remove the idle peer within 15 s"
+gc1=$(pm wgws_provisioner_gc_removed_total)
+[ "$gc1" -gt "$gc0" ] || fail "the peer left wg show but gc_removed_total stayed $gc1"
+api GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
+expect "GET after GC" "$CODE" 200
+expect "GET after GC: installed" "$(jget 'd["installed"]')" false
+ok "GC removed it from wg show (gc_removed_total $gc0 → $gc1); still stored"
+# A client restart: its session (which would otherwise live on for up to 180 s) goes with
+# the peer object, and a new shim makes a new tunnel.
+in_c wg set "$WG_C" peer "$WG_G_PUB" remove
+in_c wg set "$WG_C" peer "$WG_G_PUB" allowed-ips "$TUN_G/32" endpoint "127.0.0.1:$SHIM_PORT"
+stop_shim
+start_shim --pin "$PIN"
+snap
+handshake_after_ping "$WG_C_PUB"
+HS2=$HS_MS
+wait_shim_connected 5
+[ "$HS2" -lt 1000 ] || fail "after GC the handshake came $HS2 ms after the ping started (want < 1000)"
+expect "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" 2
+delta "relay jit requests" "$(rm_ "$R_REQ")" "$S_REQ" 1
+delta "relay answers installed" "$(rm_ "$R_INSTALLED")" "$S_RINST" 1
+delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 1
+ok "installed again on the first initiation: handshake $HS2 ms after the ping started, installs_total 2"
+
+# --- iv. unknown key -------------------------------------------------------------------
+say "iv. an unknown key through the relay"
+"$INITGEN" keys 1 >"$T/unknown.keys"
+U=$(awk '{ print $2 }' "$T/unknown.keys")
+initgen "$T/unknown.keys" "$T/unknown.init"
+snap
+load "$T/unknown.init" --timeout 3.5
+expect "the unknown key's tunnel" "$(load_status "$U")" none
+not_on_gw "$U" || fail "the unknown key was installed"
+delta "provisioner unknown keys" "$(pm wgws_provisioner_jit_unknown_keys_total)" "$S_UNKNOWN" 1
+delta "relay answers unknown" "$(rm_ "$R_UNKNOWN")" "$S_RUNK" 1
+delta "relay jit_unknown drops" "$(rm_ "$R_DROP_UNKNOWN")" "$S_DUNK" 1
+delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 0
+delta "handshake responses from WireGuard" "$(gw_count responses)" "$S_GWRESP" 0
+delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
+ok "unknown key: no answer in 3.5 s (> the relay's 3 s hold), not installed," \
+	"1 jit_unknown drop, nothing reached WireGuard's port"
+
+# --- v. replay after GC ----------------------------------------------------------------
+say "v. a recorded initiation replayed after GC removed its peer"
+"$INITGEN" keys 1 >"$T/k.keys"
+K=$(awk '{ print $2 }' "$T/k.keys")
+create "$K" replay-key
+initgen "$T/k.keys" "$T/k1.init"
+snap
+load "$T/k1.init" --timeout 3
+expect "first initiation of K" "$(load_status "$K")" response
+on_gw "$K" || fail "K is not in wg show after its first initiation"
+delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+ok "K's initiation I: installed, WireGuard's response came back through the relay ($(load_latency "$K") ms)"
+wait_for 15 not_on_gw "$K" || fail "GC did not remove K within 15 s"
+ok "GC removed K"
+snap
+load "$T/k1.init" --timeout 3.5
+expect "replayed I" "$(load_status "$K")" none
+not_on_gw "$K" || fail "the replayed initiation put K back into the device"
+delta "provisioner replays refused" "$(pm wgws_provisioner_jit_replays_refused_total)" "$S_REPLAYS" 1
+delta "relay answers refused" "$(rm_ "$R_REFUSED")" "$S_RREF" 1
+delta "relay jit_refused drops" "$(rm_ "$R_DROP_REFUSED")" "$S_DREF" 1
+delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 0
+delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
+ok "the same bytes again: refused (replays_refused +1, relay jit_refused +1), K not installed, nothing reached WireGuard"
+initgen "$T/k.keys" "$T/k2.init"
+snap
+load "$T/k2.init" --timeout 3
+expect "a fresh initiation of K" "$(load_status "$K")" response
+on_gw "$K" || fail "K is not in wg show after a fresh initiation"
+delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+ok "a fresh initiation (newer timestamp) installs K again ($(load_latency "$K") ms)"
+
+# --- vi. rate limit --------------------------------------------------------------------
+say "vi. a burst of 100 initiations on one tunnel, then another tunnel"
+"$INITGEN" keys 1 >"$T/burst.keys"
+initgen "$T/burst.keys" "$T/burst.init" --count 100
+awk 'NR == 1 { printf "%s", $1 } { printf " %s", $2 } END { print "" }' "$T/burst.init" >"$T/burst.tunnel"
+"$INITGEN" keys 1 >"$T/next.keys"
+N=$(awk '{ print $2 }' "$T/next.keys")
+create "$N" after-burst
+initgen "$T/next.keys" "$T/next.init"
+snap
+# 5 ms apart: the relay holds one initiation per tunnel and asks again with the newest when
+# an answer comes, so back-to-back records would mostly merge into one request; spaced,
+# each is a request, at 200/s against --jit-rate's 20/s (burst 40).
+load "$T/burst.tunnel" --timeout 1 --gap 5
+asked=$(($(pm 'wgws_provisioner_jit_initiations_total{path="relay"}') - S_PINIT))
+limited=$(($(pm wgws_provisioner_jit_rate_limited_total) - S_RATE))
+say "burst: relay requests +$(($(rm_ "$R_REQ") - S_REQ)), provisioner decided $asked, rate-limited $limited"
+[ "$limited" -gt 0 ] || fail "100 initiations on one tunnel: rate_limited_total did not grow"
+load "$T/next.init" --timeout 3
+expect "the next tunnel" "$(load_status "$N")" response
+lat=$(load_latency "$N")
+"$PY" -c "import sys; sys.exit(0 if float('$lat') < 500 else 1)" ||
+	fail "the tunnel after the burst waited $lat ms for its response (want < 500)"
+on_gw "$N" || fail "the key after the burst is not in wg show"
+ok "rate-limited $limited of $asked; the next tunnel's key installed and answered in $lat ms"
+
+# --- vii. the channel comes back ----------------------------------------------------------
+say "vii. provisioner restart: the relay, now running as nobody, reconnects"
+stop_pid "$PROV_PID" TERM 5
+wait_for 5 sh -c "! ip netns exec $NS_G curl -s -m 2 http://$METRICS/metrics | grep -qx 'wgws_relay_jit_connected 1'" ||
+	fail "the relay still reports the channel up after the provisioner stopped"
+start_prov 2
+wait_for 10 jit_connected || fail "the relay did not reconnect to the restarted provisioner"
+grep -q "relay pid [0-9]* (uid $(id -u nobody)) connected" "$PROV_LOG" ||
+	fail "the relay did not reconnect as nobody (uid $(id -u nobody)): $(oneline "$(grep relay "$PROV_LOG")")"
+"$INITGEN" keys 1 >"$T/m.keys"
+M=$(awk '{ print $2 }' "$T/m.keys")
+create "$M" after-restart
+initgen "$T/m.keys" "$T/m.init"
+load "$T/m.init" --timeout 3
+expect "a new key after the restart" "$(load_status "$M")" response
+expect "installs of the restarted provisioner" "$(pm wgws_provisioner_jit_installs_total)" 1
+ok "reconnected as uid $(id -u nobody) (--jit-user nobody); a new key installed and answered ($(load_latency "$M") ms)"
+
+# --- the rest of the bookkeeping -------------------------------------------------------
+for m in wgws_provisioner_jit_errors_total wgws_provisioner_jit_mac1_failures_total \
+	wgws_provisioner_jit_bad_initiations_total; do
+	expect "$m" "$(pm "$m")" 0
+done
+expect "relay jit timeouts" "$(rm_ "$R_TIMEOUTS")" 0
+expect "relay jit not asked" "$(rm_ "$R_NOT_ASKED")" 0
+alive "$PROV_PID" || fail "the provisioner died"
+alive "$RELAY_PID" || fail "the relay died"
+ok "no JIT errors, mac1 failures, bad initiations, relay time-outs or unasked initiations"
+say "first handshake after the ping started: $HS1 ms; after GC and a client restart: $HS2 ms"
+echo "PASS test_jit"
