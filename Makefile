@@ -3,6 +3,7 @@
 #   make test                            unit tests, then namespace tests when root
 #   make deps                            install missing Debian packages (root)
 #   make demo                            the tunnel through a proxy, shown and torn down (root)
+#   make jit-bench [JIT_BENCH_ARGS=-q]   JIT decision benchmark on wireguard-go (root; bench/)
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -116,6 +117,20 @@ unit: $(UNIT_BIN)
 e2e: check-deps $(PROGS) $(TOOLS)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
+# --- benchmarks (not in all or test; bench/README.md) -------------------------------------
+# jit-bench: jit_decide against a wireguard-go device in its own namespace, 1M stored peers
+# (the database is kept in $(B)/bench-cache/). JIT_BENCH_ARGS go to jit_bench (-q: quick).
+JIT_BENCH_ARGS ?=
+$(B)/bench/%.o: bench/%.c $(FLAGS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,CC,$<)$(CC) $(ALL_CFLAGS) -Iprovisioner $(call pkg_cflags,$(PROV_PKGS)) -c -o $@ $<
+$(B)/jit_bench: $(B)/bench/jit_bench.o $(B)/libprov.a $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PROV_PKGS))
+.PHONY: jit-bench
+jit-bench: $(B)/jit_bench
+	$(Q)WGWS_BUILD=$(abspath $(B)) bench/jit.sh $(JIT_BENCH_ARGS)
+-include $(B)/bench/jit_bench.d
+
 # --- fuzzing (clang + libFuzzer): make fuzz [FUZZ_SECONDS=60] ---------------------------
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -157,7 +172,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@sed -n '2,6p' Makefile
+	@sed -n '2,7p' Makefile
 
 .SECONDARY:
 
