@@ -38,6 +38,8 @@ enum {
 	JIT_RETRY_S = 10,         /* a live peer initiating again this soon did not get through */
 	JIT_KEY_REFRESH_S = 600,  /* re-read the device's key this often (O(installed peers)) */
 	JIT_FORCE_KEEPALIVE = 25, /* keepalive set for a moment to make the device initiate */
+	JIT_KICK_DELAY_MS = 50,   /* after the install: see kick_later() */
+	JIT_KICKS = 256,          /* installs waiting for their kick */
 };
 
 /* What the lws raw descriptors adopted here are. */
@@ -68,10 +70,19 @@ struct secret {
 	bool used;
 };
 
+/* A peer installed from a captured initiation, to be made to initiate a moment later. */
+struct kick {
+	uint8_t key[WG_KEY_LEN];
+	uint16_t keepalive_s; /* the stored value, put back after the toggle */
+	double due;
+};
+
 static struct {
 	struct noise_responder *responder; /* sodium_malloc'ed: guarded, locked, wiped */
 	struct secret *secrets;            /* sodium_malloc'ed too: static-static secrets */
-	lws_sorted_usec_list_t key_sul;
+	lws_sorted_usec_list_t key_sul, kick_sul;
+	struct kick kicks[JIT_KICKS];      /* a ring: all wait the same time, so it stays sorted */
+	unsigned kick_head, n_kicks;
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 	struct bucket buckets[JIT_TABLE];
 	struct negative negative[JIT_TABLE];
@@ -226,10 +237,68 @@ static bool retrying(const struct store_peer *sp, const uint8_t ts[static WG_TAI
 	return sp->has_last_ts && tai_seconds(ts) - tai_seconds(sp->last_ts) < JIT_RETRY_S;
 }
 
-/* Install with the sender as endpoint when we saw it arrive over plain UDP, and make the
- * device initiate back at once: a persistent keepalive going from 0 to N does that on
- * both the kernel and wireguard-go (merely setting an endpoint does not), then the stored
- * value is put back. */
+/* Make the device initiate to a peer: a persistent keepalive going from 0 to N does that on
+ * the kernel and on wireguard-go (an endpoint alone does not), then the stored value goes
+ * back. */
+static void kick_now(const struct kick *k)
+{
+	struct wgdev_peer dp = { .keepalive_s = JIT_FORCE_KEEPALIVE };
+	int ret;
+
+	memcpy(dp.pubkey, k->key, WG_KEY_LEN);
+	ret = wgdev_update(prov.dev, &dp);
+	if (ret == 0 && k->keepalive_s != JIT_FORCE_KEEPALIVE) {
+		dp.keepalive_s = k->keepalive_s;
+		ret = wgdev_update(prov.dev, &dp);
+	}
+	if (ret < 0)
+		log_warnx("jit: could not make %s initiate to a new peer: %s", prov.cfg.ifname,
+			  strerror(-ret));
+}
+
+static void kicks_due(lws_sorted_usec_list_t *sul)
+{
+	double now = prov_now_s();
+
+	while (jit.n_kicks && jit.kicks[jit.kick_head].due <= now) {
+		kick_now(&jit.kicks[jit.kick_head]);
+		jit.kick_head = (jit.kick_head + 1) % JIT_KICKS;
+		jit.n_kicks--;
+	}
+	if (jit.n_kicks)
+		lws_sul_schedule(prov.ctx, 0, sul, kicks_due,
+				 (lws_usec_t)((jit.kicks[jit.kick_head].due - now) * 1e6) + 1);
+}
+
+/* The device may still have the captured initiation itself to process (wireguard-go reads
+ * its socket in its own time): if it answers that one after the install and we also made
+ * it initiate at once, the two handshakes cross, each side drops the other's response and
+ * the client waits for its 5 s retransmit. So the kick comes JIT_KICK_DELAY_MS later: by
+ * then the device has either answered (the kick then costs a spare handshake) or dropped
+ * the initiation (the kick is the handshake). */
+static void kick_later(const struct store_peer *sp)
+{
+	struct kick *k;
+
+	if (jit.n_kicks == JIT_KICKS) { /* a burst: no room to wait */
+		struct kick now = { .keepalive_s = sp->keepalive_s };
+
+		memcpy(now.key, sp->pubkey, WG_KEY_LEN);
+		kick_now(&now);
+		return;
+	}
+	k = &jit.kicks[(jit.kick_head + jit.n_kicks) % JIT_KICKS];
+	memcpy(k->key, sp->pubkey, WG_KEY_LEN);
+	k->keepalive_s = sp->keepalive_s;
+	k->due = prov_now_s() + JIT_KICK_DELAY_MS / 1000.0;
+	if (jit.n_kicks++ == 0)
+		lws_sul_schedule(prov.ctx, 0, &jit.kick_sul, kicks_due,
+				 (lws_usec_t)JIT_KICK_DELAY_MS * LWS_US_PER_MS);
+}
+
+/* Install; with the sender as endpoint when we saw it arrive over plain UDP, where the device
+ * dropped the original (or is about to answer it) and is then made to initiate. The
+ * keepalive starts at 0 so that the install itself does not already initiate. */
 static int install(const struct store_peer *sp, const struct sockaddr_storage *endpoint)
 {
 	struct wgdev_peer dp;
@@ -239,16 +308,11 @@ static int install(const struct store_peer *sp, const struct sockaddr_storage *e
 	if (!endpoint)
 		return peer_install_as(sp, &dp);
 	memcpy(&dp.endpoint, endpoint, sizeof(dp.endpoint));
-	dp.keepalive_s = JIT_FORCE_KEEPALIVE;
+	dp.keepalive_s = 0;
 	ret = peer_install_as(sp, &dp);
-	if (ret < 0 || sp->keepalive_s == JIT_FORCE_KEEPALIVE)
-		return ret;
-	memset(&dp.endpoint, 0, sizeof(dp.endpoint));
-	dp.keepalive_s = sp->keepalive_s;
-	ret = wgdev_update(prov.dev, &dp);
-	if (ret < 0)
-		log_warnx("jit: could not reset the keepalive of a peer: %s", strerror(-ret));
-	return 0;
+	if (ret == 0)
+		kick_later(sp);
+	return ret;
 }
 
 static const char *key_b64(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1])
