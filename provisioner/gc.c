@@ -77,9 +77,20 @@ static int consider(void *arg, const struct wgdev_peer_info *pi)
 	return 0;
 }
 
+/* A queued peer that just proved alive (a JIT decision answered for it) stays: the queue
+ * was filled from a dump up to a second ago. O(queued), and only while removals run. */
+void gc_spare(const uint8_t key[static WG_KEY_LEN])
+{
+	for (unsigned i = gc.done; i < gc.queued; i++)
+		if (!memcmp(gc.queue[i], key, WG_KEY_LEN))
+			memset(gc.queue[i], 0, WG_KEY_LEN); /* the all-zero key: skipped */
+}
+
 static void gc_step(lws_sorted_usec_list_t *sul)
 {
-	unsigned n = gc.queued - gc.done;
+	static const uint8_t spared[WG_KEY_LEN];
+	uint8_t (*batch)[WG_KEY_LEN] = gc.queue + gc.done;
+	unsigned n = gc.queued - gc.done, k = 0;
 	int ret;
 
 	(void)sul;
@@ -87,18 +98,22 @@ static void gc_step(lws_sorted_usec_list_t *sul)
 		n = prov.cfg.gc_batch;
 	if (!n)
 		return;
-	ret = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])gc.queue[gc.done], n);
+	/* Close the gaps gc_spare() left, in place (the entries are consumed). */
+	for (unsigned i = 0; i < n; i++)
+		if (memcmp(batch[i], spared, WG_KEY_LEN))
+			memmove(batch[k++], batch[i], WG_KEY_LEN);
+	ret = k ? wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])batch, k) : 0;
 	if (ret < 0) {
-		log_warnx("gc: removing %u peers from %s: %s; next run retries", n,
+		log_warnx("gc: removing %u peers from %s: %s; next run retries", k,
 			  prov.cfg.ifname, strerror(-ret));
 		gc.done = gc.queued;
 		return;
 	}
-	for (unsigned i = 0; i < n; i++)
-		(void)store_set_installed(prov.store, gc.queue[gc.done + i], 0);
+	for (unsigned i = 0; i < k; i++)
+		(void)store_set_installed(prov.store, batch[i], 0);
 	prov.writes_since_checkpoint = true;
-	prov.st.gc_removed += n;
-	prov.st.removals += n;
+	prov.st.gc_removed += k;
+	prov.st.removals += k;
 	gc.done += n;
 	if (gc.done < gc.queued)
 		lws_sul_schedule(prov.ctx, 0, &gc.step_sul, gc_step, GC_STEP_US);

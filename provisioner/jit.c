@@ -40,6 +40,7 @@ enum {
 	JIT_FORCE_KEEPALIVE = 25, /* keepalive set for a moment to make the device initiate */
 	JIT_KICK_DELAY_MS = 50,   /* after the install: see kick_later() */
 	JIT_KICKS = 256,          /* installs waiting for their kick */
+	JIT_ANSWERS_BUFFERED = 8192, /* answers a relay may leave unread (socket buffer) */
 };
 
 /* What the lws raw descriptors adopted here are. */
@@ -334,6 +335,12 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	int ret;
 
 	st->initiations[path]++;
+	/* mac1 first (one keyed BLAKE2s): only initiations made for this gateway spend a
+	 * source's tokens, so garbage sent in a client's name cannot starve it. */
+	if (!noise_mac1_ok(jit.responder, msg, len)) {
+		st->mac1_failures++;
+		return JIT_REFUSED;
+	}
 	if (!rate_ok(source, path)) {
 		st->rate_limited++;
 		return JIT_REFUSED;
@@ -399,6 +406,7 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 		verdict = JIT_ERROR;
 		goto out;
 	}
+	gc_spare(h.initiator_public);
 	if (sp.installed_at && !retrying(&sp, ts)) {
 		st->already_live++;
 		verdict = JIT_LIVE;
@@ -452,6 +460,17 @@ static bool relay_allowed(uid_t uid)
 	return uid == 0 || uid == geteuid() || uid == prov.cfg.jit_uid;
 }
 
+/* Unread answers are charged to our send buffer; a relay busy with a TLS storm may leave
+ * many there, and an answer that does not fit is lost (the relay then waits out its 3 s).
+ * Root may go past net.core.wmem_max: room for JIT_ANSWERS_BUFFERED answers. */
+static void size_sndbuf(int fd)
+{
+	int v = JIT_ANSWERS_BUFFERED * 768;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+}
+
 static void accept_relays(void)
 {
 	for (int i = 0; i < JIT_RX_BUDGET; i++) {
@@ -490,6 +509,7 @@ static void accept_relays(void)
 		}
 		jf->pid = cred.pid;
 		jf->uid = cred.uid;
+		size_sndbuf(fd);
 		jit.relays++;
 		prov.jit.relay_conns++;
 		log_info("jit: relay pid %ld (uid %ld) connected", (long)cred.pid, (long)cred.uid);

@@ -491,6 +491,8 @@ size_t api_render_metrics(char *buf, size_t size);
 /* ---- gc.c: paced removal of idle peers, deletion of expired ones ---- */
 
 void gc_start(void);
+/* A peer just answered for (JIT): do not remove it in the GC run under way. */
+void gc_spare(const uint8_t key[static WG_KEY_LEN]);
 /* True when c overlaps a configured address pool. */
 bool prov_in_pools(const struct prov_cidr *c);
 /* Eager mode at start-up: put every stored peer the device lacks back into it (after a

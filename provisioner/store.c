@@ -93,6 +93,24 @@ static const char schema_sql[] =
 	" UPDATE alloc SET installed = installed + (CASE WHEN new.installed_at IS NULL"
 	"  THEN -1 ELSE 1 END) WHERE id = 1; END;";
 
+/* The replay guard outlives the peer: a deleted key's last accepted timestamp is kept, and
+ * given back if the same key is created again, so an initiation recorded before the delete
+ * cannot install the new peer (JIT). Run at every open: stores made before it get it too.
+ * One row per deleted key that ever shook hands (44 bytes); the create path pays one seek. */
+static const char tombstone_sql[] =
+	"CREATE TABLE IF NOT EXISTS ts_tomb ("
+	" pubkey BLOB NOT NULL PRIMARY KEY CHECK (length(pubkey) = 32),"
+	" last_ts BLOB NOT NULL CHECK (length(last_ts) = 12)"
+	") WITHOUT ROWID, STRICT;"
+	"CREATE TRIGGER IF NOT EXISTS peer_tomb_del AFTER DELETE ON peer"
+	" WHEN old.last_ts IS NOT NULL BEGIN"
+	" INSERT OR REPLACE INTO ts_tomb (pubkey, last_ts) VALUES (old.pubkey, old.last_ts); END;"
+	"CREATE TRIGGER IF NOT EXISTS peer_tomb_ins AFTER INSERT ON peer"
+	" WHEN EXISTS (SELECT 1 FROM ts_tomb WHERE pubkey = new.pubkey) BEGIN"
+	" UPDATE peer SET last_ts = (SELECT last_ts FROM ts_tomb WHERE pubkey = new.pubkey)"
+	"  WHERE pubkey = new.pubkey;"
+	" DELETE FROM ts_tomb WHERE pubkey = new.pubkey; END;";
+
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_GET, S_EXISTS, S_IP6_USED, S_POP_FREE, S_BUMP, S_INSERT, S_DELETE, S_FREE_IP4,
@@ -969,6 +987,8 @@ static int open_schema(struct store *st, const char *path, char *err, size_t err
 		goto rollback;
 	}
 	ret = has_meta ? reconcile_pool(st, path, err, errlen) : create_schema(st);
+	if (!ret)
+		ret = exec_sql(st, tombstone_sql);
 	if (ret) {
 		if (err && errlen && !err[0])
 			goto fail;

@@ -126,8 +126,12 @@ static void jit_setup(struct conn *c)
 	socklen_t len = sizeof(source);
 
 	memset(&source, 0, sizeof(source));
-	if (getsockname(c->udp_fd, (struct sockaddr *)&source, &len) < 0)
-		log_warn("tunnel %s: getsockname on its UDP socket", c->peer);
+	if (getsockname(c->udp_fd, (struct sockaddr *)&source, &len) < 0) {
+		/* Without a source the request would be malformed: this tunnel is not held. */
+		log_warn("tunnel %s: getsockname on its UDP socket (its initiations go unasked)",
+			 c->peer);
+		memset(&source, 0, sizeof(source));
+	}
 	len = sizeof(client);
 	memset(&client, 0, sizeof(client));
 	if (getpeername(lws_get_socket_fd(c->wsi), (struct sockaddr *)&client, &len) < 0)

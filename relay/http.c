@@ -13,6 +13,7 @@ static const char *const drop_names[DROP_MAX] = {
 	[DROP_TRUNCATED] = "truncated", [DROP_QUEUE_FULL] = "queue_full",
 	[DROP_UDP_ERROR] = "udp_error",   [DROP_FOREIGN] = "foreign_source",
 	[DROP_JIT_UNKNOWN] = "jit_unknown", [DROP_JIT_REFUSED] = "jit_refused",
+	[DROP_JIT_SUPERSEDED] = "jit_superseded",
 };
 
 static const char *const reject_names[REJECT_MAX] = {

@@ -133,8 +133,17 @@ static void expire_cb(lws_sorted_usec_list_t *sul)
 
 	(void)sul;
 	while (jit.head && jit.head->deadline_ms <= now) {
-		relay.st.jit_timeouts++;
-		release(jit.head, true); /* its answer, if it ever comes, finds no id */
+		/* A provisioner that never answered is slow or stuck: forward, as without one.
+		 * One that answered, while newer initiations kept replacing the one asked
+		 * about, was never given the chance to refuse the last: drop it (a client
+		 * doing that is not WireGuard, which waits 5 s between initiations). */
+		bool forward = !jit.head->answered;
+
+		if (forward)
+			relay.st.jit_timeouts++;
+		else
+			relay.st.drops[DROP_JIT_SUPERSEDED]++;
+		release(jit.head, forward); /* its answer, if it ever comes, finds no id */
 	}
 	if (jit.head)
 		lws_sul_schedule(relay.ctx, 0, &jit.expiry, expire_cb,
@@ -275,6 +284,7 @@ static void on_answer(const struct jit_answer *a)
 		return;
 	}
 	inflight_del(h);
+	h->answered = true;
 	if (h->seq != h->asked_seq) {
 		/* A newer initiation replaced the one asked about: it needs its own answer,
 		 * within the same deadline. */
@@ -439,7 +449,7 @@ bool jit_hold(struct jit_hold *h, const uint8_t dgram[static JIT_INITIATION_LEN]
 		h->seq++;
 		return true;
 	}
-	if (!relay.jit_up) {
+	if (!relay.jit_up || !h->req.source.family) {
 		relay.st.jit_not_asked++;
 		return false;
 	}
@@ -453,6 +463,7 @@ bool jit_hold(struct jit_hold *h, const uint8_t dgram[static JIT_INITIATION_LEN]
 		return false;
 	}
 	h->held = true;
+	h->answered = false;
 	h->deadline_ms = relay_now_ms() + JIT_HOLD_MS;
 	relay.jit_held++;
 	held_append(h);

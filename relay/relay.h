@@ -60,6 +60,7 @@ enum relay_drop {
 	DROP_FOREIGN,    /* a datagram from another address than --wg */
 	DROP_JIT_UNKNOWN, /* an initiation the provisioner does not know (JIT) */
 	DROP_JIT_REFUSED, /* an initiation the provisioner refused: replay, rate limit (JIT) */
+	DROP_JIT_SUPERSEDED, /* replaced by newer ones faster than the answers came, for 3 s */
 	DROP_MAX,
 };
 
@@ -126,6 +127,7 @@ struct jit_hold {
 	uint32_t asked_seq;                /* seq of the one the request in flight is about */
 	bool held;
 	bool unsent;                       /* held, its request waiting for room in the socket */
+	bool answered;                     /* an answer came during this hold (then superseded) */
 	struct jit_request req;            /* source and client set once; initiation = held */
 };
 

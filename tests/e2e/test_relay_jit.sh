@@ -13,6 +13,7 @@
 #    closed tunnel's hold is discarded;
 #  - the provisioner killed while holding: held ones forwarded at once; reconnect; asking
 #    resumes;
+#  - initiations replaced faster than answered for 3 s: dropped (jit_superseded), not forwarded;
 #  - garbage answers close the channel (held ones forwarded), it reconnects, tunnels live on.
 # Root: in a private namespace (the relay drops to nobody); otherwise on free loopback ports.
 set -eu
@@ -237,6 +238,23 @@ delta wgws_relay_jit_requests_total "$r0" 1
 stop_pid "$K1"
 stop_pid "$K2"
 ok "reconnected; asking resumed"
+
+say "superseded faster than answered: never forwarded unchecked"
+# 40 unknown-key initiations 0.1 s apart on one tunnel, each answered "unknown" after 0.2 s:
+# every answer finds a newer one held, so none is ever answered for itself. At 3 s the relay
+# must drop the last one (the provisioner was answering), not forward it as if it were stuck.
+sink_start 0302ee
+su0=$(metric 'wgws_relay_packets_dropped_total{reason="jit_superseded"}')
+t0=$(metric wgws_relay_jit_timeouts_total)
+args=()
+for i in $(seq 1 40); do args+=("$(init_hex 03 02 ee "$(printf %02x "$i")")"); done
+run "$PY" "$TOOLS/wsraw.py" -q --delay 0.1 --wait 1 "$URL" "${args[@]}" >"$T/supersede.log" 2>&1 || true
+nap 0.3
+sink_stop "superseded" 0 0
+[ "$(metric 'wgws_relay_packets_dropped_total{reason="jit_superseded"}')" -gt "$su0" ] ||
+	fail "no jit_superseded drop after 4 s of replaced initiations"
+delta wgws_relay_jit_timeouts_total "$t0" 0
+ok "none reached WireGuard; dropped as jit_superseded, not forwarded as a time-out"
 
 say "garbage answers"
 tunnel "$T/bystander.log" --wait 30 "$URL"

@@ -752,6 +752,21 @@ static void test_timestamp(void **state)
 	EXPECT(got.has_last_ts);
 	EXPECT(!memcmp(got.last_ts, ts, WG_TAI64N_LEN));
 	EXPECT_EQ(store_accept_timestamp(f->st, p.pubkey, ts), -EALREADY);
+
+	cur_case = "deleted and created again: the guard is given back";
+	EXPECT_EQ(store_delete(f->st, p.pubkey, 100), 0);
+	create_ok(f, 1, 200, &p);
+	EXPECT_EQ(store_get(f->st, p.pubkey, &got), 0);
+	EXPECT(got.has_last_ts);
+	EXPECT(!memcmp(got.last_ts, ts, WG_TAI64N_LEN));
+	tai64n(1000, 5, ts);
+	EXPECT_EQ(store_accept_timestamp(f->st, p.pubkey, ts), -EALREADY);
+	tai64n((1ULL << 40) + 1, 0, ts);
+	EXPECT_EQ(store_accept_timestamp(f->st, p.pubkey, ts), 0);
+	cur_case = "a key never seen starts with none";
+	create_ok(f, 3, 200, &p);
+	EXPECT_EQ(store_get(f->st, p.pubkey, &got), 0);
+	EXPECT(!got.has_last_ts);
 }
 
 /* --- counts, reopen, pools ------------------------------------------------------------- */
