@@ -55,8 +55,11 @@ endif
 # Test drivers built from tests/tools/*.c (each links the provisioner's modules).
 TOOLS := $(patsubst tests/tools/%.c,$(B)/%,$(wildcard tests/tools/*.c))
 
+# bench/udpload.c: the UDP load tool (libc only); in all because make test smoke-tests it.
+BENCH_TOOLS := $(B)/udpload
+
 .PHONY: all test unit e2e deps demo bench fuzz install clean help check-deps
-all: $(PROGS) $(TOOLS)
+all: $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 
 # Objects are rebuilt whenever the flags change (plain vs SANITIZE=1, WERROR, CFLAGS).
 FLAGS_STAMP := $(B)/.flags
@@ -108,16 +111,16 @@ $(B)/tests/test_%: $(B)/tests/test_%.o $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS))
 
 # --- tests ----------------------------------------------------------------------------
-test: check-deps $(PROGS) $(TOOLS) $(UNIT_BIN)
+test: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS) $(UNIT_BIN)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh $(UNIT_BIN)
 
 unit: $(UNIT_BIN)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --unit-only $(UNIT_BIN)
 
-e2e: check-deps $(PROGS) $(TOOLS)
+e2e: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
-# --- benchmarks (not in all or test; bench/README.md) -------------------------------------
+# --- benchmarks (not in test; only udpload, smoke-tested, is in all; bench/README.md) -----
 # jit-bench: jit_decide against a wireguard-go device in its own namespace, 1M stored peers
 # (the database is kept in $(B)/bench-cache/). JIT_BENCH_ARGS go to jit_bench (-q: quick).
 JIT_BENCH_ARGS ?=
@@ -130,6 +133,9 @@ $(B)/jit_bench: $(B)/bench/jit_bench.o $(B)/libprov.a $(B)/libcommon.a
 jit-bench: $(B)/jit_bench
 	$(Q)WGWS_BUILD=$(abspath $(B)) bench/jit.sh $(JIT_BENCH_ARGS)
 -include $(B)/bench/jit_bench.d
+$(B)/udpload: $(B)/bench/udpload.o
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^
+-include $(B)/bench/udpload.d
 
 # --- fuzzing (clang + libFuzzer): make fuzz [FUZZ_SECONDS=60] ---------------------------
 FUZZ_SECONDS ?= 60
