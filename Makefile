@@ -4,6 +4,7 @@
 #   make deps                            install missing Debian packages (root)
 #   make demo                            the tunnel through a proxy, shown and torn down (root)
 #   make jit-bench [JIT_BENCH_ARGS=-q]   JIT decision benchmark on wireguard-go (root; bench/)
+#   make bench [QUICK=1]                 tunnel vs direct UDP: throughput, CPU, latency (bench/)
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -121,6 +122,11 @@ e2e: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
 # --- benchmarks (not in test; only udpload, smoke-tested, is in all; bench/README.md) -----
+# bench: bench/run.sh, the tunnel against direct loopback UDP (root: a private namespace;
+# otherwise unshare -Urn); writes bench/results/. QUICK=1: under 2 minutes.
+QUICK ?= 0
+bench: check-deps $(PROGS) $(BENCH_TOOLS)
+	$(Q)QUICK=$(QUICK) WGWS_BUILD=$(abspath $(B)) bench/run.sh
 # jit-bench: jit_decide against a wireguard-go device in its own namespace, 1M stored peers
 # (the database is kept in $(B)/bench-cache/). JIT_BENCH_ARGS go to jit_bench (-q: quick).
 JIT_BENCH_ARGS ?=
@@ -157,7 +163,9 @@ DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl ope
 	python3 iputils-ping procps
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL)
+# make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).
+DEB_BENCH := gnuplot-nox
+DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL) $(DEB_BENCH)
 
 deps:
 	$(Q)tests/deps.sh $(DEBS)
@@ -178,7 +186,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 .SECONDARY:
 
