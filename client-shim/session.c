@@ -11,6 +11,13 @@
  * connection is open. Nothing is allocated per packet; when a buffer is full the datagram
  * is dropped and counted, never queued without bound.
  *
+ * Records from the relay go to local UDP as views, batched for sendmmsg: into the input
+ * (a record whole inside one read) or into the decoder's reassembly buffer (a record split
+ * across reads). Both come in several copies used in turn (SHIM_IN_SLOTS, SHIM_DEC_BUFS),
+ * so a view outlives the next read and the next reassembly; a batch is sent when full, once
+ * per wake-up, or early only when the copy about to be overwritten still holds one of its
+ * views.
+ *
  * WebSocket masks come from a xorshift generator seeded by RAND_bytes: RFC 6455 wants them
  * unpredictable to protect caching intermediaries from crafted plaintext, and inside TLS no
  * intermediary sees them, so a fast PRNG is enough. */
@@ -43,7 +50,11 @@ enum {
 	SHIM_BATCH = 32,                /* datagrams per recvmmsg / sendmmsg */
 	SHIM_DGRAM_BUF = FRAME_MAX_LEN + 1, /* one more byte to see truncation */
 	SHIM_OUT_CAP = 65536 + 1024,    /* per-session output: TLS back-pressure drops beyond */
-	SHIM_IN_CAP = 16384,            /* per-session SSL_read buffer */
+	SHIM_IN_CAP = 16384,            /* one SSL_read (a whole TLS record) */
+	SHIM_IN_SLOTS = 2,              /* SSL_read buffers per session, used in turn */
+	/* reassembly buffers, in turn: a batch spanning SHIM_IN_SLOTS reads holds a record
+	 * completed in each of them, and the decoder fills one more meanwhile */
+	SHIM_DEC_BUFS = SHIM_IN_SLOTS + 1,
 	SHIM_READ_BUDGET = 16,          /* SSL_reads per wake-up before others get a turn */
 	SHIM_QUEUE_PKTS = 16,           /* datagrams held while not OPEN */
 	SHIM_QUEUE_BYTES = 32768,
@@ -112,14 +123,16 @@ struct session {
 	char key[WS_KEY_LEN + 1];
 	uint8_t *out; /* [out_off, out_len) waits for the socket */
 	size_t out_off, out_len;
-	uint8_t *in;
+	uint8_t *in; /* SHIM_IN_SLOTS * SHIM_IN_CAP; set-up uses the first slot only */
 	size_t in_len;
+	unsigned in_slot; /* the slot the next SSL_read of an OPEN session fills */
 	uint8_t *q; /* queued records "u16 len ‖ datagram" while not OPEN */
 	size_t q_len;
 	unsigned q_pkts;
 	struct ws_parser wsp;
 	struct frame_dec dec;
-	uint8_t *dec_buf;
+	uint8_t *dec_buf; /* SHIM_DEC_BUFS * FRAME_MAX_LEN */
+	unsigned dec_idx; /* the part of dec_buf the decoder fills */
 	unsigned batch_n; /* datagrams of the current recvmmsg batch */
 	uint64_t tx_pkts, rx_pkts, drop_queue, drop_full, drop_big, drop_udp;
 };
@@ -231,9 +244,11 @@ static void conn_teardown(struct session *s)
 	s->out_off = s->out_len = 0;
 	s->rx_ready = false;
 	s->in_len = 0;
+	s->in_slot = 0;
 	s->want_write = false;
 	memset(&s->wsp, 0, sizeof(s->wsp));
 	s->wsp.max_frame = WS_FRAME_MAX;
+	s->dec_idx = 0;
 	if (frame_dec_init(&s->dec, s->dec_buf, FRAME_MAX_LEN) < 0)
 		fatalx("frame_dec_init");
 }
@@ -393,6 +408,24 @@ static void sendq_flush(struct shim *sh)
 	sh->ssess = NULL;
 }
 
+/* Send s's pending batch first if one of its views points into p[0..len), which the
+ * caller is about to overwrite. */
+static void sendq_release(struct session *s, const uint8_t *p, size_t len)
+{
+	struct shim *sh = s->sh;
+
+	if (sh->ssess != s)
+		return;
+	for (unsigned i = 0; i < sh->sn; i++) {
+		uintptr_t v = (uintptr_t)sh->siov[i].iov_base;
+
+		if (v < (uintptr_t)p + len && v + sh->siov[i].iov_len > (uintptr_t)p) {
+			sendq_flush(sh);
+			return;
+		}
+	}
+}
+
 static void sendq_add(struct session *s, const uint8_t *rec, size_t len)
 {
 	struct shim *sh = s->sh;
@@ -413,10 +446,13 @@ static void sendq_add(struct session *s, const uint8_t *rec, size_t len)
 		sendq_flush(sh);
 }
 
-/* Decode records from a data payload; views into s->in are sent later in a batch, a record
- * reassembled in the decoder's buffer is sent at once (the next feed reuses it). */
+/* Decode records from a data payload into the send batch. After a record reassembled in
+ * the decoder's buffer, the decoder moves on to the next one, which must first be free of
+ * the batch's views. */
 static int feed_records(struct session *s, const uint8_t *p, size_t len)
 {
+	uint8_t *cur = s->dec_buf + (size_t)s->dec_idx * FRAME_MAX_LEN;
+
 	while (len > 0) {
 		const uint8_t *rec;
 		size_t rec_len;
@@ -429,8 +465,13 @@ static int feed_records(struct session *s, const uint8_t *p, size_t len)
 		if (!rec)
 			continue;
 		sendq_add(s, rec, rec_len);
-		if (rec >= s->dec_buf && rec < s->dec_buf + FRAME_MAX_LEN)
-			sendq_flush(s->sh);
+		if (rec == cur) {
+			s->dec_idx = (s->dec_idx + 1) % SHIM_DEC_BUFS;
+			cur = s->dec_buf + (size_t)s->dec_idx * FRAME_MAX_LEN;
+			sendq_release(s, cur, FRAME_MAX_LEN);
+			if (frame_dec_set_buf(&s->dec, cur) < 0)
+				fatalx("frame_dec_set_buf"); /* a record just ended: never busy */
+		}
 	}
 	return 0;
 }
@@ -490,19 +531,21 @@ static int session_read(struct session *s)
 
 	s->rx_ready = false;
 	for (;;) {
+		uint8_t *in;
 		int n, err;
 
 		if (budget-- == 0) {
 			s->rx_ready = true;
 			break;
 		}
-		if (s->sh->ssess == s)
-			sendq_flush(s->sh); /* views into s->in die with the next read */
+		in = s->in + (size_t)s->in_slot * SHIM_IN_CAP;
+		sendq_release(s, in, SHIM_IN_CAP);
 		ERR_clear_error();
-		n = SSL_read(s->ssl, s->in, SHIM_IN_CAP);
+		n = SSL_read(s->ssl, in, SHIM_IN_CAP);
 		if (n > 0) {
 			s->last_rx = s->sh->now;
-			if (ws_input(s, s->in, (size_t)n) < 0)
+			s->in_slot = (s->in_slot + 1) % SHIM_IN_SLOTS;
+			if (ws_input(s, in, (size_t)n) < 0)
 				return -1;
 			continue;
 		}
@@ -1049,9 +1092,9 @@ static struct session *session_new(struct shim *sh, const struct sockaddr_storag
 	if (!s)
 		return NULL;
 	s->out = malloc(SHIM_OUT_CAP);
-	s->in = malloc(SHIM_IN_CAP);
+	s->in = malloc((size_t)SHIM_IN_SLOTS * SHIM_IN_CAP);
 	s->q = malloc(SHIM_QUEUE_BYTES);
-	s->dec_buf = malloc(FRAME_MAX_LEN);
+	s->dec_buf = malloc((size_t)SHIM_DEC_BUFS * FRAME_MAX_LEN);
 	if (!s->out || !s->in || !s->q || !s->dec_buf) {
 		free(s->out);
 		free(s->in);

@@ -16,6 +16,16 @@ int frame_dec_init(struct frame_dec *dec, uint8_t *buf, size_t max_len)
 	return 0;
 }
 
+int frame_dec_set_buf(struct frame_dec *dec, uint8_t *buf)
+{
+	if (!buf)
+		return -EINVAL;
+	if (dec->hdr_have == FRAME_HDR_LEN && dec->have > 0)
+		return -EBUSY; /* the body so far is in the old buffer */
+	dec->buf = buf;
+	return 0;
+}
+
 bool frame_dec_is_partial(const struct frame_dec *dec)
 {
 	return dec->hdr_have != 0;

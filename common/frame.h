@@ -6,7 +6,9 @@
  * max_len bytes at init time (allocated once per connection). A record that arrives whole
  * inside one feed is returned as a view into the caller's input (no copy); only a record
  * that straddles feeds is copied into the decoder's buffer. A length above max_len is
- * reported before a single byte of its body is touched. */
+ * reported before a single byte of its body is touched. A caller that keeps reassembled
+ * records beyond the next feed (to send several in one batch) hands the decoder another
+ * buffer between records with frame_dec_set_buf(). */
 #ifndef WGWS_FRAME_H
 #define WGWS_FRAME_H
 
@@ -35,10 +37,17 @@ struct frame_dec {
 int frame_dec_init(struct frame_dec *dec, uint8_t *buf, size_t max_len)
 	__attribute__((warn_unused_result));
 
+/* Reassemble the records that follow in buf (max_len bytes, outliving dec); the previous
+ * buffer, and a record completed in it, is no longer touched. Only between records.
+ * Returns 0, -EINVAL for a NULL buf, or -EBUSY while part of a record's body is held. */
+int frame_dec_set_buf(struct frame_dec *dec, uint8_t *buf) __attribute__((warn_unused_result));
+
 /* Consume up to len bytes of in. Returns the number of bytes used (0..len), or -EMSGSIZE
- * when a record's length exceeds max_len (the stream is then unusable: later feeds return -EMSGSIZE too). When a record
- * completes, *rec and *rec_len describe it (a view into in or into dec->buf, valid until the
- * next feed) and the return value stops right after it; otherwise *rec is NULL.
+ * when a record's length exceeds max_len (the stream is then unusable: later feeds return
+ * -EMSGSIZE too). When a record completes, *rec and *rec_len describe it (a view into in or
+ * into dec->buf, valid until the next feed, or until the buffer is handed back if
+ * frame_dec_set_buf() gave dec another one) and the return value stops right after it;
+ * otherwise *rec is NULL.
  * Zero-length records are counted in dec->keepalives and never reported. */
 ssize_t frame_dec_feed(struct frame_dec *dec, const uint8_t *in, size_t len, const uint8_t **rec,
 		       size_t *rec_len) __attribute__((warn_unused_result));

@@ -486,6 +486,110 @@ static void test_partial(void **state)
 	EXPECT(!frame_dec_is_partial(&dec));
 }
 
+static void test_set_buf_when(void **state)
+{
+	static const uint8_t in[] = { 0x00, 0x04, 1, 2, 3, 4 };
+	static const struct {
+		const char *name;
+		size_t fed; /* bytes of in fed before frame_dec_set_buf() */
+		int want;
+	} cases[] = {
+		{ "set_buf: fresh", 0, 0 },
+		{ "set_buf: one header byte held", 1, 0 },
+		{ "set_buf: header complete, no body yet", 2, 0 },
+		{ "set_buf: mid-body", 3, -EBUSY },
+		{ "set_buf: one body byte missing", 5, -EBUSY },
+		{ "set_buf: record complete", 6, 0 },
+	};
+	uint8_t a[8], b[8];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct frame_dec dec;
+		const uint8_t *rec = NULL;
+		size_t rec_len = 0, off = 0;
+
+		cur_case = cases[i].name;
+		EXPECT_EQ(frame_dec_init(&dec, a, sizeof(a)), 0);
+		/* one byte per feed, so every record with a body is reassembled */
+		while (off < cases[i].fed) {
+			EXPECT_EQ(frame_dec_feed(&dec, in + off, 1, &rec, &rec_len), 1);
+			off++;
+		}
+		EXPECT_EQ(frame_dec_set_buf(&dec, NULL), -EINVAL);
+		EXPECT_EQ(frame_dec_set_buf(&dec, b), cases[i].want);
+		while (off < sizeof(in)) {
+			EXPECT_EQ(frame_dec_feed(&dec, in + off, 1, &rec, &rec_len), 1);
+			off++;
+		}
+		/* the record lands wherever its body began */
+		EXPECT(rec == (cases[i].fed <= 2 ? b : a));
+		EXPECT_EQ(rec_len, 4);
+		EXPECT(memcmp(rec, in + 2, 4) == 0);
+	}
+}
+
+/* A caller that batches reassembled records rotates through buffers: a record completed in
+ * one of them must stay intact while the decoder fills the others. */
+static void test_set_buf_rotation(void **state)
+{
+	enum { NBUF = 3, NREC = 40, LEN = 50, MAXLEN = 64 };
+	size_t lens[NREC];
+	uint8_t bufs[NBUF][MAXLEN];
+	const uint8_t *done[NREC];
+	size_t ndone = 0, idx = 0, pos = 0;
+	struct frame_dec dec;
+	struct stream s;
+
+	cur_case = "set_buf: rotation keeps earlier records";
+	for (size_t i = 0; i < NREC; i++)
+		lens[i] = LEN - i % 7;
+	stream_build(&s, lens, NREC);
+	EXPECT_EQ(frame_dec_init(&dec, bufs[0], MAXLEN), 0);
+	while (pos < s.len) {
+		/* 37-byte feeds: most records straddle two or three of them */
+		size_t n = s.len - pos < 37 ? s.len - pos : 37;
+		uint8_t *chunk = malloc(n);
+		size_t off = 0;
+
+		assert_non_null(chunk);
+		memcpy(chunk, s.bytes + pos, n);
+		while (off < n) {
+			const uint8_t *rec;
+			size_t rec_len;
+			ssize_t used = frame_dec_feed(&dec, chunk + off, n - off, &rec, &rec_len);
+
+			EXPECT(used > 0);
+			off += (size_t)used;
+			if (!rec)
+				continue;
+			EXPECT_EQ(rec_len, lens[ndone]);
+			if (rec < chunk || rec >= chunk + n) {
+				EXPECT(rec == bufs[idx]);
+				idx = (idx + 1) % NBUF;
+				EXPECT_EQ(frame_dec_set_buf(&dec, bufs[idx]), 0);
+				done[ndone] = rec;
+			} else {
+				done[ndone] = NULL; /* a view into chunk, gone with it */
+			}
+			ndone++;
+			/* every reassembled record among the last NBUF - 1 is still intact */
+			for (size_t k = ndone > NBUF - 1 ? ndone - (NBUF - 1) : 0; k < ndone; k++) {
+				if (!done[k])
+					continue;
+				for (size_t j = 0; j < lens[k]; j++)
+					if (done[k][j] != body_byte(k, j))
+						fail_msg("%s: record %zu byte %zu overwritten (after %zu)",
+							 cur_case, k, j, ndone);
+			}
+		}
+		free(chunk);
+		pos += n;
+	}
+	EXPECT_EQ(ndone, NREC);
+	EXPECT(!frame_dec_is_partial(&dec));
+	stream_free(&s);
+}
+
 static void test_max_len(void **state)
 {
 	static const struct {
@@ -706,6 +810,8 @@ int main(void)
 		cmocka_unit_test(test_view_vs_copy),
 		cmocka_unit_test(test_keepalives),
 		cmocka_unit_test(test_partial),
+		cmocka_unit_test(test_set_buf_when),
+		cmocka_unit_test(test_set_buf_rotation),
 		cmocka_unit_test(test_max_len),
 		cmocka_unit_test(test_hostile_after_good),
 		cmocka_unit_test(test_error_is_sticky),
