@@ -11,6 +11,10 @@
  * Every datagram starts with a 24-byte header, big-endian: magic "UDL1" (u32), run id (u32,
  * random unless --run-id), sequence number (u64, from 0 per run), send time (u64, ns of the
  * sender's CLOCK_MONOTONIC); the rest up to --size bytes (24..65507, default 64) is zeros.
+ * --wg-shape (all three modes) makes the magic 04 00 00 00 instead: with a size WireGuard
+ * data can have (>= 32 and a multiple of 16, or >= 100) the datagrams look like WireGuard
+ * data messages, which is all wgws-relay forwards. Sender and sink must agree on it.
+ * ping --hist FILE writes the RTT distribution as a CDF (see hist_write) for plotting.
  *
  * send: sendmmsg in batches of K (--batch, 1..256, default 32) on a connected socket. --rate
  *   paces against CLOCK_MONOTONIC: packet i is due at start + i/rate; a sender that fell
@@ -32,7 +36,8 @@
  *
  * Output: progress and errors on stderr (a progress line per second, -q for none); on stdout a
  * human line and one machine line "result mode=… key=value …". Exit 0 on a completed run (also
- * when ended by SIGINT/SIGTERM), 2 on a usage error, 1 on a socket or memory error. The numbers:
+ * when ended by SIGINT/SIGTERM), 2 on a usage error, 1 on a socket or memory error
+ * (or a --hist file that cannot be written). The numbers:
  *
  *   sent, bytes        datagrams (and their UDP payload bytes) the kernel accepted from us
  *   received           send: -; sink: valid datagrams (duplicates included); ping: echoes
@@ -88,7 +93,8 @@
 #include <unistd.h>
 
 enum {
-	UL_MAGIC = 0x55444c31, /* "UDL1" */
+	UL_MAGIC = 0x55444c31,    /* "UDL1" */
+	UL_MAGIC_WG = 0x04000000, /* --wg-shape: 04 00 00 00, a WireGuard data message */
 	UL_HDR_LEN = 24,
 	UL_MAX_SIZE = 65507, /* the largest IPv4 UDP payload; IPv6 is held to it too */
 	UL_RECV_BUF = 65536,
@@ -116,7 +122,8 @@ enum {
 	OPT_TO = 1 << 0, OPT_LISTEN = 1 << 1, OPT_SIZE = 1 << 2, OPT_RATE = 1 << 3,
 	OPT_OPEN = 1 << 4, OPT_COUNT = 1 << 5, OPT_DURATION = 1 << 6, OPT_BATCH = 1 << 7,
 	OPT_ECHO = 1 << 8, OPT_IDLE = 1 << 9, OPT_WINDOW = 1 << 10, OPT_TIMEOUT = 1 << 11,
-	OPT_RUNID = 1 << 12, OPT_BUF = 1 << 13, OPT_QUIET = 1 << 14,
+	OPT_RUNID = 1 << 12, OPT_BUF = 1 << 13, OPT_QUIET = 1 << 14, OPT_WGSHAPE = 1 << 15,
+	OPT_HIST = 1 << 16,
 };
 
 struct opts {
@@ -128,7 +135,12 @@ struct opts {
 	uint64_t size, rate, count, batch, window, timeout_ns, duration_ns, idle_ns, buf;
 	uint32_t run_id;
 	bool echo, quiet;
+	const char *hist_path;
 };
+
+/* The magic every datagram starts with and every valid one must have: UL_MAGIC, or
+ * UL_MAGIC_WG with --wg-shape. */
+static uint32_t ul_magic = UL_MAGIC;
 
 struct hdr {
 	uint32_t magic, run;
@@ -169,12 +181,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: udpload send --to ADDR:PORT [--size B] [--rate PPS | --open]\n"
-		"                    [--count N | --duration S] [--batch K] [--run-id ID] [--buf BYTES] [-q]\n"
+		"                    [--count N | --duration S] [--batch K] [--run-id ID] [--buf BYTES]\n"
+		"                    [--wg-shape] [-q]\n"
 		"       udpload sink --listen ADDR:PORT [--echo] [--duration S] [--idle S] [--batch K]\n"
-		"                    [--buf BYTES] [-q]\n"
+		"                    [--buf BYTES] [--wg-shape] [-q]\n"
 		"       udpload ping --to ADDR:PORT [--size B] [--window W | --rate PPS]\n"
 		"                    [--count N | --duration S] [--timeout MS] [--batch K] [--run-id ID]\n"
-		"                    [--buf BYTES] [-q]\n"
+		"                    [--wg-shape]\n"
+		"                    [--buf BYTES] [--hist FILE] [-q]\n"
 		"ADDR is numeric IPv4 or [IPv6]; --size %d..%d bytes (default 64); --batch 1..%d;\n"
 		"a line 'result mode=... key=value ...' on stdout sums up the run (see bench/udpload.c).\n",
 		UL_HDR_LEN, UL_MAX_SIZE, UL_MAX_BATCH);
@@ -317,16 +331,19 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "run-id", required_argument, NULL, 'R' },
 		{ "buf", required_argument, NULL, 'B' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "wg-shape", no_argument, NULL, 'W' },
+		{ "hist", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const unsigned allowed[] = {
 		[MODE_SEND] = OPT_TO | OPT_SIZE | OPT_RATE | OPT_OPEN | OPT_COUNT | OPT_DURATION |
-			      OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET,
+			      OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE,
 		[MODE_SINK] = OPT_LISTEN | OPT_ECHO | OPT_DURATION | OPT_IDLE | OPT_BATCH | OPT_BUF |
-			      OPT_QUIET,
+			      OPT_QUIET | OPT_WGSHAPE,
 		[MODE_PING] = OPT_TO | OPT_SIZE | OPT_WINDOW | OPT_RATE | OPT_COUNT | OPT_DURATION |
-			      OPT_TIMEOUT | OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET,
+			      OPT_TIMEOUT | OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE |
+			      OPT_HIST,
 	};
 	const char *cmd;
 	uint64_t v;
@@ -445,6 +462,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			bit = OPT_QUIET;
 			o->quiet = true;
 			break;
+		case 'W':
+			bit = OPT_WGSHAPE;
+			ul_magic = UL_MAGIC_WG;
+			break;
+		case 'H':
+			bit = OPT_HIST;
+			if (!optarg[0])
+				usage_error("--hist needs a file name");
+			o->hist_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -471,6 +498,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		if ((o->seen & OPT_COUNT) && (o->seen & OPT_DURATION))
 			usage_error("--count and --duration exclude each other");
 	}
+	/* WireGuard data: 16 bytes of header and 16 of tag around a plaintext padded to 16,
+	 * or a full-MTU packet (common/wgmsg.h): the relay forwards nothing else. */
+	if ((o->seen & OPT_WGSHAPE) && o->mode != MODE_SINK &&
+	    (o->size < 32 || (o->size % 16 && o->size < 100)))
+		usage_error("--wg-shape needs --size >= 32 and a multiple of 16, or >= 100 "
+			    "(a WireGuard data message), not %" PRIu64, o->size);
 	if ((o->seen & OPT_RATE) && (o->seen & (OPT_OPEN | OPT_WINDOW)))
 		usage_error("--rate excludes %s", o->mode == MODE_PING ? "--window" : "--open");
 	if (o->mode == MODE_SEND && !(o->seen & (OPT_COUNT | OPT_DURATION)))
@@ -488,7 +521,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 
 static void hdr_put(uint8_t *p, uint32_t run, uint64_t seq, uint64_t ts_ns)
 {
-	uint32_t m = htobe32(UL_MAGIC), r = htobe32(run);
+	uint32_t m = htobe32(ul_magic), r = htobe32(run);
 	uint64_t s = htobe64(seq), t = htobe64(ts_ns);
 
 	memcpy(p, &m, 4);
@@ -513,7 +546,7 @@ static bool hdr_get(const uint8_t *p, size_t len, struct hdr *h)
 	h->run = be32toh(r);
 	h->seq = be64toh(s);
 	h->ts_ns = be64toh(t);
-	return h->magic == UL_MAGIC && h->seq < UL_MAX_SEQ;
+	return h->magic == ul_magic && h->seq < UL_MAX_SEQ;
 }
 
 static unsigned hist_index(uint64_t v)
@@ -573,6 +606,51 @@ static uint64_t hist_quantile(const struct hist *hg, double q)
 	if (v > hg->max)
 		v = hg->max;
 	return v;
+}
+
+/* hist_write: the distribution as a CDF, one line per non-empty bucket: "UPPER_US FRACTION
+ * COUNT", UPPER_US the bucket's upper bound (the largest value in it, capped at the maximum)
+ * and FRACTION the share of samples up to it; the first line is the minimum at 0. Returns 0,
+ * or -1 with errno. */
+static int hist_write(const struct hist *hg, const char *path)
+{
+	FILE *f = fopen(path, "we");
+	uint64_t cum = 0;
+
+	if (!f)
+		return -1;
+	fprintf(f, "# rtt_us fraction_le count (udpload ping; %" PRIu64 " samples)\n", hg->n);
+	if (hg->n)
+		fprintf(f, "%.3f 0 0\n", (double)hg->min / 1e3);
+	for (unsigned i = 0; i < HIST_BUCKETS && hg->n; i++) {
+		uint64_t lo, width, hi;
+
+		if (!hg->bucket[i])
+			continue;
+		if (i < 2 * HIST_SUB) {
+			lo = i;
+			width = 1;
+		} else {
+			unsigned shift = i / HIST_SUB - 1;
+
+			lo = (uint64_t)(HIST_SUB + i % HIST_SUB) << shift;
+			width = 1ULL << shift;
+		}
+		hi = lo + width - 1;
+		if (hi > hg->max)
+			hi = hg->max;
+		cum += hg->bucket[i];
+		fprintf(f, "%.3f %.9f %" PRIu64 "\n", (double)hi / 1e3, (double)cum / (double)hg->n,
+			hg->bucket[i]);
+	}
+	if (fflush(f) != 0 || ferror(f)) {
+		int e = errno;
+
+		fclose(f);
+		errno = e;
+		return -1;
+	}
+	return fclose(f);
 }
 
 /* --- sockets and common output ----------------------------------------------------------- */
@@ -1303,6 +1381,12 @@ static int run_ping(struct opts *o)
 	       (double)hist_quantile(&pg->rtt, 0.99) / 1e3,
 	       (double)hist_quantile(&pg->rtt, 0.999) / 1e3, (double)pg->rtt.max / 1e3,
 	       pg->rtt.n ? (double)(pg->rtt.sum / pg->rtt.n) / 1e3 : 0.0, user, sys);
+	int rc = 0;
+
+	if (o->hist_path && hist_write(&pg->rtt, o->hist_path) < 0) {
+		fprintf(stderr, "%s: --hist %s: %s\n", prog, o->hist_path, strerror(errno));
+		rc = EXIT_SOCKET;
+	}
 	free(pg->ring);
 	free(pg);
 	free(rmsgs);
@@ -1313,7 +1397,7 @@ static int run_ping(struct opts *o)
 	free(pad);
 	free(hdrs);
 	close(fd);
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -3,7 +3,8 @@
 # fixed rate arrive exactly (no loss, reordering or duplicate) and were paced, not burst; the
 # sink's sequence accounting catches a crafted reordering, a duplicate and three foreign
 # datagrams; an echo run over IPv6 (IPv4 without ::1) gives 1,000 RTTs with ordered
-# percentiles; an open-loop run reports a positive rate; bad arguments exit 2 with a message,
+# percentiles; --wg-shape datagrams start 04 00 00 00 and ping --hist writes a CDF; an
+# open-loop run reports a positive rate; bad arguments exit 2 with a message,
 # an address that cannot be bound exits 1. Root: inside a private namespace; otherwise on the
 # host's loopback (the sink binds port 0 and says which port it got).
 set -eu
@@ -105,6 +106,34 @@ sink_result TERM
 expect "$RES" received=1000 echoed=1000 echo_errors=0 lost=0
 ok "echo sink: received=1000 echoed=1000"
 
+say "--wg-shape: WireGuard data-shaped datagrams; ping --hist writes the RTT CDF"
+start_sink wgshape 127.0.0.1 --echo --wg-shape
+out=$(run "$UL" ping --to "127.0.0.1:$SINK_PORT" --wg-shape --size 64 --rate 2000 --count 300 \
+	--hist "$T/hist.txt" -q) || fail "ping --wg-shape exited $?: $(oneline "$out")"
+png=$(grep '^result ' <<<"$out") || fail "ping printed no result line: $(oneline "$out")"
+expect "$png" sent=300 received=300 lost=0 foreign=0
+# the CDF: a comment, then "rtt_us fraction count" rising to exactly 1 with 300 samples in all
+awk '/^#/ { next } { n++; if ($1 < prev || $2 < pf) bad = 1; prev = $1; pf = $2; c += $3 }
+	END { exit !(n >= 2 && !bad && pf == 1 && c == 300) }' "$T/hist.txt" ||
+	fail "--hist: not a CDF of 300 samples: $(oneline "$(head -5 "$T/hist.txt")")"
+# a plain sender's datagrams are foreign to a --wg-shape sink (the magic differs)
+run "$UL" send --to "127.0.0.1:$SINK_PORT" --count 5 -q >/dev/null || fail "plain send failed"
+sink_result TERM
+expect "$RES" received=300 echoed=300 foreign=5
+# and the bytes on the wire start 04 00 00 00: a WireGuard data message
+run "$PY" - "$WGWS_BUILD/udpload" <<'PYEOF' || fail "--wg-shape datagrams do not start 04 00 00 00"
+import socket, subprocess, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(5)
+port = s.getsockname()[1]
+subprocess.run([sys.argv[1], "send", "--to", "127.0.0.1:%d" % port, "--wg-shape", "--size", "48",
+                "--count", "1", "-q"], check=True, stdout=subprocess.DEVNULL)
+d = s.recv(100)
+sys.exit(0 if len(d) == 48 and d[:4] == b"\x04\x00\x00\x00" else 1)
+PYEOF
+ok "--wg-shape: 300 echoes, 5 plain datagrams foreign to its sink, 04 00 00 00 on the wire; --hist CDF"
+
 say "open loop, 64 B, 0.5 s"
 start_sink sink3 127.0.0.1
 out=$(run "$UL" send --to "127.0.0.1:$SINK_PORT" --open --duration 0.5 -q) ||
@@ -123,13 +152,14 @@ say "bad arguments exit 2 with a message; an unusable address exits 1"
 for args in "" "send" "bogus" "send --to 127.0.0.1:0" "send --to 127.0.0.1:9 --size 10" \
 	"send --to 127.0.0.1:9 --rate 0" "send --to 127.0.0.1:9 --rate 10 --open" \
 	"ping --to 127.0.0.1:9 --window 0" "sink --listen 127.0.0.1:9 --window 2" \
-	"send --to localhost:9" "send --to ::1:9"; do
+	"send --to localhost:9" "send --to ::1:9" "send --to 127.0.0.1:9 --wg-shape --size 40" \
+	"sink --listen 127.0.0.1:9 --hist /tmp/x" "ping --to 127.0.0.1:9 --hist="; do
 	# shellcheck disable=SC2086 # word splitting wanted
 	err=$(run "$UL" $args 2>&1 >/dev/null) && rc=0 || rc=$?
 	[ "$rc" = 2 ] || fail "udpload $args: exit $rc, expected 2"
 	grep -q '^udpload: ' <<<"$err" || fail "udpload $args: no message on stderr: $(oneline "$err")"
 done
-ok "11 bad command lines: exit 2, each with a message"
+ok "14 bad command lines: exit 2, each with a message"
 err=$(run "$UL" sink --listen 192.0.2.1:9 -q 2>&1) && rc=0 || rc=$?
 [ "$rc" = 1 ] || fail "sink on an address that is not ours: exit $rc, expected 1 ($err)"
 ok "sink on 192.0.2.1 (not ours): exit 1 ($err)"
