@@ -149,6 +149,12 @@ struct shim {
 	struct resolve *resolves;
 	uint64_t prng;
 	uint64_t now;
+	/* No session's deadline is before next_due (it may be earlier than the earliest: a
+	 * deadline that moved later). The loop looks at the sessions only when it is due, and
+	 * whoever sets an earlier deadline lowers it (deadline_hint): O(1) per wake-up, not
+	 * O(--max-sessions). */
+	uint64_t next_due;
+	bool rx_ready_any; /* some session stopped reading on its budget (session_read) */
 	bool stop;
 	char target[ADDR_HOST_MAX + 16]; /* "host:port" of the relay, for CONNECT */
 	char via[ADDR_HOST_MAX + 32];    /* "direct" or "via proxy host:port" */
@@ -167,6 +173,8 @@ struct shim {
 	struct session *ssess;
 	uint64_t drop_nosession;
 };
+
+static void deadline_hint(struct session *s);
 
 static uint64_t now_ms(void)
 {
@@ -303,6 +311,7 @@ static int __attribute__((format(printf, 2, 3))) session_fail(struct session *s,
 	delay = shim_backoff_ms(s->attempts, prng_next(sh));
 	s->state = S_BACKOFF;
 	s->retry_at = sh->now + delay;
+	deadline_hint(s);
 	log_warnx("%s: %s; reconnecting in %.1f s", s->name, why, (double)delay / 1000.0);
 	return -1;
 }
@@ -535,7 +544,7 @@ static int session_read(struct session *s)
 		int n, err;
 
 		if (budget-- == 0) {
-			s->rx_ready = true;
+			s->rx_ready = s->sh->rx_ready_any = true;
 			break;
 		}
 		in = s->in + (size_t)s->in_slot * SHIM_IN_CAP;
@@ -560,8 +569,8 @@ static int session_read(struct session *s)
 		return session_fail(s, "connection lost: %s", ssl_err_str(s->ssl, n, err, buf,
 									       sizeof(buf)));
 	}
-	if (!s->rx_ready && s->ssl && SSL_pending(s->ssl) > 0)
-		s->rx_ready = true;
+	if (!s->rx_ready && s->ssl && SSL_has_pending(s->ssl))
+		s->rx_ready = s->sh->rx_ready_any = true;
 	if (s->sh->ssess == s)
 		sendq_flush(s->sh);
 	if (s->want_write && s->out_off < s->out_len)
@@ -579,6 +588,7 @@ static void on_open(struct session *s, size_t leftover)
 	s->state = S_OPEN;
 	s->open_at = s->last_rx = s->sh->now;
 	s->next_ping = s->sh->now + (uint64_t)c->keepalive_s * 1000;
+	deadline_hint(s);
 	log_info("%s: connected to relay %s (%s, %s)", s->name, c->relay_str, s->sh->via,
 		 SSL_get_version(s->ssl));
 	if (s->q_len) {
@@ -959,6 +969,7 @@ static void session_connect(struct session *s)
 
 	s->state = S_RESOLVING;
 	s->phase_deadline = s->sh->now + SHIM_CONNECT_TIMEOUT_MS;
+	deadline_hint(s);
 	s->naddrs = 0;
 	s->addr_idx = 0;
 	s->last_errno = 0;
@@ -1033,6 +1044,15 @@ static uint64_t session_deadline(const struct session *s)
 	default:
 		return s->phase_deadline;
 	}
+}
+
+/* s has a deadline that may be earlier than every other: the loop must look at it. */
+static void deadline_hint(struct session *s)
+{
+	uint64_t d = session_deadline(s);
+
+	if (d < s->sh->next_due)
+		s->sh->next_due = d;
 }
 
 static void session_tick(struct session *s)
@@ -1387,24 +1407,29 @@ int shim_run(struct shim *sh)
 	log_info("listening on %s for WireGuard, relay %s (%s)", sh->conf->listen_str,
 		 sh->conf->relay_str, sh->via);
 	while (!sh->stop) {
-		uint64_t next = UINT64_MAX;
-		bool ready = false;
+		uint64_t next;
+		bool ready;
 		int timeout, n;
 
 		sh->now = now_ms();
-		for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
-			struct session *s = sh->slots[i];
+		if (sh->now >= sh->next_due) {
+			next = UINT64_MAX;
+			for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
+				struct session *s = sh->slots[i];
 
-			if (s && session_deadline(s) <= sh->now)
-				session_tick(s);
-			if ((s = sh->slots[i])) {
-				uint64_t d = session_deadline(s);
+				if (s && session_deadline(s) <= sh->now)
+					session_tick(s);
+				if ((s = sh->slots[i])) {
+					uint64_t d = session_deadline(s);
 
-				if (d < next)
-					next = d;
-				ready |= s->rx_ready;
+					if (d < next)
+						next = d;
+				}
 			}
+			sh->next_due = next;
 		}
+		next = sh->next_due;
+		ready = sh->rx_ready_any;
 		if (ready)
 			timeout = 0;
 		else if (next == UINT64_MAX)
@@ -1450,6 +1475,8 @@ int shim_run(struct shim *sh)
 		}
 		/* Sessions that stopped reading on their budget: their turn comes after the
 		 * events of this round (the local UDP socket's among them). */
+		ready = sh->rx_ready_any;
+		sh->rx_ready_any = false;
 		for (unsigned i = 0; ready && i < sh->conf->max_sessions; i++) {
 			struct session *s = sh->slots[i];
 

@@ -34,6 +34,9 @@ int tls_ctx_open(SSL_CTX **out, const char *ca_file, unsigned npins, bool insecu
 	/* no SSL_MODE_RELEASE_BUFFERS: it would allocate per packet */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	/* One read(2) per burst of TLS records instead of two per record (header, body); what
+	 * OpenSSL holds ahead is seen by SSL_has_pending() (session_read). */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (ca_file && ca_file[0]) {
 		FILE *f = fopen(ca_file, "re");
 
