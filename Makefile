@@ -90,7 +90,7 @@ $(B)/libcommon.a: $(COMMON_OBJ)
 	$(call msg,AR,$@)$(AR) rcs $@ $^
 
 $(B)/wgws-relay: $(RELAY_OBJ) $(B)/libcommon.a
-	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(RELAY_PKGS))
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(RELAY_PKGS)) -lev
 $(B)/wgws-shim: $(SHIM_OBJ) $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(SHIM_PKGS))
 # An archive, so a test or tool links only the modules it uses.
@@ -157,7 +157,7 @@ fuzz: $(FUZZ_BIN)
 
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
-DEB_BUILD := gcc make pkg-config libwebsockets-dev libssl-dev libcmocka-dev libmnl-dev \
+DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
 	libsqlite3-dev libsodium-dev libjansson-dev
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
 	python3 iputils-ping procps

@@ -354,6 +354,8 @@ static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 	c->tx_pkts++;
 }
 
+static int conn_ws_tx(struct conn *c);
+
 static void conn_udp_rx(struct conn *c)
 {
 	static struct mmsghdr msgs[RELAY_UDP_BATCH];
@@ -403,7 +405,13 @@ static void conn_udp_rx(struct conn *c)
 	}
 	if (c->tail > c->head) {
 		c->last_traffic_ms = relay_now_ms();
-		lws_callback_on_writable(c->wsi);
+		/* Send now when the TCP socket has room: lws_send_pipe_choked() (one poll(2) on
+		 * this descriptor; lws allows a write outside WRITEABLE after it) instead of
+		 * waiting for WRITEABLE, a pass of the event loop over every descriptor. */
+		if (c->close_status || lws_send_pipe_choked(c->wsi))
+			lws_callback_on_writable(c->wsi);
+		else if (conn_ws_tx(c) < 0)
+			conn_request_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
 	}
 }
 

@@ -1,8 +1,11 @@
 /* wgws-relay: the gateway side of wgws. An HTTPS server whose one path upgrades to a
  * WebSocket (subprotocol "wgws") and relays length-prefixed WireGuard datagrams to the
- * local WireGuard UDP port, one connected UDP socket per tunnel, all in one lws service
- * loop. This file owns the command line and config file, the lws context and vhosts, the
- * privilege drop after binding, signals and the orderly shutdown. It never touches
+ * local WireGuard UDP port, one connected UDP socket per tunnel, all in one event loop:
+ * libev's (epoll), which lws joins as a foreign loop. lws's own loop polls every descriptor
+ * on each pass, and with two per tunnel that made a busy tunnel wait behind thousands of idle
+ * ones (3,000 tunnels: ~1,400 passes/s). This file owns the command line and config file,
+ * the loop, the lws context and vhosts, the privilege drop after binding, signals and the
+ * orderly shutdown. It never touches
  * WireGuard's configuration or keys; with --jit-socket it asks wgws-provisioner (jit.c). */
 #include <errno.h>
 #include <getopt.h>
@@ -17,15 +20,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <ev.h>
+
 #include "conf.h"
 #include "log.h"
 #include "relay.h"
 
 struct relay relay;
 
-static volatile sig_atomic_t got_signal;
-
 enum { SHUTDOWN_GRACE_MS = 3000 };
+
+static struct ev_loop *loop;
+static ev_signal sig_watch[2]; /* SIGTERM, SIGINT */
+static ev_timer shutdown_timer;
+static uint64_t shutdown_deadline;
 
 static const char usage_text[] =
 	"usage: wgws-relay --listen ADDR:PORT --cert FILE --key FILE [options]\n"
@@ -412,11 +420,26 @@ static void drop_privileges(const char *user)
 	log_info("running as %s (uid %u)", user, (unsigned)pw->pw_uid);
 }
 
-static void on_signal(int sig)
+/* While shutting down: leave the loop once every tunnel is closed, or at the deadline. */
+static void shutdown_check(struct ev_loop *l, ev_timer *w, int revents)
 {
-	got_signal = sig;
-	if (relay.ctx)
-		lws_cancel_service(relay.ctx);
+	(void)w;
+	(void)revents;
+	if (!relay.conns_active || relay_now_ms() > shutdown_deadline)
+		ev_break(l, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
+{
+	(void)revents;
+	if (relay.shutting_down)
+		return;
+	log_info("signal %d: closing %u tunnels and exiting", w->signum, relay.conns_active);
+	relay.shutting_down = true;
+	shutdown_deadline = relay_now_ms() + SHUTDOWN_GRACE_MS;
+	conn_close_all();
+	ev_timer_init(&shutdown_timer, shutdown_check, 0., 0.02);
+	ev_timer_start(l, &shutdown_timer);
 }
 
 static void sweep_cb(lws_sorted_usec_list_t *sul)
@@ -457,7 +480,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	char addr[ADDR_STR_LEN];
 	bool check_only = false;
-	uint64_t deadline = 0;
+	void *foreign_loops[1];
 
 	log_init("wgws-relay", 0);
 	parse_args(&relay.cfg, argc, argv, &check_only);
@@ -476,14 +499,22 @@ int main(int argc, char **argv)
 		fatalx("out of memory");
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	loop = ev_loop_new(EVFLAG_AUTO);
+	if (!loop)
+		fatalx("cannot create the event loop (libev)");
+	ev_signal_init(&sig_watch[0], on_signal, SIGTERM);
+	ev_signal_init(&sig_watch[1], on_signal, SIGINT);
+	ev_signal_start(loop, &sig_watch[0]);
+	ev_signal_start(loop, &sig_watch[1]);
 
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* lws joins our libev loop (its evlib_ev plugin, from libwebsockets-evlib-ev) */
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_LIBEV;
+	foreign_loops[0] = loop;
+	info.foreign_loops = foreign_loops;
 	info.timeout_secs = (unsigned)relay.cfg.header_timeout_s;
 	info.pt_serv_buf_size = 32768;
 	info.uid = (uid_t)-1;
@@ -504,22 +535,14 @@ int main(int argc, char **argv)
 			 addr_format((struct sockaddr *)&relay.cfg.metrics, addr));
 	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
 
-	for (;;) {
-		if (lws_service(relay.ctx, 0) < 0)
-			break;
-		if (got_signal && !relay.shutting_down) {
-			log_info("signal %d: closing %u tunnels and exiting", (int)got_signal,
-				 relay.conns_active);
-			relay.shutting_down = true;
-			deadline = relay_now_ms() + SHUTDOWN_GRACE_MS;
-			conn_close_all();
-		}
-		if (relay.shutting_down && (!relay.conns_active || relay_now_ms() > deadline))
-			break;
-	}
+	ev_run(loop, 0);
 	lws_sul_cancel(&relay.sweep);
 	jit_stop();
 	lws_context_destroy(relay.ctx);
+	ev_timer_stop(loop, &shutdown_timer);
+	ev_signal_stop(loop, &sig_watch[0]);
+	ev_signal_stop(loop, &sig_watch[1]);
+	ev_loop_destroy(loop);
 	free(relay.udp_buf);
 	free(relay.cfg.cert);
 	free(relay.cfg.key);
