@@ -11,7 +11,8 @@
  * connection is open. Nothing is allocated per packet; when a buffer is full the datagram
  * is dropped and counted, never queued without bound.
  *
- * Records from the relay go to local UDP as views, batched for sendmmsg: into the input
+ * Records from the relay go to local UDP as views, batched for sendmmsg (runs of one length
+ * of SHIM_GSO_MIN_LEN or more as UDP GSO messages, common/udpgso.h): into the input
  * (a record whole inside one read) or into the decoder's reassembly buffer (a record split
  * across reads). Both come in several copies used in turn (SHIM_IN_SLOTS, SHIM_DEC_BUFS),
  * so a view outlives the next read and the next reassembly; a batch is sent when full, once
@@ -45,9 +46,13 @@
 
 #include "log.h"
 #include "shim.h"
+#include "udpgso.h"
 
 enum {
 	SHIM_BATCH = 32,                /* datagrams per recvmmsg / sendmmsg */
+	/* UDP GSO toward WireGuard only for batches of datagrams this long: with 64-byte ones a
+	 * 256-deep echo load through the shim fell from 105k to 66k echoes/s (1400 B: +20 %) */
+	SHIM_GSO_MIN_LEN = 256,
 	SHIM_DGRAM_BUF = FRAME_MAX_LEN + 1, /* one more byte to see truncation */
 	SHIM_OUT_CAP = 65536 + 1024,    /* per-session output: TLS back-pressure drops beyond */
 	SHIM_IN_CAP = 16384,            /* one SSL_read (a whole TLS record) */
@@ -166,10 +171,12 @@ struct shim {
 	struct session *rsess[SHIM_BATCH];
 	bool rskip[SHIM_BATCH];
 	unsigned rn;
-	/* sendmmsg batch, one destination */
+	/* sendmmsg batch, one destination; runs of one length as UDP GSO messages */
 	struct mmsghdr smsg[SHIM_BATCH];
+	union udp_gso_cmsg scmsg[SHIM_BATCH];
 	struct iovec siov[SHIM_BATCH];
 	unsigned sn;
+	bool gso_off; /* the kernel refused GSO once: datagrams one by one from then on */
 	struct session *ssess;
 	uint64_t drop_nosession;
 };
@@ -389,30 +396,57 @@ static int session_flush(struct session *s)
 
 /* ---- WS -> UDP ----------------------------------------------------------------------- */
 
+/* The kernel refused the GSO message m: GSO off for good, m's datagrams one by one. */
+static void sendq_gso_fallback(struct shim *sh, struct session *s, struct msghdr *m, int err)
+{
+	size_t bytes;
+	unsigned n;
+
+	sh->gso_off = true;
+	log_warnx("UDP GSO refused by the kernel (%s): datagrams to WireGuard go one by one",
+		  strerror(err));
+	n = udp_gso_send_each(sh->udp_fd, m, &bytes);
+	s->rx_pkts += n;
+	s->drop_udp += m->msg_iovlen - n;
+}
+
 static void sendq_flush(struct shim *sh)
 {
 	struct session *s = sh->ssess;
-	unsigned i = 0;
+	unsigned i = 0, m;
 
-	while (i < sh->sn) {
-		int r = sendmmsg(sh->udp_fd, sh->smsg + i, sh->sn - i, MSG_DONTWAIT);
+	if (!sh->sn)
+		goto out;
+	m = udp_gso_build(sh->smsg, sh->scmsg, sh->siov, sh->sn, &s->src, s->src_len,
+			  !sh->gso_off && sh->siov[0].iov_len >= SHIM_GSO_MIN_LEN);
+	while (i < m) {
+		struct msghdr *h = &sh->smsg[i].msg_hdr;
+		int r = sendmmsg(sh->udp_fd, sh->smsg + i, m - i, MSG_DONTWAIT);
 
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && udp_gso_refused(h, errno)) {
+			sendq_gso_fallback(sh, s, h, errno);
+			i++;
+			continue;
+		}
 		if (r < 0 && errno == EMSGSIZE) {
-			s->drop_udp++; /* this one datagram: go on with the next */
+			s->drop_udp += h->msg_iovlen; /* this message: go on with the next */
 			i++;
 			continue;
 		}
 		if (r <= 0) {
 			/* One destination for the whole batch: socket full or WireGuard gone,
 			 * the rest would fail the same way. Drop them, don't retry each. */
-			s->drop_udp += sh->sn - i;
+			for (; i < m; i++)
+				s->drop_udp += sh->smsg[i].msg_hdr.msg_iovlen;
 			break;
 		}
-		s->rx_pkts += (unsigned)r;
+		for (int k = 0; k < r; k++)
+			s->rx_pkts += sh->smsg[i + (unsigned)k].msg_hdr.msg_iovlen;
 		i += (unsigned)r;
 	}
+out:
 	sh->sn = 0;
 	sh->ssess = NULL;
 }
@@ -446,11 +480,6 @@ static void sendq_add(struct session *s, const uint8_t *rec, size_t len)
 	i = sh->sn++;
 	sh->siov[i].iov_base = (void *)rec;
 	sh->siov[i].iov_len = len;
-	memset(&sh->smsg[i], 0, sizeof(sh->smsg[i]));
-	sh->smsg[i].msg_hdr.msg_name = &s->src;
-	sh->smsg[i].msg_hdr.msg_namelen = s->src_len;
-	sh->smsg[i].msg_hdr.msg_iov = &sh->siov[i];
-	sh->smsg[i].msg_hdr.msg_iovlen = 1;
 	if (sh->sn == SHIM_BATCH)
 		sendq_flush(sh);
 }

@@ -20,7 +20,8 @@ metric() {
 
 certs_make
 SINK_LOG=$T/udpsink.log
-spawn "$SINK_LOG" "${RUN[@]}" "$PY" "$TOOLS/udpsink.py" "127.0.0.1:$UPORT" --marker deadbeef --echo
+spawn "$SINK_LOG" "${RUN[@]}" "$PY" "$TOOLS/udpsink.py" "127.0.0.1:$UPORT" --marker deadbeef --echo \
+	--log
 SINK_PID=$SPAWNED
 wait_for 5 grep -q listening "$SINK_LOG" || fail "udpsink did not start: $(cat "$SINK_LOG")"
 RELAY_LOG=$T/relay.log
@@ -55,6 +56,29 @@ ok "upgrade on /wg with Sec-WebSocket-Protocol: wgws → 101"
 grep -qx "recv binary 66" <<<"$out" ||
 	fail "the datagram echoed by the UDP peer did not come back as one 66-byte message: $(oneline "$out")"
 ok "a 64-byte record went to UDP 127.0.0.1:$UPORT and its echo came back as one message"
+
+# One message of 30 records in runs of one length (the relay sends a run as one UDP GSO
+# message): every datagram must arrive alone, whole, in order.
+recs="" want=""
+i=0
+for spec in 10:100 6:64 1:148 7:1412 1:32 5:1412; do
+	for ((k = 0; k < ${spec%%:*}; k++)); do
+		i=$((i + 1))
+		len=${spec#*:}
+		type=4
+		[ "$len" = 148 ] && type=1
+		recs=$recs$(rec_hex "$type" "$len" "$(printf '%08x' $((0xa000 + i)))")
+		want="$want$len $(printf '%08x' $((0xa000 + i)))"$'\n'
+	done
+done
+mark=$(grep -c '^dgram ' "$SINK_LOG" || true)
+out=$(run "$PY" "$TOOLS/wsraw.py" --wait 2 -q "$URL" "$recs" 2>&1) || true
+grep -qx "status 101" <<<"$out" || fail "upgrade for the 30-record message: $(oneline "$out")"
+wait_for 3 sh -c "[ \$(grep -c '^dgram ' '$SINK_LOG') -ge $((mark + 30)) ]" ||
+	fail "30 records in one message: only $(($(grep -c '^dgram ' "$SINK_LOG") - mark)) datagrams arrived"
+got=$(grep '^dgram ' "$SINK_LOG" | tail -n +$((mark + 1)) | head -n 30 | cut -d' ' -f2-)
+[ "$got"$'\n' = "$want" ] || fail "30 records: datagrams differ from the records (LEN MARKER): $(diff <(echo "$want") <(echo "$got") | tr '\n' ' ')"
+ok "30 records in one message (runs of 100, 64, 148, 1412, 32, 1412 bytes): 30 datagrams, each whole, in order"
 
 out=$(run "$PY" "$TOOLS/wsraw.py" --wait 1 "wss://127.0.0.1:$PORT/other" 2>&1) && rc=0 || rc=$?
 [ "$rc" = 3 ] || fail "upgrade on /other was not refused (rc $rc): $(oneline "$out")"

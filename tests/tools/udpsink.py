@@ -4,7 +4,9 @@
 Prints "datagrams N bytes M" (plus "marked N" with --marker: datagrams containing the marker
 bytes anywhere) on SIGTERM/SIGINT, after --seconds, or after --count datagrams. Prints
 "listening ADDR:PORT" once bound, so a test can wait for it. With --echo every datagram is
-sent back to its source (a stand-in for a UDP peer that answers).
+sent back to its source (a stand-in for a UDP peer that answers). With --log every datagram
+is also printed as it arrives: "dgram LEN HEX" (HEX: its bytes 4..8, where rec_hex puts the
+marker), so a test can check sizes and order.
 """
 
 import argparse
@@ -23,6 +25,7 @@ def main():
     p.add_argument("--seconds", type=float, default=0, help="stop after S seconds (0 = on signal)")
     p.add_argument("--count", type=int, default=0, help="stop after N datagrams")
     p.add_argument("--echo", action="store_true", help="send each datagram back to its source")
+    p.add_argument("--log", action="store_true", help='print "dgram LEN HEX" per datagram')
     a = p.parse_args()
 
     host, _, port = a.addr.rpartition(":")
@@ -58,6 +61,8 @@ def main():
         nbytes += len(d)
         if marker and marker in d:
             marked += 1
+        if a.log:
+            print("dgram %d %s" % (len(d), d[4:8].hex()), flush=True)
         if a.echo:
             s.sendto(d, src)
         if a.count and n >= a.count:
