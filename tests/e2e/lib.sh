@@ -378,15 +378,17 @@ iperf_server() {
 	wait_for 5 sh -c "ip netns exec $NS_G ss -Hltn 'sport = :$IPERF_PORT' | grep -q ." ||
 		fail "iperf3 server did not start"
 }
-# iperf_mbps SECONDS: TCP client → server across the tunnel; prints Mbit/s (received), or
-# nothing (and returns 1) when the run failed. JSON kept in $T/iperf-N.json.
+# iperf_mbps SECONDS [ARGS...]: TCP client → server across the tunnel (ARGS to iperf3, e.g.
+# -R: server → client); prints Mbit/s (received), or nothing (and returns 1) when the run
+# failed. JSON kept in $T/iperf-N.json.
 iperf_mbps() {
 	local secs=$1 j n=1
+	shift
 	# Called as $(iperf_mbps …): a subshell, so number the files by what exists.
 	while [ -e "$T/iperf-$n.json" ]; do n=$((n + 1)); done
 	j=$T/iperf-$n.json
 	timeout $((secs + 20)) ip netns exec "$NS_C" iperf3 -c "$TUN_G" -p "$IPERF_PORT" \
-		-t "$secs" -J >"$j" 2>&1 || true
+		-t "$secs" -J "$@" >"$j" 2>&1 || true
 	"$PY" - "$j" <<'EOF'
 import json, sys
 try:

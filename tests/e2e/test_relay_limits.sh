@@ -6,7 +6,8 @@
 #  - --idle-timeout closes a tunnel that sends only zero-length keepalive records (1000);
 #  - WireGuard not listening (ICMP port unreachable) costs datagrams, never the tunnel: once
 #    it is back, the same WebSocket connection carries traffic again (regression: the UDP
-#    socket used to be connected, lws closed it on POLLERR, and its fd number was reused).
+#    socket used to be connected, lws closed it on POLLERR, and its fd number was reused);
+#  - --keepalive pings a tunnel that is busy with data too (and keeps it when it answers).
 # Root: in a private namespace; otherwise on free loopback ports.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -104,4 +105,23 @@ echoes=$(grep -c "^recv binary 66" "$WS_LOG" || true)
 [ "$echoes" -ge 2 ] || fail "after WireGuard came back, expected >= 2 echoes on the same connection, got $echoes: $(cat "$WS_LOG")"
 ok "tunnel survived; $echoes datagrams echoed once WireGuard was back"
 alive "$RELAY_PID" || fail "relay died"
+
+say "--keepalive 1: a tunnel busy with datagrams is pinged all the same"
+# The relay no longer counts data as proof of life (lws_validity_confirmed re-sorts lws's
+# timer list, O(tunnels) per call): every tunnel gets a ping per --keepalive, busy or not.
+KPORT=$(free_port stream)
+spawn "$T/relay-k.log" "${RUN[@]}" "$WGWS_BUILD/wgws-relay" --listen "127.0.0.1:$KPORT" \
+	--cert "$CERT" --key "$KEY" --wg "127.0.0.1:$UPORT" --keepalive 1
+RK_PID=$SPAWNED
+wait_for 10 sh -c "[ \"\$(${RUN[*]} curl -sk -m 2 -o /dev/null -w '%{http_code}' \
+	https://127.0.0.1:$KPORT/healthz)\" = 200 ]" || fail "relay (--keepalive 1) did not start"
+# 12 records 0.25 s apart (3 s of traffic), then 1.5 s of reading
+run "$PY" "$TOOLS/wsraw.py" --delay 0.25 --wait 1.5 "wss://127.0.0.1:$KPORT/wg" \
+	$(for i in $(seq 12); do printf '%s ' "$REC"; done) >"$T/ws-k.log" 2>&1 || true
+grep -qx "status 101" "$T/ws-k.log" || fail "no upgrade: $(cat "$T/ws-k.log")"
+pings=$(grep -cx ping "$T/ws-k.log" || true)
+[ "$pings" -ge 2 ] || fail "--keepalive 1, 4.5 s with traffic: expected >= 2 pings, got $pings: $(oneline "$(cat "$T/ws-k.log")")"
+grep -q "^close" "$T/ws-k.log" && fail "the answered tunnel was closed: $(oneline "$(cat "$T/ws-k.log")")"
+ok "busy tunnel pinged $pings times in 4.5 s at --keepalive 1, and kept (pongs answered)"
+alive "$RK_PID" || fail "relay (--keepalive 1) died"
 echo "PASS test_relay_limits"

@@ -14,6 +14,7 @@ Output, one event per line (flushed, so a test can wait for a line):
   sent N                N messages sent
   recv binary|text N    a data message of N bytes from the server
   close CODE [REASON]   the server's close frame (CODE "none" when it had no code)
+  ping                  a ping from the server (answered with a pong), read after sending
   eof                   the server closed TCP without a close frame
   reset                 the connection was reset
   timeout               nothing ended the connection within --wait seconds
@@ -291,6 +292,7 @@ def wait_close(a, c):
                 pass
             return
         if op == OP_PING:
+            say("ping")
             c.sock.sendall(frame(OP_PONG, payload))
         elif op in (OP_BIN, OP_TEXT, OP_CONT) and not a.quiet:
             say("recv", "text" if op == OP_TEXT else "binary", len(payload))
