@@ -122,10 +122,11 @@ e2e: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
 # --- benchmarks (not in test; only udpload, smoke-tested, is in all; bench/README.md) -----
-# bench: bench/run.sh, the tunnel against direct loopback UDP (root: a private namespace;
-# otherwise unshare -Urn); writes bench/results/. QUICK=1: under 2 minutes.
+# bench: bench/run.sh, the tunnel against direct loopback UDP, then bench/wg.sh, scale.sh and
+# prov.sh (root: private namespaces; otherwise unshare -Urn and steps 3-5 skip); writes
+# bench/results/. QUICK=1: under 2 minutes.
 QUICK ?= 0
-bench: check-deps $(PROGS) $(BENCH_TOOLS)
+bench: check-deps $(PROGS) $(BENCH_TOOLS) $(B)/jit_bench $(B)/store_bench
 	$(Q)QUICK=$(QUICK) WGWS_BUILD=$(abspath $(B)) bench/run.sh
 # jit-bench: jit_decide against a wireguard-go device in its own namespace, 1M stored peers
 # (the database is kept in $(B)/bench-cache/). JIT_BENCH_ARGS go to jit_bench (-q: quick).
@@ -139,6 +140,12 @@ $(B)/jit_bench: $(B)/bench/jit_bench.o $(B)/libprov.a $(B)/libcommon.a
 jit-bench: $(B)/jit_bench
 	$(Q)WGWS_BUILD=$(abspath $(B)) bench/jit.sh $(JIT_BENCH_ARGS)
 -include $(B)/bench/jit_bench.d
+# store_bench: store_create alone (bench/prov.sh's baseline for API creates). It includes
+# provisioner/store.c itself (to EXPLAIN the store's own statements): libprov.a's store.o is
+# not pulled in, only what store.c needs from the rest.
+$(B)/store_bench: $(B)/bench/store_bench.o $(B)/libprov.a $(B)/libcommon.a
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PROV_PKGS))
+-include $(B)/bench/store_bench.d
 $(B)/udpload: $(B)/bench/udpload.o
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^
 -include $(B)/bench/udpload.d

@@ -3,8 +3,9 @@
 # a network namespace of its own, and print its table. Root only (wireguard-go, namespaces).
 #
 # The device gets a fresh private key and nothing else; jit_bench installs and removes its own
-# peers. The database is kept in $WGWS_BENCH_CACHE (default $WGWS_BUILD/bench-cache) and
-# reused by the next run with the same number of peers; the table is also written to
+# peers. The database is kept in $WGWS_BENCH_CACHE (default $WGWS_BUILD/bench-cache) as
+# bench-peers-N.db and reused by the next run with the same number of peers (bench/prov.sh
+# uses copies of the same files); the table is also written to
 # $WGWS_BUILD/bench/jit-results.txt. Every process started here is stopped by its pid, and
 # the namespace, the UAPI socket and the temporary directory are removed, on success, failure
 # or interruption alike.
@@ -76,6 +77,12 @@ done
 [ -x "$BIN" ] || die "$BIN is not built (make B=$BUILD $BIN)"
 T=$(mktemp -d /tmp/wgws-jit-bench.XXXXXX)
 mkdir -p "$CACHE" "$(dirname "$RESULTS")"
+# Stores of an older jit_bench (another address pool, which the daemon could not open).
+for f in "$CACHE"/jit-bench-*.db; do
+	[ -e "$f" ] || continue
+	say "removing $f (an older format)"
+	rm -f "$f" "$f-wal" "$f-shm"
+done
 
 say "namespace $NS, wireguard-go device $IF"
 ip netns add "$NS"

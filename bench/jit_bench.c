@@ -22,8 +22,11 @@
  * each is newer than anything stored for its key, and a live key's next one comes
  * BENCH_LIVE_STEP_S later, so jit.c does not take it for a client retrying.
  *
- * The database is DIR/jit-bench-N.db with -d DIR, kept and reused (N random keys bulk-loaded
+ * The database is DIR/bench-peers-N.db with -d DIR, kept and reused (N random keys bulk-loaded
  * through store_create, BENCH_LOAD_TXN per transaction); otherwise a temporary file, removed.
+ * Its pool is the one `wgws-provisioner serve --pool4 10.0.0.0/8 --pool6 fd00:6a:1700::/64`
+ * configures, so that a copy of it serves the daemon too (bench/prov.sh: API creates with
+ * 100k and 1M peers stored); -l only makes or tops up that file and exits (no device).
  * The bench keys (derived from their index, so a kept database already holds them) are
  * created when missing, and their installed marks and device entries are cleared at start
  * and at the end. WAL checkpoints run as in the daemon: ckpt.c's thread, on its own
@@ -93,6 +96,7 @@ static struct {
 	int cpu;
 	int verbosity;
 	bool quick;
+	bool load_only;
 } opt = { .backend = WGDEV_UAPI, .cases = "abcde", .cpu = -2, .verbosity = -1 };
 
 /* Latencies in ns, and the wall time of the blocks they were taken in. */
@@ -116,8 +120,9 @@ static unsigned n_rows;
 static char notes[2048];                 /* printed under the table */
 static char tmp_dir[256], db_path[320];
 static bool db_is_tmp;
+/* As main.c makes it from --pool4 10.0.0.0/8 --pool6 fd00:6a:1700::/64 (.1 is the gateway's). */
 static const struct store_pool bench_pool = {
-	.has_ip4 = true, .ip4_first = 0x0a000000, .ip4_last = 0x0affffff,
+	.has_ip4 = true, .ip4_first = 0x0a000002, .ip4_last = 0x0afffffe,
 	.has_ip6 = true, .ip6_prefix = { 0xfd, 0, 0, 0x6a, 0x17, 0, 0, 0 }, .hold_down_s = 180,
 };
 static struct sockaddr_storage source; /* the relay's UDP socket for the tunnel */
@@ -1037,10 +1042,12 @@ static void usage(FILE *f)
 	      "[-u UAPI_DIR]\n"
 	      "                 [-C CASES] [-a N] [-r N] [-L KEYS] [-R ROUNDS] [-m N] [-e N] "
 	      "[-P CPU] [-v]\n"
+	      "       jit_bench -l -d DIR [-q] [-n PEERS]\n"
 	      "  -i IFNAME   the WireGuard device (its private key must be set)\n"
+	      "  -l          only make (or top up) DIR/bench-peers-PEERS.db and exit: no device\n"
 	      "  -n PEERS    random peers stored (default 1000000; -q: 100000)\n"
 	      "  -q          quick: 100,000 peers, about a tenth of the samples\n"
-	      "  -d DIR      keep the database as DIR/jit-bench-PEERS.db and reuse it\n"
+	      "  -d DIR      keep the database as DIR/bench-peers-PEERS.db and reuse it\n"
 	      "              (default: a temporary file, removed)\n"
 	      "  -b KIND     device backend (default uapi); -u DIR: UAPI socket directory\n"
 	      "  -C CASES    any of abcde (default all); the components and the key re-read\n"
@@ -1079,9 +1086,10 @@ static void parse_args(int argc, char **argv)
 	unsigned long long n = 0;
 	int c;
 
-	while ((c = getopt(argc, argv, "i:n:qd:b:u:C:a:r:L:R:m:e:P:vh")) != -1) {
+	while ((c = getopt(argc, argv, "i:n:qd:b:u:C:a:r:L:R:m:e:P:lvh")) != -1) {
 		switch (c) {
 		case 'i': opt.ifname = optarg; break;
+		case 'l': opt.load_only = true; break;
 		case 'n':
 			n = strtoull(optarg, NULL, 10);
 			if (!n)
@@ -1117,7 +1125,7 @@ static void parse_args(int argc, char **argv)
 		default: usage(stderr); exit(2);
 		}
 	}
-	if (optind != argc || !opt.ifname) {
+	if (optind != argc || (opt.load_only ? !opt.dir : !opt.ifname)) {
 		usage(stderr);
 		exit(2);
 	}
@@ -1178,7 +1186,7 @@ int main(int argc, char **argv)
 	if (opt.dir) {
 		if (mkdir(opt.dir, 0700) < 0 && errno != EEXIST)
 			die("mkdir %s: %s", opt.dir, strerror(errno));
-		snprintf(db_path, sizeof(db_path), "%s/jit-bench-%llu.db", opt.dir,
+		snprintf(db_path, sizeof(db_path), "%s/bench-peers-%llu.db", opt.dir,
 			 (unsigned long long)opt.n_peers);
 	} else {
 		snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/jit-bench-XXXXXX");
@@ -1190,6 +1198,16 @@ int main(int argc, char **argv)
 	if ((ret = store_open(&prov.store, db_path, &bench_pool, err, sizeof(err))))
 		die("%s", err);
 	load_s = load_to(opt.n_peers, &loaded);
+	if (opt.load_only) {
+		if ((ret = store_count(prov.store, &stored, NULL)))
+			die("store_count: %s", strerror(-ret));
+		store_close(prov.store);
+		printf("store %s: %llu peers, %s", db_path, (unsigned long long)stored,
+		       load_s > 0 ? "" : "reused\n");
+		if (load_s > 0)
+			printf("%llu loaded in %.1f s\n", (unsigned long long)loaded, load_s);
+		return 0;
+	}
 
 	/* The bench keys: (c) live ones, (e) installed by decisions, (e)'s plain installs. */
 	n_keys = (size_t)opt.live_keys + 2 * (size_t)opt.installs;

@@ -7,11 +7,19 @@
  * its own BEGIN IMMEDIATE ... COMMIT, as in the API; a PASSIVE checkpoint runs every 1,000
  * creates outside the timed region, as the provisioner's writer would.
  *
- * Not part of the Makefile yet. Build and run from the top of the tree:
+ *   make B=build build/store_bench       (or by hand, from the top of the tree:
  *   cc -O2 -g -std=gnu11 -D_GNU_SOURCE -Iprovisioner -Icommon -o build/store_bench \
- *      bench/store_bench.c provisioner/cidr.c $(pkg-config --cflags --libs sqlite3 libsodium)
+ *      bench/store_bench.c provisioner/cidr.c $(pkg-config --cflags --libs sqlite3 libsodium))
  *   build/store_bench [-d DIR] [-n SAMPLES] [SIZE...]     (default: 0 100000 1000000)
- * The database goes to a mkdtemp() directory under DIR (default /tmp) and is removed. */
+ * The database goes to a mkdtemp() directory under DIR (default /tmp) and is removed.
+ *
+ *   build/store_bench -f FILE [-n SAMPLES]
+ * times SAMPLES creates in an existing store FILE instead (no load, no query plans; FILE is
+ * written to and kept: give it a copy) and ends with one line
+ * "result stored=N samples=S mean_us=… p50_us=… p99_us=… max_us=…". bench/prov.sh runs it on
+ * a copy of jit_bench's cached store, next to the same creates through the daemon's API. The
+ * pool is the one `wgws-provisioner serve --pool4 10.0.0.0/8 --pool6 fd00:6a:1700::/64`
+ * (and jit_bench) use. */
 #include "../provisioner/store.c"
 
 #include <getopt.h>
@@ -98,6 +106,57 @@ static int load_to(struct store *st, uint64_t target)
 	return store_checkpoint(st, true);
 }
 
+/* SAMPLES creates, each timed, into lat; 0 or -errno. */
+static int time_creates(struct store *st, int64_t *lat, unsigned samples)
+{
+	for (unsigned s = 0; s < samples; s++) {
+		int64_t a = now_ns();
+		int ret = create_random(st, 2000);
+
+		lat[s] = now_ns() - a;
+		if (ret)
+			return ret;
+		if (s % BENCH_CKPT_EVERY == BENCH_CKPT_EVERY - 1)
+			(void)store_checkpoint(st, false);
+	}
+	return 0;
+}
+
+/* -f: creates into an existing store (a copy: it is written to), one result line. */
+static int time_file(const char *path, const struct store_pool *pool, unsigned samples)
+{
+	struct store *st;
+	char err[256];
+	uint64_t stored;
+	int64_t *lat, sum = 0;
+	int ret;
+
+	if ((ret = store_open(&st, path, pool, err, sizeof(err)))) {
+		fprintf(stderr, "store_bench: %s\n", err);
+		return 1;
+	}
+	lat = calloc(samples, sizeof(*lat));
+	if (!lat || (ret = store_count(st, &stored, NULL))) {
+		fprintf(stderr, "store_bench: %s\n", lat ? strerror(-ret) : "out of memory");
+		return 1;
+	}
+	if ((ret = time_creates(st, lat, samples))) {
+		fprintf(stderr, "store_bench: create: %s\n", strerror(-ret));
+		return 1;
+	}
+	(void)store_checkpoint(st, true);
+	store_close(st);
+	for (unsigned s = 0; s < samples; s++)
+		sum += lat[s];
+	qsort(lat, samples, sizeof(*lat), cmp_i64);
+	printf("result stored=%llu samples=%u mean_us=%.1f p50_us=%.1f p99_us=%.1f max_us=%.1f\n",
+	       (unsigned long long)stored, samples, (double)sum / samples / 1e3,
+	       (double)lat[samples / 2] / 1e3, (double)lat[(size_t)samples * 99 / 100] / 1e3,
+	       (double)lat[samples - 1] / 1e3);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const uint64_t default_sizes[] = { 0, 100000, 1000000 };
@@ -105,24 +164,29 @@ int main(int argc, char **argv)
 	unsigned samples = 5000;
 	char dir[256], path[300], err[256];
 	struct store_pool pool = {
-		.has_ip4 = true, .ip4_first = 0x0a000000, .ip4_last = 0x0affffff,
-		.has_ip6 = true, .ip6_prefix = { 0xfd, 0, 0, 1, 0, 2, 0, 3 }, .hold_down_s = 180,
+		.has_ip4 = true, .ip4_first = 0x0a000002, .ip4_last = 0x0afffffe,
+		.has_ip6 = true, .ip6_prefix = { 0xfd, 0, 0, 0x6a, 0x17, 0, 0, 0 }, .hold_down_s = 180,
 	};
+	const char *file = NULL;
 	struct store *st;
 	int64_t *lat;
 	int opt, ret;
 
-	while ((opt = getopt(argc, argv, "d:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:f:n:")) != -1) {
 		switch (opt) {
 		case 'd': base = optarg; break;
+		case 'f': file = optarg; break;
 		case 'n': samples = (unsigned)strtoul(optarg, NULL, 10); break;
 		default:
-			fprintf(stderr, "usage: %s [-d DIR] [-n SAMPLES] [SIZE...]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-d DIR] [-n SAMPLES] [SIZE...]\n"
+					"       %s -f FILE [-n SAMPLES]\n", argv[0], argv[0]);
 			return 2;
 		}
 	}
 	if (!samples || sodium_init() < 0)
 		return 2;
+	if (file)
+		return time_file(file, &pool, samples);
 	snprintf(dir, sizeof(dir), "%s/store-bench-XXXXXX", base);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
@@ -154,19 +218,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		load_s = (double)(now_ns() - t0) / 1e9;
-		for (unsigned s = 0; s < samples; s++) {
-			int64_t a = now_ns();
-
-			ret = create_random(st, 2000);
-			lat[s] = now_ns() - a;
-			if (ret) {
-				fprintf(stderr, "create: %s\n", strerror(-ret));
-				return 1;
-			}
-			sum += lat[s];
-			if (s % BENCH_CKPT_EVERY == BENCH_CKPT_EVERY - 1)
-				(void)store_checkpoint(st, false);
+		if ((ret = time_creates(st, lat, samples))) {
+			fprintf(stderr, "create: %s\n", strerror(-ret));
+			return 1;
 		}
+		for (unsigned s = 0; s < samples; s++)
+			sum += lat[s];
 		qsort(lat, samples, sizeof(*lat), cmp_i64);
 		printf("%10llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", (unsigned long long)size,
 		       (double)sum / samples / 1e3, (double)lat[samples / 2] / 1e3,
