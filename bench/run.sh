@@ -250,6 +250,7 @@ pingrun() {
 		"p99.9 $(kv p999_us "$out") µs, lost $(kv lost "$out") of $(kv sent "$out")"
 }
 : >"$T/ping"
+rm -f "$OUT"/rtt-*.dat # earlier runs' rates
 HALF=$(awk -v m="${OPEN_PPS[tunnel64]}" 'BEGIN { printf "%d", m / 2 / 1000 * 1000 }')
 [ "$HALF" -ge 1000 ] || HALF=1000
 for rate in 10000 "$HALF"; do
@@ -320,7 +321,8 @@ cpu_of() { # cpu_of LINE FIELD(9 shim, 10 relay, 11 tool)
 LC_NUMERIC=C
 MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 COMMIT=$(git -C "$WGWS_TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$WGWS_TOP" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+DIRTY=$(git -C "$WGWS_TOP" status --porcelain --untracked-files=no -- . ':!bench/results' 2>/dev/null |
+	wc -l)
 [ "$DIRTY" = 0 ] && DIRTY="" || DIRTY=" (+ $DIRTY modified files in the work tree)"
 CMD="make bench"
 [ $QUICK = 1 ] && CMD="make bench QUICK=1"
@@ -393,7 +395,7 @@ ELAPSED=$(($(date +%s) - T0))
 	v=$(awk -v t="$t" -v d="$d" 'BEGIN { r = d > 0 ? t / d : 0; if (r >= 0.5) print "met"; else printf "missed by %.0f points (needs %d packets/s more): sender, shim, relay and sink share 2 cores; see the CPU rows", 100 * (0.5 - r), d / 2 - t }')
 	echo "| 1400 B loss-free rate >= 50 % of direct | $(pct "$t" "$d") ($(fmt "$t") vs $(fmt "$d") packets/s) | $v |"
 	t=${BEST[tunnel64]}
-	v=$(awk -v t="$t" -v d="${BEST[direct64]}" 'BEGIN { if (t >= 300000) print "met"; else printf "missed by %d packets/s (%.0f %% of the goal); direct UDP with the same sender and sink reaches %d here: on 2 cores one udpload sender and sink are the ceiling, and the tunnel adds two processes to them (it reaches %.0f %% of direct)", 300000 - t, 100 * t / 300000, d, d > 0 ? 100 * t / d : 0 }')
+	v=$(awk -v t="$t" -v d="${BEST[direct64]}" 'BEGIN { if (t >= 300000) print "met"; else printf "missed by %d packets/s (%.0f %% of the goal); direct UDP with the same sender and sink reaches %d here: on 2 cores one udpload sender and sink are the ceiling, and the tunnel adds two processes to them (it reaches %.0f %% of direct)", 300000 - t, 100 * t / 300000, d, (d > 0 ? 100 * t / d : 0) }')
 	echo "| 64 B loss-free rate >= 300,000 packets/s | $(fmt "$t") packets/s (direct: $(fmt "${BEST[direct64]}"), sender open loop: $(fmt "${OPEN_SENT[direct64]}")) | $v |"
 	t=$(pmed tunnel 10000 5) d=$(pmed direct 10000 5)
 	a=$(awk -v a="$t" -v b="$d" 'BEGIN { printf "%.1f", a - b }')
