@@ -191,7 +191,7 @@ set terminal pngcairo size 900,560 font ",10"
 set output "$OUT/scale-setup.png"
 set title "Tunnels open on one relay after the flows start (bench/scale.sh)"
 set xlabel "seconds since the first datagram"
-set ylabel "tunnels open (wgws_relay_connections_active)"
+set ylabel "tunnels open (wgws_relay_connections_active)" noenhanced
 set key left top
 set grid
 plot $plots
