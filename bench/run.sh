@@ -73,7 +73,7 @@ if [ "${WGWS_BENCH_USERNS:-0}" = 1 ]; then
 	ip link set lo up
 	RUN=()
 	WHERE="loopback of a user+net namespace (unshare -Urn; not root)"
-	RELAY_USER=()
+	RELAY_USER=(--user root) # uid 0 here may not call setgroups: stay (relay/main.c)
 else
 	NS=wgws-$$-bench
 	netns_add "$NS"

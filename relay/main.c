@@ -66,7 +66,7 @@ static const char usage_text[] =
 	"                          is installed, dropped when unknown or refused; while the\n"
 	"                          provisioner is unreachable, initiations go on at once\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
-	"                          (default nobody)\n"
+	"                          (default nobody; root: stay root)\n"
 	"  -c, --config FILE       read options from FILE ([Relay] section, Key = Value;\n"
 	"                          keys are the long option names); flags override it\n"
 	"  --check-config          validate the configuration and exit\n"
@@ -412,6 +412,12 @@ static void drop_privileges(const char *user)
 	pw = getpwnam(user);
 	if (!pw)
 		fatalx("--user: no such user '%s'", user);
+	if (pw->pw_uid == getuid() && pw->pw_gid == getgid()) {
+		/* --user root as root: nothing to drop (and in a user namespace such as
+		 * unshare -Ur, where uid 0 may not call setgroups, nothing that could be) */
+		log_info("running as %s (uid %u), as asked", user, (unsigned)pw->pw_uid);
+		return;
+	}
 	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
 		fatal("cannot drop privileges to %s", user);

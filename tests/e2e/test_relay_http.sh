@@ -41,6 +41,31 @@ if [ "$(id -u)" = 0 ]; then
 	ok "started as root, the relay runs as nobody once its ports are bound"
 fi
 
+# Inside unshare -Urn (make bench without root) uid 0 may not call setgroups: --user root
+# there means "stay", and the relay serves; without it, it must refuse to start.
+if unshare -Urn true 2>/dev/null; then
+	out=$(unshare -Urn sh -c 'ip link set lo up
+		"$1" --listen 127.0.0.1:8443 --cert "$2" --key "$3" --user root >"$4" 2>&1 &
+		pid=$!
+		for i in $(seq 50); do
+			code=$(curl -sk -m 1 -o /dev/null -w "%{http_code}" https://127.0.0.1:8443/healthz) &&
+				[ "$code" = 200 ] && break
+			sleep 0.1
+		done
+		kill "$pid"; wait "$pid"; echo "healthz $code"' sh "$WGWS_BUILD/wgws-relay" "$CERT" "$KEY" \
+		"$T/relay-userns.log" 2>&1) || true
+	[ "$out" = "healthz 200" ] || fail "relay --user root in unshare -Urn: $out: $(oneline "$(cat "$T/relay-userns.log")")"
+	grep -q "running as root (uid 0), as asked" "$T/relay-userns.log" ||
+		fail "relay --user root: $(oneline "$(cat "$T/relay-userns.log")")"
+	rc=0
+	unshare -Urn sh -c 'ip link set lo up && exec "$1" --listen 127.0.0.1:8443 --cert "$2" \
+		--key "$3"' sh "$WGWS_BUILD/wgws-relay" "$CERT" "$KEY" >"$T/relay-userns2.log" 2>&1 ||
+		rc=$?
+	[ "$rc" != 0 ] && grep -q "cannot drop privileges to nobody" "$T/relay-userns2.log" ||
+		fail "relay in unshare -Urn without --user root: exit $rc: $(oneline "$(cat "$T/relay-userns2.log")")"
+	ok "in unshare -Urn: --user root stays root and serves; the default (nobody) refuses to start"
+fi
+
 for p in / /other /wg; do
 	code=$(http_code "$base$p")
 	case "$p" in
