@@ -34,6 +34,7 @@ struct conn {
 	size_t head, tail;
 	unsigned tx_pkts;
 	unsigned bad_records;
+	uint32_t kernel_drops;  /* SO_RXQ_OVFL's count at the last read */
 	uint64_t opened_ms, last_traffic_ms;
 	uint64_t pkts_in, pkts_out;
 	struct sockaddr_storage peer_addr; /* port zeroed: the client's address */
@@ -83,9 +84,16 @@ static int udp_open(void)
 	const struct sockaddr *wg = (const struct sockaddr *)&relay.cfg.wg;
 	int fd;
 
+	int one = 1, rcvbuf = (int)relay.cfg.queue_bytes * 4;
+
 	fd = socket(wg->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* What WireGuard sends while the loop is busy waits here: room for a few queues'
+	 * worth (the kernel caps it at net.core.rmem_max), and the kernel's count of what did
+	 * not fit comes with each read (SO_RXQ_OVFL). Best effort: neither is required. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&relay.udp_local, relay.udp_local_len) < 0) {
 		int ret = -errno;
 
@@ -172,7 +180,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 		return ret;
 	}
 	desc.filefd = ret;
-	c->udp_wsi = lws_adopt_descriptor_vhost(relay.vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
+	c->udp_wsi = lws_adopt_descriptor_vhost(relay.internal_vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
 						 "wgws-udp", wsi);
 	if (!c->udp_wsi) {
 		close(ret); /* lws closes only sockets it failed to adopt, not raw descriptors */
@@ -390,11 +398,32 @@ static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 
 static int conn_ws_tx(struct conn *c);
 
+/* SO_RXQ_OVFL: the kernel's running count of datagrams it dropped on this socket (its
+ * buffer was full), sent with each datagram; the newest tells the total. */
+static void count_kernel_drops(struct conn *c, const struct msghdr *m)
+{
+	for (const struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR((struct msghdr *)m,
+									       (struct cmsghdr *)cm)) {
+		uint32_t total;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SO_RXQ_OVFL ||
+		    cm->cmsg_len < CMSG_LEN(sizeof(total)))
+			continue;
+		memcpy(&total, CMSG_DATA(cm), sizeof(total));
+		relay.st.udp_kernel_drops += (uint32_t)(total - c->kernel_drops);
+		c->kernel_drops = total;
+	}
+}
+
 static void conn_udp_rx(struct conn *c)
 {
 	static struct mmsghdr msgs[RELAY_UDP_BATCH];
 	static struct iovec iov[RELAY_UDP_BATCH];
 	static struct sockaddr_storage from[RELAY_UDP_BATCH];
+	static union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
+	} ctl[RELAY_UDP_BATCH];
 	size_t slot = relay.cfg.max_record + 1; /* one spare byte tells an oversize datagram */
 
 	/* Bounded: a flooding socket cannot keep the loop to itself; it stays readable. */
@@ -409,6 +438,8 @@ static void conn_udp_rx(struct conn *c)
 				.msg_namelen = sizeof(from[i]),
 				.msg_iov = &iov[i],
 				.msg_iovlen = 1,
+				.msg_control = ctl[i].buf,
+				.msg_controllen = sizeof(ctl[i].buf),
 			};
 		}
 		r = recvmmsg(c->udp_fd, msgs, RELAY_UDP_BATCH, MSG_DONTWAIT, NULL);
@@ -419,6 +450,8 @@ static void conn_udp_rx(struct conn *c)
 				relay.st.drops[DROP_UDP_ERROR]++; /* e.g. ICMP port unreachable */
 			break;
 		}
+		if (r > 0)
+			count_kernel_drops(c, &msgs[r - 1].msg_hdr);
 		for (int i = 0; i < r; i++) {
 			size_t len = msgs[i].msg_len;
 
@@ -482,6 +515,24 @@ static int conn_ws_tx(struct conn *c)
 	return 0;
 }
 
+/* What lws lets through that the RFC or our protocol forbids: unmasked client frames (1002,
+ * RFC 6455 §5.1) and text messages (1003: the wgws stream is binary). Returns a close
+ * status or 0. */
+static int conn_check_frames(struct conn *c)
+{
+	const char *why = wsmask_violation(c->wsi);
+
+	if (why) {
+		log_info("tunnel %s: %s, closing (1002)", c->peer, why);
+		return LWS_CLOSE_STATUS_PROTOCOL_ERR;
+	}
+	if (!lws_frame_is_binary(c->wsi)) {
+		log_info("tunnel %s: a text message, closing (1003)", c->peer);
+		return LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE;
+	}
+	return 0;
+}
+
 int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		     size_t len)
 {
@@ -521,8 +572,7 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 	case LWS_CALLBACK_ESTABLISHED:
 		c->established = true;
-		if (relay.conns_pending)
-			relay.conns_pending--;
+		admit_release(wsi);
 		if (conn_open(c, wsi) < 0) {
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, 0);
 			return -1;
@@ -532,6 +582,12 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	case LWS_CALLBACK_RECEIVE:
 		if (!c->live)
 			return -1;
+		status = conn_check_frames(c);
+		if (status) {
+			relay.st.closes_protocol++;
+			lws_close_reason(wsi, status, NULL, 0);
+			return -1;
+		}
 		/* No lws_validity_confirmed() here: it re-sorts lws's one timer list, O(tunnels)
 		 * per call (with 9,800 tunnels it was 68 % of the relay's CPU and a busy tunnel's
 		 * p99 went to 179 ms). lws pings each tunnel every --keepalive seconds instead,
@@ -569,8 +625,6 @@ int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 	struct conn *c = lws_get_opaque_user_data(wsi);
 
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return 1; /* "wgws-udp" is internal; never a subprotocol a client may ask for */
 	case LWS_CALLBACK_RAW_RX_FILE:
 		if (c && c->live)
 			conn_udp_rx(c);

@@ -1,7 +1,8 @@
 /* Everything on the relay that is plain HTTP: /healthz, 404 for any other path, 426 for the
- * tunnel path without an upgrade, admission of new TCP connections, and the Prometheus text
- * served on the separate --metrics listener. Upgrades that ask for no subprotocol land
- * here (lws binds them to the first protocol) and are refused. */
+ * tunnel path without an upgrade, the end of each connection (for admit.c), and the
+ * Prometheus text (served by metrics.c). Upgrades that ask for no subprotocol of ours
+ * land here (lws binds them to the first protocol) and are refused: the tunnel vhost has
+ * only "http" and "wgws", the internal protocols live on a vhost no client reaches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,13 @@ static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_UPGRADE] = "bad_upgrade",
 	[REJECT_PENDING] = "pending",
 	[REJECT_SHUTDOWN] = "shutdown",
+	[REJECT_IP_RATE] = "ip_rate",
+};
+
+static const char *const evict_names[EVICT_MAX] = {
+	[EVICT_PER_IP] = "per_ip",
+	[EVICT_FULL] = "full",
+	[EVICT_SILENT] = "silent",
 };
 
 enum { HTTP_BODY_MAX = 8192 };
@@ -86,6 +94,28 @@ size_t http_render_metrics(char *buf, size_t size)
 	    "wgws_relay_connections_closed_total{reason=\"idle\"} %llu\n"
 	    "wgws_relay_connections_closed_total{reason=\"bad_input\"} %llu\n",
 	    (unsigned long long)st->closes_idle, (unsigned long long)st->closes_bad);
+	PUT("# HELP wgws_relay_connections_closed_protocol_total Tunnels closed for frames the protocol forbids (unmasked: 1002, text: 1003).\n"
+	    "# TYPE wgws_relay_connections_closed_protocol_total counter\n"
+	    "wgws_relay_connections_closed_protocol_total %llu\n",
+	    (unsigned long long)st->closes_protocol);
+	PUT("# HELP wgws_relay_connections_evicted_total Pending connections closed to make room or for silence, by reason.\n"
+	    "# TYPE wgws_relay_connections_evicted_total counter\n");
+	for (int i = 0; i < EVICT_MAX; i++)
+		PUT("wgws_relay_connections_evicted_total{reason=\"%s\"} %llu\n", evict_names[i],
+		    (unsigned long long)st->evicted[i]);
+	PUT("# HELP wgws_relay_accept_errors_total accept() failures (e.g. out of descriptors) and connections lws could not take.\n"
+	    "# TYPE wgws_relay_accept_errors_total counter\n"
+	    "wgws_relay_accept_errors_total %llu\n", (unsigned long long)st->accept_errors);
+	PUT("# HELP wgws_relay_metrics_connections Connections to the metrics listener now.\n"
+	    "# TYPE wgws_relay_metrics_connections gauge\n"
+	    "wgws_relay_metrics_connections %u\n", metrics_conns());
+	PUT("# HELP wgws_relay_metrics_refused_total Metrics connections closed at accept (more than %d at once).\n"
+	    "# TYPE wgws_relay_metrics_refused_total counter\n"
+	    "wgws_relay_metrics_refused_total %llu\n", METRICS_CONNS_MAX,
+	    (unsigned long long)st->metrics_refused);
+	PUT("# HELP wgws_relay_udp_kernel_drops_total Datagrams from WireGuard the kernel dropped on tunnels' full UDP sockets.\n"
+	    "# TYPE wgws_relay_udp_kernel_drops_total counter\n"
+	    "wgws_relay_udp_kernel_drops_total %llu\n", (unsigned long long)st->udp_kernel_drops);
 	PUT("# HELP wgws_relay_packets_total Datagrams relayed, by direction.\n"
 	    "# TYPE wgws_relay_packets_total counter\n"
 	    "wgws_relay_packets_total{dir=\"ws_to_udp\"} %llu\n"
@@ -146,35 +176,10 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	const char *uri = in;
 
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-		/* Before TLS only what protects the relay itself is refused (a bare close):
-		 * tunnel limits are checked at upgrade time, where a 503 can explain them. */
-		if (relay.shutting_down) {
-			relay.st.rejects[REJECT_SHUTDOWN]++;
-			return 1;
-		}
-		if (relay.conns_pending >= relay.cfg.max_pending) {
-			relay.st.rejects[REJECT_PENDING]++;
-			return 1;
-		}
-		/* Pending until it upgrades (conn.c) or goes away (WSI_DESTROY below). */
-		relay.conns_pending++;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* lws tells protocols[0] about every wsi of the vhost that goes away. */
+		admit_release(wsi);
 		return 0;
-
-	case LWS_CALLBACK_WSI_DESTROY: {
-		/* lws tells protocols[0] about every wsi of the vhost that goes away. Not
-		 * pending: our UDP sockets and JIT channel, and tunnels that did upgrade. (The listening
-		 * socket goes only at exit.) */
-		const struct lws_protocols *p = lws_get_protocol(wsi);
-
-		if (p && (!strcmp(p->name, "wgws-udp") || !strcmp(p->name, "wgws-jit")))
-			return 0;
-		if (p && !strcmp(p->name, RELAY_SUBPROTOCOL) && conn_was_established(user))
-			return 0;
-		if (relay.conns_pending)
-			relay.conns_pending--;
-		return 0;
-	}
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* A WebSocket upgrade without our subprotocol. */
@@ -189,29 +194,6 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			return http_reply_str(wsi, 426, "WebSocket upgrade with subprotocol wgws required\n");
 		return http_reply_str(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
 
-	default:
-		return lws_callback_http_dummy(wsi, reason, user, in, len);
-	}
-}
-
-int http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			  void *in, size_t len)
-{
-	const char *uri = in;
-
-	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return 1;
-	case LWS_CALLBACK_HTTP:
-		if (!strcmp(uri, "/metrics")) {
-			char *body = (char *)http_buf + LWS_PRE;
-
-			return http_reply(wsi, HTTP_STATUS_OK, body,
-					  http_render_metrics(body, HTTP_BODY_MAX));
-		}
-		if (!strcmp(uri, "/healthz"))
-			return http_reply_str(wsi, HTTP_STATUS_OK, "ok\n");
-		return http_reply_str(wsi, HTTP_STATUS_NOT_FOUND, "not found\n");
 	default:
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	}

@@ -386,8 +386,8 @@ static void jit_connect(void)
 		goto fail_close;
 	size_sndbuf(fd);
 	desc.filefd = fd;
-	jit.wsi = lws_adopt_descriptor_vhost(relay.vhost, LWS_ADOPT_RAW_FILE_DESC, desc,
-					     "wgws-jit", NULL);
+	jit.wsi = lws_adopt_descriptor_vhost(relay.internal_vhost, LWS_ADOPT_RAW_FILE_DESC,
+					     desc, "wgws-jit", NULL);
 	if (!jit.wsi) {
 		errno = ENOMEM;
 		goto fail_close;

@@ -47,9 +47,17 @@ static const char usage_text[] =
 	"  --path PATH             the path that upgrades (default /wg)\n"
 	"  --wg ADDR:PORT          WireGuard's UDP address (default 127.0.0.1:51820)\n"
 	"  --max-conns N           most tunnels at once (default 1024)\n"
-	"  --max-conns-per-ip N    most tunnels from one client address (default 0 = no\n"
-	"                          limit; clients behind one NAT share an address)\n"
-	"  --max-pending N         connections allowed at once in TLS or upgrade (default 256)\n"
+	"  --max-conns-per-ip N    most tunnels from one client address (default 128, 0 = no\n"
+	"                          limit): one address cannot take more than an eighth of the\n"
+	"                          default --max-conns, and an office of up to 128 users\n"
+	"                          behind one NAT still fits; raise it for bigger ones\n"
+	"  --max-pending N         connections allowed at once before they upgrade (TLS,\n"
+	"                          request); when full, the oldest is closed (default 256)\n"
+	"  --max-pending-per-ip N  of those, from one address (an IPv6 /64 counts as one);\n"
+	"                          one more closes that address's oldest (default 32)\n"
+	"  --rate-per-ip N         new connections per second from one address, in bursts of\n"
+	"                          4 s worth; the rest are closed at once (default 16: a TLS\n"
+	"                          handshake costs the relay ~1 ms of CPU; 0 = no limit)\n"
 	"  --max-record N          longest datagram, bytes (default 65535); a longer record\n"
 	"                          from a client closes its tunnel with 1009, a longer one\n"
 	"                          from WireGuard is dropped; keep it >= WireGuard's MTU + 32\n"
@@ -59,8 +67,10 @@ static const char usage_text[] =
 	"                          0 = never)\n"
 	"  --keepalive SECONDS     ping each client this often (default 30); close one that\n"
 	"                          has not answered 45 s later\n"
-	"  --header-timeout SECONDS  time allowed for TLS and the upgrade request (default 10)\n"
-	"  --metrics ADDR:PORT     serve Prometheus text at http://ADDR:PORT/metrics\n"
+	"  --header-timeout SECONDS  time allowed for TLS and the upgrade request (default 10);\n"
+	"                          a connection that sends nothing at all is closed after 3 s\n"
+	"  --metrics ADDR:PORT     serve Prometheus text at http://ADDR:PORT/metrics (at most\n"
+	"                          8 connections at once: keep it local)\n"
 	"  --jit-socket PATH       ask wgws-provisioner (its --jit-socket) about each handshake\n"
 	"                          initiation, holding it up to 3 s: forwarded when the peer\n"
 	"                          is installed, dropped when unknown or refused; while the\n"
@@ -76,7 +86,7 @@ static const char usage_text[] =
 
 enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
-	OPT_MAX_PENDING, OPT_MAX_RECORD,
+	OPT_MAX_PENDING, OPT_MAX_PENDING_PER_IP, OPT_RATE_PER_IP, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
 	OPT_USER, OPT_JIT_SOCKET, OPT_CHECK_CONFIG, OPT_VERSION,
 };
@@ -90,6 +100,8 @@ static const struct option long_opts[] = {
 	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 	{ "max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP },
 	{ "max-pending", required_argument, NULL, OPT_MAX_PENDING },
+	{ "max-pending-per-ip", required_argument, NULL, OPT_MAX_PENDING_PER_IP },
+	{ "rate-per-ip", required_argument, NULL, OPT_RATE_PER_IP },
 	{ "max-record", required_argument, NULL, OPT_MAX_RECORD },
 	{ "queue-bytes", required_argument, NULL, OPT_QUEUE_BYTES },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
@@ -183,6 +195,10 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return set_uint(name, v, 0, 1000000, &cfg->max_conns_per_ip, err);
 	case OPT_MAX_PENDING:
 		return set_uint(name, v, 1, 1000000, &cfg->max_pending, err);
+	case OPT_MAX_PENDING_PER_IP:
+		return set_uint(name, v, 1, 1000000, &cfg->max_pending_per_ip, err);
+	case OPT_RATE_PER_IP:
+		return set_uint(name, v, 0, 1000000, &cfg->rate_per_ip, err);
 	case OPT_MAX_RECORD:
 		return set_uint(name, v, 148, FRAME_MAX_LEN, &cfg->max_record, err);
 	case OPT_QUEUE_BYTES:
@@ -209,6 +225,9 @@ static void cfg_defaults(struct relay_cfg *cfg)
 		fatalx("default --wg");
 	cfg->max_conns = 1024;
 	cfg->max_pending = 256;
+	cfg->max_pending_per_ip = 32;
+	cfg->rate_per_ip = 16;
+	cfg->max_conns_per_ip = 128;
 	cfg->max_record = FRAME_MAX_LEN;
 	cfg->queue_bytes = 65536;
 	cfg->idle_timeout_s = 600;
@@ -315,50 +334,28 @@ static void lws_emit(int level, const char *line)
 		log_debug("lws: %.*s", (int)n, line);
 }
 
-/* lws wants an interface name or address string; NULL means every address. */
-static const char *iface_of(const struct sockaddr_storage *ss, char buf[static INET6_ADDRSTRLEN],
-			    int *port, uint64_t *options)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *sin = (const void *)ss;
-
-		*port = ntohs(sin->sin_port);
-		*options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
-			return NULL;
-		return inet_ntop(AF_INET, &sin->sin_addr, buf, INET6_ADDRSTRLEN);
-	} else {
-		const struct sockaddr_in6 *sin6 = (const void *)ss;
-
-		*port = ntohs(sin6->sin6_port);
-		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
-			return NULL;
-		return inet_ntop(AF_INET6, &sin6->sin6_addr, buf, INET6_ADDRSTRLEN);
-	}
-}
-
+/* A client's upgrade may name only these: lws binds a subprotocol by name among its
+ * vhost's protocols. */
 static const struct lws_protocols tunnel_protocols[] = {
 	{ "http", http_callback, 0, 0, 0, NULL, 0 },
 	{ RELAY_SUBPROTOCOL, conn_ws_callback, 0 /* set at start */, 16384, 0, NULL, 0 },
-	{ "wgws-udp", conn_udp_callback, 0, 0, 0, NULL, 0 },
-	{ "wgws-jit", jit_callback, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
-static const struct lws_protocols metrics_protocols[] = {
-	{ "http", http_metrics_callback, 0, 0, 0, NULL, 0 },
+/* Descriptors the relay adopts itself, on a vhost that never sees a client. */
+static const struct lws_protocols internal_protocols[] = {
+	{ "wgws-udp", conn_udp_callback, 0, 0, 0, NULL, 0 },
+	{ "wgws-jit", jit_callback, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
 static struct lws_protocols protocols[LWS_ARRAY_SIZE(tunnel_protocols)];
 static lws_retry_bo_t validity;
 
+/* The vhosts have no listeners: admit.c accepts and hands connections over. */
 static void create_vhosts(struct relay_cfg *cfg)
 {
 	struct lws_context_creation_info info;
-	char iface[INET6_ADDRSTRLEN], miface[INET6_ADDRSTRLEN], addr[ADDR_STR_LEN];
-	uint64_t opts = 0;
-	int port;
 
 	memcpy(protocols, tunnel_protocols, sizeof(protocols));
 	protocols[1].per_session_data_size = conn_user_size();
@@ -368,9 +365,8 @@ static void create_vhosts(struct relay_cfg *cfg)
 
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "wgws";
-	info.iface = iface_of(&cfg->listen, iface, &port, &opts);
-	info.port = port;
-	info.options = opts | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* TLS on this vhost */
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* TLS on this vhost */
 	info.protocols = protocols;
 	info.ssl_cert_filepath = cfg->cert;
 	info.ssl_private_key_filepath = cfg->key;
@@ -378,29 +374,41 @@ static void create_vhosts(struct relay_cfg *cfg)
 	info.alpn = "http/1.1";
 	info.retry_and_idle_policy = &validity;
 	/* Slowloris: a connection gets header_timeout for TLS, and as long again for its
-	 * request once TLS is up (also the limit for a silent TCP connection). */
+	 * request once TLS is up (one that sends nothing is admit.c's, for 3 s). */
 	info.keepalive_timeout = (int)cfg->header_timeout_s;
 	info.timeout_secs_ah_idle = (int)cfg->header_timeout_s;
 	relay.vhost = lws_create_vhost(relay.ctx, &info);
 	if (!relay.vhost)
-		fatalx("cannot listen on %s with --cert %s --key %s (see the lws error above; "
-		       "is the port free and the key the certificate's?)",
-		       addr_format((struct sockaddr *)&cfg->listen, addr), cfg->cert, cfg->key);
+		fatalx("cannot use --cert %s --key %s (see the lws error above; is the key the "
+		       "certificate's?)", cfg->cert, cfg->key);
 
-	if (cfg->has_metrics) {
-		opts = 0;
-		memset(&info, 0, sizeof(info));
-		info.vhost_name = "metrics";
-		info.iface = iface_of(&cfg->metrics, miface, &port, &opts);
-		info.port = port;
-		info.options = opts;
-		info.protocols = metrics_protocols;
-		info.keepalive_timeout = (int)cfg->header_timeout_s;
-		relay.metrics_vhost = lws_create_vhost(relay.ctx, &info);
-		if (!relay.metrics_vhost)
-			fatalx("cannot listen on --metrics %s",
-			       addr_format((struct sockaddr *)&cfg->metrics, addr));
-	}
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "internal";
+	info.port = CONTEXT_PORT_NO_LISTEN; /* never the tunnel vhost's "port": see metrics.c */
+	info.protocols = internal_protocols;
+	relay.internal_vhost = lws_create_vhost(relay.ctx, &info);
+	if (!relay.internal_vhost)
+		fatalx("cannot create the internal vhost");
+}
+
+/* Bind one listener, or exit saying why. */
+static int listen_or_die(const char *what, const struct sockaddr_storage *ss, socklen_t len)
+{
+	char addr[ADDR_STR_LEN];
+	int fd = admit_listen(ss, len);
+	unsigned port = ntohs(ss->ss_family == AF_INET ?
+			      ((const struct sockaddr_in *)ss)->sin_port :
+			      ((const struct sockaddr_in6 *)ss)->sin6_port);
+
+	if (fd >= 0)
+		return fd;
+	addr_format((const struct sockaddr *)ss, addr);
+	if (fd == -EACCES && port < 1024)
+		fatalx("%s %s: %s (a port below 1024 needs root or CAP_NET_BIND_SERVICE)", what,
+		       addr, strerror(-fd));
+	if (fd == -EADDRNOTAVAIL)
+		fatalx("%s %s: %s (the address is not on this host)", what, addr, strerror(-fd));
+	fatalx("%s %s: %s", what, addr, strerror(-fd));
 }
 
 static void drop_privileges(const char *user)
@@ -442,6 +450,7 @@ static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
 		return;
 	log_info("signal %d: closing %u tunnels and exiting", w->signum, relay.conns_active);
 	relay.shutting_down = true;
+	admit_stop_listening();
 	shutdown_deadline = relay_now_ms() + SHUTDOWN_GRACE_MS;
 	conn_close_all();
 	ev_timer_init(&shutdown_timer, shutdown_check, 0., 0.02);
@@ -450,7 +459,10 @@ static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
 
 static void sweep_cb(lws_sorted_usec_list_t *sul)
 {
-	conn_sweep(relay_now_ms());
+	uint64_t now_ms = relay_now_ms();
+
+	conn_sweep(now_ms);
+	admit_sweep(now_ms);
 	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
 }
 
@@ -458,7 +470,7 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
  * limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it. */
 static void fit_fd_limit(struct relay_cfg *cfg)
 {
-	enum { SPARE_FDS = 64 }; /* listeners, metrics, lws's own, log */
+	enum { SPARE_FDS = 64 + METRICS_CONNS_MAX }; /* listeners, metrics, lws's own, log */
 	struct rlimit rl;
 	unsigned long need = cfg->max_conns * 2 + cfg->max_pending + SPARE_FDS;
 
@@ -487,6 +499,7 @@ int main(int argc, char **argv)
 	char addr[ADDR_STR_LEN];
 	bool check_only = false;
 	void *foreign_loops[1];
+	int tunnel_fd, metrics_fd = -1;
 
 	log_init("wgws-relay", 0);
 	parse_args(&relay.cfg, argc, argv, &check_only);
@@ -498,6 +511,9 @@ int main(int argc, char **argv)
 
 	lws_set_log_level(relay.cfg.verbosity >= 2 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
 			  lws_emit);
+	if (wsmask_init() < 0)
+		fatalx("the frame check cannot see the TLS stream (SSL_read not interposed: a "
+		       "build problem)");
 	fit_fd_limit(&relay.cfg);
 	find_udp_source(&relay.cfg);
 	relay.udp_buf = malloc((size_t)RELAY_UDP_BATCH * (relay.cfg.max_record + 1));
@@ -529,9 +545,14 @@ int main(int argc, char **argv)
 	if (!relay.ctx)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&relay.cfg);
+	tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
+	if (relay.cfg.has_metrics)
+		metrics_fd = listen_or_die("--metrics", &relay.cfg.metrics, relay.cfg.metrics_len);
 	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
 	jit_start();
 	drop_privileges(relay.cfg.user);
+	if (admit_start(loop, tunnel_fd) < 0 || (metrics_fd >= 0 && metrics_start(loop, metrics_fd) < 0))
+		fatalx("out of memory");
 
 	log_info("listening on %s, path %s, relaying to WireGuard at %s",
 		 addr_format((struct sockaddr *)&relay.cfg.listen, addr), relay.cfg.path,
@@ -543,6 +564,8 @@ int main(int argc, char **argv)
 
 	ev_run(loop, 0);
 	lws_sul_cancel(&relay.sweep);
+	admit_stop();
+	metrics_stop();
 	jit_stop();
 	lws_context_destroy(relay.ctx);
 	ev_timer_stop(loop, &shutdown_timer);

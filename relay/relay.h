@@ -2,6 +2,7 @@
 #ifndef WGWS_RELAY_H
 #define WGWS_RELAY_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +41,8 @@ struct relay_cfg {
 	unsigned long max_conns;
 	unsigned long max_conns_per_ip; /* 0 = no per-address limit */
 	unsigned long max_pending;      /* connections not yet upgraded */
+	unsigned long max_pending_per_ip; /* of those, from one source (IPv4 address, IPv6 /64) */
+	unsigned long rate_per_ip;      /* new connections per second from one source (0 = any) */
 	unsigned long max_record;
 	unsigned long queue_bytes;
 	unsigned long idle_timeout_s;  /* no tunnel traffic for this long: close (0 = never) */
@@ -70,7 +73,15 @@ enum relay_reject {
 	REJECT_UPGRADE,  /* wrong path or subprotocol */
 	REJECT_PENDING,  /* --max-pending connections still in TLS or upgrade */
 	REJECT_SHUTDOWN,
+	REJECT_IP_RATE,  /* --rate-per-ip: closed at accept */
 	REJECT_MAX,
+};
+
+enum relay_evict {
+	EVICT_PER_IP,    /* its source had --max-pending-per-ip pending: the oldest goes */
+	EVICT_FULL,      /* --max-pending reached: the oldest of all goes */
+	EVICT_SILENT,    /* sent nothing within ADMIT_HELLO_MS */
+	EVICT_MAX,
 };
 
 struct relay_stats {
@@ -80,7 +91,11 @@ struct relay_stats {
 	uint64_t ws_messages_out;
 	uint64_t drops[DROP_MAX];
 	uint64_t rejects[REJECT_MAX];
-	uint64_t closes_idle, closes_bad;
+	uint64_t closes_idle, closes_bad, closes_protocol;
+	uint64_t evicted[EVICT_MAX];
+	uint64_t accept_errors;   /* accept() failures (EMFILE...) and failed adoptions */
+	uint64_t metrics_refused; /* metrics connections over METRICS_CONNS_MAX */
+	uint64_t udp_kernel_drops; /* datagrams the kernel dropped on tunnels' UDP sockets */
 	uint64_t jit_requests;                  /* sent to the provisioner, re-asks included */
 	uint64_t jit_answers[JIT_VERDICT_MAX];  /* every well-formed answer, by verdict */
 	uint64_t jit_stale;       /* answers for no request in flight (timed out, tunnel gone) */
@@ -95,7 +110,7 @@ struct relay {
 	struct relay_cfg cfg;
 	struct lws_context *ctx;
 	struct lws_vhost *vhost;
-	struct lws_vhost *metrics_vhost;
+	struct lws_vhost *internal_vhost; /* no listener: the UDP sockets and the JIT channel */
 	struct conn *conns;        /* every established tunnel, for sweeps and shutdown */
 	unsigned conns_active;
 	unsigned conns_pending;    /* accepted TCP connections not yet upgraded or closed */
@@ -168,12 +183,46 @@ void conn_close_all(void);
 void conn_forward_held(struct jit_hold *h);
 uint64_t relay_now_ms(void);
 
+/* ---- admit.c: the tunnel listener and connections until they are tunnels ---- */
+
+enum {
+	ADMIT_RATE_BURST = 4,   /* a source's burst: this many seconds of --rate-per-ip */
+};
+
+/* Bind and listen (before privileges are dropped); returns the descriptor or -errno. */
+int admit_listen(const struct sockaddr_storage *ss, socklen_t len);
+/* Accept on fd from the loop. 0 or -errno. */
+int admit_start(struct ev_loop *loop, int fd);
+/* Close the listener (shutdown); admit_stop() also closes connections lws never got. */
+void admit_stop_listening(void);
+void admit_stop(void);
+/* Close connections silent past their first-byte deadline; from the sweep. */
+void admit_sweep(uint64_t now_ms);
+/* From lws's ESTABLISHED and WSI_DESTROY: the connection no longer holds a pending slot. */
+void admit_release(struct lws *wsi);
+
+/* ---- metrics.c: the --metrics listener, a small HTTP/1.x server of our own ---- */
+
+enum {
+	METRICS_CONNS_MAX = 8,  /* connections at once; more are closed at accept */
+};
+
+/* Serve /metrics and /healthz on fd (listening) from the loop. 0 or -errno. */
+int metrics_start(struct ev_loop *loop, int fd);
+void metrics_stop(void);
+unsigned metrics_conns(void);
+
+/* ---- wsmask.c: client frame checks lws 4.1.6 does not make (RFC 6455 §5.1) ---- */
+
+/* Hook the decrypted stream (an SSL_read interposer). -ENOSYS if the hook is not reached. */
+int wsmask_init(void);
+/* The first violation this connection committed ("unmasked frame"), or NULL. */
+const char *wsmask_violation(struct lws *wsi);
+
 /* ---- http.c: /healthz, 404s, metrics, connection admission ---- */
 
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		  size_t len);
-int http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			  void *in, size_t len);
 /* Render the Prometheus text into buf; returns its length (truncated output is cut at
  * a line boundary). */
 size_t http_render_metrics(char *buf, size_t size);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The relay's limits and its resilience, without WireGuard (a UDP echo stands in for it):
-#  - --max-pending caps connections still in TLS/upgrade, and the count returns to 0 when the
-#    header timeout cuts them;
+#  - --max-pending caps connections still in TLS/upgrade (the oldest make room), and the count
+#    returns to 0 when the 3 s first-byte deadline cuts silent ones;
 #  - --max-conns answers 503 to one tunnel too many;
 #  - --idle-timeout closes a tunnel that sends only zero-length keepalive records (1000);
 #  - WireGuard not listening (ICMP port unreachable) costs datagrams, never the tunnel: once
@@ -50,13 +50,15 @@ HOLD_PID=$SPAWNED
 wait_for 5 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
 	awk '\$1 == \"wgws_relay_connections_pending\" { print \$2 }')\" = 3 ]" ||
 	fail "pending connections: expected 3, got $(metric wgws_relay_connections_pending)"
-rej=$(metric 'wgws_relay_connections_rejected_total{reason="pending"}')
-[ "$rej" -ge 3 ] || fail "expected at least 3 refusals for --max-pending, got $rej"
-ok "pending capped at 3, $rej refused"
+ev=$(metric 'wgws_relay_connections_evicted_total{reason="full"}')
+[ "$ev" -ge 3 ] || fail "expected at least 3 evictions for --max-pending, got $ev"
+ok "pending capped at 3, the $ev oldest closed to make room"
 wait_for 6 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
 	awk '\$1 == \"wgws_relay_connections_pending\" { print \$2 }')\" = 0 ]" ||
-	fail "pending did not return to 0 after the header timeout: $(metric wgws_relay_connections_pending)"
-ok "the header timeout cut them: pending back to 0"
+	fail "pending did not return to 0 after the first-byte deadline: $(metric wgws_relay_connections_pending)"
+ev=$(metric 'wgws_relay_connections_evicted_total{reason="silent"}')
+[ "$ev" = 3 ] || fail "expected 3 closed for silence, got $ev"
+ok "silent for 3 s: closed, pending back to 0"
 stop_pid "$HOLD_PID"
 
 say "--max-conns 2: a third tunnel"

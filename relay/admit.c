@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: MIT */
+/* Admission: the relay's listening sockets and every connection until it is a tunnel.
+ *
+ * lws's vhosts have no listener of their own: this file accepts, so that what a client may
+ * hold before it has proved anything is bounded here, whatever lws does.
+ *  - Every accepted tunnel-port connection takes one of --max-pending slots. The slot is
+ *    returned when the connection upgrades or when lws destroys it (admit_release, from
+ *    ESTABLISHED and WSI_DESTROY), found through the wsi's opaque pointer: per
+ *    connection, whatever the connection did or named.
+ *  - A source (an IPv4 address, an IPv6 /64) holds at most --max-pending-per-ip slots: one
+ *    more evicts its own oldest. A full table evicts the oldest connection of all, so a new
+ *    client always gets a slot and only connections older than max_pending newer ones lose.
+ *  - New connections per source are rate-limited (--rate-per-ip, a token bucket in two hashed
+ *    tables: a source is refused only when both its buckets are empty, so an innocent address
+ *    sharing one bucket with a flooder still gets through). A TLS handshake costs ~1 ms of CPU.
+ *  - A connection that has sent nothing waits in a slot of our own (no TLS state, no lws
+ *    wsi) for ADMIT_HELLO_MS, a shorter deadline than lws's --header-timeout for TLS and the
+ *    request. When its first bytes arrive it joins a queue; at most ADMIT_ADOPT_PER_PASS
+ *    join lws per pass of the event loop, so a burst of new clients (a relay restart makes
+ *    every client reconnect at once) costs established tunnels a few ms per pass, not the
+ *    burst's whole TLS work in one pass.
+ *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause that listener for ADMIT_PAUSE_MS instead
+ *    of spinning on a socket that stays readable.
+ * This file never reads a byte of a connection: TLS, HTTP and WebSocket are lws's. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+
+enum {
+	ADMIT_ACCEPT_BATCH = 32,   /* accepts per listener per loop pass */
+	ADMIT_ADOPT_PER_PASS = 4,  /* connections handed to lws (TLS) per loop pass */
+	ADMIT_HELLO_MS = 3000,     /* a connection that has sent nothing is closed after this */
+	ADMIT_PAUSE_MS = 250,      /* a listener rests this long after an accept error */
+	ADMIT_BUCKETS = 1024,      /* per table, two tables */
+	ADMIT_BACKLOG = 1024,
+};
+
+struct admit_slot {
+	struct admit_slot *prev, *next; /* pending, oldest first (or the free list: next only) */
+	struct admit_slot *rnext;       /* the ready queue: first bytes arrived, lws not yet */
+	struct lws *wsi;                /* NULL until adopted into lws */
+	ev_io io;                       /* waiting for the first byte */
+	int fd;
+	bool in_use, ready;
+	uint64_t accepted_ms;
+	uint8_t src[16];                /* the source's key: IPv4 address or IPv6 /64 */
+};
+
+struct listener {
+	ev_io io;
+	ev_timer pause;
+	int fd;
+};
+
+struct bucket {
+	uint32_t tokens_milli; /* tokens * 1000 */
+	uint64_t last_ms;
+};
+
+static struct {
+	struct ev_loop *loop;
+	struct listener tunnel;
+	struct admit_slot *slots, *free, *oldest, *newest;
+	struct admit_slot *ready, **ready_tail;
+	ev_prepare adopt;
+	ev_idle busy;                   /* keeps the loop from sleeping while some are ready */
+	uint64_t warned_ms;
+	uint8_t hash_key[2][16];
+	struct bucket buckets[2][ADMIT_BUCKETS];
+} adm;
+
+/* An address's admission key: IPv4 (also v4-mapped) as itself, IPv6 by its /64, which one
+ * host is normally given whole. */
+static void src_key(const struct sockaddr_storage *ss, uint8_t key[static 16])
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(key, a->s6_addr + 12, 4);
+		} else {
+			key[4] = 6; /* never equal to an IPv4 key */
+			memcpy(key + 8, a->s6_addr, 8);
+		}
+	}
+}
+
+/* SipHash would do; this keyed FNV-style mix is enough to keep an attacker from choosing
+ * collisions with a victim without knowing the key (random at start). */
+static unsigned bucket_of(int table, const uint8_t key[static 16])
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (int i = 0; i < 16; i++) {
+		h ^= (uint64_t)(key[i] ^ adm.hash_key[table][i]);
+		h *= 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return (unsigned)(h % ADMIT_BUCKETS);
+}
+
+static void bucket_refill(struct bucket *b, uint64_t now_ms)
+{
+	uint64_t burst = (uint64_t)relay.cfg.rate_per_ip * ADMIT_RATE_BURST * 1000;
+	uint64_t add = (now_ms - b->last_ms) * relay.cfg.rate_per_ip;
+
+	b->last_ms = now_ms;
+	b->tokens_milli = (uint32_t)(b->tokens_milli + add > burst ? burst : b->tokens_milli + add);
+}
+
+/* One new connection from key: allowed while either of its buckets has a token. */
+static bool rate_allows(const uint8_t key[static 16], uint64_t now_ms)
+{
+	struct bucket *b[2];
+	bool ok = false;
+
+	if (!relay.cfg.rate_per_ip)
+		return true;
+	for (int t = 0; t < 2; t++) {
+		b[t] = &adm.buckets[t][bucket_of(t, key)];
+		bucket_refill(b[t], now_ms);
+		ok |= b[t]->tokens_milli >= 1000;
+	}
+	if (!ok)
+		return false;
+	for (int t = 0; t < 2; t++)
+		b[t]->tokens_milli = b[t]->tokens_milli >= 1000 ? b[t]->tokens_milli - 1000 : 0;
+	return true;
+}
+
+static void slot_unlink(struct admit_slot *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		adm.oldest = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		adm.newest = s->prev;
+}
+
+static void ready_remove(struct admit_slot *s)
+{
+	struct admit_slot **pp = &adm.ready;
+
+	while (*pp && *pp != s)
+		pp = &(*pp)->rnext;
+	if (*pp) {
+		*pp = s->rnext;
+		if (adm.ready_tail == &s->rnext)
+			adm.ready_tail = pp;
+	}
+	s->rnext = NULL;
+	s->ready = false;
+}
+
+/* The slot goes back to the free list; the connection is someone else's business now
+ * (lws's, a tunnel's) or gone. */
+static void slot_release(struct admit_slot *s)
+{
+	if (!s->in_use)
+		return;
+	if (s->ready)
+		ready_remove(s);
+	ev_io_stop(adm.loop, &s->io);
+	slot_unlink(s);
+	s->in_use = false;
+	s->wsi = NULL;
+	s->fd = -1;
+	s->next = adm.free;
+	adm.free = s;
+	relay.conns_pending--;
+}
+
+/* Close a pending connection to make room. Adopted ones are closed by lws at once, which
+ * releases the slot through WSI_DESTROY. */
+static void slot_evict(struct admit_slot *s, enum relay_evict why)
+{
+	relay.st.evicted[why]++;
+	if (s->wsi) {
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+		slot_release(s); /* no-op when WSI_DESTROY already did it */
+		return;
+	}
+	close(s->fd);
+	slot_release(s);
+}
+
+static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct admit_slot *s = w->data;
+
+	ev_io_stop(loop, w);
+	s->ready = true;
+	s->rnext = NULL;
+	*adm.ready_tail = s;
+	adm.ready_tail = &s->rnext;
+	ev_idle_start(loop, &adm.busy);
+}
+
+static void adopt_one(struct admit_slot *s)
+{
+	lws_adopt_desc_t info;
+	lws_sock_file_fd_type fd = { .sockfd = s->fd };
+	struct lws *wsi;
+
+	memset(&info, 0, sizeof(info));
+	info.vh = relay.vhost;
+	info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
+	info.fd = fd;
+	info.opaque = s;
+	s->wsi = NULL;
+	wsi = lws_adopt_descriptor_vhost_via_info(&info);
+	/* On failure lws closed the socket, and destroyed the wsi (WSI_DESTROY released the
+	 * slot) if it had made one. */
+	if (!wsi) {
+		s->fd = -1;
+		relay.st.accept_errors++;
+		slot_release(s);
+		return;
+	}
+	if (s->in_use)
+		s->wsi = wsi;
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	for (int n = 0; n < ADMIT_ADOPT_PER_PASS && adm.ready; n++) {
+		struct admit_slot *s = adm.ready;
+
+		adm.ready = s->rnext;
+		if (!adm.ready)
+			adm.ready_tail = &adm.ready;
+		s->rnext = NULL;
+		s->ready = false;
+		adopt_one(s);
+	}
+	if (!adm.ready)
+		ev_idle_stop(loop, &adm.busy);
+}
+
+static void on_busy(struct ev_loop *loop, ev_idle *w, int revents)
+{
+}
+
+/* The oldest pending connection of key, and how many key holds. */
+static struct admit_slot *oldest_of(const uint8_t key[static 16], unsigned long *count)
+{
+	struct admit_slot *first = NULL;
+
+	*count = 0;
+	for (struct admit_slot *s = adm.oldest; s; s = s->next)
+		if (!memcmp(s->src, key, 16) && !(*count)++)
+			first = s;
+	return first;
+}
+
+static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now_ms)
+{
+	struct admit_slot *s;
+	unsigned long count;
+	uint8_t key[16];
+
+	src_key(ss, key);
+	if (!rate_allows(key, now_ms)) {
+		relay.st.rejects[REJECT_IP_RATE]++;
+		close(fd);
+		return;
+	}
+	s = oldest_of(key, &count);
+	if (count >= relay.cfg.max_pending_per_ip)
+		slot_evict(s, EVICT_PER_IP);
+	if (!adm.free)
+		slot_evict(adm.oldest, EVICT_FULL);
+
+	s = adm.free;
+	adm.free = s->next;
+	memset(s, 0, sizeof(*s));
+	s->in_use = true;
+	s->fd = fd;
+	s->accepted_ms = now_ms;
+	memcpy(s->src, key, 16);
+	s->prev = adm.newest;
+	if (adm.newest)
+		adm.newest->next = s;
+	else
+		adm.oldest = s;
+	adm.newest = s;
+	relay.conns_pending++;
+	ev_io_init(&s->io, on_first_bytes, fd, EV_READ);
+	s->io.data = s;
+	ev_io_start(adm.loop, &s->io);
+}
+
+static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listener *l = w->data;
+
+	ev_io_start(loop, &l->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = w->data;
+	uint64_t now_ms = relay_now_ms();
+
+	for (int n = 0; n < ADMIT_ACCEPT_BATCH; n++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and
+			 * the socket readable; rest instead of spinning on it. */
+			relay.st.accept_errors++;
+			if (now_ms - adm.warned_ms >= 10000) {
+				adm.warned_ms = now_ms;
+				log_warn("accept on --listen (pausing it %d ms; counted in "
+					 "wgws_relay_accept_errors_total)", ADMIT_PAUSE_MS);
+			}
+			ev_io_stop(loop, &l->io);
+			ev_timer_set(&l->pause, ADMIT_PAUSE_MS / 1000., 0.);
+			ev_timer_start(loop, &l->pause);
+			return;
+		}
+		if (relay.shutting_down) {
+			relay.st.rejects[REJECT_SHUTDOWN]++;
+			close(fd);
+			continue;
+		}
+		admit_tunnel(fd, &ss, now_ms);
+	}
+}
+
+int admit_listen(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, zero = 0;
+
+	if (fd < 0)
+		return -errno;
+	/* [::] takes IPv4 too, whatever net.ipv6.bindv6only says. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, ADMIT_BACKLOG) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int admit_start(struct ev_loop *loop, int fd)
+{
+	struct listener *l = &adm.tunnel;
+
+	adm.loop = loop;
+	adm.slots = calloc(relay.cfg.max_pending, sizeof(*adm.slots));
+	if (!adm.slots)
+		return -ENOMEM;
+	for (unsigned long i = relay.cfg.max_pending; i-- > 0;) {
+		adm.slots[i].fd = -1;
+		adm.slots[i].next = adm.free;
+		adm.free = &adm.slots[i];
+	}
+	adm.ready_tail = &adm.ready;
+	if (getrandom(adm.hash_key, sizeof(adm.hash_key), 0) != sizeof(adm.hash_key))
+		return -EIO;
+	ev_prepare_init(&adm.adopt, on_prepare);
+	ev_prepare_start(loop, &adm.adopt);
+	ev_idle_init(&adm.busy, on_busy);
+	l->fd = fd;
+	ev_io_init(&l->io, on_accept, fd, EV_READ);
+	l->io.data = l;
+	ev_timer_init(&l->pause, on_pause_end, 0., 0.);
+	l->pause.data = l;
+	ev_io_start(loop, &l->io);
+	return 0;
+}
+
+void admit_stop_listening(void)
+{
+	if (adm.tunnel.fd < 0)
+		return;
+	ev_io_stop(adm.loop, &adm.tunnel.io);
+	ev_timer_stop(adm.loop, &adm.tunnel.pause);
+	close(adm.tunnel.fd);
+	adm.tunnel.fd = -1;
+}
+
+void admit_stop(void)
+{
+	admit_stop_listening();
+	/* Connections still waiting for their first byte are ours to close; lws closes the rest. */
+	while (adm.oldest) {
+		struct admit_slot *s = adm.oldest;
+
+		if (!s->wsi)
+			close(s->fd);
+		slot_release(s);
+	}
+	ev_prepare_stop(adm.loop, &adm.adopt);
+	ev_idle_stop(adm.loop, &adm.busy);
+	free(adm.slots);
+	adm.slots = NULL;
+}
+
+void admit_sweep(uint64_t now_ms)
+{
+	struct admit_slot *s = adm.oldest, *next;
+
+	/* Oldest first: stop at the first one young enough. Adopted ones run on lws's timers. */
+	for (; s && now_ms - s->accepted_ms >= ADMIT_HELLO_MS; s = next) {
+		next = s->next;
+		if (!s->wsi && !s->ready) {
+			relay.st.evicted[EVICT_SILENT]++;
+			close(s->fd);
+			slot_release(s);
+		}
+	}
+}
+
+void admit_release(struct lws *wsi)
+{
+	struct admit_slot *s = lws_get_opaque_user_data(wsi);
+
+	if (s) {
+		lws_set_opaque_user_data(wsi, NULL);
+		slot_release(s);
+	}
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* The --metrics listener: GET /metrics (Prometheus text) and GET /healthz, one request per
+ * connection, in a few dozen lines of our own rather than an lws vhost. lws picks a vhost by
+ * the request's Host header among vhosts of the same port, and vhosts without a listener all
+ * share one "port": a tunnel client naming the metrics vhost would have been served metrics.
+ *
+ * Bounded: at most METRICS_CONNS_MAX connections (more are closed at accept), a request head
+ * of at most METRICS_REQ_MAX bytes read within --header-timeout, one answer written with one
+ * send, then close. Accept errors pause the listener instead of spinning. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+
+enum {
+	METRICS_REQ_MAX = 2048,
+	METRICS_BODY_MAX = 16384,
+	METRICS_PAUSE_MS = 250,
+};
+
+struct mconn {
+	ev_io io;
+	ev_timer deadline;
+	int fd;
+	size_t len;
+	char req[METRICS_REQ_MAX + 1];
+};
+
+static struct {
+	struct ev_loop *loop;
+	ev_io listen_io;
+	ev_timer pause;
+	int fd;
+	unsigned conns;
+	struct mconn *slots[METRICS_CONNS_MAX];
+} m = { .fd = -1 };
+
+/* Single-threaded: one answer buffer for all. */
+static char answer[METRICS_BODY_MAX + 256];
+
+static void mconn_close(struct mconn *c)
+{
+	for (unsigned i = 0; i < METRICS_CONNS_MAX; i++)
+		if (m.slots[i] == c)
+			m.slots[i] = NULL;
+	ev_io_stop(m.loop, &c->io);
+	ev_timer_stop(m.loop, &c->deadline);
+	close(c->fd);
+	free(c);
+	m.conns--;
+}
+
+static void reply(struct mconn *c, const char *status, const char *body, size_t len)
+{
+	int n = snprintf(answer, sizeof(answer) - METRICS_BODY_MAX,
+			 "HTTP/1.1 %s\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
+			 "content-length: %zu\r\nconnection: close\r\n\r\n", status, len);
+
+	memmove(answer + n, body, len);
+	/* Non-blocking, a few KiB into an empty socket buffer: whatever does not fit is lost,
+	 * and the client sees a short body (content-length says so). */
+	(void)send(c->fd, answer, (size_t)n + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void answer_request(struct mconn *c)
+{
+	char *body = answer + sizeof(answer) - METRICS_BODY_MAX;
+
+	if (!strncmp(c->req, "GET /metrics ", 13) || !strncmp(c->req, "GET /metrics?", 13))
+		reply(c, "200 OK", body, http_render_metrics(body, METRICS_BODY_MAX));
+	else if (!strncmp(c->req, "GET /healthz ", 13))
+		reply(c, "200 OK", "ok\n", 3);
+	else if (!strncmp(c->req, "GET ", 4))
+		reply(c, "404 Not Found", "not found\n", 10);
+	else
+		reply(c, "405 Method Not Allowed", "GET only\n", 9);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mconn *c = w->data;
+	ssize_t n = recv(c->fd, c->req + c->len, METRICS_REQ_MAX - c->len, 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		mconn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->req[c->len] = '\0';
+	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
+		answer_request(c);
+	else if (c->len < METRICS_REQ_MAX)
+		return;
+	else
+		reply(c, "431 Request Header Fields Too Large", "too large\n", 10);
+	mconn_close(c);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	mconn_close(w->data);
+}
+
+static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	ev_io_start(loop, &m.listen_io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	for (int k = 0; k < METRICS_CONNS_MAX; k++) {
+		struct mconn *c;
+		int fd = accept4(m.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			relay.st.accept_errors++;
+			ev_io_stop(loop, &m.listen_io);
+			ev_timer_set(&m.pause, METRICS_PAUSE_MS / 1000., 0.);
+			ev_timer_start(loop, &m.pause);
+			return;
+		}
+		if (m.conns >= METRICS_CONNS_MAX || !(c = calloc(1, sizeof(*c)))) {
+			relay.st.metrics_refused++;
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		ev_io_init(&c->io, on_read, fd, EV_READ);
+		c->io.data = c;
+		ev_timer_init(&c->deadline, on_deadline, (double)relay.cfg.header_timeout_s, 0.);
+		c->deadline.data = c;
+		ev_io_start(loop, &c->io);
+		ev_timer_start(loop, &c->deadline);
+		for (unsigned i = 0; i < METRICS_CONNS_MAX; i++)
+			if (!m.slots[i]) {
+				m.slots[i] = c;
+				break;
+			}
+		m.conns++;
+	}
+}
+
+int metrics_start(struct ev_loop *loop, int fd)
+{
+	m.loop = loop;
+	m.fd = fd;
+	ev_io_init(&m.listen_io, on_accept, fd, EV_READ);
+	ev_timer_init(&m.pause, on_pause_end, 0., 0.);
+	ev_io_start(loop, &m.listen_io);
+	return 0;
+}
+
+void metrics_stop(void)
+{
+	if (m.fd < 0)
+		return;
+	for (unsigned i = 0; i < METRICS_CONNS_MAX; i++)
+		if (m.slots[i])
+			mconn_close(m.slots[i]);
+	ev_io_stop(m.loop, &m.listen_io);
+	ev_timer_stop(m.loop, &m.pause);
+	close(m.fd);
+	m.fd = -1;
+}
+
+unsigned metrics_conns(void)
+{
+	return m.conns;
+}

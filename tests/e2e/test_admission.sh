@@ -1,0 +1,166 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Hostile clients against the relay's admission, as an attacker on the internet would send
+# them (a UDP echo stands in for WireGuard; sources are addresses of 127.0.0.0/8):
+#  - upgrades naming each internal protocol, "http", empty, odd and long subprotocol lists,
+#    Host headers naming the other vhosts, hundreds of them: none opens anything, the pending
+#    gauge is back at 0, /healthz answers and a real tunnel opens;
+#  - 300 idle TCP connections from 127.0.0.2 (silent, half a ClientHello, half a request)
+#    while 127.0.0.3 opens a tunnel: it opens within 1 s; the flood's oldest are evicted;
+#  - --rate-per-ip: a burst from one address is cut, another address is not;
+#  - idle connections flooding the metrics port: capped, tunnels still open, the relay's
+#    CPU stays low;
+#  - accept failing with EMFILE (the relay's open-file limit lowered under it) does not spin;
+#  - unmasked client frames close with 1002, text frames with 1003.
+# Root: in a private namespace; otherwise on free loopback ports.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_cmd curl prlimit
+need_bins wgws-relay
+
+loopback_sandbox adm
+URL=wss://127.0.0.1:$PORT/wg
+metric() {
+	run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" |
+		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
+}
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+healthz() { [ "$(run curl -sk -m 2 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$PORT/healthz")" = 200 ]; }
+# cpu_ticks PID: user + system clock ticks so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+REC=0040$(printf '04000000deadbeef%0112d' 0)
+# tunnel_ok [BIND]: a tunnel opens (from BIND) and one record comes back.
+tunnel_ok() {
+	local out
+	out=$(run "$PY" "$TOOLS/wsraw.py" ${1:+--bind "$1"} --wait 1.5 "$URL" "$REC" 2>&1) ||
+		return 1
+	grep -q "^recv binary 66" <<<"$out"
+}
+
+certs_make
+SINK_LOG=$T/udpsink.log
+spawn "$SINK_LOG" "${RUN[@]}" "$PY" "$TOOLS/udpsink.py" "127.0.0.1:$UPORT" --echo
+wait_for 5 grep -q listening "$SINK_LOG" || fail "udpsink did not start: $(cat "$SINK_LOG")"
+RELAY_LOG=$T/relay.log
+start() {
+	spawn "$RELAY_LOG" "${RUN[@]}" "$WGWS_BUILD/wgws-relay" --listen "127.0.0.1:$PORT" \
+		--cert "$CERT" --key "$KEY" --metrics "127.0.0.1:$MPORT" --wg "127.0.0.1:$UPORT" \
+		--user "$(id -un)" "$@"
+	RELAY_PID=$SPAWNED
+	wait_for 10 healthz || fail "relay did not start: $(tail -5 "$RELAY_LOG")"
+}
+
+say "1. upgrades naming what they may not"
+start --rate-per-ip 0
+H=$T/hostile.log
+run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /wg --count 40 \
+	--protocol wgws-udp --protocol wgws-jit --protocol http --protocol internal \
+	--protocol "wgws-udp, wgws-jit" --protocol "" --protocol "," --protocol " ,, " \
+	--protocol "x, y, z" --protocol "$(printf 'p%.0s' {1..300})" --protocol - >"$H" 2>&1 ||
+	fail "hostile.py: $(cat "$H")"
+run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /wg --count 20 --protocol wgws-udp \
+	--protocol wgws-jit --host internal >>"$H" 2>&1 || fail "hostile.py: $(cat "$H")"
+run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /metrics --count 20 --protocol - \
+	--protocol http --host metrics >>"$H" 2>&1 || fail "hostile.py: $(cat "$H")"
+sed 's/^/     /' "$H"
+grep -q " 101" "$H" && fail "an upgrade that names no protocol of ours was accepted"
+n=$(grep -o ': [0-9]*' "$H" | awk '{ s += $2 } END { print s }')
+[ "$n" = 520 ] || fail "expected 520 answers, counted $n"
+ok "520 upgrades naming internal, empty, odd and long protocol lists: none upgraded"
+wait_for 3 metric_is wgws_relay_connections_pending 0 ||
+	fail "pending gauge stuck at $(metric wgws_relay_connections_pending)"
+healthz || fail "/healthz does not answer"
+tunnel_ok || fail "no tunnel after the hostile upgrades"
+metric_is wgws_relay_connections_active 0 || true
+ok "afterwards: pending 0, /healthz 200, a new tunnel carries a record"
+[ "$(run curl -sk -m 2 "https://127.0.0.1:$PORT/metrics" -H 'Host: metrics')" != "" ] &&
+	! run curl -sk -m 2 "https://127.0.0.1:$PORT/metrics" -H 'Host: metrics' | grep -q wgws_ ||
+	fail "the tunnel port served metrics"
+ok "Host: metrics on the tunnel port gets no metrics"
+
+say "2. 300 idle connections from 127.0.0.2 while 127.0.0.3 opens a tunnel"
+FLOOD_PIDS=()
+for how in "" hello head; do
+	spawn "$T/flood.${how:-silent}.log" "${RUN[@]}" "$PY" "$TOOLS/hostile.py" idle \
+		"127.0.0.1:$PORT" --bind 127.0.0.2 --count 100 --hold 8 ${how:+--send "$how"}
+	FLOOD_PIDS+=("$SPAWNED")
+done
+wait_for 10 sh -c "[ \$(cat '$T'/flood.*.log | grep -c '^opened 100') = 3 ]" ||
+	fail "the flood did not open its connections: $(cat "$T"/flood.*.log)"
+# Each line of wsraw's output stamped with the time it arrived.
+t0=$(now_ms)
+out=$(run "$PY" "$TOOLS/wsraw.py" --bind 127.0.0.3 --wait 1.5 "$URL" "$REC" 2>&1 |
+	while read -r l; do echo "$(now_ms) $l"; done)
+t_up=$(awk '$2 == "status" && $3 == 101 { print $1 }' <<<"$out")
+t_echo=$(awk '$2 == "recv" { print $1; exit }' <<<"$out")
+[ -n "$t_up" ] && [ -n "$t_echo" ] || fail "no tunnel from 127.0.0.3 during the flood: $(oneline "$out")"
+dt=$((t_up - t0))
+[ "$dt" -lt 1000 ] || fail "the tunnel from 127.0.0.3 took $dt ms to open during the flood"
+pend=$(metric wgws_relay_connections_pending)
+ev=$(metric 'wgws_relay_connections_evicted_total{reason="per_ip"}')
+[ "$pend" -le 33 ] || fail "127.0.0.2 holds $pend pending slots (cap 32)"
+[ "$ev" -ge 200 ] || fail "expected >= 200 evictions of 127.0.0.2's oldest, got $ev"
+ok "tunnel from 127.0.0.3 open in $dt ms (python's start-up included), echo $((t_echo - t0)) ms;" \
+	"127.0.0.2 holds $pend pending, $ev evicted"
+for pid in "${FLOOD_PIDS[@]}"; do stop_pid "$pid"; done
+wait_for 5 metric_is wgws_relay_connections_pending 0 ||
+	fail "pending stuck at $(metric wgws_relay_connections_pending) after the flood"
+ok "pending back to 0"
+stop_pid "$RELAY_PID"
+
+say "3. --rate-per-ip 4 (burst 16): 40 quick connections from 127.0.0.4"
+start --rate-per-ip 4
+run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /wg --bind 127.0.0.4 --count 40 \
+	--protocol wgws >"$H" 2>&1 || true
+rej=$(metric 'wgws_relay_connections_rejected_total{reason="ip_rate"}')
+[ "$rej" -ge 20 ] || fail "expected >= 20 refused by --rate-per-ip, got $rej ($(cat "$H"))"
+tunnel_ok 127.0.0.5 || fail "127.0.0.5 was refused too"
+ok "$rej of 40 refused at accept; 127.0.0.5 opens a tunnel at once ($(cat "$H"))"
+
+say "4. 200 idle connections to the metrics port"
+MFLOOD_LOG=$T/mflood.log
+t0=$(cpu_ticks "$RELAY_PID")
+spawn "$MFLOOD_LOG" "${RUN[@]}" "$PY" "$TOOLS/hostile.py" idle "127.0.0.1:$MPORT" --count 200 --hold 4
+MFLOOD_PID=$SPAWNED
+wait_for 10 grep -q '^opened 200' "$MFLOOD_LOG" || fail "metrics flood: $(cat "$MFLOOD_LOG")"
+nap 3
+tunnel_ok 127.0.0.6 || fail "no tunnel during the metrics flood"
+dt=$(($(cpu_ticks "$RELAY_PID") - t0))
+wait_for 5 grep -q '^closed' "$MFLOOD_LOG"
+closed=$(awk '$1 == "closed" { print $2 }' "$MFLOOD_LOG")
+[ "$closed" -ge 190 ] || fail "only $closed of 200 metrics connections were closed at once"
+[ "$dt" -le 50 ] || fail "the relay used $dt ticks of CPU in ~4 s of metrics flood"
+stop_pid "$MFLOOD_PID"
+wait_for 5 metric_is wgws_relay_metrics_connections 1 ||
+	fail "metrics connections stuck at $(metric wgws_relay_metrics_connections)"
+ok "$closed of 200 closed at accept (cap 8), a tunnel opened, relay CPU $dt ticks in ~4 s"
+
+say "5. accept failing with EMFILE"
+read -r soft hard < <(prlimit --pid "$RELAY_PID" --nofile -o SOFT,HARD --noheadings)
+prlimit --pid "$RELAY_PID" --nofile="24:$hard"
+EM_LOG=$T/em.log
+spawn "$EM_LOG" "${RUN[@]}" "$PY" "$TOOLS/hostile.py" idle "127.0.0.1:$PORT" --bind 127.0.0.7 --count 30 --hold 4
+EM_PID=$SPAWNED
+t0=$(cpu_ticks "$RELAY_PID")
+nap 3
+dt=$(($(cpu_ticks "$RELAY_PID") - t0))
+prlimit --pid "$RELAY_PID" --nofile="$soft:$hard"
+errs=$(metric wgws_relay_accept_errors_total)
+[ "$errs" -ge 1 ] || fail "no accept error counted: $(cat "$EM_LOG")"
+[ "$dt" -le 30 ] || fail "the relay spun: $dt ticks of CPU in 3 s of EMFILE"
+stop_pid "$EM_PID"
+wait_for 5 tunnel_ok 127.0.0.8 || fail "no tunnel after the open-file limit came back"
+ok "EMFILE: $errs accept errors, $dt ticks of CPU in 3 s; tunnels open again afterwards"
+
+say "6. frames the RFC or the protocol forbid"
+out=$(run "$PY" "$TOOLS/wsraw.py" --bind 127.0.0.9 --no-mask --wait 3 "$URL" "$REC" 2>&1) || true
+grep -q "^close 1002" <<<"$out" || fail "unmasked frame: expected close 1002, got: $(oneline "$out")"
+ok "unmasked binary frame: closed with 1002"
+out=$(run "$PY" "$TOOLS/wsraw.py" --bind 127.0.0.9 --text --wait 3 "$URL" "$REC" 2>&1) || true
+grep -q "^close 1003" <<<"$out" || fail "text frame: expected close 1003, got: $(oneline "$out")"
+ok "text frame: closed with 1003"
+tunnel_ok 127.0.0.10 || fail "no tunnel after the protocol violations"
+n=$(metric wgws_relay_connections_closed_protocol_total)
+[ "$n" = 2 ] || fail "expected 2 protocol closes counted, got $n"
+ok "counted: wgws_relay_connections_closed_protocol_total $n"
+stop_pid "$RELAY_PID"
