@@ -9,6 +9,7 @@
  * WireGuard's configuration or keys; with --jit-socket it asks wgws-provisioner (jit.c). */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -463,6 +464,14 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 
 	conn_sweep(now_ms);
 	admit_sweep(now_ms);
+	/* After a burst, give the freed heap back: glibc keeps it (12 MiB after 201 tunnels
+	 * came and went). Trimming walks the free lists; only worth it after many frees. */
+	if (relay.conns_active > relay.conns_peak)
+		relay.conns_peak = relay.conns_active;
+	else if (relay.conns_peak - relay.conns_active >= RELAY_TRIM_AFTER) {
+		malloc_trim(0);
+		relay.conns_peak = relay.conns_active;
+	}
 	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
 }
 

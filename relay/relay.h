@@ -23,6 +23,7 @@ enum {
 	RELAY_QUEUE_PKTS = 256,      /* most datagrams queued toward one client */
 	RELAY_BAD_RECORDS_MAX = 16,  /* malformed records tolerated before closing */
 	RELAY_SWEEP_MS = 1000,       /* idle sweep period */
+	RELAY_TRIM_AFTER = 64,       /* tunnels closed since the peak before malloc_trim() */
 	RELAY_JIT_PATH_MAX = sizeof(((struct sockaddr_un *)0)->sun_path),
 };
 
@@ -114,6 +115,7 @@ struct relay {
 	struct conn *conns;        /* every established tunnel, for sweeps and shutdown */
 	unsigned conns_active;
 	unsigned conns_pending;    /* accepted TCP connections not yet upgraded or closed */
+	unsigned conns_peak;       /* most tunnels since the last malloc_trim() */
 	bool shutting_down;
 	bool jit_up;               /* the channel to the provisioner is connected */
 	unsigned jit_held;         /* initiations held now */
