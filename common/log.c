@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
 static const char *log_prog = "wgws";
 static int log_verbosity;
+static uint64_t (*log_clock)(void);
 
 void log_init(const char *prog, int verbosity)
 {
@@ -20,26 +22,41 @@ bool log_is_debug(void)
 	return log_verbosity >= LOG_LEVEL_DEBUG;
 }
 
-static void vlog(const char *level, const char *fmt, va_list ap, const char *suffix)
+/* suppressed: lines a rate limit dropped before this one (0: none, nothing added). */
+static void vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix,
+		    uint32_t suppressed)
 {
-	char line[1024];
+	char line[1024], note[64] = "";
 	int saved = errno;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
+	if (suppressed)
+		snprintf(note, sizeof(note), " (%lu similar line%s suppressed)",
+			 (unsigned long)suppressed, suppressed == 1 ? "" : "s");
 	if (suffix)
-		fprintf(stderr, "%s: %s: %s: %s\n", log_prog, level, line, suffix);
+		fprintf(stderr, "%s: %s: %s: %s%s\n", log_prog, level, line, suffix, note);
 	else
-		fprintf(stderr, "%s: %s: %s\n", log_prog, level, line);
+		fprintf(stderr, "%s: %s: %s%s\n", log_prog, level, line, note);
 	errno = saved;
+}
+
+static void vlog(const char *level, const char *fmt, va_list ap, const char *suffix)
+{
+	vlog_rl(level, fmt, ap, suffix, 0);
+}
+
+static const char *const level_names[] = { "warning", "info", "debug" };
+
+static bool level_shown(enum log_level level)
+{
+	return (int)level <= log_verbosity + 1;
 }
 
 void log_vemit(enum log_level level, const char *fmt, va_list ap)
 {
-	static const char *const names[] = { "warning", "info", "debug" };
-
-	if ((int)level > log_verbosity + 1)
+	if (!level_shown(level))
 		return;
-	vlog(names[level], fmt, ap, NULL);
+	vlog(level_names[level], fmt, ap, NULL);
 }
 
 void log_warn(const char *fmt, ...)
@@ -98,4 +115,92 @@ void fatalx(const char *fmt, ...)
 	vlog("fatal", fmt, ap, NULL);
 	va_end(ap);
 	exit(1);
+}
+
+void log_set_clock(uint64_t (*now_ms)(void))
+{
+	log_clock = now_ms;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	if (log_clock)
+		return log_clock();
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether rl lets one more line through now; *suppressed is then the count to report. */
+static bool rl_allows(struct log_ratelimit *rl, uint32_t *suppressed)
+{
+	uint64_t now;
+
+	*suppressed = 0;
+	if (!rl->interval_ms)
+		return true;
+	now = now_ms();
+	if (!rl->started || now - rl->begin_ms >= rl->interval_ms) {
+		rl->started = true;
+		rl->begin_ms = now;
+		rl->printed = 0;
+	}
+	if (rl->printed >= rl->burst) {
+		if (rl->suppressed < UINT32_MAX)
+			rl->suppressed++;
+		return false;
+	}
+	rl->printed++;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return true;
+}
+
+static void vemit_rl(struct log_ratelimit *rl, enum log_level level, const char *fmt, va_list ap,
+		     const char *suffix)
+{
+	uint32_t suppressed;
+	int saved = errno;
+
+	if (level_shown(level) && rl_allows(rl, &suppressed))
+		vlog_rl(level_names[level], fmt, ap, suffix, suppressed);
+	errno = saved;
+}
+
+void log_rl_warn(struct log_ratelimit *rl, const char *fmt, ...)
+{
+	va_list ap;
+	const char *err = strerror(errno);
+
+	va_start(ap, fmt);
+	vemit_rl(rl, LOG_LEVEL_WARN, fmt, ap, err);
+	va_end(ap);
+}
+
+void log_rl_warnx(struct log_ratelimit *rl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vemit_rl(rl, LOG_LEVEL_WARN, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void log_rl_info(struct log_ratelimit *rl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vemit_rl(rl, LOG_LEVEL_INFO, fmt, ap, NULL);
+	va_end(ap);
+}
+
+void log_rl_debug(struct log_ratelimit *rl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vemit_rl(rl, LOG_LEVEL_DEBUG, fmt, ap, NULL);
+	va_end(ap);
 }

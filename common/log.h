@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LEVEL_WARN = 0,
@@ -25,5 +26,53 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_vemit(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Rate-limited lines, for events a remote peer can repeat at will. One struct log_ratelimit
+ * per cause (a static at the call site, as the kernel's DEFINE_RATELIMIT_STATE): at most
+ * burst lines per interval_ms; the next line printed after a suppression ends with
+ * "(N similar lines suppressed)". A line below the verbosity counts for nothing. A count
+ * left when the flood stops is shown with the next line of that cause, whenever it comes.
+ * Monotonic clock; no allocation; not thread-safe (each thread its own states). */
+struct log_ratelimit {
+	uint32_t interval_ms; /* 0: no limit */
+	uint32_t burst;       /* lines per interval, at least 1 */
+	uint32_t printed;     /* lines printed in the current interval */
+	uint32_t suppressed;  /* lines dropped since the last one printed */
+	uint64_t begin_ms;    /* start of the current interval, once started */
+	bool started;
+};
+
+enum {
+	LOG_RATELIMIT_INTERVAL_MS = 5000,
+	LOG_RATELIMIT_BURST = 10,
+};
+
+#define LOG_RATELIMIT_INIT(interval_ms_, burst_) \
+	{ .interval_ms = (interval_ms_), .burst = (burst_) }
+#define LOG_RATELIMIT_DEFAULT LOG_RATELIMIT_INIT(LOG_RATELIMIT_INTERVAL_MS, LOG_RATELIMIT_BURST)
+
+/* As log_warn() etc., through rl. log_rl_warn() appends strerror(errno) of the call. */
+void log_rl_warn(struct log_ratelimit *rl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void log_rl_warnx(struct log_ratelimit *rl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void log_rl_info(struct log_ratelimit *rl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void log_rl_debug(struct log_ratelimit *rl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* One default state per call site (per expansion), like the kernel's pr_warn_ratelimited(). */
+#define LOG_RL_CALL(fn, ...)                                             \
+	do {                                                             \
+		static struct log_ratelimit rl_ = LOG_RATELIMIT_DEFAULT; \
+		fn(&rl_, __VA_ARGS__);                                   \
+	} while (0)
+#define log_warn_ratelimited(...) LOG_RL_CALL(log_rl_warn, __VA_ARGS__)
+#define log_warnx_ratelimited(...) LOG_RL_CALL(log_rl_warnx, __VA_ARGS__)
+#define log_info_ratelimited(...) LOG_RL_CALL(log_rl_info, __VA_ARGS__)
+#define log_debug_ratelimited(...) LOG_RL_CALL(log_rl_debug, __VA_ARGS__)
+
+/* Tests only: the clock the rate limits read, in ms; NULL restores CLOCK_MONOTONIC. */
+void log_set_clock(uint64_t (*now_ms)(void));
 
 #endif
