@@ -376,7 +376,7 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	if (ret == -ENOENT) {
 		negative_add(h.initiator_public);
 		st->unknown_keys++;
-		log_debug("jit: unknown key %s from %s", b64, who);
+		log_debug_ratelimited("jit: unknown key %s from %s", b64, who);
 		verdict = JIT_UNKNOWN;
 		goto out;
 	}
@@ -396,7 +396,8 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	prov.writes_since_checkpoint = true;
 	if (ret == -EALREADY) {
 		st->replays++;
-		log_debug("jit: replayed or old initiation for %s from %s refused", b64, who);
+		log_debug_ratelimited("jit: replayed or old initiation for %s from %s refused", b64,
+				      who);
 		verdict = JIT_REFUSED;
 		goto out;
 	}
@@ -487,17 +488,18 @@ static void accept_relays(void)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
 		    !relay_allowed(cred.uid)) {
 			prov.jit.relay_refused++;
-			log_warnx("jit: refusing a connection on %s from uid %ld (allowed: root, "
-				  "uid %ld, --jit-user uid %ld)", prov.cfg.jit_socket,
-				  clen == sizeof(cred) ? (long)cred.uid : -1L, (long)geteuid(),
-				  (long)prov.cfg.jit_uid);
+			log_warnx_ratelimited("jit: refusing a connection on %s from uid %ld "
+					      "(allowed: root, uid %ld, --jit-user uid %ld)",
+					      prov.cfg.jit_socket,
+					      clen == sizeof(cred) ? (long)cred.uid : -1L,
+					      (long)geteuid(), (long)prov.cfg.jit_uid);
 			close(fd);
 			continue;
 		}
 		if (jit.relays >= JIT_MAX_RELAYS) {
 			prov.jit.relay_refused++;
-			log_warnx("jit: %d relays connected already; refusing pid %ld", JIT_MAX_RELAYS,
-				  (long)cred.pid);
+			log_warnx_ratelimited("jit: %d relays connected already; refusing pid %ld",
+					      JIT_MAX_RELAYS, (long)cred.pid);
 			close(fd);
 			continue;
 		}

@@ -200,7 +200,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	relay.conns = c;
 	relay.conns_active++;
 	relay.st.conns_total++;
-	log_info("tunnel %s: open", c->peer);
+	log_info_ratelimited("tunnel %s: open", c->peer);
 	return 0;
 }
 
@@ -218,9 +218,11 @@ static void conn_release(struct conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		relay.conns_active--;
-		log_info("tunnel %s: closed after %llu s, %llu packets in, %llu out", c->peer,
-			 (unsigned long long)(relay_now_ms() - c->opened_ms) / 1000,
-			 (unsigned long long)c->pkts_in, (unsigned long long)c->pkts_out);
+		log_info_ratelimited("tunnel %s: closed after %llu s, %llu packets in, %llu out",
+				     c->peer,
+				     (unsigned long long)(relay_now_ms() - c->opened_ms) / 1000,
+				     (unsigned long long)c->pkts_in,
+				     (unsigned long long)c->pkts_out);
 		c->live = false;
 	}
 	if (c->udp_wsi) {
@@ -341,8 +343,8 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 			udp_flush(c, &n);
 			c->stream_broken = true;
 			relay.st.drops[DROP_OVERSIZE]++;
-			log_info("tunnel %s: record longer than %lu bytes, closing", c->peer,
-				 relay.cfg.max_record);
+			log_info_ratelimited("tunnel %s: record longer than %lu bytes, closing",
+					     c->peer, relay.cfg.max_record);
 			return LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 		}
 		in += used;
@@ -354,8 +356,8 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 			relay.st.drops[DROP_MALFORMED]++;
 			if (++c->bad_records > RELAY_BAD_RECORDS_MAX) {
 				udp_flush(c, &n);
-				log_info("tunnel %s: too many records that are not WireGuard, closing",
-					 c->peer);
+				log_info_ratelimited("tunnel %s: too many records that are not "
+						     "WireGuard, closing", c->peer);
 				return LWS_CLOSE_STATUS_POLICY_VIOLATION;
 			}
 			continue;

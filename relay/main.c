@@ -330,7 +330,7 @@ static void lws_emit(int level, const char *line)
 	while (n && line[n - 1] == '\n')
 		n--;
 	if (level & LLL_ERR)
-		log_warnx("lws: %.*s", (int)n, line);
+		log_warnx_ratelimited("lws: %.*s", (int)n, line);
 	else
 		log_debug("lws: %.*s", (int)n, line);
 }
