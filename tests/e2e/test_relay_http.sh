@@ -40,6 +40,12 @@ if [ "$(id -u)" = 0 ]; then
 	[ "$user" = nobody ] || fail "the relay started as root runs as '$user', not nobody"
 	ok "started as root, the relay runs as nobody once its ports are bound"
 fi
+# Confined whatever it started as: no capabilities, no new privileges, a seccomp filter.
+status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$RELAY_PID/status"; }
+st="CapEff $(status CapEff) CapPrm $(status CapPrm) NoNewPrivs $(status NoNewPrivs) Seccomp $(status Seccomp)"
+[ "$st" = "CapEff 0000000000000000 CapPrm 0000000000000000 NoNewPrivs 1 Seccomp 2" ] ||
+	fail "the relay is not confined: $st"
+ok "confined: $st"
 
 # Inside unshare -Urn (make bench without root) uid 0 may not call setgroups: --user root
 # there means "stay", and the relay serves; without it, it must refuse to start.
