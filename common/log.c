@@ -23,8 +23,8 @@ bool log_is_debug(void)
 }
 
 /* suppressed: lines a rate limit dropped before this one (0: none, nothing added). */
-static void vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix,
-		    uint32_t suppressed)
+static void __attribute__((format(printf, 2, 0)))
+vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix, uint32_t suppressed)
 {
 	char line[1024], note[64] = "";
 	int saved = errno;
