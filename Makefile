@@ -5,6 +5,7 @@
 #   make demo                            the tunnel through a proxy, shown and torn down (root)
 #   make jit-bench [JIT_BENCH_ARGS=-q]   JIT decision benchmark on wireguard-go (root; bench/)
 #   make bench [QUICK=1]                 tunnel vs direct UDP: throughput, CPU, latency (bench/)
+#   make fuzz [FUZZ_SECONDS=60]          every libFuzzer harness over its corpus (clang; tests/fuzz/)
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -152,19 +153,48 @@ $(B)/udpload: $(B)/bench/udpload.o
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^
 -include $(B)/bench/udpload.d
 
-# --- fuzzing (clang + libFuzzer): make fuzz [FUZZ_SECONDS=60] ---------------------------
+# --- fuzzing (clang + libFuzzer): make fuzz-build, make fuzz [FUZZ_SECONDS=60] -----------
+# One harness per parser that sees outside bytes, tests/fuzz/fuzz_NAME.c, with its seed corpus
+# in tests/fuzz/corpus/NAME/ (tests/fuzz/README). common/, the shim's and the provisioner's
+# modules are compiled again with clang and the sanitizers into $(B)/fuzz/ and archived; each
+# harness pulls only what it uses. fuzz runs each harness over its corpus for FUZZ_SECONDS
+# (new inputs go to $(B)/fuzz/corpus/, crashes to $(B)/fuzz/artifacts/) and fails on a finding.
+FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
+FB := $(B)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets
+FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -D_GNU_SOURCE -Icommon \
+	-Iclient-shim -Iprovisioner -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
 # (common/sandbox.c is left out: it needs libseccomp, and no parser uses it)
-FUZZ_COMMON_SRC := $(filter-out common/sandbox.c,$(COMMON_SRC))
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_COMMON_SRC) $(wildcard common/*.h)
-	@mkdir -p $(@D)
-	$(call msg,FUZZ,$@)clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Icommon \
-		-fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_COMMON_SRC)
+FUZZ_COMMON_OBJ := $(filter-out $(FB)/common/sandbox.o,$(COMMON_SRC:%.c=$(FB)/%.o))
+FUZZ_SHIM_OBJ := $(filter-out $(FB)/client-shim/main.o,$(SHIM_SRC:%.c=$(FB)/%.o))
+FUZZ_PROV_OBJ := $(filter-out $(FB)/provisioner/main.o,$(PROV_SRC:%.c=$(FB)/%.o))
+FUZZ_STAMP := $(FB)/.flags
+
+.PHONY: fuzz-build
+fuzz-build: $(FUZZ_BIN)
 fuzz: $(FUZZ_BIN)
-	$(Q)for f in $(FUZZ_BIN); do echo "fuzzing $$f for $(FUZZ_SECONDS) s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; done
+	$(Q)WGWS_BUILD=$(abspath $(B)) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+$(shell mkdir -p $(FB); echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $(FUZZ_STAMP) || \
+	echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $(FUZZ_STAMP))
+
+$(FB)/%.o: %.c $(FUZZ_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,FUZZCC,$<)$(FUZZ_CC) $(FUZZ_CFLAGS) $(call pkg_cflags,$(FUZZ_PKGS)) -c -o $@ $<
+$(FB)/libcommon.a: $(FUZZ_COMMON_OBJ)
+	$(call msg,AR,$@)rm -f $@; $(AR) rcs $@ $^
+$(FB)/libshim.a: $(FUZZ_SHIM_OBJ)
+	$(call msg,AR,$@)rm -f $@; $(AR) rcs $@ $^
+$(FB)/libprov.a: $(FUZZ_PROV_OBJ)
+	$(call msg,AR,$@)rm -f $@; $(AR) rcs $@ $^
+$(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/libcommon.a
+	$(call msg,LD,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ \
+		$(call pkg_libs,$(FUZZ_PKGS))
+-include $(wildcard $(FB)/*/*.d $(FB)/*/*/*.d)
 
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
@@ -176,7 +206,10 @@ DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl ope
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).
 DEB_BENCH := gnuplot-nox
-DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL) $(DEB_BENCH)
+# make fuzz and tests/e2e/test_fuzz.sh: clang, and libFuzzer with the sanitizer runtimes
+# (libclang-rt-14-dev is only a recommendation of clang-14, which deps.sh does not install).
+DEB_FUZZ := clang libclang-rt-14-dev
+DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL) $(DEB_BENCH) $(DEB_FUZZ)
 
 deps:
 	$(Q)tests/deps.sh $(DEBS)
@@ -197,7 +230,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,9p' Makefile
 
 .SECONDARY:
 

@@ -1,6 +1,17 @@
-/* libFuzzer harness for the record decoder: the first byte picks max_len and a chunk size,
- * the rest is the stream. Checks that every reported record is within bounds and that the
- * decoder never reads or writes outside what it was given (ASan does the latter). */
+/* SPDX-License-Identifier: MIT */
+/* libFuzzer harness for the record decoder (common/frame.c), which both the relay and the shim
+ * run over every byte a peer sends.
+ *
+ * Input: byte 0 picks max_len (bit 7 clear: 1..128; set: 1..65533), byte 1 the feed size
+ * (1..64, low six bits) and whether to hand the decoder a fresh buffer after each record it
+ * reassembled (bit 6, as the shim does); the rest is the stream. Each buffer is allocated with
+ * exactly max_len bytes, so ASan sees a write past max_len.
+ *
+ * The oracle is a second, trivial decoder over the whole stream: every record reported must be
+ * the next non-empty record of the stream, byte for byte, -EMSGSIZE must come exactly at the
+ * first length over max_len (and stay), and at the end the keepalive count and "partial" must
+ * agree with what is left. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,41 +20,102 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+struct ref {
+	const uint8_t *s;
+	size_t len, pos;
+	uint64_t keepalives;
+};
+
+/* Skip the keepalives at pos; true when a whole header follows. */
+static bool ref_header(struct ref *r)
+{
+	while (r->pos + FRAME_HDR_LEN <= r->len && !r->s[r->pos] && !r->s[r->pos + 1]) {
+		r->keepalives++;
+		r->pos += FRAME_HDR_LEN;
+	}
+	return r->pos + FRAME_HDR_LEN <= r->len;
+}
+
+static size_t ref_len(const struct ref *r)
+{
+	return (size_t)r->s[r->pos] << 8 | r->s[r->pos + 1];
+}
+
+/* A record was reported: it must be the next one of the stream. */
+static void ref_check_record(struct ref *r, const uint8_t *rec, size_t rec_len, size_t max_len)
+{
+	size_t n;
+
+	if (!ref_header(r))
+		abort();
+	n = ref_len(r);
+	if (n > max_len || rec_len != n || r->pos + FRAME_HDR_LEN + n > r->len ||
+	    memcmp(rec, r->s + r->pos + FRAME_HDR_LEN, n) != 0)
+		abort();
+	r->pos += FRAME_HDR_LEN + n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static uint8_t buf[FRAME_MAX_LEN];
+	struct ref ref = { 0 };
 	struct frame_dec dec;
-	size_t max_len, chunk;
+	uint8_t *bufs[2] = { NULL, NULL };
+	size_t max_len, chunk, off = 0;
+	unsigned cur = 0;
+	bool swap;
 
 	if (size < 2)
 		return 0;
-	max_len = 1 + (size_t)data[0] * 256; /* 1 .. 65281 */
-	chunk = 1 + data[1] % 64;
-	data += 2;
-	size -= 2;
-	if (frame_dec_init(&dec, buf, max_len) < 0)
+	max_len = data[0] & 0x80 ? 1 + (size_t)(data[0] & 0x7f) * 516 : 1 + (size_t)data[0];
+	chunk = 1 + (data[1] & 0x3f);
+	swap = data[1] & 0x40;
+	ref.s = data + 2;
+	ref.len = size - 2;
+	bufs[0] = malloc(max_len);
+	bufs[1] = malloc(max_len);
+	if (!bufs[0] || !bufs[1] || frame_dec_init(&dec, bufs[0], max_len) < 0)
 		abort();
-	while (size) {
-		size_t n = size < chunk ? size : chunk;
-		const uint8_t *p = data;
-		size_t left = n;
 
-		while (left) {
+	while (off < ref.len) {
+		size_t n = ref.len - off < chunk ? ref.len - off : chunk;
+		const uint8_t *p = ref.s + off;
+
+		while (n) {
 			const uint8_t *rec;
 			size_t rec_len;
-			ssize_t used = frame_dec_feed(&dec, p, left, &rec, &rec_len);
+			ssize_t used = frame_dec_feed(&dec, p, n, &rec, &rec_len);
 
-			if (used < 0)
-				return 0;
-			if ((size_t)used > left || (rec && (rec_len == 0 || rec_len > max_len)))
+			if (used == -EMSGSIZE) {
+				/* Exactly at the first length over max_len, and for good. */
+				if (!ref_header(&ref) || ref_len(&ref) <= max_len ||
+				    frame_dec_feed(&dec, p, n, &rec, &rec_len) != -EMSGSIZE)
+					abort();
+				goto out;
+			}
+			if (used < 0 || (size_t)used > n)
 				abort();
-			if (rec && rec_len)
-				memcmp(rec, rec + rec_len - 1, 1); /* touch both ends */
+			if (rec) {
+				ref_check_record(&ref, rec, rec_len, max_len);
+				if (swap && rec == bufs[cur]) {
+					cur ^= 1;
+					if (frame_dec_set_buf(&dec, bufs[cur]) != 0)
+						abort();
+				}
+			} else if (dec.hdr_have == FRAME_HDR_LEN && dec.have > 0 &&
+				   frame_dec_set_buf(&dec, bufs[cur ^ 1]) != -EBUSY) {
+				abort(); /* the body so far must stay where it is */
+			}
 			p += used;
-			left -= (size_t)used;
+			n -= (size_t)used;
+			off += (size_t)used;
 		}
-		data += n;
-		size -= n;
 	}
+	/* The stream has ended: the same keepalives, and a partial record iff bytes are left. */
+	ref_header(&ref);
+	if (dec.keepalives != ref.keepalives || frame_dec_is_partial(&dec) != (ref.pos < ref.len))
+		abort();
+out:
+	free(bufs[0]);
+	free(bufs[1]);
 	return 0;
 }
