@@ -188,7 +188,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 		if (pct_decode(a, (size_t)(at - a), p->cred, sizeof(p->cred)) < 0 ||
 		    pct_decode(a, ulen, p->user, sizeof(p->user)) < 0 || p->user[0] == '\0') {
 			snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", s);
-			return -EINVAL;
+			goto out_wipe;
 		}
 		if (!colon) {
 			/* "user@" alone: an empty password, as curl does */
@@ -196,7 +196,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 
 			if (n + 2 > sizeof(p->cred)) {
 				snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", s);
-				return -EINVAL;
+				goto out_wipe;
 			}
 			p->cred[n] = ':';
 			p->cred[n + 1] = '\0';
@@ -206,17 +206,20 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 	alen = (size_t)(end - a);
 	if (alen >= sizeof(auth)) {
 		snprintf(err, SHIM_ERR_LEN, "'%s': host too long", s);
-		return -EINVAL;
+		goto out_wipe;
 	}
 	memcpy(auth, a, alen);
 	auth[alen] = '\0';
 	if (parse_authority(auth, SHIM_DEFAULT_PROXY_PORT, p->host, &p->port, &p->host_is_ip,
-			    &p->host_is_v6, s, err) < 0) {
-		memset(p->cred, 0, sizeof(p->cred));
-		return -EINVAL;
-	}
+			    &p->host_is_v6, s, err) < 0)
+		goto out_wipe;
 	p->set = true;
 	return 0;
+
+out_wipe:
+	/* Not even part of a password stays behind (pct_decode() may have stopped midway). */
+	memset(p, 0, sizeof(*p));
+	return -EINVAL;
 }
 
 /* Does host (a name) equal domain or end with ".domain"? Both compared without case. */

@@ -130,6 +130,8 @@ static const struct proxy_case proxy_cases[] = {
 	{ .name = "empty user", .in = "http://:pw@proxy:1", .bare = false },
 	{ .name = "no host", .in = "http://", .bare = false },
 	{ .name = "bad port", .in = "http://proxy:99999", .bare = false },
+	{ .name = "credentials, bad port", .in = "http://u:pw@proxy:99999", .bare = false },
+	{ .name = "escape cut in user", .in = "http://wsh%0.0@proxy:1", .bare = false },
 };
 
 static void test_proxy_urls(void **state)
@@ -146,6 +148,8 @@ static void test_proxy_urls(void **state)
 		if (!c->ok) {
 			if (err[0] == '\0' || p.set)
 				fail_msg("%s: error without message, or proxy marked set", c->name);
+			if (p.cred[0] || p.user[0])
+				fail_msg("%s: credentials '%s' left behind", c->name, p.cred);
 			continue;
 		}
 		if (!p.set || strcmp(p.host, c->host) || p.port != c->port ||
