@@ -79,6 +79,89 @@ def conf_seeds():
     return {"line-%02d" % i: l.encode() for i, l in enumerate(lines)}
 
 
+def ws_frame(b0, payload, mask=None):
+    """A frame as the relay sends it (unmasked unless mask is given)."""
+    n = len(payload)
+    if n < 126:
+        hdr = bytes([b0, n | (0x80 if mask else 0)])
+    elif n < 65536:
+        hdr = bytes([b0, 126 | (0x80 if mask else 0)]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, 127 | (0x80 if mask else 0)]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        hdr += mask
+    return hdr + payload
+
+
+@seed("ws")
+def ws_seeds():
+    recs = rec(INITIATIONS[0]) + rec(b"") + rec(b"\x04\x00\x00\x00" + bytes(28))
+    return {
+        # byte 0: max_frame (0 125, 1 1024, 2 65535, 3 16 MiB), byte 1: feed size - 1
+        "binary-records": b"\x03\xff" + ws_frame(0x82, recs),
+        "binary-16bit-len-feed7": b"\x03\x06" + ws_frame(0x82, bytes(range(200))),
+        "binary-64bit-len-cut": b"\x03\x10" + ws_frame(0x82, bytes(70000))[:40],
+        "fragmented-with-ping": b"\x02\x02" + ws_frame(0x02, b"abc") + ws_frame(0x89, b"hi") +
+        ws_frame(0x00, b"def") + ws_frame(0x80, b"gh") + ws_frame(0x8a, b""),
+        "close-1000": b"\x03\xff" + ws_frame(0x82, b"x") + ws_frame(0x88, b"\x03\xe8bye"),
+        "close-no-status": b"\x03\x00" + ws_frame(0x88, b""),
+        "close-one-byte": b"\x03\xff" + ws_frame(0x88, b"\x03"),
+        "ping-125": b"\x03\x1f" + ws_frame(0x89, bytes(range(125))),
+        "text": b"\x03\xff" + ws_frame(0x81, b"hello"),
+        "masked": b"\x03\xff" + ws_frame(0x82, b"abcd", mask=b"\x01\x02\x03\x04"),
+        "reserved-bits": b"\x03\xff" + ws_frame(0xc2, b"abcd"),
+        "non-minimal-len": b"\x03\xff" + b"\x82\x7e\x00\x05hello",
+        "over-max-frame": b"\x00\xff" + ws_frame(0x82, bytes(126)),
+        "unknown-opcode": b"\x03\xff" + ws_frame(0x83, b""),
+        "cont-without-start": b"\x03\xff" + ws_frame(0x80, b"zz"),
+    }
+
+
+ACCEPT = b"s3pPLMBiTxaQ9kYGJzPUgmJRY8o="  # for the key of RFC 6455's example
+
+
+@seed("http")
+def http_seeds():
+    up = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: " + ACCEPT + b"\r\nSec-WebSocket-Protocol: wgws\r\n\r\n")
+    lws = (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+           b"sec-websocket-accept: " + ACCEPT + b"\r\nsec-websocket-protocol: wgws\r\n\r\n")
+    return {
+        "upgrade-ok-then-frame": up + ws_frame(0x82, rec(b"\x04\x00\x00\x00" + bytes(28))),
+        "upgrade-ok-lws": lws,
+        "upgrade-tokens": up.replace(b"Connection: Upgrade", b"Connection: keep-alive, Upgrade ")
+        .replace(b"Upgrade: websocket", b"Upgrade: WebSocket"),
+        "upgrade-extension": up[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        "upgrade-wrong-accept": up.replace(ACCEPT, b"x" * 28),
+        "upgrade-no-protocol": up.replace(b"Sec-WebSocket-Protocol: wgws\r\n", b""),
+        "upgrade-folded-line": up[:-2] + b" folded\r\n\r\n",
+        "refused-403": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden",
+        "connect-200": b"HTTP/1.1 200 Connection established\r\n\r\n",
+        "connect-squid": b"HTTP/1.0 200 OK\r\nProxy-agent: squid/5.7\r\n\r\n\x16\x03\x03",
+        "connect-407": b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+        b"Proxy-Authenticate: Basic realm=\"corp\"\r\n\r\n",
+        "status-no-reason": b"HTTP/1.1 204\r\n\r\n",
+        "not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        "no-end": b"HTTP/1.1 200 OK\r\nServer: x\r\n",
+    }
+
+
+@seed("url")
+def url_seeds():
+    inputs = [
+        "wss://gw.example.com/wg", "wss://gw.example.com", "wss://[2001:db8::1]:8443/t?x=1",
+        "wss://10.0.0.1:443/", "wss://h?x", "WSS://GW.Example.COM:0443/a/b", "ws://gw/wg",
+        "wss://user@gw/wg", "wss://[fe80::1%25eth0]/wg", "wss://gw.example.com/wg#frag",
+        "http://user:p%40ss@proxy.corp:3128/\nproxy.corp", "http://u@[::1]:8080",
+        "proxy.corp:3128", "https://proxy.corp", "http://%00@proxy", "socks5://proxy:1080",
+        "localhost,.example.com, 10.0.0.1:80,[::1]:443\ngw.example.com",
+        "*\nanything.example", "example.com.\nGW.EXAMPLE.COM.", "::1,10.0.0.1\n::1",
+        "sha256//" + "A" * 43 + "=", "sha256//" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+    ]
+    return {"input-%02d" % i: t.encode() for i, t in enumerate(inputs)}
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)

@@ -37,7 +37,8 @@ for bin in "$@"; do
 	# not that slow); -rss_limit_mb bounds a harness that leaks per input.
 	if ! "$bin" -artifact_prefix="$art" -timeout=20 "$seeds"/* >"$log" 2>&1; then
 		printf 'FAIL  %-16s on its seed corpus (log %s)\n' "$name" "$log"
-		grep -E 'ERROR|SUMMARY|artifact|Running' "$log" | tail -n 8 | sed 's/^/      | /'
+		{ grep '^Running:' "$log" | tail -n 1; grep -E 'ERROR|SUMMARY' "$log"; } |
+			tail -n 8 | sed 's/^/      | /'
 		failed+=("$name")
 		continue
 	fi
