@@ -190,9 +190,17 @@ static bool name_is_ok(const char *s)
 	return true;
 }
 
-/* Parse and check the create body into sp. Returns 0, or an HTTP status with msg set. */
-static unsigned parse_create(const char *body, size_t len, struct store_peer *sp,
-			     bool *have_key, char msg[static 200])
+static bool in_pools(const struct prov_cidr *c, const struct prov_cidr *pools, unsigned n_pools)
+{
+	for (unsigned i = 0; i < n_pools; i++)
+		if (cidr_overlaps(c, &pools[i]))
+			return true;
+	return false;
+}
+
+unsigned api_parse_create(const char *body, size_t len, int64_t now,
+			  const struct prov_cidr *pools, unsigned n_pools, struct store_peer *sp,
+			  bool *have_key, char msg[static API_MSG_LEN])
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(body ? body : "{}", body ? len : 2, JSON_REJECT_DUPLICATES, &jerr);
@@ -203,7 +211,7 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 	memset(sp, 0, sizeof(*sp));
 	*have_key = false;
 	if (!root || !json_is_object(root)) {
-		snprintf(msg, 200, "the body must be a JSON object%s%s", root ? "" : ": ",
+		snprintf(msg, API_MSG_LEN, "the body must be a JSON object%s%s", root ? "" : ": ",
 			 root ? "" : jerr.text);
 		json_decref(root);
 		return 400;
@@ -214,7 +222,8 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 
 			if (!json_is_string(v) || key_from_base64(json_string_value(v), sp->pubkey) < 0 ||
 			    !memcmp(sp->pubkey, zero, WG_KEY_LEN)) {
-				snprintf(msg, 200, "public_key: not a 32-byte base64 WireGuard key");
+				snprintf(msg, API_MSG_LEN,
+					 "public_key: not a 32-byte base64 WireGuard key");
 				status = 400;
 				break;
 			}
@@ -223,15 +232,16 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 			json_int_t t = json_is_integer(v) ? json_integer_value(v) : -1;
 
 			if (t < 1 || t > API_TTL_MAX) {
-				snprintf(msg, 200, "ttl_seconds: an integer from 1 to %d", API_TTL_MAX);
+				snprintf(msg, API_MSG_LEN, "ttl_seconds: an integer from 1 to %d",
+					 API_TTL_MAX);
 				status = 400;
 				break;
 			}
-			sp->expires_at = prov_wall_s() + t;
+			sp->expires_at = now + t;
 		} else if (!strcmp(k, "name")) {
 			if (!json_is_string(v) || !name_is_ok(json_string_value(v))) {
-				snprintf(msg, 200, "name: a string of 1 to %d printable characters",
-					 PROV_NAME_MAX);
+				snprintf(msg, API_MSG_LEN, "name: a string of 1 to %d printable "
+					 "characters", PROV_NAME_MAX);
 				status = 400;
 				break;
 			}
@@ -242,8 +252,9 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 			const unsigned max = sizeof(sp->routes) / sizeof(sp->routes[0]);
 
 			if (!json_is_array(v) || json_array_size(v) > max) {
-				snprintf(msg, 200, "allowed_ips: an array of at most %u CIDR strings "
-					 "(routes behind the peer; its own addresses are assigned)", max);
+				snprintf(msg, API_MSG_LEN,
+					 "allowed_ips: an array of at most %u CIDR strings (routes "
+					 "behind the peer; its own addresses are assigned)", max);
 				status = 400;
 				break;
 			}
@@ -251,13 +262,15 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 				struct prov_cidr *c = &sp->routes[i];
 
 				if (!json_is_string(e) || cidr_parse(json_string_value(e), c) < 0) {
-					snprintf(msg, 200, "allowed_ips[%zu]: not a CIDR such as "
+					snprintf(msg, API_MSG_LEN,
+						 "allowed_ips[%zu]: not a CIDR such as "
 						 "192.168.7.0/24 (host bits must be zero)", i);
 					status = 400;
 					break;
 				}
-				if (c->bits == 0 || prov_in_pools(c)) {
-					snprintf(msg, 200, "allowed_ips[%zu]: overlaps the address pool or "
+				if (c->bits == 0 || in_pools(c, pools, n_pools)) {
+					snprintf(msg, API_MSG_LEN,
+						 "allowed_ips[%zu]: overlaps the address pool or "
 						 "everything; it would take other peers' traffic", i);
 					status = 400;
 					break;
@@ -267,8 +280,8 @@ static unsigned parse_create(const char *body, size_t len, struct store_peer *sp
 			if (status)
 				break;
 		} else {
-			snprintf(msg, 200, "unknown field '%.64s' (known: public_key, ttl_seconds, "
-				 "name, allowed_ips)", k);
+			snprintf(msg, API_MSG_LEN, "unknown field '%.64s' (known: public_key, "
+				 "ttl_seconds, name, allowed_ips)", k);
 			status = 400;
 			break;
 		}
@@ -281,13 +294,19 @@ static int api_create(struct lws *wsi, struct req *r)
 {
 	uint8_t priv[WG_KEY_LEN];
 	struct store_peer sp;
-	char msg[200], *config;
+	struct prov_cidr pools[2];
+	char msg[API_MSG_LEN], *config;
+	unsigned n_pools = 0, status;
 	bool have_key;
-	unsigned status;
 	json_t *j;
 	int ret;
 
-	status = parse_create(r->body, r->body_len, &sp, &have_key, msg);
+	if (prov.cfg.has_pool4)
+		pools[n_pools++] = prov.cfg.pool4;
+	if (prov.cfg.has_pool6)
+		pools[n_pools++] = prov.cfg.pool6;
+	status = api_parse_create(r->body, r->body_len, prov_wall_s(), pools, n_pools, &sp,
+				  &have_key, msg);
 	if (status)
 		return reply_error(wsi, status, "%s", msg);
 	if (!have_key) {

@@ -488,6 +488,15 @@ const struct lws_protocols *api_protocols(void);
 const struct lws_protocols *api_metrics_protocols(void);
 size_t api_render_metrics(char *buf, size_t size);
 
+enum { API_MSG_LEN = 200 };
+/* The body of POST /v1/peers (len bytes of JSON, no NUL needed; NULL: none, as {}) into sp:
+ * public_key (*have_key says it was given), ttl_seconds as expires_at counted from now,
+ * name, allowed_ips (none may overlap one of the n_pools pools). Pure: no I/O, no globals.
+ * Returns 0, or an HTTP status (400) with msg set. */
+unsigned api_parse_create(const char *body, size_t len, int64_t now,
+			  const struct prov_cidr *pools, unsigned n_pools, struct store_peer *sp,
+			  bool *have_key, char msg[static API_MSG_LEN]);
+
 /* ---- gc.c: paced removal of idle peers, deletion of expired ones ---- */
 
 void gc_start(void);
