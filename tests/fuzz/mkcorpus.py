@@ -162,6 +162,30 @@ def url_seeds():
     return {"input-%02d" % i: t.encode() for i, t in enumerate(inputs)}
 
 
+KEY_B64 = "pQwOU9IJLBiFX11mvUjoqmNFLaO/kB4o4jCPpx6iQQc="  # the vectors' initiator
+
+
+@seed("api")
+def api_seeds():
+    bodies = [
+        '{}',
+        '{"public_key": "%s"}' % KEY_B64,
+        '{"public_key": "%s", "ttl_seconds": 3600, "name": "laptop \\u00e9",'
+        ' "allowed_ips": ["192.168.7.0/24", "fd99::/64"]}' % KEY_B64,
+        '{"public_key":"%s"}' % KEY_B64.replace("/", "_").rstrip("="),
+        '{"name": "a", "name": "b"}',
+        '{"ttl_seconds": 0}', '{"ttl_seconds": 315360001}', '{"ttl_seconds": 1.5}',
+        '{"allowed_ips": ["10.64.1.0/24"]}', '{"allowed_ips": ["0.0.0.0/0"]}',
+        '{"allowed_ips": ["192.168.7.1/24"]}', '{"allowed_ips": ["fd00:64::1/128"]}',
+        '{"allowed_ips": ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16", "10.4.0.0/16",'
+        ' "10.5.0.0/16", "10.6.0.0/16", "10.7.0.0/16"]}',
+        '{"name": "\\u0001"}', '{"name": "%s"}' % ("n" * 65), '{"public_key": "AAAA"}',
+        '{"public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}',
+        '{"colour": "blue"}', '[]', '"x"', '{"a', '[' * 100 + ']' * 100,
+    ]
+    return {"body-%02d" % i: b.encode() for i, b in enumerate(bodies)}
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
