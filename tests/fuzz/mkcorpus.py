@@ -186,6 +186,36 @@ def api_seeds():
     return {"body-%02d" % i: b.encode() for i, b in enumerate(bodies)}
 
 
+@seed("uapi")
+def uapi_seeds():
+    """The replies of wireguard-go the unit tests use, and boringtun's dialect."""
+    data = os.path.join(TOP, "tests", "unit", "data", "uapi")
+    out = {}
+    for name in sorted(os.listdir(data)):
+        if name.endswith(".txt"):
+            with open(os.path.join(data, name), "rb") as f:
+                out[name[:-4]] = f.read()
+    key = "%064x"
+    out["boringtun"] = (
+        "own_public_key=8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f\n"
+        "listen_port=51820\nfwmark=0\n"
+        "public_key=e59f8598137a580f532139dd18e72e5e17bee74dfc6fef72739f7c6918796b78\n"
+        "preshared_key=" + key % 7 + "\npersistent_keepalive_interval=25\n"
+        "endpoint=[fe80::1%2]:51820\nallowed_ip=10.0.0.2/32\nallowed_ip=fd00::2/128\n"
+        "last_handshake_time_sec=30\nlast_handshake_time_nsec=5000\nrx_bytes=100\n"
+        "tx_bytes=200\npublic_key=" + key % 9 + "\nrx_bytes=0\ntx_bytes=0\nerrno=0\n\n"
+    ).encode()
+    out["boringtun-errno"] = b"errno=22\n\n"
+    out["errno-min"] = b"errno=-4095\n\n"
+    out["bytes-after-end"] = b"listen_port=1\nerrno=0\n\nx"
+    out["peer-key-before-peer"] = b"allowed_ip=10.0.0.1/32\nerrno=0\n\n"
+    out["device-key-in-peer"] = ("public_key=" + key % 1 + "\nlisten_port=2\nerrno=0\n\n").encode()
+    out["many-allowed"] = ("public_key=" + key % 1 + "\n" +
+                           "".join("allowed_ip=10.0.%d.0/24\n" % i for i in range(12)) +
+                           "errno=0\n\n").encode()
+    return out
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
