@@ -158,6 +158,15 @@ ssize_t wgnl_build_set_peer(void *buf, size_t size, uint16_t family, uint32_t se
 ssize_t wgnl_build_remove(void *buf, size_t size, uint16_t family, uint32_t seq,
 			  const char *ifname, const uint8_t (*keys)[WG_KEY_LEN], unsigned n);
 ssize_t wgnl_build_dump(void *buf, size_t size, uint16_t family, uint32_t seq, const char *ifname);
+/* The dump parser of wgnl_ops' dump and get_info, over datagrams already received (for the
+ * fuzzer and the unit tests): datagram i is dgram[i][0..len[i]), aligned as malloc aligns,
+ * holding replies to (portid, seq) from family. Device facts go to info (NULL: not wanted),
+ * the private key to private_key (NULL: not wanted; -ENOKEY when the dump has none), each peer
+ * to fn (NULL: checked only) once, as a dump does. Returns what those return, -ETIMEDOUT when
+ * the datagrams end before NLMSG_DONE, -EMSGSIZE for one over the socket's 32 KiB buffer. */
+int wgnl_parse_dump(const void *const *dgram, const size_t *len, unsigned n, uint16_t family,
+		    uint32_t portid, uint32_t seq, struct wgdev_info *info, uint8_t *private_key,
+		    wgdev_peer_fn fn, void *arg);
 
 /* ---- uapi.c: wireguard-go / boringtun over /var/run/wireguard/IFNAME.sock ---- */
 

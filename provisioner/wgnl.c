@@ -14,6 +14,8 @@
  * NLMSG_DONE. A peer whose allowed IPs did not fit one batch continues in the next with only
  * its key and the rest of its allowed IPs; the current peer is therefore held back until the
  * next element names another key or the dump ends, so the callback sees each peer once.
+ * The receive loop takes its datagrams from a source, the socket or memory: wgnl_parse_dump()
+ * runs the real dump parser over bytes for the unit tests and the fuzzer.
  *
  * Replies are untrusted: every attribute's type and exact length is checked before use, and
  * a lie ends the operation with -EBADMSG. Every wait is bounded by SO_RCVTIMEO. The receive
@@ -248,30 +250,57 @@ out_close_sock:
 	return ret;
 }
 
+/* Where replies come from: the socket, or datagrams already in memory (wgnl_parse_dump).
+ * next() gives one datagram: its length, with *buf set, or -errno (-ETIMEDOUT when nothing
+ * came in time, -EMSGSIZE for a batch bigger than our buffer). */
+struct source {
+	ssize_t (*next)(struct source *src, const void **buf);
+};
+
+struct sock_source {
+	struct source src; /* first: a struct source * is a struct sock_source * */
+	struct wgnl *nl;
+	struct mnl_socket *s;
+};
+
+static ssize_t sock_next(struct source *src, const void **buf)
+{
+	struct sock_source *ss = (struct sock_source *)src;
+
+	for (;;) {
+		ssize_t n = mnl_socket_recvfrom(ss->s, ss->nl->rx, sizeof(ss->nl->rx));
+
+		if (n >= 0) {
+			*buf = ss->nl->rx;
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -ETIMEDOUT;
+		return errno == ENOSPC ? -EMSGSIZE : -errno;
+	}
+}
+
 /* Read replies to (portid, seq) until the ack (NLMSG_ERROR) or, for a dump, NLMSG_DONE.
  * Returns the kernel's 0/-errno, an error from fn, or a local error: -ETIMEDOUT, -EMSGSIZE
  * (a batch bigger than our buffer), -EBADMSG (a malformed reply). After fn fails the rest
  * of the reply is still read, so the socket is left clean. */
-static int recv_reply(struct wgnl *nl, struct mnl_socket *s, uint32_t portid, uint32_t seq,
-		      bool dump, reply_fn fn, void *arg)
+static int recv_reply(struct source *src, uint32_t portid, uint32_t seq, bool dump, reply_fn fn,
+		      void *arg)
 {
 	unsigned stale = 0, msgs = 0;
 	int ret = 0;
 
 	for (;;) {
-		ssize_t n = mnl_socket_recvfrom(s, nl->rx, sizeof(nl->rx));
+		const void *buf;
+		ssize_t n = src->next(src, &buf);
 		int len = (int)n;
 		const struct nlmsghdr *nlh;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return -ETIMEDOUT;
-			return errno == ENOSPC ? -EMSGSIZE : -errno;
-		}
-		for (nlh = (const struct nlmsghdr *)nl->rx; mnl_nlmsg_ok(nlh, len);
-		     nlh = mnl_nlmsg_next(nlh, &len)) {
+		if (n < 0)
+			return (int)n;
+		for (nlh = buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid) {
 				/* A late reply to a request that timed out. */
 				if (++stale > WGNL_STALE_MAX)
@@ -322,11 +351,12 @@ static int send_tx(struct wgnl *nl, struct mnl_socket *s, size_t len)
 static int request(struct wgnl *nl, size_t len, reply_fn fn, void *arg)
 {
 	const struct nlmsghdr *nlh = (const struct nlmsghdr *)nl->tx;
+	struct sock_source src = { { sock_next }, nl, nl->set_sock };
 	int ret = send_tx(nl, nl->set_sock, len);
 
 	if (ret < 0)
 		return ret;
-	return recv_reply(nl, nl->set_sock, nl->set_portid, nlh->nlmsg_seq, false, fn, arg);
+	return recv_reply(&src.src, nl->set_portid, nlh->nlmsg_seq, false, fn, arg);
 }
 
 /* ---- family resolution ---- */
@@ -607,8 +637,30 @@ static int reset_dump_sock(struct wgnl *nl)
 	return sock_open(&nl->dump_sock, &nl->dump_portid);
 }
 
+/* The dump's replies are all in (ret: what recv_reply() said): the held-back peer goes out. */
+static int dump_end(struct dump_ctx *ctx, int ret)
+{
+	if (ret < 0)
+		return ret;
+	deliver(ctx); /* the last peer: nothing can continue it now */
+	return ctx->fn_ret;
+}
+
+/* get_info's part of a finished dump: the device's private key, or -ENOKEY. */
+static int dump_take_key(const struct dump_ctx *ctx, int ret, uint8_t *private_key)
+{
+	if (ret == 0 && private_key) {
+		if (ctx->has_private_key)
+			memcpy(private_key, ctx->private_key, WG_KEY_LEN);
+		else
+			ret = -ENOKEY;
+	}
+	return ret;
+}
+
 static int run_dump(struct wgnl *nl, struct dump_ctx *ctx)
 {
+	struct sock_source src;
 	ssize_t len;
 	int ret;
 
@@ -624,7 +676,8 @@ static int run_dump(struct wgnl *nl, struct dump_ctx *ctx)
 	ret = send_tx(nl, nl->dump_sock, (size_t)len);
 	if (ret < 0)
 		return ret;
-	ret = recv_reply(nl, nl->dump_sock, nl->dump_portid, nl->seq, true, dump_reply, ctx);
+	src = (struct sock_source){ { sock_next }, nl, nl->dump_sock };
+	ret = recv_reply(&src.src, nl->dump_portid, nl->seq, true, dump_reply, ctx);
 	sodium_memzero(nl->rx, sizeof(nl->rx)); /* the first batch holds the private key */
 	if (ret == -ETIMEDOUT || ret == -EMSGSIZE || ret == -EBADMSG || ret == -EPROTO ||
 	    ret == -ENOBUFS) {
@@ -632,10 +685,45 @@ static int run_dump(struct wgnl *nl, struct dump_ctx *ctx)
 
 		(void)r; /* a failed reopen is retried by the next dump */
 	}
-	if (ret < 0)
-		return ret;
-	deliver(ctx); /* the last peer: nothing can continue it now */
-	return ctx->fn_ret;
+	return dump_end(ctx, ret);
+}
+
+struct mem_source {
+	struct source src; /* first, as in struct sock_source */
+	const void *const *dgram;
+	const size_t *len;
+	unsigned n, next;
+};
+
+static ssize_t mem_next(struct source *src, const void **buf)
+{
+	struct mem_source *ms = (struct mem_source *)src;
+	size_t len;
+
+	if (ms->next == ms->n)
+		return -ETIMEDOUT; /* the socket would have waited WGNL_TIMEOUT_S for more */
+	len = ms->len[ms->next];
+	if (len > WGNL_RECV_LEN)
+		return -EMSGSIZE; /* the socket would have truncated it */
+	*buf = ms->dgram[ms->next++];
+	return (ssize_t)len;
+}
+
+int wgnl_parse_dump(const void *const *dgram, const size_t *len, unsigned n, uint16_t family,
+		    uint32_t portid, uint32_t seq, struct wgdev_info *info, uint8_t *private_key,
+		    wgdev_peer_fn fn, void *arg)
+{
+	struct mem_source src = { { mem_next }, dgram, len, n, 0 };
+	struct dump_ctx ctx = { .family = family, .info = info, .fn = fn, .arg = arg };
+	int ret;
+
+	if (info)
+		memset(info, 0, sizeof(*info));
+	ret = recv_reply(&src.src, portid, seq, true, dump_reply, &ctx);
+	ret = dump_end(&ctx, ret);
+	ret = dump_take_key(&ctx, ret, private_key);
+	sodium_memzero(ctx.private_key, sizeof(ctx.private_key));
+	return ret;
 }
 
 /* ---- the backend ---- */
@@ -647,12 +735,7 @@ static int wgnl_get_info(void *impl, struct wgdev_info *info, uint8_t *private_k
 
 	memset(info, 0, sizeof(*info));
 	ret = run_dump(impl, &ctx);
-	if (ret == 0 && private_key) {
-		if (ctx.has_private_key)
-			memcpy(private_key, ctx.private_key, WG_KEY_LEN);
-		else
-			ret = -ENOKEY;
-	}
+	ret = dump_take_key(&ctx, ret, private_key);
 	sodium_memzero(ctx.private_key, sizeof(ctx.private_key));
 	return ret;
 }

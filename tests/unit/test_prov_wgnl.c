@@ -4,7 +4,11 @@
  * kind is the hexdump of reference/wireguard-jit.md §10, made by an independent prototype.
  * Every builder is also run with every buffer size smaller than its message: it must say
  * -EMSGSIZE and write nothing past the size it was given (a canary, and an exact heap
- * allocation for ASan). Sending them to a real kernel is tests/e2e/test_kernel_netlink.sh. */
+ * allocation for ASan). Sending them to a real kernel is tests/e2e/test_kernel_netlink.sh.
+ * The dump parser runs over replies built here with libmnl, as the kernel lays them out
+ * (wgnl_parse_dump, the receive loop of a real dump fed from memory): device facts, peers
+ * delivered once even when the kernel splits one across batches, and every way a reply can
+ * end or lie. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,9 +20,12 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+#include <libmnl/libmnl.h>
+#include <linux/genetlink.h>
 
 #include "prov.h"
 /* After prov.h: this header #defines WG_KEY_LEN, which prov.h declares as an enum. */
+#include <linux/time_types.h>
 #include <linux/wireguard.h>
 
 enum {
@@ -418,6 +425,250 @@ static void test_dump_request(void **state)
 	expect_no_overrun(build_dump, NULL, (size_t)len);
 }
 
+/* --- dump replies -------------------------------------------------------------------- */
+
+enum { PORTID = 77, SEQ = 9, DGRAM_MAX = 33000 };
+
+/* Ways to spoil the reply of dump_cases. */
+enum spoil {
+	GOOD,
+	NO_PRIVATE_KEY,   /* the device message lacks WGDEVICE_A_PRIVATE_KEY */
+	DONE_ENODEV,      /* NLMSG_DONE carries -ENODEV */
+	ACK_EPERM,        /* an NLMSG_ERROR -EPERM instead of the first batch */
+	NO_DONE,          /* the datagrams end before NLMSG_DONE */
+	TRUNCATED,        /* the last message of the first datagram is cut */
+	STALE_FIRST,      /* a reply to an older request comes first */
+	LYING_PORT,       /* WGDEVICE_A_LISTEN_PORT as 4 bytes */
+	INTERRUPTED,      /* NLM_F_DUMP_INTR: reported as it is */
+	OVERSIZED,        /* a datagram over the socket's 32 KiB buffer */
+	WRONG_CMD,        /* genl cmd SET_DEVICE */
+};
+
+struct dump_case {
+	const char *name;
+	enum spoil spoil;
+	bool want_key;    /* ask for the private key */
+	unsigned stop_at; /* the callback returns 5 at this peer (1-based; 0: never) */
+	int ret;
+	unsigned peers;   /* delivered */
+};
+
+static const struct dump_case dump_cases[] = {
+	{ "three datagrams, a peer split across two", GOOD, true, 0, 0, 3 },
+	{ "no private key, asked for", NO_PRIVATE_KEY, true, 0, -ENOKEY, 3 },
+	{ "no private key, not asked for", NO_PRIVATE_KEY, false, 0, 0, 3 },
+	{ "the kernel fails the dump at its end", DONE_ENODEV, false, 0, -ENODEV, 2 },
+	{ "the kernel refuses the dump", ACK_EPERM, false, 0, -EPERM, 0 },
+	{ "the datagrams end before NLMSG_DONE", NO_DONE, false, 0, -ETIMEDOUT, 2 },
+	{ "a truncated message", TRUNCATED, false, 0, -EBADMSG, 0 },
+	{ "a stale reply first", STALE_FIRST, true, 0, 0, 3 },
+	{ "a u16 attribute of 4 bytes", LYING_PORT, false, 0, -EBADMSG, 0 },
+	{ "an interrupted dump", INTERRUPTED, true, 0, 0, 3 },
+	{ "a datagram over 32 KiB", OVERSIZED, false, 0, -EMSGSIZE, 1 },
+	{ "a reply to another command", WRONG_CMD, false, 0, -EBADMSG, 0 },
+	{ "the callback stops at the first peer", GOOD, false, 1, 5, 1 },
+	{ "the callback stops at the split peer", GOOD, false, 2, 5, 2 },
+};
+
+static struct nlmsghdr *reply_start(uint8_t *buf, uint16_t type, uint32_t seq, uint16_t flags)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_MULTI | flags;
+	nlh->nlmsg_seq = seq;
+	nlh->nlmsg_pid = PORTID;
+	return nlh;
+}
+
+static struct nlmsghdr *device_start(uint8_t *buf, uint8_t cmd, uint32_t seq, uint16_t flags)
+{
+	struct nlmsghdr *nlh = reply_start(buf, FAM, seq, flags);
+	struct genlmsghdr *genl = mnl_nlmsg_put_extra_header(nlh, sizeof(*genl));
+
+	genl->cmd = cmd;
+	genl->version = WG_GENL_VERSION;
+	return nlh;
+}
+
+/* One peer element inside WGDEVICE_A_PEERS: its key, the allowed IPs, and with details its
+ * counters, keepalive, endpoint and handshake time. */
+static void put_peer(struct nlmsghdr *nlh, uint8_t key, const char *const *cidrs, unsigned n,
+		     bool details)
+{
+	struct nlattr *peer = mnl_attr_nest_start(nlh, 0), *ips;
+	uint8_t k[WG_KEY_LEN];
+
+	key_fill(k, key);
+	mnl_attr_put(nlh, WGPEER_A_PUBLIC_KEY, sizeof(k), k);
+	if (details) {
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(51820) };
+		struct __kernel_timespec ts = { .tv_sec = 1700000000, .tv_nsec = 5 };
+
+		assert_int_equal(inet_pton(AF_INET, "192.0.2.1", &sin.sin_addr), 1);
+		mnl_attr_put(nlh, WGPEER_A_ENDPOINT, sizeof(sin), &sin);
+		mnl_attr_put(nlh, WGPEER_A_LAST_HANDSHAKE_TIME, sizeof(ts), &ts);
+		mnl_attr_put_u64(nlh, WGPEER_A_RX_BYTES, 100);
+		mnl_attr_put_u64(nlh, WGPEER_A_TX_BYTES, 200);
+		mnl_attr_put_u16(nlh, WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, 25);
+		mnl_attr_put_u32(nlh, WGPEER_A_PROTOCOL_VERSION, 1);
+	}
+	ips = mnl_attr_nest_start(nlh, WGPEER_A_ALLOWEDIPS);
+	for (unsigned i = 0; i < n; i++) {
+		struct nlattr *ip = mnl_attr_nest_start(nlh, 0);
+		struct prov_cidr c;
+
+		assert_int_equal(cidr_parse(cidrs[i], &c), 0);
+		mnl_attr_put_u16(nlh, WGALLOWEDIP_A_FAMILY, c.family);
+		mnl_attr_put(nlh, WGALLOWEDIP_A_IPADDR, c.family == AF_INET ? 4 : 16, c.addr);
+		mnl_attr_put_u8(nlh, WGALLOWEDIP_A_CIDR_MASK, c.bits);
+		mnl_attr_nest_end(nlh, ip);
+	}
+	mnl_attr_nest_end(nlh, ips);
+	mnl_attr_nest_end(nlh, peer);
+}
+
+/* The reply to a dump of a device with three peers, the second split by the kernel across
+ * the first two datagrams, spoiled as the case says. Returns the number of datagrams. */
+static unsigned build_reply(enum spoil spoil, uint8_t (*dg)[DGRAM_MAX], size_t *len)
+{
+	static const char *const ips1[] = { "10.0.0.2/32", "fd00::2/128" };
+	static const char *const ips2a[] = { "10.0.1.0/24" }, *const ips2b[] = { "10.0.2.0/24" };
+	uint8_t key[WG_KEY_LEN];
+	struct nlmsghdr *nlh;
+	struct nlattr *peers;
+	size_t off = 0;
+	int err;
+
+	memset(dg, 0, 3 * sizeof(*dg));
+	if (spoil == STALE_FIRST) {
+		nlh = device_start(dg[0], WG_CMD_GET_DEVICE, SEQ - 1, 0);
+		off = nlh->nlmsg_len;
+	}
+	if (spoil == ACK_EPERM) {
+		struct nlmsgerr e = { .error = -EPERM };
+
+		nlh = reply_start(dg[0], NLMSG_ERROR, SEQ, 0);
+		mnl_nlmsg_put_extra_header(nlh, sizeof(e));
+		memcpy(mnl_nlmsg_get_payload(nlh), &e, sizeof(e));
+		len[0] = nlh->nlmsg_len;
+		return 1;
+	}
+	nlh = device_start(dg[0] + off, spoil == WRONG_CMD ? WG_CMD_SET_DEVICE : WG_CMD_GET_DEVICE,
+			   SEQ, spoil == INTERRUPTED ? NLM_F_DUMP_INTR : 0);
+	mnl_attr_put_u32(nlh, WGDEVICE_A_IFINDEX, 7);
+	mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, "wg0");
+	if (spoil == LYING_PORT)
+		mnl_attr_put_u32(nlh, WGDEVICE_A_LISTEN_PORT, 51820);
+	else
+		mnl_attr_put_u16(nlh, WGDEVICE_A_LISTEN_PORT, 51820);
+	key_fill(key, 0x11);
+	if (spoil != NO_PRIVATE_KEY)
+		mnl_attr_put(nlh, WGDEVICE_A_PRIVATE_KEY, sizeof(key), key);
+	key_fill(key, 0x22);
+	mnl_attr_put(nlh, WGDEVICE_A_PUBLIC_KEY, sizeof(key), key);
+	peers = mnl_attr_nest_start(nlh, WGDEVICE_A_PEERS);
+	put_peer(nlh, 0xa1, ips1, 2, true);
+	put_peer(nlh, 0xa2, ips2a, 1, false);
+	mnl_attr_nest_end(nlh, peers);
+	len[0] = off + nlh->nlmsg_len - (spoil == TRUNCATED ? 8 : 0);
+
+	/* The kernel's next batch: the rest of the second peer, then the third. */
+	nlh = device_start(dg[1], WG_CMD_GET_DEVICE, SEQ, 0);
+	mnl_attr_put_u32(nlh, WGDEVICE_A_IFINDEX, 7);
+	peers = mnl_attr_nest_start(nlh, WGDEVICE_A_PEERS);
+	put_peer(nlh, 0xa2, ips2b, 1, false);
+	put_peer(nlh, 0xa3, NULL, 0, false);
+	mnl_attr_nest_end(nlh, peers);
+	len[1] = spoil == OVERSIZED ? DGRAM_MAX : nlh->nlmsg_len;
+	if (spoil == NO_DONE)
+		return 2;
+
+	nlh = reply_start(dg[2], NLMSG_DONE, SEQ, 0);
+	err = spoil == DONE_ENODEV ? -ENODEV : 0;
+	mnl_nlmsg_put_extra_header(nlh, sizeof(err));
+	memcpy(mnl_nlmsg_get_payload(nlh), &err, sizeof(err));
+	len[2] = nlh->nlmsg_len;
+	return 3;
+}
+
+struct dumped {
+	const struct dump_case *c;
+	unsigned n;
+	struct wgdev_peer_info peer[4];
+};
+
+static int on_dumped(void *arg, const struct wgdev_peer_info *p)
+{
+	struct dumped *d = arg;
+
+	if (d->n == 4)
+		fail_msg("case %s: more than three peers", cur_case);
+	d->peer[d->n++] = *p;
+	return d->n == d->c->stop_at ? 5 : 0;
+}
+
+static void expect_peer(const struct wgdev_peer_info *p, uint8_t key, const char *const *cidrs,
+			unsigned n)
+{
+	char buf[PROV_CIDR_STR];
+
+	EXPECT_EQ(p->pubkey[0], key);
+	EXPECT_EQ(p->pubkey[WG_KEY_LEN - 1], key);
+	EXPECT_EQ(p->n_allowed, n);
+	for (unsigned i = 0; i < n; i++)
+		EXPECT_STREQ(cidr_format(&p->allowed[i], buf), cidrs[i]);
+}
+
+static void test_dump_parse(void **state)
+{
+	static const char *const ips1[] = { "10.0.0.2/32", "fd00::2/128" };
+	static const char *const ips2[] = { "10.0.1.0/24", "10.0.2.0/24" };
+	uint8_t (*dg)[DGRAM_MAX] = malloc(3 * sizeof(*dg));
+
+	(void)state;
+	assert_non_null(dg);
+	for (size_t i = 0; i < sizeof(dump_cases) / sizeof(dump_cases[0]); i++) {
+		const struct dump_case *c = &dump_cases[i];
+		const void *ptrs[3] = { dg[0], dg[1], dg[2] };
+		struct dumped d = { .c = c };
+		struct wgdev_info info;
+		uint8_t priv[WG_KEY_LEN];
+		size_t len[3];
+		unsigned n;
+
+		cur_case = c->name;
+		n = build_reply(c->spoil, dg, len);
+		memset(priv, 0xee, sizeof(priv));
+		EXPECT_EQ(wgnl_parse_dump(ptrs, len, n, FAM, PORTID, SEQ, &info,
+					  c->want_key ? priv : NULL, on_dumped, &d), c->ret);
+		EXPECT_EQ(d.n, c->peers);
+		if (d.n >= 1) {
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)&d.peer[0].endpoint;
+
+			expect_peer(&d.peer[0], 0xa1, ips1, 2);
+			EXPECT_EQ(d.peer[0].rx_bytes, 100);
+			EXPECT_EQ(d.peer[0].tx_bytes, 200);
+			EXPECT_EQ(d.peer[0].keepalive_s, 25);
+			EXPECT_EQ(d.peer[0].last_handshake_s, 1700000000);
+			EXPECT_EQ(sin->sin_family, AF_INET);
+			EXPECT_EQ(ntohs(sin->sin_port), 51820);
+		}
+		if (d.n >= 2) /* once, with the allowed IPs of both batches */
+			expect_peer(&d.peer[1], 0xa2, ips2, 2);
+		if (d.n >= 3)
+			expect_peer(&d.peer[2], 0xa3, NULL, 0);
+		if (c->ret == 0 || c->ret == -ENOKEY) {
+			EXPECT_EQ(info.ifindex, 7);
+			EXPECT_EQ(info.listen_port, 51820);
+			EXPECT(info.has_public_key);
+			EXPECT_EQ(info.public_key[0], 0x22);
+		}
+		EXPECT_EQ(priv[0], c->want_key && c->ret == 0 ? 0x11 : 0xee);
+	}
+	free(dg);
+}
+
 /* On this host there may be no kernel WireGuard at all; either way opening an interface
  * that does not exist must fail cleanly through the real socket path. */
 static void test_open_absent(void **state)
@@ -442,6 +693,7 @@ int main(void)
 		cmocka_unit_test(test_set_peer_invalid),
 		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_dump_request),
+		cmocka_unit_test(test_dump_parse),
 		cmocka_unit_test(test_open_absent),
 	};
 
