@@ -282,6 +282,14 @@ static ssize_t sock_next(struct source *src, const void **buf)
 	}
 }
 
+/* mnl_nlmsg_ok() without its (int) cast of nlmsg_len: libmnl 1.0.4 lets a length of 2^31 or
+ * more through, and the loop would then step gigabytes past the datagram. */
+static bool nlmsg_fits(const struct nlmsghdr *nlh, int len)
+{
+	return len >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
+	       nlh->nlmsg_len <= (unsigned)len;
+}
+
 /* Read replies to (portid, seq) until the ack (NLMSG_ERROR) or, for a dump, NLMSG_DONE.
  * Returns the kernel's 0/-errno, an error from fn, or a local error: -ETIMEDOUT, -EMSGSIZE
  * (a batch bigger than our buffer), -EBADMSG (a malformed reply). After fn fails the rest
@@ -300,7 +308,7 @@ static int recv_reply(struct source *src, uint32_t portid, uint32_t seq, bool du
 
 		if (n < 0)
 			return (int)n;
-		for (nlh = buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+		for (nlh = buf; nlmsg_fits(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != portid) {
 				/* A late reply to a request that timed out. */
 				if (++stale > WGNL_STALE_MAX)

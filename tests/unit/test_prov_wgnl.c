@@ -442,6 +442,7 @@ enum spoil {
 	INTERRUPTED,      /* NLM_F_DUMP_INTR: reported as it is */
 	OVERSIZED,        /* a datagram over the socket's 32 KiB buffer */
 	WRONG_CMD,        /* genl cmd SET_DEVICE */
+	HUGE_LEN,         /* a stale message whose nlmsg_len has bit 31 set (libmnl takes it) */
 };
 
 struct dump_case {
@@ -466,6 +467,7 @@ static const struct dump_case dump_cases[] = {
 	{ "an interrupted dump", INTERRUPTED, true, 0, 0, 3 },
 	{ "a datagram over 32 KiB", OVERSIZED, false, 0, -EMSGSIZE, 1 },
 	{ "a reply to another command", WRONG_CMD, false, 0, -EBADMSG, 0 },
+	{ "a message length of 2^31 + 768", HUGE_LEN, false, 0, -EBADMSG, 1 },
 	{ "the callback stops at the first peer", GOOD, false, 1, 5, 1 },
 	{ "the callback stops at the split peer", GOOD, false, 2, 5, 2 },
 };
@@ -583,6 +585,11 @@ static unsigned build_reply(enum spoil spoil, uint8_t (*dg)[DGRAM_MAX], size_t *
 	len[1] = spoil == OVERSIZED ? DGRAM_MAX : nlh->nlmsg_len;
 	if (spoil == NO_DONE)
 		return 2;
+	if (spoil == HUGE_LEN) {
+		nlh = reply_start(dg[1], NLMSG_NOOP, SEQ + 1, 0);
+		nlh->nlmsg_len = 0x80000300;
+		len[1] = 29;
+	}
 
 	nlh = reply_start(dg[2], NLMSG_DONE, SEQ, 0);
 	err = spoil == DONE_ENODEV ? -ENODEV : 0;
