@@ -216,6 +216,101 @@ def uapi_seeds():
     return out
 
 
+# Generic netlink as the kernel's WireGuard family sends a GET_DEVICE dump (linux/wireguard.h).
+NL_FAMILY, NL_PORTID, NL_SEQ = 0x15, 1234, 3
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_MULTI, NLM_F_DUMP_INTR = 0x2, 0x10
+NLA_F_NESTED = 0x8000
+WG_CMD_GET_DEVICE = 0
+(WGDEVICE_A_IFINDEX, WGDEVICE_A_IFNAME, WGDEVICE_A_PRIVATE_KEY, WGDEVICE_A_PUBLIC_KEY,
+ WGDEVICE_A_FLAGS, WGDEVICE_A_LISTEN_PORT, WGDEVICE_A_FWMARK, WGDEVICE_A_PEERS) = range(1, 9)
+(WGPEER_A_PUBLIC_KEY, WGPEER_A_PRESHARED_KEY, WGPEER_A_FLAGS, WGPEER_A_ENDPOINT,
+ WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, WGPEER_A_LAST_HANDSHAKE_TIME, WGPEER_A_RX_BYTES,
+ WGPEER_A_TX_BYTES, WGPEER_A_ALLOWEDIPS, WGPEER_A_PROTOCOL_VERSION) = range(1, 11)
+WGALLOWEDIP_A_FAMILY, WGALLOWEDIP_A_IPADDR, WGALLOWEDIP_A_CIDR_MASK = 1, 2, 3
+
+
+def nla(atype, payload):
+    n = 4 + len(payload)
+    return struct.pack("<HH", n, atype) + payload + bytes(-n % 4)
+
+
+def nest(atype, *attrs):
+    return nla(atype | NLA_F_NESTED, b"".join(attrs))
+
+
+def nlmsg(mtype, payload, flags=NLM_F_MULTI, seq=NL_SEQ):
+    return struct.pack("<IHHII", 16 + len(payload), mtype, flags, seq, NL_PORTID) + payload
+
+
+def allowed_ip(cidr):
+    import ipaddress
+    net = ipaddress.ip_network(cidr)
+    fam = 2 if net.version == 4 else 10
+    return nest(0, nla(WGALLOWEDIP_A_FAMILY, struct.pack("<H", fam)),
+                nla(WGALLOWEDIP_A_IPADDR, net.network_address.packed),
+                nla(WGALLOWEDIP_A_CIDR_MASK, bytes([net.prefixlen])))
+
+
+def wg_peer(key, cidrs, details=False):
+    attrs = [nla(WGPEER_A_PUBLIC_KEY, bytes([key]) * 32)]
+    if details:
+        attrs += [
+            nla(WGPEER_A_PRESHARED_KEY, bytes(32)),
+            nla(WGPEER_A_ENDPOINT, struct.pack("<H", 2) + struct.pack(">H", 51820) +
+                bytes([192, 0, 2, 1]) + bytes(8)),
+            nla(WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, struct.pack("<H", 25)),
+            nla(WGPEER_A_LAST_HANDSHAKE_TIME, struct.pack("<qq", 1700000000, 5)),
+            nla(WGPEER_A_RX_BYTES, struct.pack("<Q", 100)),
+            nla(WGPEER_A_TX_BYTES, struct.pack("<Q", 200)),
+            nla(WGPEER_A_PROTOCOL_VERSION, struct.pack("<I", 1)),
+        ]
+    attrs.append(nest(WGPEER_A_ALLOWEDIPS, *[allowed_ip(c) for c in cidrs]))
+    return nest(0, *attrs)
+
+
+def wg_device(peers, flags=NLM_F_MULTI, device=True, seq=NL_SEQ):
+    attrs = [nla(WGDEVICE_A_IFINDEX, struct.pack("<I", 7))]
+    if device:
+        attrs += [nla(WGDEVICE_A_IFNAME, b"wg0\0"), nla(WGDEVICE_A_PRIVATE_KEY, RESPONDER_PRIVATE),
+                  nla(WGDEVICE_A_PUBLIC_KEY, bytes(range(32))),
+                  nla(WGDEVICE_A_LISTEN_PORT, struct.pack("<H", 51820)),
+                  nla(WGDEVICE_A_FWMARK, struct.pack("<I", 0))]
+    if peers is not None:
+        attrs.append(nest(WGDEVICE_A_PEERS, *peers))
+    return nlmsg(NL_FAMILY, bytes([WG_CMD_GET_DEVICE, 1, 0, 0]) + b"".join(attrs), flags, seq)
+
+
+def nl_done(err=0):
+    return nlmsg(NLMSG_DONE, struct.pack("<i", err))
+
+
+def dgrams(*ds):
+    """The harness's input: each datagram after its big-endian u16 length."""
+    return b"".join(struct.pack(">H", len(d)) + d for d in ds)
+
+
+@seed("wgnl")
+def wgnl_seeds():
+    p1 = wg_peer(0xa1, ["10.0.0.2/32", "fd00::2/128"], details=True)
+    many = [wg_peer(0x10 + i, ["10.1.%d.0/24" % i, "10.2.%d.0/24" % i]) for i in range(20)]
+    return {
+        "one-datagram": dgrams(wg_device([p1, wg_peer(0xa2, ["10.0.1.0/24"])]) + nl_done()),
+        "split-peer": dgrams(wg_device([p1, wg_peer(0xa2, ["10.0.1.0/24"])]),
+                             wg_device([wg_peer(0xa2, ["10.0.2.0/24"]), wg_peer(0xa3, [])],
+                                       device=False), nl_done()),
+        "no-peers": dgrams(wg_device(None) + nl_done()),
+        "twenty-peers": dgrams(wg_device(many[:10]), wg_device(many[10:], device=False),
+                               nl_done()),
+        "interrupted": dgrams(wg_device([p1], flags=NLM_F_MULTI | NLM_F_DUMP_INTR), nl_done()),
+        "stale-first": dgrams(wg_device([p1], seq=NL_SEQ - 1) + wg_device([p1]), nl_done()),
+        "refused": dgrams(nlmsg(NLMSG_ERROR, struct.pack("<i", -1) + bytes(16), 0)),
+        "done-enodev": dgrams(wg_device([p1]), nl_done(-19)),
+        "truncated": dgrams((wg_device([p1]) + nl_done())[:-6]),
+        "no-done": dgrams(wg_device([p1])),
+    }
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
