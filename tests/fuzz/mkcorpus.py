@@ -311,6 +311,48 @@ def wgnl_seeds():
     }
 
 
+def udp_to(port, payload, sport=40000):
+    return struct.pack(">HHHH", sport, port, 8 + len(payload), 0) + payload
+
+
+def ipv4(payload, ihl=5, frag=0x4000, proto=17, total=None):
+    opts = b"\x01" * (4 * ihl - 20)  # NOP options
+    tl = 4 * ihl + len(payload) if total is None else total
+    return (struct.pack(">BBHHHBBH", 0x40 | ihl, 0, tl, 1, frag, 64, proto, 0) +
+            bytes([192, 0, 2, 7, 192, 0, 2, 1]) + opts + payload)
+
+
+def ipv6(payload, nh=17, plen=None):
+    pl = len(payload) if plen is None else plen
+    return (struct.pack(">IHBB", 0x60000000, pl, nh, 64) +
+            bytes.fromhex("20010db8000000000000000000000007") +
+            bytes.fromhex("20010db8000000000000000000000001") + payload)
+
+
+@seed("capture")
+def capture_seeds():
+    init = INITIATIONS[0]
+    good = udp_to(51820, init)
+    return {
+        "ipv4": ipv4(good),
+        "ipv4-options": ipv4(good, ihl=7),
+        "ipv4-fcs-trailer": ipv4(good) + b"\xde\xad\xbe\xef",
+        "ipv4-fragment": ipv4(good, frag=0x2000),
+        "ipv4-ip-len-lies": ipv4(good, total=20 + 156 + 4),
+        "ipv4-ihl-4": b"\x44" + ipv4(good)[1:],
+        "ipv4-tcp": ipv4(good, proto=6),
+        "ipv4-other-port": ipv4(udp_to(51821, init)),
+        "ipv4-response": ipv4(udp_to(51820, b"\x02\x00\x00\x00" + init[4:])),
+        "ipv4-short": ipv4(good)[:100],
+        "ipv6": ipv6(good),
+        "ipv6-link-local-src": ipv6(good)[:8] + bytes.fromhex("fe80" + "00" * 13 + "07") +
+        ipv6(good)[24:],
+        "ipv6-hop-by-hop": ipv6(b"\x11\x00" + b"\x00" * 6 + good, nh=0),
+        "ipv6-udp-len-lies": ipv6(udp_to(51820, init + b"xxxx")),
+        "not-ip": b"\x00" * 200,
+    }
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
