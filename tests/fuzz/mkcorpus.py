@@ -353,6 +353,30 @@ def capture_seeds():
     }
 
 
+@seed("noise")
+def noise_seeds():
+    def fix_mac1(m):  # the harness recomputes mac1 when the last byte is odd
+        return m[:-1] + bytes([m[-1] | 1])
+
+    def flip(m, at):
+        return m[:at] + bytes([m[at] ^ 0x80]) + m[at + 1:]
+
+    i0 = INITIATIONS[0]
+    out = {"wireguard-go-%d" % i: m for i, m in enumerate(INITIATIONS)}
+    out.update({
+        "mac1-recomputed": fix_mac1(i0),
+        "sender-index-changed": fix_mac1(i0[:4] + b"\x01\x02\x03\x04" + i0[8:]),
+        "ephemeral-zero": fix_mac1(i0[:8] + bytes(32) + i0[40:]),
+        "static-flipped": fix_mac1(flip(i0, 50)),
+        "timestamp-flipped": fix_mac1(flip(i0, 100)),
+        "mac1-flipped": flip(i0, 120),
+        "response-type": b"\x02" + i0[1:],
+        "short": i0[:147],
+        "long": i0 + b"\x00",
+    })
+    return out
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
