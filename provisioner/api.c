@@ -23,6 +23,7 @@ enum {
 	API_LIST_MAX = 1000,
 	API_TTL_MAX = 10 * 365 * 86400,
 	API_METRICS_MAX = 16384,
+	API_QUERY_MAX = 1024, /* a listing's whole query string, with a NUL */
 };
 
 enum api_method { M_OTHER, M_GET, M_POST, M_DELETE };
@@ -417,28 +418,67 @@ static int list_one(void *arg, const struct store_peer *sp)
 	return 0;
 }
 
+/* The listing's query: after=KEY and limit=N, each at most once, nothing else. Every argument
+ * is read whole (lws_get_urlarg_by_name() skips one longer than its buffer, and a cursor it
+ * skipped silently restarted the listing from the first key). Returns 0, or an HTTP status
+ * with msg set. */
+static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LEN],
+				 bool *has_after, unsigned long *limit, char msg[static 200])
+{
+	char arg[API_QUERY_MAX];
+	bool has_limit = false;
+	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+
+	*has_after = false;
+	*limit = API_LIST_DEFAULT;
+	if (total >= (int)sizeof(arg)) {
+		snprintf(msg, 200, "the query is over %d bytes", API_QUERY_MAX - 1);
+		return 414;
+	}
+	/* Each fragment is one urldecoded "name=value"; -1 once there are no more. */
+	for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+	     i++) {
+		if (!strncmp(arg, "after=", 6)) {
+			if (*has_after || key_from_base64(arg + 6, after) < 0) {
+				snprintf(msg, 200, "after: %s", *has_after ? "given twice" :
+					 "not a URL-safe base64 public key (the \"next\" of the "
+					 "previous page)");
+				return 400;
+			}
+			*has_after = true;
+		} else if (!strncmp(arg, "limit=", 6)) {
+			if (has_limit || conf_parse_uint(arg + 6, 1, API_LIST_MAX, limit) < 0) {
+				if (has_limit)
+					snprintf(msg, 200, "limit: given twice");
+				else
+					snprintf(msg, 200, "limit: an integer from 1 to %d",
+						 API_LIST_MAX);
+				return 400;
+			}
+			has_limit = true;
+		} else if (arg[0] && strcmp(arg, "/")) {
+			/* (lws 4.1.6 reports an empty argument, "?" or a trailing '&', as "/") */
+			snprintf(msg, 200, "unknown query argument '%.40s' (known: after, limit)", arg);
+			return 400;
+		}
+	}
+	return 0;
+}
+
 static int api_list(struct lws *wsi)
 {
-	char arg[128];
-	const char *v; /* lws returns a pointer past "name=" inside arg */
 	uint8_t after[WG_KEY_LEN];
-	bool has_after = false;
-	unsigned long limit = API_LIST_DEFAULT;
-	struct list_ctx lc = { .arr = json_array() };
+	bool has_after;
+	unsigned long limit;
+	struct list_ctx lc;
+	char msg[200];
+	unsigned status;
 	int n;
 
-	if ((v = lws_get_urlarg_by_name(wsi, "after=", arg, sizeof(arg)))) {
-		if (key_from_base64(v, after) < 0) {
-			json_decref(lc.arr);
-			return reply_error(wsi, 400, "after: not a URL-safe base64 public key");
-		}
-		has_after = true;
-	}
-	if ((v = lws_get_urlarg_by_name(wsi, "limit=", arg, sizeof(arg))) &&
-	    conf_parse_uint(v, 1, API_LIST_MAX, &limit) < 0) {
-		json_decref(lc.arr);
-		return reply_error(wsi, 400, "limit: an integer from 1 to %d", API_LIST_MAX);
-	}
+	status = parse_list_query(wsi, after, &has_after, &limit, msg);
+	if (status)
+		return reply_error(wsi, status, "%s", msg);
+	lc.arr = json_array();
 	n = store_list(prov.store, has_after ? after : NULL, (unsigned)limit, list_one, &lc);
 	if (n < 0) {
 		json_decref(lc.arr);

@@ -348,6 +348,18 @@ bad 400 "DELETE with a 33-byte key" req DELETE "/v1/peers/$(urlkey "$(b64 33)")"
 bad 400 "GET with a malformed key" req GET /v1/peers/not-a-key
 bad 400 "list with a bad limit" req GET '/v1/peers?limit=0'
 bad 400 "list with a bad after" req GET '/v1/peers?after=zzz'
+# A cursor the listing cannot use must never restart it from the first key (lws's
+# lws_get_urlarg_by_name skipped an argument over 127 bytes as if it were absent).
+long=$(printf 'A%.0s' $(seq 200))
+bad 400 "list with an after of 200 bytes" req GET "/v1/peers?after=$long"
+bad 400 "list with an after behind a 200-byte argument" req GET "/v1/peers?x=$long&after=$(urlkey "$K2")"
+bad 400 "list with a misspelled after" req GET "/v1/peers?aftre=$(urlkey "$K2")"
+bad 400 "list with after twice" req GET "/v1/peers?after=$(urlkey "$K2")&after=$(urlkey "$K2")"
+bad 400 "list with limit twice" req GET '/v1/peers?limit=1&limit=2'
+bad 400 "list with an empty after" req GET '/v1/peers?after='
+bad 414 "list with a 2 KiB query" req GET "/v1/peers?limit=1&x=$long$long$long$long$long$long$long$long$long$long"
+req GET '/v1/peers?limit=1&'
+expect "list with a trailing '&'" "$CODE:$(jget 'len(d["peers"])')" 200:1
 healthy "$SOCK" || fail "the provisioner stopped answering after the bad input"
 ok "still healthy after the bad input"
 
