@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,11 @@ reply_error(struct lws *wsi, unsigned status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Messages echo input (a path, a header): JSON strings must be UTF-8, and a byte cut
+	 * from a sequence or a hostile %ff would make json_pack fail, so ASCII only. */
+	for (char *c = msg; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+			*c = '?';
 	return reply_json(wsi, status, json_pack("{s:s}", "error", msg));
 }
 
@@ -759,9 +765,18 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 			return reply_error(wsi, 401, "a valid 'Authorization: Bearer <token>' is required");
 		if (r->method != M_POST)
 			return dispatch(wsi, r);
-		if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+		if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
 			return reply_error(wsi, 411, "a POST needs a Content-Length");
-		if (conf_parse_uint(cl, 0, API_BODY_MAX, &want) < 0)
+		/* Plain decimal digits that fit: "-1", "0x10" or 2^64 is a lie, not a size. */
+		if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+			snprintf(cl, sizeof(cl), "(%d characters)",
+				 lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH));
+		else if (conf_parse_uint(cl, 0, ULONG_MAX, &want) == 0)
+			cl[0] = '\0';
+		if (cl[0])
+			return reply_error(wsi, 400, "Content-Length: not a decimal number of bytes "
+					   "that fits in 64 bits: '%.24s'", cl);
+		if (want > API_BODY_MAX)
 			return reply_error(wsi, 413, "the body is over %d bytes", API_BODY_MAX);
 		if (want == 0)
 			return dispatch(wsi, r);

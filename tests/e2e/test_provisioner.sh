@@ -325,10 +325,20 @@ many=$(printf '"192.168.%d.0/24",' $(seq 1 40))
 bad 400 "allowed_ips with 40 routes" post "{\"allowed_ips\":[${many%,}]}"
 head -c 20480 /dev/zero | tr '\0' ' ' >"$T/big.json"
 bad 413 "a 20 KiB body" post_raw --data-binary "@$T/big.json"
+bad 413 "Content-Length: 18446744073709551615 (2^64 - 1, no body)" post_raw -H 'Content-Length: 18446744073709551615'
+# Not a size at all: 400 naming the header, not 413 (nor a wait for a body that never comes).
+for cl in -1 0x10 +16 1e3 '16 16' 18446744073709551616 "$(printf '9%.0s' $(seq 40))"; do
+	bad 400 "Content-Length: ${cl:0:24}" post_raw -H "Content-Length: $cl"
+	grep -q 'Content-Length: not a decimal number' "$T/body" ||
+		fail "Content-Length: $cl: the error does not name the header: $(cat "$T/body")"
+done
 bad 411 "POST without Content-Length (chunked)" post_raw -H 'Transfer-Encoding: chunked' --data-binary '{}'
 bad 411 "POST without Content-Length (no body)" req POST /v1/peers
 bad 404 "GET an unknown path" req GET /v2/peers
 bad 404 "GET /v1/peersx" req GET /v1/peersx
+# The error echoes the path: bytes that are not UTF-8 must not turn it into a 500.
+bad 404 "GET a path with bytes that are not UTF-8" req GET '/%ff%fe'
+bad 400 "GET a key with bytes that are not UTF-8" req GET '/v1/peers/%ff%fe'
 bad 405 "DELETE /v1/peers" req DELETE /v1/peers
 bad 405 "POST /v1/peers/KEY" req POST "/v1/peers/$(urlkey "$K2")" -H 'Content-Type: application/json' --data-binary '{}'
 # PUT: whatever it is, it must be a 4xx with a JSON error and change nothing.
