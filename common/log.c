@@ -40,7 +40,8 @@ vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix, uint
 	errno = saved;
 }
 
-static void vlog(const char *level, const char *fmt, va_list ap, const char *suffix)
+static void __attribute__((format(printf, 2, 0)))
+vlog(const char *level, const char *fmt, va_list ap, const char *suffix)
 {
 	vlog_rl(level, fmt, ap, suffix, 0);
 }
