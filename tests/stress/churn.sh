@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# New tunnels must not stall open ones (issue 10 §5). In one namespace: the relay, a udpload
+# New tunnels must not stall open ones (issue 10 §5). Not in make test yet: `make stress`
+# (its thresholds are unproven on a loaded 2-core machine). In one namespace: the relay, a udpload
 # sink echoing as WireGuard, shim A carrying one busy tunnel (udpload ping, 2,000 packets/s)
 # and shim B (--max-sessions 200) through which bursts of 200 new flows arrive: each burst
 # opens 200 tunnels (TLS + upgrade) and, by shim B's LRU, closes the previous 200.
@@ -11,7 +12,7 @@
 #     tunnel saw meanwhile (reported; it must come back and lose only while the relay is down).
 # All clients share 127.0.0.1 here: the per-address admission limits are off for this test.
 set -eu
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../e2e/lib.sh"
 need_root
 need_bins wgws-relay wgws-shim udpload
 UL=$WGWS_BUILD/udpload
