@@ -55,7 +55,7 @@ static const char usage_text[] =
 	"                          --jit-socket and/or --capture)\n"
 	"  --jit-socket PATH       where wgws-relay asks about initiations it holds (its\n"
 	"                          --jit-socket); unknown keys never reach the device\n"
-	"  --jit-user USER         besides root, the user the relay runs as (default nobody)\n"
+	"  --jit-user USER         besides root, the user the relay runs as (default wgws)\n"
 	"  --capture IFNAME        see initiations from plain UDP clients on IFNAME (AF_PACKET,\n"
 	"                          needs CAP_NET_RAW); the peer is installed with the sender as\n"
 	"                          its endpoint and the device initiates back at once\n"
@@ -354,7 +354,7 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	cfg->jit_negative_ttl_s = 10;
 	cfg->jit_rate = 20;
 	{
-		struct passwd *pw = getpwnam("nobody");
+		struct passwd *pw = getpwnam("wgws");
 
 		cfg->jit_uid = pw ? pw->pw_uid : geteuid();
 	}

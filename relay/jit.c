@@ -371,6 +371,21 @@ static void size_sndbuf(int fd)
 	}
 }
 
+static bool peer_trusted(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred))
+		return false;
+	if (cred.uid == 0 || cred.uid == geteuid() || cred.uid == relay.user_uid)
+		return true;
+	if (jit.logged_err != EPERM)
+		log_warnx("jit: %s is served by uid %u (pid %d), neither root nor the relay's user: "
+			  "not asking it", relay.cfg.jit_socket, (unsigned)cred.uid, (int)cred.pid);
+	return false;
+}
+
 static void jit_connect(void)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -384,6 +399,13 @@ static void jit_connect(void)
 	/* A unix connect() does not wait for accept(): it succeeds or fails here. */
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		goto fail_close;
+	/* Whoever answers decides which initiations WireGuard sees: only root, or the user the
+	 * relay runs as (the provisioner's engine may share it), not any local user who got to
+	 * the path first. */
+	if (!peer_trusted(fd)) {
+		errno = EPERM;
+		goto fail_close;
+	}
 	size_sndbuf(fd);
 	desc.filefd = fd;
 	jit.wsi = lws_adopt_descriptor_vhost(relay.internal_vhost, LWS_ADOPT_RAW_FILE_DESC,

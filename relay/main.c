@@ -79,7 +79,9 @@ static const char usage_text[] =
 	"                          is installed, dropped when unknown or refused; while the\n"
 	"                          provisioner is unreachable, initiations go on at once\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
-	"                          (default nobody; root: stay root)\n"
+	"                          (default wgws, a system user of its own: not nobody, whose\n"
+	"                          other processes could then reach what the relay can; root:\n"
+	"                          stay root)\n"
 	"  -c, --config FILE       read options from FILE ([Relay] section, Key = Value;\n"
 	"                          keys are the long option names); flags override it\n"
 	"  --check-config          validate the configuration and exit\n"
@@ -236,7 +238,7 @@ static void cfg_defaults(struct relay_cfg *cfg)
 	cfg->idle_timeout_s = 600;
 	cfg->keepalive_s = 30;
 	cfg->header_timeout_s = 10;
-	if (set_str(&cfg->user, "nobody") < 0)
+	if (set_str(&cfg->user, RELAY_USER) < 0)
 		fatalx("out of memory");
 	(void)err;
 }
@@ -254,6 +256,7 @@ static void check_readable(const char *what, const char *path)
 static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_only)
 {
 	char err[CONF_ERR_LEN];
+	struct passwd *pw;
 	int c;
 
 	cfg_defaults(cfg);
@@ -300,8 +303,12 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 	if (cfg->has_metrics && addr_equal((struct sockaddr *)&cfg->metrics,
 					   (struct sockaddr *)&cfg->listen))
 		fatalx("--metrics and --listen must differ");
-	if (getuid() == 0 && !getpwnam(cfg->user))
-		fatalx("--user: no such user '%s'", cfg->user);
+	pw = getpwnam(cfg->user);
+	if (getuid() == 0 && !pw)
+		fatalx("--user: no such user '%s'%s", cfg->user, strcmp(cfg->user, RELAY_USER) ? "" :
+		       " (create it: useradd --system --no-create-home --shell /usr/sbin/nologin "
+		       "wgws; make deps and make install do)");
+	relay.user_uid = pw ? pw->pw_uid : geteuid();
 	if (cfg->max_record < 1452)
 		log_warnx("--max-record %lu is below 1452, the size of a full WireGuard packet at "
 			  "the default MTU 1420: such packets will be refused", cfg->max_record);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "addr.h"
@@ -15,6 +16,7 @@
 
 #define RELAY_VERSION "0.1.0"
 #define RELAY_SUBPROTOCOL "wgws"
+#define RELAY_USER "wgws" /* the default --user: a system user of its own */
 
 enum {
 	RELAY_PATH_MAX = 128,
@@ -117,6 +119,7 @@ struct relay {
 	unsigned conns_pending;    /* accepted TCP connections not yet upgraded or closed */
 	unsigned conns_peak;       /* most tunnels since the last malloc_trim() */
 	bool shutting_down;
+	uid_t user_uid;            /* --user's uid (the relay's own once it has dropped) */
 	bool jit_up;               /* the channel to the provisioner is connected */
 	unsigned jit_held;         /* initiations held now */
 	/* Tunnels' UDP sockets are bound here (port 0), unconnected: a connected UDP socket

@@ -7,6 +7,13 @@ for p in "$@"; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case "$st" in *" installed") ;; *) missing="$missing $p" ;; esac
 done
+# The daemons' unprivileged user (wgws-relay --user, wgws-provisioner --jit-user): a system
+# user of its own, as make install creates it.
+if [ "$(id -u)" = 0 ] && ! getent passwd wgws >/dev/null; then
+	echo "deps: creating the system user wgws"
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+		--user-group wgws
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing packages:$missing (run 'make deps' as root)" >&2

@@ -15,7 +15,7 @@
 #       the same key installs it again;
 #  vi.  a burst of initiations on one tunnel is rate-limited, and the next tunnel is still
 #       answered at once;
-#  vii. after a provisioner restart the relay, running as nobody by then, reconnects
+#  vii. after a provisioner restart the relay, running as wgws by then, reconnects
 #       (--jit-user) and new keys are installed again.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -192,12 +192,12 @@ ok "jit-initgen: selftest passes; 6 initiations open with the gateway's private 
 
 say "provisioner --jit in the gateway namespace; relay --jit-socket; shim"
 healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
-# start_prov N: the provisioner (log prov-N.log). The relay runs as nobody after binding
+# start_prov N: the provisioner (log prov-N.log). The relay runs as wgws after binding
 # (start_relay: no --user): that is --jit-user, for when it reconnects.
 start_prov() {
 	PROV_LOG=$T/prov-$1.log
 	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user nobody \
+		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
 		--gc-interval 1 --gc-idle 2
 	PROV_PID=$SPAWNED
 	wait_for 10 healthy || {
@@ -350,14 +350,14 @@ on_gw "$N" || fail "the key after the burst is not in wg show"
 ok "rate-limited $limited of $asked; the next tunnel's key installed and answered in $lat ms"
 
 # --- vii. the channel comes back ----------------------------------------------------------
-say "vii. provisioner restart: the relay, now running as nobody, reconnects"
+say "vii. provisioner restart: the relay, now running as wgws, reconnects"
 stop_pid "$PROV_PID" TERM 5
 wait_for 5 sh -c "! ip netns exec $NS_G curl -s -m 2 http://$METRICS/metrics | grep -qx 'wgws_relay_jit_connected 1'" ||
 	fail "the relay still reports the channel up after the provisioner stopped"
 start_prov 2
 wait_for 10 jit_connected || fail "the relay did not reconnect to the restarted provisioner"
-grep -q "relay pid [0-9]* (uid $(id -u nobody)) connected" "$PROV_LOG" ||
-	fail "the relay did not reconnect as nobody (uid $(id -u nobody)): $(oneline "$(grep relay "$PROV_LOG")")"
+grep -q "relay pid [0-9]* (uid $(id -u wgws)) connected" "$PROV_LOG" ||
+	fail "the relay did not reconnect as wgws (uid $(id -u wgws)): $(oneline "$(grep relay "$PROV_LOG")")"
 "$INITGEN" keys 1 >"$T/m.keys"
 M=$(awk '{ print $2 }' "$T/m.keys")
 create "$M" after-restart
@@ -365,7 +365,7 @@ initgen "$T/m.keys" "$T/m.init"
 load "$T/m.init" --timeout 3
 expect "a new key after the restart" "$(load_status "$M")" response
 expect "installs of the restarted provisioner" "$(pm wgws_provisioner_jit_installs_total)" 1
-ok "reconnected as uid $(id -u nobody) (--jit-user nobody); a new key installed and answered ($(load_latency "$M") ms)"
+ok "reconnected as uid $(id -u wgws) (--jit-user wgws); a new key installed and answered ($(load_latency "$M") ms)"
 
 # --- the rest of the bookkeeping -------------------------------------------------------
 for m in wgws_provisioner_jit_errors_total wgws_provisioner_jit_mac1_failures_total \

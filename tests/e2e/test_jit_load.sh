@@ -97,7 +97,7 @@ certs_make
 start_squid
 PROV_LOG=$T/prov.log
 spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user nobody
+	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws
 PROV_PID=$SPAWNED
 healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
 wait_for 10 healthy || fail "provisioner /healthz did not answer 200 within 10 s"

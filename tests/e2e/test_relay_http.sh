@@ -37,8 +37,8 @@ ok "/healthz → 200 (relay pid $RELAY_PID${NS:+, namespace $NS}, port $PORT)"
 
 if [ "$(id -u)" = 0 ]; then
 	user=$(ps -o user= -p "$RELAY_PID" | tr -d ' ')
-	[ "$user" = nobody ] || fail "the relay started as root runs as '$user', not nobody"
-	ok "started as root, the relay runs as nobody once its ports are bound"
+	[ "$user" = wgws ] || fail "the relay started as root runs as '$user', not wgws"
+	ok "started as root, the relay runs as wgws once its ports are bound"
 fi
 # Confined whatever it started as: no capabilities, no new privileges, a seccomp filter.
 status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$RELAY_PID/status"; }
@@ -67,9 +67,9 @@ if unshare -Urn true 2>/dev/null; then
 	unshare -Urn sh -c 'ip link set lo up && exec "$1" --listen 127.0.0.1:8443 --cert "$2" \
 		--key "$3"' sh "$WGWS_BUILD/wgws-relay" "$CERT" "$KEY" >"$T/relay-userns2.log" 2>&1 ||
 		rc=$?
-	[ "$rc" != 0 ] && grep -q "cannot drop privileges to nobody" "$T/relay-userns2.log" ||
+	[ "$rc" != 0 ] && grep -q "cannot drop privileges to wgws" "$T/relay-userns2.log" ||
 		fail "relay in unshare -Urn without --user root: exit $rc: $(oneline "$(cat "$T/relay-userns2.log")")"
-	ok "in unshare -Urn: --user root stays root and serves; the default (nobody) refuses to start"
+	ok "in unshare -Urn: --user root stays root and serves; the default (wgws) refuses to start"
 fi
 
 for p in / /other /wg; do
