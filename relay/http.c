@@ -116,6 +116,9 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_udp_kernel_drops_total Datagrams from WireGuard the kernel dropped on tunnels' full UDP sockets.\n"
 	    "# TYPE wgws_relay_udp_kernel_drops_total counter\n"
 	    "wgws_relay_udp_kernel_drops_total %llu\n", (unsigned long long)st->udp_kernel_drops);
+	PUT("# HELP wgws_relay_wg_port_owner_uid Owner of WireGuard's UDP port (--wg), checked every 10 s: 0 root (kernel WireGuard, a root wireguard-go), -1 nothing bound.\n"
+	    "# TYPE wgws_relay_wg_port_owner_uid gauge\n"
+	    "wgws_relay_wg_port_owner_uid %ld\n", relay.wg_owner_uid);
 	PUT("# HELP wgws_relay_packets_total Datagrams relayed, by direction.\n"
 	    "# TYPE wgws_relay_packets_total counter\n"
 	    "wgws_relay_packets_total{dir=\"ws_to_udp\"} %llu\n"

@@ -531,6 +531,8 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 
 	conn_sweep(now_ms);
 	admit_sweep(now_ms);
+	if (++relay.sweeps % RELAY_WGPORT_SWEEPS == 0)
+		wgport_check();
 	/* After a burst, give the freed heap back: glibc keeps it (12 MiB after 201 tunnels
 	 * came and went). Trimming walks the free lists; only worth it after many frees. */
 	if (relay.conns_active > relay.conns_peak)
@@ -592,6 +594,9 @@ int main(int argc, char **argv)
 		       "build problem)");
 	fit_fd_limit(&relay.cfg);
 	find_udp_source(&relay.cfg);
+	if (wgport_open() < 0)
+		log_warn("sock_diag: WireGuard's port owner goes unchecked");
+	wgport_check();
 	relay.udp_buf = malloc((size_t)RELAY_UDP_BATCH * (relay.cfg.max_record + 1));
 	if (!relay.udp_buf)
 		fatalx("out of memory");
@@ -643,6 +648,7 @@ int main(int argc, char **argv)
 	lws_sul_cancel(&relay.sweep);
 	admit_stop();
 	metrics_stop();
+	wgport_close();
 	jit_stop();
 	lws_context_destroy(relay.ctx);
 	ev_timer_stop(loop, &shutdown_timer);

@@ -26,6 +26,7 @@ enum {
 	RELAY_BAD_RECORDS_MAX = 16,  /* malformed records tolerated before closing */
 	RELAY_SWEEP_MS = 1000,       /* idle sweep period */
 	RELAY_TRIM_AFTER = 64,       /* tunnels closed since the peak before malloc_trim() */
+	RELAY_WGPORT_SWEEPS = 10,    /* check --wg's owner every this many sweeps */
 	RELAY_JIT_PATH_MAX = sizeof(((struct sockaddr_un *)0)->sun_path),
 };
 
@@ -120,6 +121,8 @@ struct relay {
 	unsigned conns_peak;       /* most tunnels since the last malloc_trim() */
 	bool shutting_down;
 	uid_t user_uid;            /* --user's uid (the relay's own once it has dropped) */
+	long wg_owner_uid;         /* who has --wg's port bound: uid, -1 nobody (wgport.c) */
+	unsigned sweeps;
 	bool jit_up;               /* the channel to the provisioner is connected */
 	unsigned jit_held;         /* initiations held now */
 	/* Tunnels' UDP sockets are bound here (port 0), unconnected: a connected UDP socket
@@ -216,6 +219,14 @@ enum {
 int metrics_start(struct ev_loop *loop, int fd);
 void metrics_stop(void);
 unsigned metrics_conns(void);
+
+/* ---- wgport.c: who owns WireGuard's UDP port ---- */
+
+/* Open the sock_diag socket (before the sandbox). 0 or -errno. */
+int wgport_open(void);
+void wgport_close(void);
+/* Look up --wg's owner; log a change (nothing bound, not root). */
+void wgport_check(void);
 
 /* ---- wsmask.c: client frame checks lws 4.1.6 does not make (RFC 6455 §5.1) ---- */
 

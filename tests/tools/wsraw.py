@@ -125,6 +125,8 @@ def parse_args():
                    help="open TCP to this address instead of the URL's (Host/SNI stay the URL's)")
     p.add_argument("--proxy", metavar="HOST:PORT", help="HTTP proxy: CONNECT to the URL's host:port")
     p.add_argument("--bind", metavar="ADDR", help="connect from this local address")
+    p.add_argument("--stamp", action="store_true",
+                   help='print "connecting" first, right before the TCP connect')
     p.add_argument("--protocol", default="wgws",
                    help="Sec-WebSocket-Protocol value (default wgws; '' sends none)")
     p.add_argument("--header", action="append", default=[], metavar="'Name: value'",
@@ -177,6 +179,8 @@ def connect(a):
         th, tp = hostport(a.connect_to, port)
     else:
         th, tp = host, port
+    if a.stamp:
+        say("connecting")
     sock = socket.create_connection((th, tp), timeout=a.timeout,
                                     source_address=(a.bind, 0) if a.bind else None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
