@@ -373,6 +373,76 @@ typedef void (*capture_fn)(void *arg, const uint8_t *msg, const struct sockaddr_
 int capture_drain(int fd, uint16_t port, unsigned max, capture_fn fn, void *arg,
 		  uint64_t *bad);
 
+/* ---- jitlimit.c: bounded work per client, before any public-key work (jit.c uses it) ---- */
+
+/* A client address or a tunnel's source, as bytes to hash and compare. */
+enum { JITLIMIT_ID_LEN = 20 };
+struct jitlimit_id {
+	uint8_t b[JITLIMIT_ID_LEN]; /* family, port (0 for a client), address (zero-padded) */
+};
+
+struct jitlimit_cfg {
+	unsigned replay_slots;  /* initiations remembered (a power of two) */
+	unsigned sketch_cells;  /* token buckets in each of the sketch's two rows (power of two) */
+	unsigned live_slots;    /* sources answered installed/live remembered (power of two) */
+	double replay_ttl_s;    /* how long a decided initiation is remembered at most */
+	double live_ttl_s;      /* how long a source answered installed/live passes */
+	double rate, burst;     /* per client address: tokens per second, bucket size (>= 1) */
+	double budget, budget_burst; /* decisions with public-key work: per second, at once */
+	const uint8_t *hash_key; /* crypto_shorthash_KEYBYTES bytes; NULL: random (tests fix it) */
+};
+
+/* What a decided initiation would be again; the answer jit.c gives from memory. */
+enum jitlimit_seen {
+	JITLIMIT_SEEN_REPLAY = 1, /* its timestamp was accepted (or was old): a replay, refused */
+	JITLIMIT_SEEN_UNKNOWN,    /* its key is not stored: unknown (while the negative cache agrees) */
+	JITLIMIT_SEEN_BAD,        /* its static key or timestamp does not open: refused */
+};
+
+enum jitlimit_recall {
+	JITLIMIT_MISS = 0,
+	JITLIMIT_HIT,    /* the same handshake again (sender index and MACs aside) */
+	JITLIMIT_FORGED, /* a remembered ephemeral with other encrypted bytes: never a real client */
+};
+
+enum jitlimit_admit {
+	JITLIMIT_ADMIT = 0,   /* go on with the public-key work: one budget token was taken */
+	JITLIMIT_SHED_RATE,   /* the client address is over its rate: refuse */
+	JITLIMIT_SHED_BUDGET, /* over the global budget, and the source is not known live: refuse */
+	JITLIMIT_PASS_LIVE,   /* over the budget, but the source was answered installed/live lately */
+};
+
+struct jitlimit;
+
+/* Allocate every table now (nothing later). -EINVAL for a size that is not a power of two
+ * or a rate, burst or budget below 1; -ENOMEM. */
+int jitlimit_open(struct jitlimit **out, const struct jitlimit_cfg *cfg)
+	__attribute__((warn_unused_result));
+void jitlimit_close(struct jitlimit *l); /* NULL-safe */
+/* A client's identity: the address without the port, an IPv6 address by its /64, an
+ * IPv4-mapped IPv6 address as the IPv4 one. A source's: the exact address and port. Any
+ * other family gives the all-zero id (one shared bucket). */
+void jitlimit_id_client(struct jitlimit_id *id, const struct sockaddr_storage *ss);
+void jitlimit_id_source(struct jitlimit_id *id, const struct sockaddr_storage *ss);
+/* Has this initiation (NOISE_INITIATION_LEN bytes, mac1 already checked) been decided
+ * lately? On JITLIMIT_HIT, *seen and key (zero for JITLIMIT_SEEN_BAD without a key) say
+ * what it was. Two keyed hashes; no public-key work. */
+enum jitlimit_recall jitlimit_recall(struct jitlimit *l, const uint8_t *msg, double now,
+				     enum jitlimit_seen *seen, uint8_t key[static WG_KEY_LEN]);
+/* Remember a decision until now + ttl_s (capped at replay_ttl_s), evicting the slot's
+ * previous entry. key may be NULL (a static key that did not open). */
+void jitlimit_remember(struct jitlimit *l, const uint8_t *msg, enum jitlimit_seen seen,
+		       const uint8_t *key, double now, double ttl_s);
+/* May an initiation from this client, through this source, have public-key work? Takes a
+ * token from the client's buckets, then one from the budget. On JITLIMIT_PASS_LIVE, key
+ * gets the key the source was last answered for. */
+enum jitlimit_admit jitlimit_admit(struct jitlimit *l, const struct jitlimit_id *client,
+				   const struct jitlimit_id *source, double now,
+				   uint8_t key[static WG_KEY_LEN]);
+/* The source was just answered installed or live for key (after the public-key work). */
+void jitlimit_mark_live(struct jitlimit *l, const struct jitlimit_id *source,
+			const uint8_t key[static WG_KEY_LEN], double now);
+
 /* ---- jit.c: the just-in-time decision, the relay channel, the capture path ---- */
 
 enum jit_path {
