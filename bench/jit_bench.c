@@ -636,7 +636,8 @@ static void x25519_block(struct samples *x, unsigned n)
 
 static enum jit_verdict decide(const uint8_t *msg)
 {
-	return jit_decide(msg, NOISE_INITIATION_LEN, &source, JIT_PATH_RELAY, prov_now_s());
+	return jit_decide(msg, NOISE_INITIATION_LEN, &source, &source, JIT_PATH_RELAY,
+			  prov_now_s());
 }
 
 static void check_verdicts(const char *what, const uint64_t *got, enum jit_verdict want)
@@ -1241,7 +1242,8 @@ int main(int argc, char **argv)
 	/* What jit.c and peer.c read from the configuration. */
 	snprintf(prov.cfg.ifname, sizeof(prov.cfg.ifname), "%s", opt.ifname);
 	prov.cfg.jit = true;
-	prov.cfg.jit_rate = 1000000000; /* the per-source limit never bites */
+	prov.cfg.jit_rate = 1000000000;   /* the per-client limit never bites */
+	prov.cfg.jit_budget = 1000000000; /* nor the budget: every decision is made */
 	prov.cfg.jit_negative_ttl_s = 600;
 	prov.cfg.pool = bench_pool;
 	prov.cfg.verbosity = opt.verbosity;

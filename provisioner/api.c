@@ -569,6 +569,8 @@ static size_t render_jit(char *buf, size_t size)
 	    "wgws_provisioner_jit_negative_cache_hits_total %llu\n"
 	    "# TYPE wgws_provisioner_jit_replays_refused_total counter\n"
 	    "wgws_provisioner_jit_replays_refused_total %llu\n"
+	    "# HELP wgws_provisioner_jit_rate_limited_total Initiations refused with the client "
+	    "address over --jit-rate, before any public-key work.\n"
 	    "# TYPE wgws_provisioner_jit_rate_limited_total counter\n"
 	    "wgws_provisioner_jit_rate_limited_total %llu\n"
 	    "# TYPE wgws_provisioner_jit_installs_total counter\n"
@@ -594,6 +596,26 @@ static size_t render_jit(char *buf, size_t size)
 	    (unsigned long long)j->errors, (unsigned long long)j->relay_conns,
 	    (unsigned long long)j->relay_refused, (unsigned long long)j->relay_protocol_errors,
 	    (unsigned long long)j->answers_dropped, (unsigned long long)j->capture_bad);
+	/* What was answered without public-key work, and why (jitlimit.c). */
+	PUT("# HELP wgws_provisioner_jit_replay_cache_hits_total Initiations answered from the "
+	    "memory of those decided lately, by what they were then (forged: a remembered "
+	    "ephemeral with other encrypted bytes).\n"
+	    "# TYPE wgws_provisioner_jit_replay_cache_hits_total counter\n"
+	    "wgws_provisioner_jit_replay_cache_hits_total{kind=\"replay\"} %llu\n"
+	    "wgws_provisioner_jit_replay_cache_hits_total{kind=\"unknown\"} %llu\n"
+	    "wgws_provisioner_jit_replay_cache_hits_total{kind=\"bad\"} %llu\n"
+	    "wgws_provisioner_jit_replay_cache_hits_total{kind=\"forged\"} %llu\n",
+	    (unsigned long long)j->recalled_replays, (unsigned long long)j->recalled_unknown,
+	    (unsigned long long)j->recalled_bad, (unsigned long long)j->recalled_forged);
+	PUT("# HELP wgws_provisioner_jit_budget_shed_total Initiations refused over --jit-budget, "
+	    "before any public-key work.\n"
+	    "# TYPE wgws_provisioner_jit_budget_shed_total counter\n"
+	    "wgws_provisioner_jit_budget_shed_total %llu\n"
+	    "# HELP wgws_provisioner_jit_budget_passed_total Initiations answered live over "
+	    "--jit-budget without public-key work: their source was answered live lately.\n"
+	    "# TYPE wgws_provisioner_jit_budget_passed_total counter\n"
+	    "wgws_provisioner_jit_budget_passed_total %llu\n",
+	    (unsigned long long)j->budget_shed, (unsigned long long)j->budget_passed);
 	len += render_hist(buf + len, size - len, "wgws_provisioner_jit_install_seconds",
 			   "Initiation received to peer live in the device (JIT installs).",
 			   &j->latency);

@@ -8,14 +8,16 @@
  * know the peer yet), so we install the peer with the sender as its endpoint and make the
  * device initiate back at once.
  *
- * The decision, cheapest check first: a token bucket per source, then mac1 (one keyed
- * BLAKE2s), then the initiator's static key (one X25519), then the negative cache and the
- * store, then the timestamp (the static-static secret comes from a cache when it can: a
- * second X25519 otherwise), which must be strictly newer than the last one accepted for that
- * key: the timestamp is stored before the peer is installed, so a recorded initiation can
- * never bring a peer back once the device has forgotten its own replay counter. Everything
- * runs in the provisioner's event loop; the relay never waits for it (it holds, then forwards
- * on a time-out). */
+ * The decision, cheapest check first: mac1 (one keyed BLAKE2s); then, with no public-key work
+ * (jitlimit.c), initiations decided lately (an exact replay is answered from memory), a
+ * token bucket per client address and the global budget of decisions, past which only
+ * sources answered live lately still pass; then the initiator's static key (one X25519),
+ * the negative cache and the store, then the timestamp (the static-static secret comes from
+ * a cache when it can: a second X25519 otherwise), which must be strictly newer than the
+ * last one accepted for that key: the timestamp is stored before the peer is installed, so a
+ * recorded initiation can never bring a peer back once the device has forgotten its own
+ * replay counter. Everything runs in the provisioner's event loop; the relay never waits
+ * for it (it holds, then forwards on a time-out). */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -41,6 +43,19 @@ enum {
 	JIT_KICK_DELAY_MS = 50,   /* after the install: see kick_later() */
 	JIT_KICKS = 256,          /* installs waiting for their kick */
 	JIT_ANSWERS_BUFFERED = 8192, /* answers a relay may leave unread (socket buffer) */
+	/* jitlimit.c's tables. Decided initiations: only decisions under the budget add one,
+	 * so at the default budget an entry lasts about a second under attack, and a replay
+	 * that outlives it costs one budgeted decision, no more (4096 x 88 bytes). */
+	JIT_REPLAY_SLOTS = 4096,
+	JIT_REPLAY_TTL_S = 60,   /* a replay is a replay for good; only eviction needs a bound */
+	/* Per client address: 2 rows of 8192 buckets (256 KiB). Draining every bucket takes
+	 * 8192 x --jit-rate mac1-valid initiations per second (164,000/s at 20/s). */
+	JIT_SKETCH_CELLS = 8192,
+	/* Sources answered installed/live: one per live tunnel, so room for 8192 at once. */
+	JIT_LIVE_SLOTS = 8192,
+	/* A live WireGuard session rekeys every 120 s (REKEY_AFTER_TIME): its next initiation
+	 * comes within that, plus retries. Shorter with a shorter --gc-idle: see jit_init(). */
+	JIT_LIVE_TTL_S = 180,
 };
 
 /* What the lws raw descriptors adopted here are. */
@@ -52,12 +67,6 @@ struct jit_fd {
 	struct lws *wsi;
 	pid_t pid;
 	uid_t uid;
-};
-
-struct bucket {
-	uint8_t who[20]; /* family, port, address: struct jit_addr's bytes */
-	bool used;
-	double tokens, at;
 };
 
 struct negative {
@@ -85,7 +94,7 @@ static struct {
 	struct kick kicks[JIT_KICKS];      /* a ring: all wait the same time, so it stays sorted */
 	unsigned kick_head, n_kicks;
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
-	struct bucket buckets[JIT_TABLE];
+	struct jitlimit *limit;            /* replays, per-client rates, the budget */
 	struct negative negative[JIT_TABLE];
 	unsigned relays;
 	bool stopping;
@@ -141,37 +150,6 @@ static void responder_refresh(lws_sorted_usec_list_t *sul)
 		log_warnx("jit: the private key of %s changed; using the new one", prov.cfg.ifname);
 	lws_sul_schedule(prov.ctx, 0, sul, responder_refresh,
 			 (lws_usec_t)JIT_KEY_REFRESH_S * LWS_US_PER_SEC);
-}
-
-/* ---- per-source token buckets, checked before any public-key work ---- */
-
-static bool rate_ok(const struct sockaddr_storage *source, enum jit_path path)
-{
-	struct jit_addr who;
-	struct bucket *b;
-	double now = prov_now_s(), burst = 2.0 * prov.cfg.jit_rate;
-
-	jit_addr_from_sockaddr(&who, (const struct sockaddr *)source);
-	/* A relay tunnel is its UDP socket (the relay limits tunnels per client); a plain UDP
-	 * sender is its address, whatever port it picks. */
-	if (path == JIT_PATH_CAPTURE)
-		who.port = 0;
-	b = &jit.buckets[slot_of(&who, sizeof(who))];
-	if (!b->used || memcmp(b->who, &who, sizeof(who))) {
-		/* Another source in this slot: it starts afresh (evicting is no gain to anyone). */
-		memcpy(b->who, &who, sizeof(who));
-		b->used = true;
-		b->tokens = burst;
-		b->at = now;
-	}
-	b->tokens += (now - b->at) * prov.cfg.jit_rate;
-	if (b->tokens > burst)
-		b->tokens = burst;
-	b->at = now;
-	if (b->tokens < 1.0)
-		return false;
-	b->tokens -= 1.0;
-	return true;
 }
 
 /* ---- caches keyed by the initiator's public key ---- */
@@ -322,29 +300,106 @@ static const char *key_b64(const uint8_t key[static WG_KEY_LEN], char out[static
 	return out;
 }
 
+/* An initiation decided lately, again: the same answer as then, without public-key work
+ * (jitlimit.c says why none of them is positive). 0: decide it afresh. */
+static enum jit_verdict recalled(const uint8_t *msg, double now)
+{
+	struct jit_stats *st = &prov.jit;
+	enum jitlimit_seen seen = JITLIMIT_SEEN_BAD;
+	uint8_t key[WG_KEY_LEN];
+
+	switch (jitlimit_recall(jit.limit, msg, now, &seen, key)) {
+	case JITLIMIT_MISS:
+		return 0;
+	case JITLIMIT_FORGED:
+		st->recalled_forged++;
+		st->replays++;
+		return JIT_REFUSED;
+	case JITLIMIT_HIT:
+		break;
+	}
+	switch (seen) {
+	case JITLIMIT_SEEN_UNKNOWN:
+		/* Only while the negative cache agrees: creating the peer (jit_forget) ends it. */
+		if (!negative_hit(key))
+			return 0;
+		st->recalled_unknown++;
+		st->unknown_keys++;
+		return JIT_UNKNOWN;
+	case JITLIMIT_SEEN_BAD:
+		st->recalled_bad++;
+		st->bad_initiations++;
+		return JIT_REFUSED;
+	case JITLIMIT_SEEN_REPLAY:
+	default:
+		st->recalled_replays++;
+		st->replays++;
+		return JIT_REFUSED;
+	}
+}
+
+/* Before any public-key work: may this one have it? 0: yes; otherwise the answer. */
+static enum jit_verdict admit(const struct sockaddr_storage *client,
+			      const struct sockaddr_storage *source, double now)
+{
+	struct jit_stats *st = &prov.jit;
+	struct jitlimit_id client_id, source_id;
+	char b64[WG_KEY_B64_LEN + 1], who[ADDR_STR_LEN];
+	uint8_t key[WG_KEY_LEN];
+
+	jitlimit_id_source(&source_id, source);
+	/* A relay that did not say who the client is: the tunnel is the client. */
+	if (client && client->ss_family)
+		jitlimit_id_client(&client_id, client);
+	else
+		client_id = source_id;
+	switch (jitlimit_admit(jit.limit, &client_id, &source_id, now, key)) {
+	case JITLIMIT_ADMIT:
+		return 0;
+	case JITLIMIT_SHED_RATE:
+		st->rate_limited++;
+		return JIT_REFUSED;
+	case JITLIMIT_SHED_BUDGET:
+		st->budget_shed++;
+		return JIT_REFUSED;
+	case JITLIMIT_PASS_LIVE:
+	default:
+		st->budget_passed++;
+		addr_format((const struct sockaddr *)source, who);
+		log_debug("jit: over --jit-budget: %s, live for %s lately, passed to WireGuard", who,
+			  key_b64(key, b64));
+		return JIT_LIVE;
+	}
+}
+
 enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
+			    const struct sockaddr_storage *client,
 			    const struct sockaddr_storage *source, enum jit_path path, double t0)
 {
 	struct jit_stats *st = &prov.jit;
 	char b64[WG_KEY_B64_LEN + 1], who[ADDR_STR_LEN];
 	uint8_t ss[WG_KEY_LEN], ts[WG_TAI64N_LEN];
+	struct jitlimit_id source_id;
 	enum jit_verdict verdict;
 	enum noise_result nr;
 	struct noise_half h;
 	struct store_peer sp;
+	double now;
 	int ret;
 
 	st->initiations[path]++;
 	/* mac1 first (one keyed BLAKE2s): only initiations made for this gateway spend a
-	 * source's tokens, so garbage sent in a client's name cannot starve it. */
+	 * client's tokens or the budget, so garbage sent in a client's name cannot starve it. */
 	if (!noise_mac1_ok(jit.responder, msg, len)) {
 		st->mac1_failures++;
 		return JIT_REFUSED;
 	}
-	if (!rate_ok(source, path)) {
-		st->rate_limited++;
-		return JIT_REFUSED;
-	}
+	now = prov_now_s();
+	verdict = recalled(msg, now);
+	if (!verdict)
+		verdict = admit(client, source, now);
+	if (verdict)
+		return verdict;
 	nr = noise_open_static(jit.responder, msg, len, &h);
 	switch (nr) {
 	case NOISE_OK:
@@ -356,6 +411,7 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	case NOISE_BAD_STATIC:
 	case NOISE_BAD_TIMESTAMP:
 		st->bad_initiations++;
+		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_BAD, NULL, now, JIT_REPLAY_TTL_S);
 		return JIT_REFUSED;
 	default:
 		st->errors++;
@@ -367,6 +423,8 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	if (negative_hit(h.initiator_public)) {
 		st->unknown_keys++;
 		st->negative_hits++;
+		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_UNKNOWN, h.initiator_public, now,
+				  prov.cfg.jit_negative_ttl_s);
 		verdict = JIT_UNKNOWN;
 		goto out;
 	}
@@ -375,6 +433,8 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 		ret = -ENOENT; /* expired: the GC deletes it soon; it is not let in meanwhile */
 	if (ret == -ENOENT) {
 		negative_add(h.initiator_public);
+		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_UNKNOWN, h.initiator_public, now,
+				  prov.cfg.jit_negative_ttl_s);
 		st->unknown_keys++;
 		log_debug_ratelimited("jit: unknown key %s from %s", b64, who);
 		verdict = JIT_UNKNOWN;
@@ -389,6 +449,8 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	if (static_secret(h.initiator_public, ss) < 0 ||
 	    noise_open_timestamp(jit.responder, &h, msg, ss, ts) != NOISE_OK) {
 		st->bad_initiations++;
+		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_BAD, h.initiator_public, now,
+				  JIT_REPLAY_TTL_S);
 		verdict = JIT_REFUSED;
 		goto out;
 	}
@@ -396,8 +458,10 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	prov.writes_since_checkpoint = true;
 	if (ret == -EALREADY) {
 		st->replays++;
-		log_debug_ratelimited("jit: replayed or old initiation for %s from %s refused", b64,
-				      who);
+		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_REPLAY, h.initiator_public, now,
+				  JIT_REPLAY_TTL_S);
+		log_debug_ratelimited("jit: replayed or old initiation for %s from %s refused",
+				      b64, who);
 		verdict = JIT_REFUSED;
 		goto out;
 	}
@@ -407,9 +471,14 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 		verdict = JIT_ERROR;
 		goto out;
 	}
+	/* Its timestamp is taken: whatever happens next, the same bytes again are a replay. */
+	jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_REPLAY, h.initiator_public, now,
+			  JIT_REPLAY_TTL_S);
 	gc_spare(h.initiator_public);
+	jitlimit_id_source(&source_id, source);
 	if (sp.installed_at && !retrying(&sp, ts)) {
 		st->already_live++;
+		jitlimit_mark_live(jit.limit, &source_id, h.initiator_public, now);
 		verdict = JIT_LIVE;
 		goto out;
 	}
@@ -421,6 +490,7 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 		goto out;
 	}
 	st->installs++;
+	jitlimit_mark_live(jit.limit, &source_id, h.initiator_public, now);
 	hist_observe(&st->latency, prov_now_s() - t0);
 	log_debug("jit: peer %s installed (%s from %s)%s", b64,
 		 path == JIT_PATH_RELAY ? "relay tunnel" : "plain UDP", who,
@@ -524,7 +594,7 @@ static int serve_relay(struct jit_fd *jf)
 	for (int i = 0; i < JIT_RX_BUDGET; i++) {
 		struct jit_request req;
 		struct jit_answer ans = { .magic = JIT_MAGIC_ANSWER };
-		struct sockaddr_storage source;
+		struct sockaddr_storage source, client;
 		double t0 = prov_now_s();
 		ssize_t n = recv(jf->fd, &req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
 
@@ -539,8 +609,10 @@ static int serve_relay(struct jit_fd *jf)
 				  (long)jf->pid, n);
 			return -1;
 		}
+		/* Family 0 (the relay did not know it) leaves client empty: see admit(). */
+		(void)jit_addr_to_sockaddr(&req.client, &client);
 		ans.id = req.id;
-		ans.verdict = jit_decide(req.initiation, sizeof(req.initiation), &source,
+		ans.verdict = jit_decide(req.initiation, sizeof(req.initiation), &client, &source,
 					 JIT_PATH_RELAY, t0);
 		if (send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
 			prov.jit.answers_dropped++; /* the relay times out and forwards */
@@ -551,7 +623,7 @@ static int serve_relay(struct jit_fd *jf)
 static void on_capture(void *arg, const uint8_t *msg, const struct sockaddr_storage *src)
 {
 	(void)arg;
-	(void)jit_decide(msg, JIT_INITIATION_LEN, src, JIT_PATH_CAPTURE, prov_now_s());
+	(void)jit_decide(msg, JIT_INITIATION_LEN, src, src, JIT_PATH_CAPTURE, prov_now_s());
 }
 
 static int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -650,6 +722,29 @@ static int listen_relays(void)
 
 int jit_init(void)
 {
+	const struct jitlimit_cfg lc = {
+		.replay_slots = JIT_REPLAY_SLOTS,
+		.sketch_cells = JIT_SKETCH_CELLS,
+		.live_slots = JIT_LIVE_SLOTS,
+		.replay_ttl_s = JIT_REPLAY_TTL_S,
+		/* A pass is worth something only while the peer is in the device: the GC removes
+		 * it --gc-idle after its last handshake, which came after the marking answer. */
+		.live_ttl_s = prov.cfg.gc_idle_s && prov.cfg.gc_idle_s < JIT_LIVE_TTL_S
+				      ? prov.cfg.gc_idle_s
+				      : JIT_LIVE_TTL_S,
+		.rate = prov.cfg.jit_rate,
+		.burst = 2.0 * prov.cfg.jit_rate,
+		.budget = prov.cfg.jit_budget,
+		.budget_burst = prov.cfg.jit_budget, /* one second's worth at once */
+	};
+	int ret;
+
+	ret = jitlimit_open(&jit.limit, &lc);
+	if (ret == -EINVAL) /* main.c keeps both at 1 or more */
+		fatalx("jit: --jit-rate %u, --jit-budget %u: not limits", prov.cfg.jit_rate,
+		       prov.cfg.jit_budget);
+	if (ret < 0)
+		return ret;
 	randombytes_buf(jit.hash_key, sizeof(jit.hash_key));
 	jit.responder = sodium_malloc(sizeof(*jit.responder));
 	jit.secrets = sodium_malloc(sizeof(*jit.secrets) * JIT_TABLE);
@@ -668,7 +763,7 @@ void jit_start(void)
 		return;
 	ret = jit_init();
 	if (ret == -ENOMEM)
-		fatalx("out of (locked) memory for the JIT keys");
+		fatalx("out of (locked) memory for the JIT keys and tables");
 	if (ret < 0)
 		fatalx("--interface %s: cannot read its private key for JIT (%s)%s",
 		       prov.cfg.ifname, strerror(-ret),
@@ -696,11 +791,11 @@ void jit_start(void)
 			fatalx("--capture: cannot add the socket to the event loop");
 		}
 	}
-	log_info("jit: %s mode%s%s%s%s, negative cache %u s, %u initiations/s per source",
-		 prov.cfg.jit ? "on-demand" : "eager",
+	log_info("jit: %s mode%s%s%s%s, negative cache %u s, %u initiations/s per client address, "
+		 "%u decisions/s with public-key work", prov.cfg.jit ? "on-demand" : "eager",
 		 prov.cfg.jit_socket[0] ? ", relays on " : "", prov.cfg.jit_socket,
 		 prov.cfg.capture_if[0] ? ", capturing on " : "", prov.cfg.capture_if,
-		 prov.cfg.jit_negative_ttl_s, prov.cfg.jit_rate);
+		 prov.cfg.jit_negative_ttl_s, prov.cfg.jit_rate, prov.cfg.jit_budget);
 }
 
 void jit_stop(void)
@@ -715,4 +810,6 @@ void jit_stop(void)
 		sodium_free(jit.secrets);
 	jit.responder = NULL;
 	jit.secrets = NULL;
+	jitlimit_close(jit.limit);
+	jit.limit = NULL;
 }

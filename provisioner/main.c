@@ -60,8 +60,15 @@ static const char usage_text[] =
 	"                          needs CAP_NET_RAW); the peer is installed with the sender as\n"
 	"                          its endpoint and the device initiates back at once\n"
 	"  --jit-negative-ttl SECONDS  how long an unknown key is answered from memory (default 10)\n"
-	"  --jit-rate N            initiations per second per source before any public-key\n"
-	"                          work (default 20, bursts of 2N); a relay tunnel is one source\n"
+	"  --jit-rate N            initiations per second per client address (port ignored,\n"
+	"                          IPv6 by /64), however many tunnels it opens, before any\n"
+	"                          public-key work (default 20, bursts of 2N: a client rekeys\n"
+	"                          every 2 minutes, so 2,400 of them behind one NAT or proxy)\n"
+	"  --jit-budget N          decisions with public-key work per second, all clients\n"
+	"                          together (default 5000, as many at once): each costs ~50-70\n"
+	"                          us (one X25519, ~20,000/s a core, and the store), so about a\n"
+	"                          third of a core; past it only sources answered live lately\n"
+	"                          pass, unchecked (WireGuard checks the handshake itself)\n"
 	"  --metrics ADDR:PORT     Prometheus text at http://ADDR:PORT/metrics (also GET\n"
 	"                          /metrics on the API)\n"
 	"  --backend auto|netlink|uapi  how to reach the device (default auto)\n"
@@ -81,6 +88,7 @@ enum opt_id {
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
 	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
+	OPT_JIT_BUDGET,
 };
 
 static const struct option long_opts[] = {
@@ -106,6 +114,7 @@ static const struct option long_opts[] = {
 	{ "capture", required_argument, NULL, OPT_CAPTURE },
 	{ "jit-negative-ttl", required_argument, NULL, OPT_JIT_NEGATIVE_TTL },
 	{ "jit-rate", required_argument, NULL, OPT_JIT_RATE },
+	{ "jit-budget", required_argument, NULL, OPT_JIT_BUDGET },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -313,6 +322,8 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return set_uint(name, v, 0, 3600, &cfg->jit_negative_ttl_s, err);
 	case OPT_JIT_RATE:
 		return set_uint(name, v, 1, 1000000, &cfg->jit_rate, err);
+	case OPT_JIT_BUDGET:
+		return set_uint(name, v, 1, 1000000, &cfg->jit_budget, err);
 	default:
 		snprintf(err, CONF_ERR_LEN, "unknown option");
 		return -EINVAL;
@@ -353,6 +364,7 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	cfg->gc_batch = 16;
 	cfg->jit_negative_ttl_s = 10;
 	cfg->jit_rate = 20;
+	cfg->jit_budget = 5000;
 	{
 		struct passwd *pw = getpwnam("wgws");
 

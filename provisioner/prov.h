@@ -457,8 +457,13 @@ struct jit_stats {
 	uint64_t bad_initiations; /* mac1 fine but the static key or timestamp does not open */
 	uint64_t unknown_keys;    /* no such stored peer, or expired (negative cache hits too) */
 	uint64_t negative_hits;   /* of which answered from the negative cache */
-	uint64_t replays;         /* timestamp not newer than the stored one */
-	uint64_t rate_limited;    /* refused before any public-key work */
+	uint64_t replays;         /* timestamp not newer than the stored one (recalled too) */
+	uint64_t rate_limited;    /* client address over --jit-rate: no public-key work */
+	uint64_t budget_shed;     /* over --jit-budget: refused, no public-key work */
+	uint64_t budget_passed;   /* over --jit-budget, but from a source live lately: "live" */
+	/* Answered from jitlimit.c's memory of decided initiations, by what it was then (also
+	 * counted under replays, unknown_keys or bad_initiations), or forged. */
+	uint64_t recalled_replays, recalled_unknown, recalled_bad, recalled_forged;
 	uint64_t installs;        /* peers put into the device on demand */
 	uint64_t already_live;
 	uint64_t errors;          /* device or store failures */
@@ -474,11 +479,13 @@ void jit_stop(void);
 /* What jit_start does before any socket: the device's key and the caches (for tools that
  * call jit_decide without an event loop). prov.dev and prov.store must be open. */
 int jit_init(void);
-/* Decide on one initiation (no I/O but the store and the device). `source` is the
- * rate-limit key (the relay's UDP socket for a tunnel; the sender for a capture) and, on
- * the capture path, the endpoint to install so the device initiates back. t0 is when it
- * was received (prov_now_s()). */
-enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
+/* Decide on one initiation (no I/O but the store and the device). `client` is whose rate it
+ * counts against (the relay tunnel's client address; the sender for a capture; NULL or
+ * family 0: the source). `source` is what WireGuard sees it come from (the relay's UDP
+ * socket for the tunnel; the sender), the key of the over-budget pass and, on the capture
+ * path, the endpoint to install so the device initiates back. t0 is when it was received
+ * (prov_now_s()). */
+enum jit_verdict jit_decide(const uint8_t *msg, size_t len, const struct sockaddr_storage *client,
 			    const struct sockaddr_storage *source, enum jit_path path, double t0);
 /* The lws protocol of the raw descriptors above; api_protocols() lists it. */
 const struct lws_protocols *jit_protocol(void);
@@ -518,7 +525,8 @@ struct prov_cfg {
 	uid_t jit_uid;                  /* besides root and ourselves, who may connect there */
 	char capture_if[IF_NAMESIZE];   /* AF_PACKET capture on this interface ("" = none) */
 	unsigned jit_negative_ttl_s;    /* how long an unknown key stays unknown */
-	unsigned jit_rate;              /* initiations per second per source (burst: 2x) */
+	unsigned jit_rate;              /* initiations per second per client address (burst: 2x) */
+	unsigned jit_budget;            /* decisions with public-key work per second, all clients */
 	int verbosity;
 };
 

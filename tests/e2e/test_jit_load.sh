@@ -96,8 +96,13 @@ EOF
 certs_make
 start_squid
 PROV_LOG=$T/prov.log
+# Every tunnel comes from one address (the proxy namespace's), as 1,101 clients behind one
+# large NAT or proxy would: --jit-rate is sized for them (the default, 20/s in bursts of 40,
+# is for the clients of one ordinary address). The default --jit-budget (5000 at once) holds
+# the burst.
 spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws
+	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
+	--jit-rate 1000
 PROV_PID=$SPAWNED
 healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
 wait_for 10 healthy || fail "provisioner /healthz did not answer 200 within 10 s"
@@ -220,6 +225,9 @@ for m in wgws_relay_jit_timeouts_total wgws_relay_jit_not_asked_total; do
 	expect "$m" "$(rm_ "$m")" 0
 done
 expect "provisioner jit errors" "$(pm wgws_provisioner_jit_errors_total)" 0
+for m in wgws_provisioner_jit_rate_limited_total wgws_provisioner_jit_budget_shed_total; do
+	expect "$m" "$(pm "$m")" 0
+done
 # ~330 fit in the capped socket: the rest waited for room (and still got their answer).
 [ "$(rm_ wgws_relay_jit_deferred_total)" -gt 0 ] ||
 	fail "no request waited for room in the channel: the burst did not test that path"

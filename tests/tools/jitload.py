@@ -134,6 +134,7 @@ class Load:
             self.th, self.tp = hostport(a.connect_to, self.port)
         else:
             self.th, self.tp = self.host, self.port
+        self.local = (a.bind, 0) if a.bind else None
         self.ctx = None
         if self.tls:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -159,7 +160,8 @@ class Load:
     async def open(self, t):
         """TCP (+ CONNECT) + TLS + upgrade; raises on failure."""
         if self.a.proxy:
-            reader, writer = await asyncio.open_connection(self.th, self.tp)
+            reader, writer = await asyncio.open_connection(self.th, self.tp,
+                                                           local_addr=self.local)
             hp = "[%s]:%d" % (self.host, self.port) if ":" in self.host else \
                 "%s:%d" % (self.host, self.port)
             writer.write(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (hp, hp)).encode())
@@ -170,7 +172,8 @@ class Load:
                 await writer.start_tls(self.ctx, server_hostname=self.sni)
         else:
             reader, writer = await asyncio.open_connection(
-                self.th, self.tp, ssl=self.ctx, server_hostname=self.sni if self.tls else None)
+                self.th, self.tp, ssl=self.ctx, server_hostname=self.sni if self.tls else None,
+                local_addr=self.local)
         key = base64.b64encode(os.urandom(16)).decode()
         req = ["GET %s HTTP/1.1" % self.path, "Host: %s" % self.netloc, "Upgrade: websocket",
                "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key,
@@ -355,6 +358,8 @@ def main():
     p.add_argument("--connect-to", metavar="HOST[:PORT]",
                    help="open TCP here instead of the URL's host (Host and SNI stay the URL's)")
     p.add_argument("--proxy", metavar="HOST:PORT", help="HTTP CONNECT proxy")
+    p.add_argument("--bind", metavar="ADDR",
+                   help="the local address to connect from (default: the kernel's choice)")
     p.add_argument("--inflight", type=int, default=64, metavar="N",
                    help="tunnels in TCP/TLS/upgrade at once (default 64)")
     p.add_argument("--rate", type=float, default=0, metavar="R",
