@@ -85,4 +85,10 @@ expect_err "provisioner: relative --jit-socket" "not an absolute path" "$P" serv
 	--jit-socket jit.sock --check-config
 expect_err "provisioner: unknown --jit-user" "no user 'no-such-user-wgws'" "$P" serve -c "$T/prov.conf" \
 	--jit --jit-socket /tmp/j.sock --jit-user no-such-user-wgws --check-config
+printf '[Provisioner]\nJitRate = 50\nJitBudget = 2000\n' >"$T/jit3.conf"
+expect_ok "provisioner: JitRate and JitBudget" "$P" serve -c "$T/prov.conf" -c "$T/jit.conf" \
+	-c "$T/jit3.conf" --check-config
+printf '[Provisioner]\nJitBudget = 0\n' >"$T/jit4.conf"
+expect_err "provisioner: JitBudget = 0" "jit4.conf:2: --jit-budget: '0' is not a number from 1 to 1000000" \
+	"$P" serve -c "$T/prov.conf" -c "$T/jit4.conf" --check-config
 echo "PASS test_config"
