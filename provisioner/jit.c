@@ -365,9 +365,10 @@ static enum jit_verdict admit(const struct sockaddr_storage *client,
 	case JITLIMIT_PASS_LIVE:
 	default:
 		st->budget_passed++;
+		gc_spare(key); /* the key its source was checked for, not one it claims now */
 		addr_format((const struct sockaddr *)source, who);
-		log_debug("jit: over --jit-budget: %s, live for %s lately, passed to WireGuard", who,
-			  key_b64(key, b64));
+		log_debug("jit: over --jit-budget: %s, live for %s lately, passed to WireGuard",
+			  who, key_b64(key, b64));
 		return JIT_LIVE;
 	}
 }

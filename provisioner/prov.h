@@ -395,21 +395,21 @@ struct jitlimit_cfg {
 /* What a decided initiation would be again; the answer jit.c gives from memory. */
 enum jitlimit_seen {
 	JITLIMIT_SEEN_REPLAY = 1, /* its timestamp was accepted (or was old): a replay, refused */
-	JITLIMIT_SEEN_UNKNOWN,    /* its key is not stored: unknown (while the negative cache agrees) */
+	JITLIMIT_SEEN_UNKNOWN,    /* no such stored key: unknown while the negative cache agrees */
 	JITLIMIT_SEEN_BAD,        /* its static key or timestamp does not open: refused */
 };
 
 enum jitlimit_recall {
 	JITLIMIT_MISS = 0,
 	JITLIMIT_HIT,    /* the same handshake again (sender index and MACs aside) */
-	JITLIMIT_FORGED, /* a remembered ephemeral with other encrypted bytes: never a real client */
+	JITLIMIT_FORGED, /* a remembered ephemeral, other encrypted bytes: never a real client */
 };
 
 enum jitlimit_admit {
 	JITLIMIT_ADMIT = 0,   /* go on with the public-key work: one budget token was taken */
 	JITLIMIT_SHED_RATE,   /* the client address is over its rate: refuse */
 	JITLIMIT_SHED_BUDGET, /* over the global budget, and the source is not known live: refuse */
-	JITLIMIT_PASS_LIVE,   /* over the budget, but the source was answered installed/live lately */
+	JITLIMIT_PASS_LIVE,   /* over the budget, but the source was answered live lately */
 };
 
 struct jitlimit;
