@@ -3,20 +3,24 @@
  * (wireguard-go over UAPI unless -b says otherwise). Issue 4, "Performance".
  *
  *   (a) unknown keys, a new one each time: mac1, one X25519, a store miss
- *   (b) one unknown key again and again: answered from the negative cache
+ *   (b) one unknown key again and again, each initiation new: mac1, one X25519, answered
+ *       from the negative cache
  *   (c) keys already live in the device: X25519, store hit, the timestamp written (a commit)
  *   (d) a bad mac1: the cheapest refusal
  *   (e) stored but not installed: initiation -> peer live, against wgdev_install alone
+ *   (f) one initiation again and again (a replay): answered from the memory of initiations
+ *       decided lately (jitlimit.c), no public-key work
  *
- * (a)-(d) give decisions per second on one core (the main thread pins itself to one CPU) and
- * "X25519 equivalents": the mean time of a decision over the mean time of one
+ * (a)-(d) and (f) give decisions per second on one core (the main thread pins itself to one
+ * CPU) and "X25519 equivalents": the mean time of a decision over the mean time of one
  * crypto_scalarmult, the two measured in alternating blocks so a noisy neighbour slows both
  * alike. (e) alternates its decisions with plain installs of other stored peers for the same
  * reason. Every verdict and the counter of the path taken are checked: a case that did not
- * go where it says fails the run. The components (mac1, Noise halves, store calls) are timed
- * alone as well, to show where a decision's time goes, and so is the one device call that
- * shares the event loop with the decisions on a timer: jit.c's re-read of the device's key,
- * every 10 minutes (a dump of the device: every installed peer is listed).
+ * go where it says fails the run. The components (mac1, a shed over the budget, Noise
+ * halves, store calls) are timed alone as well, to show where a decision's time goes, and so
+ * is the one device call that shares the event loop with the decisions on a timer: jit.c's
+ * re-read of the device's key, every 10 minutes (a dump of the device: every installed peer
+ * is listed).
  *
  * Initiations are made beforehand with noise_create_initiation and timestamps we choose:
  * each is newer than anything stored for its key, and a live key's next one comes
@@ -64,7 +68,7 @@ enum {
 	BENCH_REMOVE_BATCH = 64,
 	BENCH_COMPONENT = 2000,     /* samples per component row */
 	BENCH_X25519_NEAR = 300,    /* X25519s timed before each component */
-	BENCH_MAX_ROWS = 24,
+	BENCH_MAX_ROWS = 26,
 	BENCH_REREAD = 10,          /* device key re-reads timed, after (e) */
 	BENCH_GOAL_RATE = 20000,    /* decisions/s on one core (issue 4) */
 	BENCH_GOAL_P99_US = 2000,   /* initiation -> live, p99 (issue 4) */
@@ -97,7 +101,7 @@ static struct {
 	int verbosity;
 	bool quick;
 	bool load_only;
-} opt = { .backend = WGDEV_UAPI, .cases = "abcde", .cpu = -2, .verbosity = -1 };
+} opt = { .backend = WGDEV_UAPI, .cases = "abcdef", .cpu = -2, .verbosity = -1 };
 
 /* Latencies in ns, and the wall time of the blocks they were taken in. */
 struct samples {
@@ -754,6 +758,41 @@ static void components(const struct noise_responder *resp, const uint8_t *known,
 	}
 	component_row("mac1 check (noise_mac1_ok)", &s, x_mean);
 
+	/* What an initiation with a valid mac1 costs past it when it is shed: a miss in the
+	 * memory of decided ones, a client's buckets, the spent budget, the live sources (the
+	 * tables sized as jit.c sizes them; a new client address each time). */
+	{
+		const struct jitlimit_cfg lc = {
+			.replay_slots = 4096, .sketch_cells = 8192, .live_slots = 8192,
+			.replay_ttl_s = 60, .live_ttl_s = 180, .rate = 20, .burst = 40,
+			.budget = 1, .budget_burst = 1,
+		};
+		struct sockaddr_storage cs = { .ss_family = AF_INET };
+		struct jitlimit_id client, src;
+		enum jitlimit_seen seen;
+		struct jitlimit *lim;
+
+		if (jitlimit_open(&lim, &lc) < 0)
+			die("jitlimit_open");
+		jitlimit_id_source(&src, &source);
+		x_mean = x25519_now(x_all);
+		for (uint32_t i = 0; i < BENCH_COMPONENT; i++) {
+			int64_t a;
+			bool shed;
+
+			((struct sockaddr_in *)&cs)->sin_addr.s_addr = htonl(0x0a000000 + i);
+			a = now_ns();
+			jitlimit_id_client(&client, &cs);
+			shed = jitlimit_recall(lim, known, 1, &seen, key) == JITLIMIT_MISS &&
+			       jitlimit_admit(lim, &client, &src, 1, key) != JITLIMIT_ADMIT;
+			samples_add(&s, now_ns() - a);
+			if (!shed && i)
+				die("jitlimit: initiation %u was not shed over the budget", i);
+		}
+		jitlimit_close(lim);
+		component_row("shed over the budget (jitlimit.c)", &s, x_mean);
+	}
+
 	x_mean = x25519_now(x_all);
 	for (int i = 0; i < BENCH_COMPONENT; i++) {
 		int64_t a = now_ns();
@@ -1051,10 +1090,11 @@ static void usage(FILE *f)
 	      "  -d DIR      keep the database as DIR/bench-peers-PEERS.db and reuse it\n"
 	      "              (default: a temporary file, removed)\n"
 	      "  -b KIND     device backend (default uapi); -u DIR: UAPI socket directory\n"
-	      "  -C CASES    any of abcde (default all); the components and the key re-read\n"
+	      "  -C CASES    any of abcdef (default all); the components and the key re-read\n"
 	      "              always run\n"
 	      "  -a N        (a) unknown keys, distinct (default 20000)\n"
-	      "  -r N        (b) repeats of one unknown key (default 20000)\n"
+	      "  -r N        (b) initiations of one unknown key, and (f) repeats of one\n"
+	      "              initiation (default 20000)\n"
 	      "  -L KEYS     (c) live keys (default 1000), -R ROUNDS initiations each (10)\n"
 	      "  -m N        (d) bad-mac1 initiations (default 200000)\n"
 	      "  -e N        (e) installs, and as many install-only baselines (default 2000)\n"
@@ -1110,8 +1150,8 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 'u': opt.uapi_dir = optarg; break;
 		case 'C':
-			if (strspn(optarg, "abcde") != strlen(optarg))
-				die("-C: letters from abcde");
+			if (strspn(optarg, "abcdef") != strlen(optarg))
+				die("-C: letters from abcdef");
 			opt.cases = optarg;
 			break;
 		case 'a': opt.unknown = parse_count(optarg, "-a"); break;
@@ -1307,15 +1347,17 @@ int main(int argc, char **argv)
 		free(m);
 	}
 	if (wants('b')) {
-		struct msg *m = msgs_alloc(1);
+		/* Each one new: the same bytes again would be answered from memory, case (f). */
+		struct msg *m = msgs_alloc((size_t)opt.repeat + 1);
 		struct bkey k;
 
 		random_key(&k);
-		make_initiation(&k, sec, 0, &m[0]);
+		for (size_t i = 0; i <= opt.repeat; i++)
+			make_initiation(&k, sec, (uint32_t)i, &m[i]);
 		if (decide(m[0].b) != JIT_UNKNOWN) /* the store miss that fills the negative cache */
 			die("(b): a random key is not unknown");
-		run_rate("(b) unknown key again, negative cache", m, 1, opt.repeat, JIT_UNKNOWN,
-			 &prov.jit.negative_hits, &x_all);
+		run_rate("(b) unknown key again, negative cache", m + 1, opt.repeat, opt.repeat,
+			 JIT_UNKNOWN, &prov.jit.negative_hits, &x_all);
 		free(m);
 	}
 	if (wants('c')) {
@@ -1351,6 +1393,18 @@ int main(int argc, char **argv)
 		m[0].b[NOISE_INITIATION_LEN - 2 * NOISE_MAC_LEN] ^= 1; /* the first byte of mac1 */
 		run_rate("(d) bad mac1", m, 1, opt.bad_mac1, JIT_REFUSED, &prov.jit.mac1_failures,
 			 &x_all);
+		free(m);
+	}
+	if (wants('f')) {
+		struct msg *m = msgs_alloc(1);
+		struct bkey k;
+
+		random_key(&k);
+		make_initiation(&k, sec, 0, &m[0]);
+		if (decide(m[0].b) != JIT_UNKNOWN) /* decided once, with the X25519 */
+			die("(f): a random key is not unknown");
+		run_rate("(f) the same initiation again, replay cache", m, 1, opt.repeat,
+			 JIT_UNKNOWN, &prov.jit.recalled_unknown, &x_all);
 		free(m);
 	}
 	if (wants('e')) {
