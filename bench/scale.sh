@@ -38,7 +38,7 @@ TCK=$(getconf CLK_TCK)
 
 HARD=$(ulimit -Hn)
 ulimit -n "$HARD"
-PENDING=256 # the relay's default
+PENDING=256 # the relay's default; every flow comes from 127.0.0.1: per-address limits off
 # two descriptors per tunnel, the pending ones, the relay's spare 64 (relay/main.c)
 MAXN=$(((HARD - PENDING - 64 - 16) / 2 / 100 * 100))
 [ "$MAXN" -le 10000 ] || MAXN=10000
@@ -65,7 +65,8 @@ up() {
 	SHIM_PIDS=() SHIM_PORTS=()
 	spawn "$T/relay-$n.log" "${RUN[@]}" "$WGWS_BUILD/wgws-relay" --listen "127.0.0.1:$RELAY_PORT" \
 		--cert "$CERT" --key "$KEY" --wg "127.0.0.1:$WG" --idle-timeout 0 \
-		--max-conns $((n + 10)) --max-pending "$PENDING" --metrics "$METRICS"
+		--max-conns $((n + 10)) --max-pending "$PENDING" --metrics "$METRICS" \
+		--max-conns-per-ip 0 --max-pending-per-ip "$PENDING" --rate-per-ip 0
 	RELAY_PID=$SPAWNED
 	for ((i = 0; i < (n + 4000) / 4000; i++)); do
 		spawn "$T/shim-$n-$i.log" "${RUN[@]}" "$WGWS_BUILD/wgws-shim" --max-sessions 4096 \
