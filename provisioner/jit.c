@@ -684,6 +684,8 @@ const struct lws_protocols *jit_protocol(void)
 
 static int listen_relays(void)
 {
+	mode_t old_mask;
+	int ret;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd;
@@ -706,11 +708,13 @@ static int listen_relays(void)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 16) < 0 ||
-	    chmod(sun.sun_path, 0600) < 0 ||
+	/* Created 0600 (umask), never wider for a moment; then handed to the relay's user. */
+	old_mask = umask(0177);
+	ret = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old_mask);
+	if (ret < 0 || listen(fd, 16) < 0 ||
 	    (prov.cfg.jit_uid != geteuid() && chown(sun.sun_path, prov.cfg.jit_uid, (gid_t)-1) < 0)) {
-		int ret = -errno;
-
+		ret = -errno;
 		close(fd);
 		return ret;
 	}

@@ -512,6 +512,8 @@ static void lws_emit(int level, const char *line)
 
 static void create_vhosts(struct prov_cfg *cfg)
 {
+	struct lws_vhost *vh;
+	mode_t old_mask;
 	struct lws_context_creation_info info;
 	char iface[INET6_ADDRSTRLEN], addr[ADDR_STR_LEN];
 
@@ -541,12 +543,14 @@ static void create_vhosts(struct prov_cfg *cfg)
 		info.iface = cfg->api_path;
 		info.port = 0;
 	}
-	if (!lws_create_vhost(prov.ctx, &info))
+	/* A unix socket is created 0600 (umask): never wider, not even until a chmod. */
+	old_mask = umask(0177);
+	vh = lws_create_vhost(prov.ctx, &info);
+	umask(old_mask);
+	if (!vh)
 		fatalx("cannot listen for the API on %s",
 		       cfg->api_tcp ? addr_format((struct sockaddr *)&cfg->api_addr, addr)
 				    : cfg->api_path);
-	if (!cfg->api_tcp && chmod(cfg->api_path, 0600) < 0)
-		fatal("chmod %s", cfg->api_path);
 
 	if (cfg->has_metrics) {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->metrics;
