@@ -1,4 +1,6 @@
-/* The JIT channel's address conversions and names (the contract is in jitproto.h). */
+/* The JIT channel's address conversions, names and message checks (the contract is in
+ * jitproto.h). */
+#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -52,4 +54,20 @@ const char *jit_verdict_name(uint32_t verdict)
 	};
 
 	return verdict < JIT_VERDICT_MAX && names[verdict] ? names[verdict] : "invalid";
+}
+
+int jit_request_check(const struct jit_request *req, size_t n, struct sockaddr_storage *source)
+{
+	if (n != sizeof(*req) || req->magic != JIT_MAGIC_REQUEST ||
+	    !jit_addr_to_sockaddr(&req->source, source))
+		return -EBADMSG;
+	return 0;
+}
+
+int jit_answer_check(const struct jit_answer *a, size_t n)
+{
+	if (n != sizeof(*a) || a->magic != JIT_MAGIC_ANSWER || !a->verdict ||
+	    a->verdict >= JIT_VERDICT_MAX)
+		return -EBADMSG;
+	return 0;
 }

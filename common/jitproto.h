@@ -13,6 +13,7 @@
 #ifndef WGWS_JITPROTO_H
 #define WGWS_JITPROTO_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -64,5 +65,13 @@ void jit_addr_from_sockaddr(struct jit_addr *ja, const struct sockaddr *sa);
 socklen_t jit_addr_to_sockaddr(const struct jit_addr *ja, struct sockaddr_storage *ss);
 /* "installed", "live", "unknown", "refused", "error" or "invalid". */
 const char *jit_verdict_name(uint32_t verdict);
+
+/* What each side checks of a message as received into req (or a) before trusting it: n is the
+ * size recv() reported (with MSG_TRUNC, the real size). A request must be exactly one struct
+ * with the magic and a source that converts (into *source); an answer exactly one struct
+ * with the magic and a verdict from JIT_INSTALLED to JIT_ERROR. Returns 0 or -EBADMSG. */
+int jit_request_check(const struct jit_request *req, size_t n, struct sockaddr_storage *source)
+	__attribute__((warn_unused_result));
+int jit_answer_check(const struct jit_answer *a, size_t n) __attribute__((warn_unused_result));
 
 #endif

@@ -603,8 +603,7 @@ static int serve_relay(struct jit_fd *jf)
 			return errno == EAGAIN || errno == EINTR ? 0 : -1;
 		if (n == 0)
 			return -1; /* the relay went away */
-		if ((size_t)n != sizeof(req) || req.magic != JIT_MAGIC_REQUEST ||
-		    !jit_addr_to_sockaddr(&req.source, &source)) {
+		if (jit_request_check(&req, (size_t)n, &source) < 0) {
 			prov.jit.relay_protocol_errors++;
 			log_warnx("jit: relay pid %ld sent a malformed request (%zd bytes); closing",
 				  (long)jf->pid, n);

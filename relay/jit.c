@@ -333,8 +333,7 @@ static int channel_rx(void)
 			channel_lost("the provisioner closed the channel");
 			return -1;
 		}
-		if ((size_t)n != sizeof(a[0]) || a[0].magic != JIT_MAGIC_ANSWER ||
-		    !a[0].verdict || a[0].verdict >= JIT_VERDICT_MAX) {
+		if (jit_answer_check(&a[0], (size_t)n) < 0) {
 			log_warnx("jit: %s sent a malformed answer (%zd bytes, magic %08x, verdict "
 				  "%u); closing the channel, reconnecting in %d s",
 				  relay.cfg.jit_socket, n, a[0].magic, a[0].verdict,
