@@ -377,6 +377,39 @@ def noise_seeds():
     return out
 
 
+# common/jitproto.h, as the same host's build lays the structs out (little-endian x86_64).
+JIT_MAGIC_REQUEST, JIT_MAGIC_ANSWER = 0x51544a57, 0x41544a57
+
+
+def jit_addr(family, port, addr):
+    return struct.pack("<H", family) + struct.pack(">H", port) + addr + bytes(16 - len(addr))
+
+
+def jit_request(source, client, initiation, magic=JIT_MAGIC_REQUEST, rid=1):
+    return struct.pack("<IIQ", magic, 0, rid) + source + client + initiation + bytes(4)
+
+
+@seed("jit")
+def jit_seeds():
+    v4 = jit_addr(2, 51306, bytes([127, 0, 0, 1]))
+    v6 = jit_addr(10, 40000, bytes.fromhex("20010db8000000000000000000000007"))
+    client = jit_addr(2, 54058, bytes([127, 0, 0, 1]))
+    out = {
+        "request-ipv4": jit_request(v4, client, INITIATIONS[0]),
+        "request-ipv6": jit_request(v6, v6, INITIATIONS[1], rid=2 ** 63),
+        "request-no-source": jit_request(jit_addr(0, 0, b""), client, INITIATIONS[0]),
+        "request-unix-source": jit_request(jit_addr(1, 0, b"/x"), client, INITIATIONS[0]),
+        "request-answer-magic": jit_request(v4, client, INITIATIONS[0], magic=JIT_MAGIC_ANSWER),
+        "request-short": jit_request(v4, client, INITIATIONS[0])[:207],
+        "request-truncated-long": jit_request(v4, client, INITIATIONS[0]) + b"\0" * 8,
+    }
+    for v in range(0, 7):
+        out["answer-verdict-%d" % v] = struct.pack("<IIQ", JIT_MAGIC_ANSWER, v, 7)
+    out["answer-request-magic"] = struct.pack("<IIQ", JIT_MAGIC_REQUEST, 1, 7)
+    out["answer-long"] = struct.pack("<IIQ", JIT_MAGIC_ANSWER, 1, 7) + b"\0"
+    return out
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
