@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "prov.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -43,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *body;
 
 	if (!init) {
-		if (cidr_parse("10.64.0.0/16", &pools[0]) < 0 || cidr_parse("fd00:64::/64", &pools[1]) < 0)
+		if (cidr_parse("10.64.0.0/16", &pools[0]) < 0 ||
+		    cidr_parse("fd00:64::/64", &pools[1]) < 0)
 			abort();
 		init = true;
 	}
@@ -73,9 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < sp.n_routes; i++) {
 		const struct prov_cidr *c = &sp.routes[i];
 
-		if ((c->family != AF_INET || c->bits > 32) && (c->family != AF_INET6 || c->bits > 128))
-			abort();
-		if (c->bits == 0 || cidr_overlaps(c, &pools[0]) || cidr_overlaps(c, &pools[1]))
+		if (!fuzz_cidr_ok(c) || c->bits == 0 || cidr_overlaps(c, &pools[0]) ||
+		    cidr_overlaps(c, &pools[1]))
 			abort();
 	}
 	/* No body at all reads as {}. */

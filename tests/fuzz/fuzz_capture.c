@@ -143,7 +143,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (src.ss_family == AF_INET) {
 			const struct sockaddr_in *sin = (const struct sockaddr_in *)&src;
 
-			if (version != 4 || sin->sin_port != sport || memcmp(&sin->sin_addr, pkt + 12, 4))
+			if (version != 4 || sin->sin_port != sport ||
+			    memcmp(&sin->sin_addr, pkt + 12, 4))
 				abort();
 		} else if (src.ss_family == AF_INET6) {
 			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&src;

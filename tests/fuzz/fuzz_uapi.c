@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "prov.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,18 +32,10 @@ static int on_peer(void *arg, const struct wgdev_peer_info *p)
 	struct seen *s = arg;
 	unsigned kept = p->n_allowed < PROV_MAX_ALLOWED ? p->n_allowed : PROV_MAX_ALLOWED;
 
-	for (unsigned i = 0; i < kept; i++) {
-		const struct prov_cidr *c = &p->allowed[i];
-
-		if ((c->family != AF_INET || c->bits > 32) && (c->family != AF_INET6 || c->bits > 128))
-			abort();
-		s->sum += c->bits + c->addr[0];
-	}
-	if (p->endpoint.ss_family != 0 && p->endpoint.ss_family != AF_INET &&
-	    p->endpoint.ss_family != AF_INET6)
+	if (!fuzz_peer_info_ok(p))
 		abort();
-	if (p->last_handshake_s < 0)
-		abort();
+	for (unsigned i = 0; i < kept; i++)
+		s->sum += p->allowed[i].bits + p->allowed[i].addr[0];
 	s->sum = s->sum * 31 + p->pubkey[0] + p->n_allowed + p->keepalive_s + p->rx_bytes +
 		 p->tx_bytes + p->endpoint.ss_family;
 	s->peers++;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "prov.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,18 +32,8 @@ struct seen {
 static int on_peer(void *arg, const struct wgdev_peer_info *p)
 {
 	struct seen *s = arg;
-	unsigned kept = p->n_allowed < PROV_MAX_ALLOWED ? p->n_allowed : PROV_MAX_ALLOWED;
 
-	for (unsigned i = 0; i < kept; i++) {
-		const struct prov_cidr *c = &p->allowed[i];
-
-		if ((c->family != AF_INET || c->bits > 32) && (c->family != AF_INET6 || c->bits > 128))
-			abort();
-	}
-	if (p->endpoint.ss_family != 0 && p->endpoint.ss_family != AF_INET &&
-	    p->endpoint.ss_family != AF_INET6)
-		abort();
-	if (p->last_handshake_s < 0 || (s->peers && !memcmp(s->last_key, p->pubkey, WG_KEY_LEN)))
+	if (!fuzz_peer_info_ok(p) || (s->peers && !memcmp(s->last_key, p->pubkey, WG_KEY_LEN)))
 		abort();
 	memcpy(s->last_key, p->pubkey, WG_KEY_LEN);
 	s->peers++;

@@ -20,7 +20,9 @@
 static const char *cur_case = "?";
 #include "expect.h"
 
-enum spoil { GOOD, SHORT, LONG, MAGIC, ANSWER_MAGIC, FAMILY_0, FAMILY_UNIX, VERDICT_0, VERDICT_MAX };
+enum spoil {
+	GOOD, SHORT, LONG, MAGIC, ANSWER_MAGIC, FAMILY_0, FAMILY_UNIX, VERDICT_0, VERDICT_MAX,
+};
 
 static const struct {
 	const char *name;
@@ -101,10 +103,11 @@ static void test_answer_check(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(answer_cases) / sizeof(answer_cases[0]); i++) {
-		struct jit_answer a = { .magic = JIT_MAGIC_ANSWER, .verdict = answer_cases[i].verdict };
+		struct jit_answer a = { .magic = JIT_MAGIC_ANSWER };
 		size_t n = sizeof(a);
 
 		cur_case = answer_cases[i].name;
+		a.verdict = answer_cases[i].verdict;
 		if (answer_cases[i].spoil == SHORT)
 			n--;
 		if (answer_cases[i].spoil == LONG)

@@ -651,8 +651,9 @@ static void test_dump_parse(void **state)
 					  c->want_key ? priv : NULL, on_dumped, &d), c->ret);
 		EXPECT_EQ(d.n, c->peers);
 		if (d.n >= 1) {
-			const struct sockaddr_in *sin = (const struct sockaddr_in *)&d.peer[0].endpoint;
+			const struct sockaddr_in *sin;
 
+			sin = (const struct sockaddr_in *)&d.peer[0].endpoint;
 			expect_peer(&d.peer[0], 0xa1, ips1, 2);
 			EXPECT_EQ(d.peer[0].rx_bytes, 100);
 			EXPECT_EQ(d.peer[0].tx_bytes, 200);
