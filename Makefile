@@ -5,7 +5,7 @@
 #   make demo                            the tunnel through a proxy, shown and torn down (root)
 #   make jit-bench [JIT_BENCH_ARGS=-q]   JIT decision benchmark on wireguard-go (root; bench/)
 #   make bench [QUICK=1]                 tunnel vs direct UDP: throughput, CPU, latency (bench/)
-#   make fuzz [FUZZ_SECONDS=60]          every libFuzzer harness over its corpus (clang; tests/fuzz/)
+#   make fuzz [FUZZ_SECONDS=60]          each libFuzzer harness over its corpus (clang; tests/fuzz/)
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config

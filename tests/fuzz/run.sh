@@ -3,7 +3,8 @@
 # Runs libFuzzer harnesses (make fuzz, tests/e2e/test_fuzz.sh). Each harness first runs once
 # over every file of its seed corpus, tests/fuzz/corpus/NAME/ (fuzz_NAME: it must exist and
 # not be empty), then fuzzes for SECONDS from the seeds and what earlier runs found in
-# $WGWS_BUILD/fuzz/corpus/NAME/, where new inputs go (the committed seeds are never written).
+# $FUZZ_WORK/NAME/ (default $WGWS_BUILD/fuzz/corpus), where new inputs go (the committed seeds
+# are never written).
 # One line per harness with its executions; a crash, a leak, a sanitizer report, a time-out or
 # a missing corpus fails the harness, the input is kept in $WGWS_BUILD/fuzz/artifacts/ and the
 # run exits 1 after the others. Logs: $WGWS_BUILD/fuzz/logs/.
@@ -24,7 +25,7 @@ stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 for bin in "$@"; do
 	name=$(basename "$bin")
 	seeds=tests/fuzz/corpus/${name#fuzz_}
-	work=$build/fuzz/corpus/${name#fuzz_}
+	work=${FUZZ_WORK:-$build/fuzz/corpus}/${name#fuzz_}
 	log=$build/fuzz/logs/$name.log
 	art=$build/fuzz/artifacts/$name-
 	if [ ! -d "$seeds" ] || [ -z "$(ls -A "$seeds")" ]; then
