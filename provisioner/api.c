@@ -150,6 +150,18 @@ reply_error(struct lws *wsi, unsigned status, const char *fmt, ...)
 	return reply_json(wsi, status, json_pack("{s:s}", "error", msg));
 }
 
+/* A store failure: SQLite's own words (store_errmsg) go to the log with what was being done;
+ * the client gets a short message: 507 when the disk is full, 500 otherwise. */
+static int reply_store_error(struct lws *wsi, const char *what, int err)
+{
+	const char *detail = store_errmsg(prov.store);
+
+	log_warnx("store: %s failed: %s%s%s", what, strerror(-err), detail[0] ? ": " : "", detail);
+	if (err == -ENOSPC)
+		return reply_error(wsi, 507, "the peer store is out of disk space");
+	return reply_error(wsi, 500, "the peer store failed (%s)", strerror(-err));
+}
+
 static json_t *cidr_json(const struct prov_cidr *c)
 {
 	char buf[PROV_CIDR_STR];
@@ -297,6 +309,39 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 	return status;
 }
 
+/* Eager mode: the new peer, durable in the store, into the device and marked installed.
+ * Returns 0, or 1 once a failure is answered (the peer is taken back out of both). */
+static int install_new(struct lws *wsi, struct store_peer *sp)
+{
+	struct wgdev_peer dp;
+	int ret, r2;
+
+	peer_to_device(sp, &dp);
+	ret = peer_install_device(&dp);
+	if (ret < 0) {
+		r2 = store_delete(prov.store, sp->pubkey, prov_wall_s());
+		log_warnx("device %s refused a new peer: %s%s%s", prov.cfg.ifname, strerror(-ret),
+			  r2 < 0 ? "; the store could not take it back: " : "",
+			  r2 < 0 ? store_errmsg(prov.store) : "");
+		reply_error(wsi, 503, "the WireGuard device refused the peer: %s", strerror(-ret));
+		return 1;
+	}
+	sp->installed_at = prov_wall_s();
+	ret = store_set_installed(prov.store, sp->pubkey, sp->installed_at);
+	if (ret < 0) {
+		/* In the device, but the store cannot say so: out of both, the device first. */
+		reply_store_error(wsi, "marking a new peer installed", ret);
+		r2 = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])sp->pubkey, 1);
+		if (r2 == 0)
+			r2 = store_delete(prov.store, sp->pubkey, prov_wall_s());
+		if (r2 < 0)
+			log_warnx("and the new peer could not be taken back: %s", strerror(-r2));
+		return 1;
+	}
+	prov.writes_since_checkpoint = true;
+	return 0;
+}
+
 static int api_create(struct lws *wsi, struct req *r)
 {
 	uint8_t priv[WG_KEY_LEN];
@@ -331,25 +376,16 @@ static int api_create(struct lws *wsi, struct req *r)
 		sodium_memzero(priv, sizeof(priv));
 		if (ret == -EEXIST)
 			return reply_error(wsi, 409, "a peer with this public key exists");
-		if (ret == -ENOSPC)
+		if (ret == -EADDRNOTAVAIL)
 			return reply_error(wsi, 409, "the address pool is exhausted");
-		log_warnx("store: create failed: %s", strerror(-ret));
-		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-ret));
+		return reply_store_error(wsi, "create", ret);
 	}
 	prov.writes_since_checkpoint = true;
 	jit_forget(sp.pubkey);
-	ret = prov.cfg.jit ? 0 : peer_install(&sp);
-	if (ret < 0) {
-		int r2 = store_delete(prov.store, sp.pubkey, prov_wall_s());
-
+	if (!prov.cfg.jit && install_new(wsi, &sp)) {
 		sodium_memzero(priv, sizeof(priv));
-		log_warnx("device %s refused a new peer: %s%s", prov.cfg.ifname, strerror(-ret),
-			  r2 < 0 ? " (and the store could not take it back)" : "");
-		return reply_error(wsi, 503, "the WireGuard device refused the peer: %s",
-				   strerror(-ret));
+		return 0;
 	}
-	if (!prov.cfg.jit)
-		sp.installed_at = prov_wall_s();
 	prov.st.creates++;
 	j = peer_json(&sp);
 	config = peer_config(&sp, have_key ? NULL : priv);
@@ -384,7 +420,7 @@ static int api_show(struct lws *wsi, const char *k)
 	if (ret == -ENOENT)
 		return reply_error(wsi, 404, "no such peer");
 	if (ret < 0)
-		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-ret));
+		return reply_store_error(wsi, "get", ret);
 	j = peer_json(&sp);
 	config = peer_config(&sp, NULL);
 	json_object_set_new(j, "config", config ? json_string(config) : json_null());
@@ -396,13 +432,16 @@ static int api_delete(struct lws *wsi, const char *k)
 {
 	uint8_t key[WG_KEY_LEN];
 	char b64[WG_KEY_B64_LEN + 1];
+	bool in_store;
 	int ret;
 
 	if (key_from_base64(k, key) < 0)
 		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
-	ret = peer_delete(key);
+	ret = peer_delete(key, &in_store);
 	if (ret == -ENOENT)
 		return reply_error(wsi, 404, "no such peer");
+	if (ret < 0 && in_store)
+		return reply_store_error(wsi, "delete", ret);
 	if (ret < 0)
 		return reply_error(wsi, 503, "could not remove the peer from %s: %s",
 				   prov.cfg.ifname, strerror(-ret));
@@ -488,7 +527,7 @@ static int api_list(struct lws *wsi)
 	n = store_list(prov.store, has_after ? after : NULL, (unsigned)limit, list_one, &lc);
 	if (n < 0) {
 		json_decref(lc.arr);
-		return reply_error(wsi, 500, "the peer store failed: %s", strerror(-n));
+		return reply_store_error(wsi, "list", n);
 	}
 	if ((unsigned long)n == limit) {
 		char b64[WG_KEY_B64_LEN + 1];

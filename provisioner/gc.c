@@ -36,12 +36,18 @@ struct idle_ctx {
 static int expire_one(void *arg, const struct store_peer *sp)
 {
 	char b64[WG_KEY_B64_LEN + 1];
-	int ret = peer_delete(sp->pubkey);
+	bool in_store;
+	int ret = peer_delete(sp->pubkey, &in_store);
 
 	(void)arg;
 	key_to_base64(sp->pubkey, b64);
 	if (ret < 0 && ret != -ENOENT) {
-		log_warnx("gc: expired peer %s: %s", b64, strerror(-ret));
+		if (in_store)
+			log_warnx("gc: expired peer %s: the store failed: %s%s%s", b64, strerror(-ret),
+				  store_errmsg(prov.store)[0] ? ": " : "", store_errmsg(prov.store));
+		else
+			log_warnx("gc: expired peer %s: %s refused the removal: %s", b64,
+				  prov.cfg.ifname, strerror(-ret));
 		return 0;
 	}
 	prov.st.expired++;

@@ -49,7 +49,7 @@ int peer_install(const struct store_peer *sp)
 	return peer_install_as(sp, &dp);
 }
 
-int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp)
+int peer_install_device(const struct wgdev_peer *dp)
 {
 	double t0 = prov_now_s();
 	int ret;
@@ -61,23 +61,38 @@ int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp)
 	}
 	hist_observe(&prov.st.install_latency, prov_now_s() - t0);
 	prov.st.installs++;
+	return 0;
+}
+
+int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp)
+{
+	int ret = peer_install_device(dp);
+
+	if (ret < 0)
+		return ret;
 	ret = store_set_installed(prov.store, sp->pubkey, prov_wall_s());
 	prov.writes_since_checkpoint = true;
 	return ret;
 }
 
-int peer_delete(const uint8_t key[static WG_KEY_LEN])
+int peer_delete(const uint8_t key[static WG_KEY_LEN], bool *store_failed)
 {
 	struct store_peer sp;
+	bool dummy;
 	int ret;
 
+	if (!store_failed)
+		store_failed = &dummy;
+	*store_failed = true;
 	ret = store_get(prov.store, key, &sp);
 	if (ret < 0)
 		return ret;
 	/* Always ask the device: the store's installed mark may lag behind (crash, GC). */
+	*store_failed = false;
 	ret = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])key, 1);
 	if (ret < 0)
 		return ret;
+	*store_failed = true;
 	if (sp.installed_at)
 		prov.st.removals++;
 	ret = store_delete(prov.store, key, prov_wall_s());

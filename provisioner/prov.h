@@ -225,10 +225,14 @@ typedef int (*store_peer_fn)(void *arg, const struct store_peer *p);
 int store_open(struct store **out, const char *path, const struct store_pool *pool,
 	       char *err, size_t errlen) __attribute__((warn_unused_result));
 void store_close(struct store *st); /* NULL-safe */
+/* SQLite's words for the last call's failure (message, result code, errno), for the log;
+ * "" when that call did not fail in SQLite. Valid until the next store call. */
+const char *store_errmsg(const struct store *st);
 
 /* Insert p (pubkey, psk, keepalive, name, routes, expires_at set by the caller), allocating
  * its addresses in the same transaction; fills ip4/ip6/created_at. Durable on return.
- * -EEXIST: the key is stored already; -ENOSPC: the IPv4 pool is exhausted. */
+ * -EEXIST: the key is stored already; -EADDRNOTAVAIL: the IPv4 pool is exhausted; -ENOSPC:
+ * the disk is full (SQLITE_FULL), like every other store function. */
 int store_create(struct store *st, struct store_peer *p, int64_t now)
 	__attribute__((warn_unused_result));
 int store_get(struct store *st, const uint8_t key[static WG_KEY_LEN], struct store_peer *out);
@@ -561,9 +565,12 @@ int peer_install(const struct store_peer *sp);
 /* The same with the device form given (peer_to_device's, with an endpoint or keepalive
  * changed by the caller). */
 int peer_install_as(const struct store_peer *sp, const struct wgdev_peer *dp);
+/* The device half alone (counted in the install metrics); the caller marks the store. */
+int peer_install_device(const struct wgdev_peer *dp);
 /* Remove from the device first, then from the store (address into hold-down). -ENOENT if
- * not stored; a device failure leaves the store untouched. */
-int peer_delete(const uint8_t key[static WG_KEY_LEN]);
+ * not stored; a device failure leaves the store untouched. *store_failed (NULL: not asked)
+ * tells a store failure (store_errmsg has SQLite's words) from the device's. */
+int peer_delete(const uint8_t key[static WG_KEY_LEN], bool *store_failed);
 /* The wg-quick text for a client; private_key NULL writes a placeholder. Returns a
  * malloc'ed string. */
 char *peer_config(const struct store_peer *sp, const uint8_t *private_key);

@@ -157,7 +157,7 @@ struct store {
 	sqlite3 *db;
 	struct store_pool pool;
 	sqlite3_stmt *stmt[S_MAX];
-	char errmsg[STORE_ERRMSG]; /* sqlite's text for the last failure, for a future accessor */
+	char errmsg[STORE_ERRMSG]; /* SQLite's text for the last failure (store_errmsg) */
 };
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -173,7 +173,7 @@ static void seterr(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* -ENOSPC is the pool's answer, so a full disk is -EIO like any other I/O failure. */
+/* A full disk (or a file at its size limit) is -ENOSPC; an exhausted pool is -EADDRNOTAVAIL. */
 static int sql_errno(int rc)
 {
 	switch (rc & 0xff) {
@@ -183,6 +183,8 @@ static int sql_errno(int rc)
 		return 0;
 	case SQLITE_NOMEM:
 		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
 		return -EBUSY;
@@ -201,10 +203,42 @@ static int sql_errno(int rc)
 	}
 }
 
+/* Keep SQLite's own words for store_errmsg(): its message for the connection, the result
+ * code's text when that says more, and the errno of the system call that failed (SQLite
+ * keeps none for ENOSPC: SQLITE_FULL says it). */
 static int sql_err(struct store *st, int rc)
 {
-	snprintf(st->errmsg, sizeof(st->errmsg), "%s", sqlite3_errmsg(st->db));
+	const char *msg = sqlite3_errmsg(st->db), *str = sqlite3_errstr(rc);
+	int sys = sqlite3_system_errno(st->db), n;
+	size_t len;
+
+	n = snprintf(st->errmsg, sizeof(st->errmsg), "%s%s%s (SQLite %d)", msg,
+		     strcmp(msg, str) ? ": " : "", strcmp(msg, str) ? str : "", rc);
+	len = n < 0 ? 0 : (size_t)n < sizeof(st->errmsg) ? (size_t)n : sizeof(st->errmsg) - 1;
+	switch (rc & 0xff) {
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+		if (sys > 0)
+			snprintf(st->errmsg + len, sizeof(st->errmsg) - len, ", errno %d: %s", sys,
+				 strerror(sys));
+		break;
+	}
 	return sql_errno(rc);
+}
+
+/* Each exported operation starts with no SQLite message: store_errmsg() is "" after a failure
+ * that did not come from SQLite (-ENOENT, a damaged row, a full pool). */
+static void err_clear(struct store *st)
+{
+	st->errmsg[0] = '\0';
+}
+
+const char *store_errmsg(const struct store *st)
+{
+	return st->errmsg;
 }
 
 /* Run a statement to its first row or end, then reset it. */
@@ -260,6 +294,7 @@ static int txn_leave(struct store *st, bool outer, int ret)
 
 int store_begin(struct store *st)
 {
+	err_clear(st);
 	if (!sqlite3_get_autocommit(st->db))
 		return -EBUSY; /* no nesting: a GC batch is one flat transaction */
 	return run(st, S_BEGIN);
@@ -269,6 +304,7 @@ int store_begin(struct store *st)
  * left open would silently swallow every later write. */
 int store_commit(struct store *st)
 {
+	err_clear(st);
 	if (sqlite3_get_autocommit(st->db))
 		return -EINVAL;
 	return txn_leave(st, true, 0);
@@ -436,7 +472,7 @@ static int alloc_ip4(struct store *st, int64_t now, uint32_t *ip)
 			v = sqlite3_column_int64(s, 0);
 		sqlite3_reset(s);
 		if (rc == SQLITE_DONE)
-			return -ENOSPC;
+			return -EADDRNOTAVAIL;
 		if (rc != SQLITE_ROW)
 			return sql_err(st, rc);
 	}
@@ -482,7 +518,7 @@ static int alloc_ip6(struct store *st, const uint8_t key[static WG_KEY_LEN], uin
 		if (rc != SQLITE_ROW)
 			return sql_err(st, rc);
 	}
-	return -EADDRINUSE;
+	return -EADDRNOTAVAIL; /* 16 derived addresses taken: only a crafted key set does that */
 }
 
 static int peer_exists(struct store *st, const uint8_t key[static WG_KEY_LEN])
@@ -540,6 +576,7 @@ int store_create(struct store *st, struct store_peer *p, int64_t now)
 	bool outer;
 	int ret;
 
+	err_clear(st);
 	if ((ret = check_new_peer(p, now, routes)))
 		return ret;
 	if ((ret = txn_enter(st, &outer)))
@@ -578,6 +615,7 @@ int store_get(struct store *st, const uint8_t key[static WG_KEY_LEN], struct sto
 	sqlite3_stmt *s = st->stmt[S_GET];
 	int rc, ret;
 
+	err_clear(st);
 	bind_key(s, 1, key);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
@@ -595,6 +633,7 @@ int store_delete(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t
 	int64_t ip4 = 0;
 	int rc, ret;
 
+	err_clear(st);
 	if (now < 0 || now > INT64_MAX - st->pool.hold_down_s)
 		return -EINVAL;
 	if ((ret = txn_enter(st, &outer)))
@@ -624,6 +663,7 @@ static int update_time(struct store *st, enum stmt_id id, const uint8_t *key, in
 	sqlite3_stmt *s = st->stmt[id];
 	int ret;
 
+	err_clear(st);
 	if (t < 0)
 		return -EINVAL;
 	bind_key(s, 1, key);
@@ -651,6 +691,7 @@ int store_accept_timestamp(struct store *st, const uint8_t key[static WG_KEY_LEN
 	sqlite3_stmt *s = st->stmt[S_ACCEPT_TS];
 	int ret;
 
+	err_clear(st);
 	bind_key(s, 1, key);
 	sqlite3_bind_blob(s, 2, ts, WG_TAI64N_LEN, SQLITE_STATIC);
 	if ((ret = run(st, S_ACCEPT_TS)))
@@ -667,6 +708,7 @@ int store_count(struct store *st, uint64_t *stored, uint64_t *installed)
 	int64_t n_stored = 0, n_installed = 0;
 	int rc, ret;
 
+	err_clear(st);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		ret = col_int(s, 0, 0, INT64_MAX, false, &n_stored);
@@ -704,6 +746,7 @@ static int list_run(struct store *st, enum list_kind kind, int64_t now, const ui
 	unsigned done = 0, want, got;
 	int rc = SQLITE_DONE, ret = 0;
 
+	err_clear(st);
 	if (after)
 		memcpy(cur_key, after, WG_KEY_LEN);
 	if (limit > INT_MAX)
@@ -778,6 +821,7 @@ int store_checkpoint(struct store *st, bool truncate)
 {
 	int rc;
 
+	err_clear(st);
 	if (!sqlite3_get_autocommit(st->db))
 		return -EBUSY;
 	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, truncate ? SQLITE_CHECKPOINT_TRUNCATE

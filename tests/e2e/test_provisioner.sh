@@ -28,7 +28,7 @@ WG_P=wgp$$                        # the second gateway interface (full-pool test
 SOCK=$T/prov.sock DB=$T/prov.db   # the main provisioner
 SOCK2=$T/pool.sock DB2=$T/pool.db # the /29 one
 POOL4=10.203.0.0/24 POOL6=fd00:203::/64 GW4=10.203.0.1 GW6=fd00:203::1
-PROV_LOG="" PROV2_LOG="" PROV_N=0 PROV_PID="" PROV2_PID=""
+PROV_LOG="" PROV2_LOG="" PROV3_LOG="" PROV_N=0 PROV_PID="" PROV2_PID=""
 CREATED=0 DELETED=0               # 201s and 200 deletes the test saw from the current daemon
 
 # wireguard-go removes its socket on SIGTERM; this covers a harder end for the extra one.
@@ -38,6 +38,7 @@ trap 'rc=$?; set +e; rm -f "/var/run/wireguard/$WG_P.sock"; (exit $rc); cleanup'
 dump_logs() {
 	[ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20
 	[ -z "$PROV2_LOG" ] || logtail "$PROV2_LOG" 8
+	[ -z "$PROV3_LOG" ] || logtail "$PROV3_LOG" 8
 }
 
 # --- helpers --------------------------------------------------------------------------
@@ -396,6 +397,35 @@ expect "DELETE in the /29" "$CODE" 200
 API=$SOCK2 IFC=$WG_P bad 409 "create after a delete (address held down 180 s)" post '{}'
 stop_pid "$PROV2_PID" TERM 5
 expect "exit status of the /29 provisioner on SIGTERM" "$STOP_RC" 0
+
+say "3c. a full disk: the store on a 1 MiB tmpfs, filled up"
+FULL=$T/full SOCK3=$T/full.sock
+mkdir "$FULL"
+mount -t tmpfs -o size=1m wgws-full "$FULL"
+at_exit "umount -l '$FULL'"
+PROV3_LOG=$T/prov-full.log
+spawn_ns "$NS_G" "$PROV3_LOG" "$PROV" serve --interface "$WG_P" --db "$FULL/peers.db" \
+	--api "unix:$SOCK3" --pool4 10.205.0.0/24 --pool6 fd00:205::/64
+PROV3_PID=$SPAWNED
+wait_for 10 healthy "$SOCK3" || fail "the provisioner on the tmpfs did not start"
+API=$SOCK3 post '{}'
+expect "create before the disk is full" "$CODE" 201
+dd if=/dev/zero of="$FULL/fill" bs=4k 2>/dev/null || true # until ENOSPC
+# The WAL may still have room where a checkpoint restarted it: create until it needs more.
+for i in $(seq 30); do
+	API=$SOCK3 post '{}'
+	[ "$CODE" = 201 ] || break
+done
+expect "create once the disk is full (after $i)" "$CODE" 507
+API=$SOCK3 IFC=$WG_P bad 507 "create on a full disk" post '{}'
+grep -q "out of disk space" "$T/body" || fail "the 507 does not say why: $(cat "$T/body")"
+grep -q "store: create failed: No space left on device: database or disk is full (SQLite 13)" \
+	"$PROV3_LOG" || fail "the log lacks SQLite's words: $(grep store: "$PROV3_LOG" | tail -n 2)"
+ok "the log has SQLite's words: '$(grep -m1 'store: create failed' "$PROV3_LOG")'"
+rm -f "$FULL/fill"
+API=$SOCK3 post '{}'
+expect "create once there is room again" "$CODE" 201
+stop_pid "$PROV3_PID" TERM 5
 stop_pid "$WGP_PID" TERM 5
 
 # --- 4a. GC: expiry -------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -231,12 +232,12 @@ static void test_alloc_exhaust(void **state)
 		expect_same_peer(&p, &got);
 	}
 	cur_case = "/28 pool exhausted";
-	EXPECT_EQ(create(f, 16, 1000, &p), -ENOSPC);
+	EXPECT_EQ(create(f, 16, 1000, &p), -EADDRNOTAVAIL);
 	EXPECT_EQ(store_get(f->st, p.pubkey, &got), -ENOENT);
 	expect_counts(f, 16, 0);
 	cur_case = "/28 pool exhausted after reopen";
 	fix_open(f);
-	EXPECT_EQ(create(f, 17, 5000, NULL), -ENOSPC);
+	EXPECT_EQ(create(f, 17, 5000, NULL), -EADDRNOTAVAIL);
 	expect_counts(f, 16, 0);
 }
 
@@ -302,15 +303,15 @@ static void test_hold_down(void **state)
 		{ "release 2 at 1000", OP_DELETE, 2, 1000, 0, 0 },
 		{ "release 0 at 1010", OP_DELETE, 0, 1010, 0, 0 },
 		{ "delete again", OP_DELETE, 0, 1011, -ENOENT, 0 },
-		{ "1 s before 2's hold-down ends", OP_CREATE, 4, 1179, -ENOSPC, 0 },
+		{ "1 s before 2's hold-down ends", OP_CREATE, 4, 1179, -EADDRNOTAVAIL, 0 },
 		{ "2's hold-down over", OP_CREATE, 4, 1180, 0, 2 },
-		{ "1 s before 0's hold-down ends", OP_CREATE, 5, 1189, -ENOSPC, 0 },
+		{ "1 s before 0's hold-down ends", OP_CREATE, 5, 1189, -EADDRNOTAVAIL, 0 },
 		{ "0's hold-down over", OP_CREATE, 5, 1190, 0, 0 },
 		{ "release 1 at 2000", OP_DELETE, 1, 2000, 0, 0 },
 		{ "release 3 at 1990", OP_DELETE, 3, 1990, 0, 0 },
 		{ "oldest release first (3)", OP_CREATE, 6, 3000, 0, 3 },
 		{ "then 1", OP_CREATE, 7, 3000, 0, 1 },
-		{ "full again", OP_CREATE, 8, 3000, -ENOSPC, 0 },
+		{ "full again", OP_CREATE, 8, 3000, -EADDRNOTAVAIL, 0 },
 	};
 	struct fix *f = *state;
 	uint32_t ip[16] = { 0 };
@@ -935,7 +936,7 @@ static void test_pool_conflict(void **state)
 			struct store_peer q;
 
 			peer_init(&q, 50);
-			EXPECT_EQ(store_create(st, &q, 10), -ENOSPC);
+			EXPECT_EQ(store_create(st, &q, 10), -EADDRNOTAVAIL);
 		}
 		store_close(st);
 	}
@@ -1145,6 +1146,127 @@ static void test_crash(void **state)
 	free(reported);
 }
 
+/* --- a full disk ----------------------------------------------------------------------- */
+
+/* SQLITE_FULL on demand: the default VFS with its files' xWrite wrapped. A file is the unix
+ * VFS's own (same size, opened by it); only its methods table (one for the database, another
+ * for journals and the WAL) is swapped for a copy whose xWrite fails while disk_full is set,
+ * as SQLite's unix VFS does on ENOSPC. */
+enum { FULL_IO_MAX = 4 };
+static sqlite3_vfs *real_vfs, full_vfs;
+static struct {
+	const sqlite3_io_methods *real;
+	sqlite3_io_methods wrapped;
+} full_io[FULL_IO_MAX];
+static bool disk_full;
+
+static int full_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	for (unsigned i = 0; i < FULL_IO_MAX; i++)
+		if (file->pMethods == &full_io[i].wrapped)
+			return disk_full ? SQLITE_FULL : full_io[i].real->xWrite(file, buf, amt, off);
+	return SQLITE_IOERR_WRITE;
+}
+
+static int full_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+		     int *out_flags)
+{
+	int rc = real_vfs->xOpen(real_vfs, name, file, flags, out_flags);
+	unsigned i;
+
+	if (rc != SQLITE_OK || !file->pMethods)
+		return rc;
+	for (i = 0; i < FULL_IO_MAX && full_io[i].real && full_io[i].real != file->pMethods; i++)
+		;
+	if (i == FULL_IO_MAX)
+		return rc; /* not wrapped: its writes always work (the test then fails) */
+	if (!full_io[i].real) {
+		full_io[i].real = file->pMethods;
+		full_io[i].wrapped = *file->pMethods;
+		full_io[i].wrapped.xWrite = full_write;
+	}
+	file->pMethods = &full_io[i].wrapped;
+	return rc;
+}
+
+static void full_vfs_install(void)
+{
+	real_vfs = sqlite3_vfs_find(NULL);
+	assert_non_null(real_vfs);
+	full_vfs = *real_vfs;
+	full_vfs.zName = "wgws-test-full";
+	full_vfs.xOpen = full_open;
+	assert_int_equal(sqlite3_vfs_register(&full_vfs, 1), SQLITE_OK);
+}
+
+static void full_vfs_remove(void)
+{
+	assert_int_equal(sqlite3_vfs_unregister(&full_vfs), SQLITE_OK);
+	assert_int_equal(sqlite3_vfs_register(real_vfs, 1), SQLITE_OK);
+}
+
+/* The store must say -ENOSPC for SQLITE_FULL (not the pool's -EADDRNOTAVAIL, not a bare
+ * -EIO), keep SQLite's words for the log, leave nothing half-written, and work again once
+ * there is room. Any other write failure is -EIO with SQLite's words: a file at its size
+ * limit (RLIMIT_FSIZE a little above the WAL: the next frame fails with EFBIG). */
+static void test_disk_full(void **state)
+{
+	struct fix *f = *state;
+	struct store_peer p, got;
+	struct rlimit old, lim;
+	struct stat sb;
+	char wal[160];
+	int ret;
+
+	full_vfs_install();
+	fix_open(f);
+	create_ok(f, 0, 1000, NULL);
+	cur_case = "create on a full disk";
+	disk_full = true;
+	ret = create(f, 1, 1000, &p);
+	disk_full = false;
+	EXPECT_EQ(ret, -ENOSPC);
+	if (!strstr(store_errmsg(f->st), "database or disk is full (SQLite 13)"))
+		fail_msg("case %s: store_errmsg is \"%s\", expected SQLite's \"database or disk "
+			 "is full\" and its code", cur_case, store_errmsg(f->st));
+	EXPECT_EQ(store_get(f->st, p.pubkey, &got), -ENOENT);
+	EXPECT_STREQ(store_errmsg(f->st), "");
+	expect_counts(f, 1, 0);
+	cur_case = "delete on a full disk";
+	key_of(0, p.pubkey);
+	disk_full = true;
+	ret = store_delete(f->st, p.pubkey, 2000);
+	disk_full = false;
+	EXPECT_EQ(ret, -ENOSPC);
+	EXPECT(strstr(store_errmsg(f->st), "full") != NULL);
+	expect_counts(f, 1, 0);
+	cur_case = "room again: the next address, as if the failed create never was";
+	create_ok(f, 1, 1000, &p);
+	EXPECT_EQ(p.ip4, f->pool.ip4_first + 1);
+	EXPECT_STREQ(store_errmsg(f->st), "");
+	expect_counts(f, 2, 0);
+	fix_close(f);
+	full_vfs_remove();
+
+	fix_open(f);
+	cur_case = "create with the WAL at the file size limit";
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 1000;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ret = create(f, 2, 1000, &p);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	EXPECT_EQ(ret, -EIO);
+	if (!strstr(store_errmsg(f->st), "disk I/O error (SQLite 778)"))
+		fail_msg("case %s: store_errmsg is \"%s\", expected SQLite's \"disk I/O error\" "
+			 "and SQLITE_IOERR_WRITE", cur_case, store_errmsg(f->st));
+	expect_counts(f, 2, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1168,6 +1290,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_foreign_db, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
