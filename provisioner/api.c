@@ -218,8 +218,9 @@ static bool in_pools(const struct prov_cidr *c, const struct prov_cidr *pools, u
 }
 
 unsigned api_parse_create(const char *body, size_t len, int64_t now,
-			  const struct prov_cidr *pools, unsigned n_pools, struct store_peer *sp,
-			  bool *have_key, char msg[static API_MSG_LEN])
+			  const struct prov_cidr *pools, unsigned n_pools,
+			  const uint8_t *device_key, struct store_peer *sp, bool *have_key,
+			  char msg[static API_MSG_LEN])
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(body ? body : "{}", body ? len : 2, JSON_REJECT_DUPLICATES, &jerr);
@@ -237,12 +238,16 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 	}
 	json_object_foreach(root, k, v) {
 		if (!strcmp(k, "public_key")) {
-			static const uint8_t zero[WG_KEY_LEN];
+			const char *why;
 
-			if (!json_is_string(v) || key_from_base64(json_string_value(v), sp->pubkey) < 0 ||
-			    !memcmp(sp->pubkey, zero, WG_KEY_LEN)) {
+			if (!json_is_string(v) || key_from_base64(json_string_value(v), sp->pubkey) < 0) {
 				snprintf(msg, API_MSG_LEN,
 					 "public_key: not a 32-byte base64 WireGuard key");
+				status = 400;
+				break;
+			}
+			if (key_check_public(sp->pubkey, device_key, &why) < 0) {
+				snprintf(msg, API_MSG_LEN, "public_key: %s", why);
 				status = 400;
 				break;
 			}
@@ -357,7 +362,8 @@ static int api_create(struct lws *wsi, struct req *r)
 		pools[n_pools++] = prov.cfg.pool4;
 	if (prov.cfg.has_pool6)
 		pools[n_pools++] = prov.cfg.pool6;
-	status = api_parse_create(r->body, r->body_len, prov_wall_s(), pools, n_pools, &sp,
+	status = api_parse_create(r->body, r->body_len, prov_wall_s(), pools, n_pools,
+				  prov.info.has_public_key ? prov.info.public_key : NULL, &sp,
 				  &have_key, msg);
 	if (status)
 		return reply_error(wsi, status, "%s", msg);

@@ -49,6 +49,11 @@ const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR
  * bytes. Returns 0 or -EINVAL (wrong alphabet or length). */
 int key_from_base64(const char *s, uint8_t key[static WG_KEY_LEN]) __attribute__((warn_unused_result));
 void key_to_base64(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1]);
+/* May key be a peer's public key? -EINVAL with *why (a static phrase) when it is all zero,
+ * not canonical (top bit set, or u >= 2^255 - 19), a point of small order, or device_key
+ * (NULL: not known); else 0. */
+int key_check_public(const uint8_t key[static WG_KEY_LEN], const uint8_t *device_key,
+		     const char **why) __attribute__((warn_unused_result));
 void key_to_base64url(const uint8_t key[static WG_KEY_LEN], char out[static WG_KEY_B64_LEN + 1]);
 
 /* ---- wgdev.c: the device, behind one interface (wgnl.c = kernel, uapi.c = userspace) ---- */
@@ -584,12 +589,14 @@ size_t api_render_metrics(char *buf, size_t size);
 
 enum { API_MSG_LEN = 200 };
 /* The body of POST /v1/peers (len bytes of JSON, no NUL needed; NULL: none, as {}) into sp:
- * public_key (*have_key says it was given), ttl_seconds as expires_at counted from now,
- * name, allowed_ips (none may overlap one of the n_pools pools). Pure: no I/O, no globals.
+ * public_key (*have_key says it was given; refused when key_check_public refuses it, with
+ * device_key the device's own or NULL), ttl_seconds as expires_at counted from now, name,
+ * allowed_ips (none may overlap one of the n_pools pools). Pure: no I/O, no globals.
  * Returns 0, or an HTTP status (400) with msg set. */
 unsigned api_parse_create(const char *body, size_t len, int64_t now,
-			  const struct prov_cidr *pools, unsigned n_pools, struct store_peer *sp,
-			  bool *have_key, char msg[static API_MSG_LEN]);
+			  const struct prov_cidr *pools, unsigned n_pools,
+			  const uint8_t *device_key, struct store_peer *sp, bool *have_key,
+			  char msg[static API_MSG_LEN]);
 
 /* ---- gc.c: paced removal of idle peers, deletion of expired ones ---- */
 

@@ -300,6 +300,25 @@ bad 400 "key of 33 bytes" post "{\"public_key\":\"$(b64 33)\"}"
 bad 400 "key of 32 bytes + extra char" post "{\"public_key\":\"${K2%=}A=\"}"
 bad 400 "bad base64 key" post '{"public_key":"!!!!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm="}'
 bad 400 "all-zero key" post '{"public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}'
+# Keys no peer may have, each refused with its reason: points of small order (libsodium's
+# X25519 refuses them too), non-canonical encodings, the gateway's own key.
+hexkey() { "$PY" -c 'import base64, sys; print(base64.b64encode(bytes.fromhex(sys.argv[1])).decode())' "$1"; }
+topbit() { "$PY" -c 'import base64, sys; k = bytearray(base64.b64decode(sys.argv[1])); k[31] |= 0x80; print(base64.b64encode(k).decode())' "$1"; }
+while read -r desc why hex; do
+	bad 400 "key $desc" post "{\"public_key\":\"$(hexkey "$hex")\"}"
+	grep -qF "$why" "$T/body" || fail "key $desc: the error does not say '$why': $(cat "$T/body")"
+done <<'KEYS'
+u=1 small 0100000000000000000000000000000000000000000000000000000000000000
+of_order_8 small e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800
+of_order_8 small 5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157
+u=p-1 small ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f
+u=p+2 canonical efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f
+u=1,top_bit_set canonical 0100000000000000000000000000000000000000000000000000000000000080
+KEYS
+bad 400 "key with the top bit set" post "{\"public_key\":\"$(topbit "$K2")\"}"
+grep -q "top bit" "$T/body" || fail "a key with the top bit set: $(cat "$T/body")"
+bad 400 "the gateway's own public key" post "{\"public_key\":\"$GW_PUB\"}"
+grep -q "device's own public key" "$T/body" || fail "the gateway's own key: $(cat "$T/body")"
 bad 400 "key not a string" post '{"public_key":123}'
 bad 400 "unknown field" post '{"nmae":"x"}'
 for t in 0 -1 '"10"' 1e12 1000000000000 10.5 null true; do

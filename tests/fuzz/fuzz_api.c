@@ -35,16 +35,21 @@ enum { NOW = 1700000000, TTL_MAX = 10 * 365 * 86400 };
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t zero[WG_KEY_LEN];
+	/* The device's public key: a key the seeds name (the vectors' initiator), so the
+	 * refusal of the device's own key is reached. */
+	static uint8_t device[WG_KEY_LEN];
 	static struct prov_cidr pools[2];
 	static bool init;
 	char msg[API_MSG_LEN];
+	const char *why;
 	struct store_peer sp;
 	unsigned status;
 	bool have_key;
 	char *body;
 
 	if (!init) {
-		if (cidr_parse("10.64.0.0/16", &pools[0]) < 0 ||
+		if (key_from_base64("pQwOU9IJLBiFX11mvUjoqmNFLaO/kB4o4jCPpx6iQQc=", device) < 0 ||
+		    cidr_parse("10.64.0.0/16", &pools[0]) < 0 ||
 		    cidr_parse("fd00:64::/64", &pools[1]) < 0)
 			abort();
 		init = true;
@@ -54,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	memcpy(body, data, size);
 	memset(msg, 'x', sizeof(msg));
-	status = api_parse_create(body, size, NOW, pools, 2, &sp, &have_key, msg);
+	status = api_parse_create(body, size, NOW, pools, 2, device, &sp, &have_key, msg);
 	free(body);
 	if (status) {
 		if (status != 400 || !memchr(msg, '\0', sizeof(msg)))
@@ -62,6 +67,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	if (have_key == !memcmp(sp.pubkey, zero, WG_KEY_LEN))
+		abort();
+	/* An accepted key is one key_check_public takes, never the device's own. */
+	if (have_key && (key_check_public(sp.pubkey, device, &why) < 0 ||
+			 !memcmp(sp.pubkey, device, WG_KEY_LEN)))
 		abort();
 	if (sp.expires_at && (sp.expires_at <= NOW || sp.expires_at > NOW + TTL_MAX))
 		abort();
@@ -80,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	/* No body at all reads as {}. */
-	if (api_parse_create(NULL, 0, NOW, pools, 2, &sp, &have_key, msg) != 0 || have_key)
+	if (api_parse_create(NULL, 0, NOW, pools, 2, device, &sp, &have_key, msg) != 0 || have_key)
 		abort();
 	return 0;
 }
