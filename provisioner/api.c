@@ -299,6 +299,19 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 					status = 400;
 					break;
 				}
+				for (size_t o = 0; o < i; o++) {
+					char a[PROV_CIDR_STR], b[PROV_CIDR_STR];
+
+					if (!cidr_overlaps(c, &sp->routes[o]))
+						continue;
+					snprintf(msg, 200, "allowed_ips[%zu]: %s overlaps allowed_ips[%zu] "
+						 "%s", i, cidr_format(c, a), o,
+						 cidr_format(&sp->routes[o], b));
+					status = 400;
+					break;
+				}
+				if (status)
+					break;
 				sp->n_routes++;
 			}
 			if (status)
@@ -312,6 +325,22 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 	}
 	json_decref(root);
 	return status;
+}
+
+/* 409 for allowed IPs that overlap another peer's: WireGuard would silently move the shared
+ * addresses to the newest peer. Names both prefixes and the peer that has the other. */
+static int reply_conflict(struct lws *wsi, const struct store_conflict *cf)
+{
+	char mine[PROV_CIDR_STR], theirs[PROV_CIDR_STR], key[WG_KEY_B64_LEN + 1];
+
+	cidr_format(&cf->mine, mine);
+	cidr_format(&cf->theirs, theirs);
+	key_to_base64(cf->pubkey, key);
+	if (cf->mine_is_address)
+		return reply_error(wsi, 409, "the next address from the pool, %s, is inside %s of "
+				   "peer %s: delete that peer to free it", mine, theirs, key);
+	return reply_error(wsi, 409, "allowed_ips: %s overlaps %s of peer %s (WireGuard would "
+			   "route those addresses to one peer only)", mine, theirs, key);
 }
 
 /* Eager mode: the new peer, durable in the store, into the device and marked installed.
@@ -384,6 +413,8 @@ static int api_create(struct lws *wsi, struct req *r)
 			return reply_error(wsi, 409, "a peer with this public key exists");
 		if (ret == -EADDRNOTAVAIL)
 			return reply_error(wsi, 409, "the address pool is exhausted");
+		if (ret == -EADDRINUSE)
+			return reply_conflict(wsi, store_last_conflict(prov.store));
 		return reply_store_error(wsi, "create", ret);
 	}
 	prov.writes_since_checkpoint = true;

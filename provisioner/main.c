@@ -579,7 +579,7 @@ static int serve(int argc, char **argv)
 {
 	struct lws_context_creation_info info;
 	struct sigaction sa;
-	char err[256], b64[WG_KEY_B64_LEN + 1];
+	char err[512], b64[WG_KEY_B64_LEN + 1];
 	bool check_only = false;
 	uint64_t stored = 0, installed = 0;
 	int ret;
@@ -595,6 +595,8 @@ static int serve(int argc, char **argv)
 	ret = store_open(&prov.store, prov.cfg.db_path, &prov.cfg.pool, err, sizeof(err));
 	if (ret < 0)
 		fatalx("--db %s: %s", prov.cfg.db_path, err);
+	if (err[0])
+		log_warnx("%s", err);
 	ret = ckpt_start(prov.cfg.db_path);
 	if (ret < 0)
 		fatalx("--db %s: cannot start the checkpoint thread: %s", prov.cfg.db_path,

@@ -226,7 +226,9 @@ struct store_peer {
 typedef int (*store_peer_fn)(void *arg, const struct store_peer *p);
 
 /* Open (creating if needed) the database at path; pool is copied. err gets a message on
- * failure. Returns 0 or -errno (-EINVAL for a pool that conflicts with the stored one). */
+ * failure, and on success a warning for the log or "" (stored allowed IPs that overlap, from
+ * before they were refused). Returns 0 or -errno (-EINVAL for a pool that conflicts with the
+ * stored one). */
 int store_open(struct store **out, const char *path, const struct store_pool *pool,
 	       char *err, size_t errlen) __attribute__((warn_unused_result));
 void store_close(struct store *st); /* NULL-safe */
@@ -236,10 +238,20 @@ const char *store_errmsg(const struct store *st);
 
 /* Insert p (pubkey, psk, keepalive, name, routes, expires_at set by the caller), allocating
  * its addresses in the same transaction; fills ip4/ip6/created_at. Durable on return.
- * -EEXIST: the key is stored already; -EADDRNOTAVAIL: the IPv4 pool is exhausted; -ENOSPC:
- * the disk is full (SQLITE_FULL), like every other store function. */
+ * -EEXIST: the key is stored already; -EADDRNOTAVAIL: the IPv4 pool is exhausted;
+ * -EADDRINUSE: a route of p, or an address it would get, overlaps another peer's allowed IPs
+ * (store_last_conflict says which); -EINVAL: p's routes overlap each other (or are not
+ * canonical); -ENOSPC: the disk is full (SQLITE_FULL), like every other store function. */
 int store_create(struct store *st, struct store_peer *p, int64_t now)
 	__attribute__((warn_unused_result));
+struct store_conflict {
+	struct prov_cidr mine;      /* the new peer's route, or an address it would get */
+	bool mine_is_address;
+	struct prov_cidr theirs;    /* what it overlaps: a route, or a host route for an address */
+	uint8_t pubkey[WG_KEY_LEN]; /* of the stored peer that has it */
+};
+/* After store_create's -EADDRINUSE: what overlapped (zeroed after any other result). */
+const struct store_conflict *store_last_conflict(const struct store *st);
 int store_get(struct store *st, const uint8_t key[static WG_KEY_LEN], struct store_peer *out);
 /* Delete the peer; its IPv4 address is reusable after the hold-down. -ENOENT if absent. */
 int store_delete(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t now);

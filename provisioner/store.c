@@ -10,6 +10,18 @@
  * reads back (a row that does not fit struct store_peer is -EBADMSG, never an overflow), and
  * never log: errors are -errno, with an err text at open only.
  *
+ * No two peers' allowed IPs overlap (WireGuard would silently give the shared addresses to
+ * the newest peer). The route table indexes every peer's extra prefixes by their first and
+ * last address; stored prefixes never overlap each other, so sorted by first address they are
+ * sorted by last address too, and the one prefix that could overlap a new one is the last to
+ * start at or before the new one's end: one index seek per prefix (route_overlap). The
+ * addresses handed out need no table of their own: a new prefix containing one is one seek
+ * on the ip4/ip6 UNIQUE index (address_overlap), and the address a create gets is checked
+ * against the route table like a /32 or /128. A store from before schema 2 gets its route
+ * table built at open; overlaps it already holds are reported at every open (err, as a
+ * warning) and left alone, and while it holds them the check takes a slower path that does
+ * not need the prefixes disjoint (up to 129 seeks per prefix).
+ *
  * Transactions: store_create/store_delete run in BEGIN IMMEDIATE ... COMMIT of their own, or,
  * inside a caller's store_begin(), in a SAVEPOINT, so a failed create inside a GC batch undoes
  * only itself; the batch becomes durable at store_commit(). store_begin() does not nest. */
@@ -30,7 +42,7 @@
 #include "prov.h"
 
 enum {
-	STORE_SCHEMA_VERSION = 1,
+	STORE_SCHEMA_VERSION = 2,    /* 2: the route table; a 1 is brought up to 2 at open */
 	STORE_HOLD_DOWN_MIN_S = 180, /* REJECT_AFTER_TIME: the kernel may still use the address */
 	STORE_BUSY_TIMEOUT_MS = 100,
 	STORE_BATCH = 32,            /* rows copied out per query by the list functions */
@@ -39,6 +51,7 @@ enum {
 	STORE_ROUTES_STR = STORE_MAX_ROUTES * PROV_CIDR_STR, /* "a/n,b/m,..." and a NUL */
 	STORE_ERRMSG = 256,
 	STORE_MIN_SQLITE = 3037000,  /* STRICT tables; RETURNING is 3.35 */
+	ROUTE_KEY_MAX = 17,          /* family tag (4 or 6) and a 4- or 16-byte address */
 };
 
 #define PEER_COLS \
@@ -93,6 +106,19 @@ static const char schema_sql[] =
 	" UPDATE alloc SET installed = installed + (CASE WHEN new.installed_at IS NULL"
 	"  THEN -1 ELSE 1 END) WHERE id = 1; END;";
 
+/* Schema 2: every peer's routes (its extra allowed IPs) as index keys, see route_keys(). The
+ * peer row's routes text stays what is read back; this table is only for the overlap check. */
+static const char route_sql[] =
+	"CREATE TABLE route ("
+	" lo BLOB NOT NULL, hi BLOB NOT NULL,"
+	" bits INTEGER NOT NULL CHECK (bits BETWEEN 0 AND 128),"
+	" pubkey BLOB NOT NULL CHECK (length(pubkey) = 32),"
+	" PRIMARY KEY (lo, pubkey)"
+	") WITHOUT ROWID, STRICT;"
+	"CREATE INDEX route_peer ON route(pubkey);"
+	"CREATE TRIGGER peer_route_del AFTER DELETE ON peer BEGIN"
+	" DELETE FROM route WHERE pubkey = old.pubkey; END;";
+
 /* The replay guard outlives the peer: a deleted key's last accepted timestamp is kept, and
  * given back if the same key is created again, so an initiation recorded before the delete
  * cannot install the new peer (JIT). Run at every open: stores made before it get it too.
@@ -115,6 +141,7 @@ enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_GET, S_EXISTS, S_IP6_USED, S_POP_FREE, S_BUMP, S_INSERT, S_DELETE, S_FREE_IP4,
 	S_LIST, S_EXPIRED, S_INSTALLED, S_SET_INSTALLED, S_SET_LAST_SEEN, S_ACCEPT_TS, S_COUNTS,
+	S_ROUTE_NEAR, S_ROUTE_INSIDE, S_ROUTE_AT, S_ROUTE_ADD, S_IP4_IN, S_IP6_IN,
 	S_MAX
 };
 
@@ -151,6 +178,18 @@ static const char *const stmt_sql[S_MAX] = {
 	[S_ACCEPT_TS] = "UPDATE peer SET last_ts = ?2 WHERE pubkey = ?1"
 			" AND (last_ts IS NULL OR last_ts < ?2)",
 	[S_COUNTS] = "SELECT stored, installed FROM alloc WHERE id = 1",
+	/* The last stored prefix to start at or before ?1 (a new prefix's last address). */
+	[S_ROUTE_NEAR] = "SELECT lo, hi, bits, pubkey FROM route WHERE lo <= ?1"
+			 " ORDER BY lo DESC LIMIT 1",
+	/* Only when stored prefixes may nest (route_overlap): one starting inside [?1, ?2], one
+	 * starting at ?1 that reaches ?2. */
+	[S_ROUTE_INSIDE] = "SELECT lo, hi, bits, pubkey FROM route WHERE lo BETWEEN ?1 AND ?2"
+			   " LIMIT 1",
+	[S_ROUTE_AT] = "SELECT lo, hi, bits, pubkey FROM route WHERE lo = ?1 AND hi >= ?2 LIMIT 1",
+	[S_ROUTE_ADD] = "INSERT INTO route (lo, hi, bits, pubkey) VALUES (?1, ?2, ?3, ?4)",
+	/* A peer's own address inside [?1, ?2]. */
+	[S_IP4_IN] = "SELECT ip4, pubkey FROM peer WHERE ip4 BETWEEN ?1 AND ?2 LIMIT 1",
+	[S_IP6_IN] = "SELECT ip6, pubkey FROM peer WHERE ip6 BETWEEN ?1 AND ?2 LIMIT 1",
 };
 
 struct store {
@@ -158,6 +197,8 @@ struct store {
 	struct store_pool pool;
 	sqlite3_stmt *stmt[S_MAX];
 	char errmsg[STORE_ERRMSG]; /* SQLite's text for the last failure (store_errmsg) */
+	struct store_conflict conflict; /* the last create's -EADDRINUSE (store_last_conflict) */
+	bool nested;               /* routes overlapped at open: route_overlap's slow path */
 };
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -239,6 +280,11 @@ static void err_clear(struct store *st)
 const char *store_errmsg(const struct store *st)
 {
 	return st->errmsg;
+}
+
+const struct store_conflict *store_last_conflict(const struct store *st)
+{
+	return &st->conflict;
 }
 
 /* Run a statement to its first row or end, then reset it. */
@@ -448,6 +494,10 @@ static int check_new_peer(const struct store_peer *p, int64_t now,
 			return -EINVAL;
 		off += (size_t)snprintf(routes + off, STORE_ROUTES_STR - off, "%s%s",
 					i ? "," : "", buf);
+		/* The route table's check needs its prefixes disjoint, the peer's own too. */
+		for (unsigned j = 0; j < i; j++)
+			if (cidr_overlaps(c, &p->routes[j]))
+				return -EINVAL;
 	}
 	return 0;
 }
@@ -534,6 +584,210 @@ static int peer_exists(struct store *st, const uint8_t key[static WG_KEY_LEN])
 	return rc == SQLITE_DONE ? 0 : sql_err(st, rc);
 }
 
+/* A prefix as two index keys: family tag and first address, family tag and last address.
+ * BLOB order is memcmp order: one family's prefixes sort together, by address. Returns the
+ * keys' length (5 or 17). */
+static int route_keys(const struct prov_cidr *c, uint8_t lo[static ROUTE_KEY_MAX],
+		      uint8_t hi[static ROUTE_KEY_MAX])
+{
+	unsigned n = c->family == AF_INET ? 4 : 16;
+
+	lo[0] = hi[0] = c->family == AF_INET ? 4 : 6;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned in = c->bits > 8 * i ? c->bits - 8 * i : 0; /* prefix bits in byte i */
+		uint8_t mask = in >= 8 ? 0xff : (uint8_t)(0xff00u >> in);
+
+		lo[1 + i] = c->addr[i] & mask;
+		hi[1 + i] = c->addr[i] | (uint8_t)~mask;
+	}
+	return (int)n + 1;
+}
+
+/* A host route for a peer's own address. */
+static void host_cidr(int family, const void *addr, struct prov_cidr *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->family = (uint8_t)family;
+	c->bits = family == AF_INET ? 32 : 128;
+	memcpy(c->addr, addr, family == AF_INET ? 4 : 16);
+}
+
+/* Step s, a route query, and judge its row: 1 with out->theirs and out->pubkey when it is a
+ * prefix of c's family (keys of n bytes) whose last address is at or after lo (c's first),
+ * 0 when not or when there is no row, or -errno. Resets s. */
+static int route_row(struct store *st, sqlite3_stmt *s, const uint8_t *lo, int n,
+		     struct store_conflict *out)
+{
+	const uint8_t *their_lo, *their_hi, *key;
+	int rc = sqlite3_step(s), ret = 0;
+	int64_t bits;
+
+	if (rc != SQLITE_ROW) {
+		ret = rc == SQLITE_DONE ? 0 : sql_err(st, rc);
+		goto out;
+	}
+	their_lo = sqlite3_column_blob(s, 0);
+	their_hi = sqlite3_column_blob(s, 1);
+	key = sqlite3_column_blob(s, 3);
+	if (sqlite3_column_bytes(s, 0) != sqlite3_column_bytes(s, 1) ||
+	    sqlite3_column_bytes(s, 3) != WG_KEY_LEN || !their_lo || !their_hi || !key ||
+	    col_int(s, 2, 0, 128, false, &bits)) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	/* Another family's key differs in its first byte; the same family's has n bytes. */
+	if (their_hi[0] != lo[0] || memcmp(their_hi, lo, (size_t)n) < 0)
+		goto out;
+	if (sqlite3_column_bytes(s, 0) != n || bits > (n - 1) * 8) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	memset(&out->theirs, 0, sizeof(out->theirs));
+	out->theirs.family = lo[0] == 4 ? AF_INET : AF_INET6;
+	out->theirs.bits = (uint8_t)bits;
+	memcpy(out->theirs.addr, their_lo + 1, (size_t)n - 1);
+	memcpy(out->pubkey, key, WG_KEY_LEN);
+	ret = 1;
+out:
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* The stored prefix (another peer's route) that overlaps c: 1 with out->theirs and
+ * out->pubkey set, 0 when there is none, or -errno. One seek, because stored prefixes are
+ * disjoint (see the top of this file): of those starting at or before c's last address,
+ * only the last to start can reach c's first address.
+ * A store that held overlaps when it was opened (st->nested) may hold prefixes nested in
+ * others, which that one seek can miss (it may find the inner one); then: a prefix starting
+ * inside c (one range seek), or one containing c, which starts at c's address cut to a
+ * shorter length (one seek per length, at most 32 or 128). */
+static int route_overlap(struct store *st, const struct prov_cidr *c, struct store_conflict *out)
+{
+	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX], cut_lo[ROUTE_KEY_MAX], cut_hi[ROUTE_KEY_MAX];
+	int n = route_keys(c, lo, hi), ret;
+	struct prov_cidr cut = *c;
+	sqlite3_stmt *s;
+
+	s = st->stmt[S_ROUTE_NEAR];
+	sqlite3_bind_blob(s, 1, hi, n, SQLITE_STATIC);
+	ret = route_row(st, s, lo, n, out);
+	if (ret || !st->nested)
+		return ret;
+	s = st->stmt[S_ROUTE_INSIDE];
+	sqlite3_bind_blob(s, 1, lo, n, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, hi, n, SQLITE_STATIC);
+	ret = route_row(st, s, lo, n, out);
+	while (ret == 0 && cut.bits-- > 0) {
+		route_keys(&cut, cut_lo, cut_hi);
+		s = st->stmt[S_ROUTE_AT];
+		sqlite3_bind_blob(s, 1, cut_lo, n, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, lo, n, SQLITE_STATIC);
+		ret = route_row(st, s, lo, n, out);
+	}
+	return ret;
+}
+
+/* A stored peer's own address inside c: 1 with out->theirs (a host route) and out->pubkey,
+ * 0, or -errno. One seek on the ip4 or ip6 UNIQUE index. */
+static int address_overlap(struct store *st, const struct prov_cidr *c,
+			   struct store_conflict *out)
+{
+	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX], a6[16];
+	sqlite3_stmt *s;
+	const uint8_t *key;
+	int rc, ret = 0;
+	int64_t v;
+
+	route_keys(c, lo, hi);
+	if (c->family == AF_INET) {
+		s = st->stmt[S_IP4_IN];
+		sqlite3_bind_int64(s, 1, (int64_t)lo[1] << 24 | lo[2] << 16 | lo[3] << 8 | lo[4]);
+		sqlite3_bind_int64(s, 2, (int64_t)hi[1] << 24 | hi[2] << 16 | hi[3] << 8 | hi[4]);
+	} else {
+		s = st->stmt[S_IP6_IN];
+		sqlite3_bind_blob(s, 1, lo + 1, 16, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(s, 2, hi + 1, 16, SQLITE_TRANSIENT);
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		ret = rc == SQLITE_DONE ? 0 : sql_err(st, rc);
+		goto out;
+	}
+	key = sqlite3_column_blob(s, 1);
+	if (!key || sqlite3_column_bytes(s, 1) != WG_KEY_LEN) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (c->family == AF_INET) {
+		uint32_t ip;
+
+		if ((ret = col_int(s, 0, 0, UINT32_MAX, false, &v)))
+			goto out;
+		ip = htonl((uint32_t)v);
+		host_cidr(AF_INET, &ip, &out->theirs);
+	} else {
+		if ((ret = col_blob(s, 0, a6, sizeof(a6), NULL)))
+			goto out;
+		host_cidr(AF_INET6, a6, &out->theirs);
+	}
+	memcpy(out->pubkey, key, WG_KEY_LEN);
+	ret = 1;
+out:
+	sqlite3_reset(s);
+	return ret;
+}
+
+/* Does anything of p's (its new addresses, its routes) overlap another peer's allowed IPs?
+ * 0, -EADDRINUSE with st->conflict set, or -errno. */
+static int check_overlaps(struct store *st, const struct store_peer *p, const uint32_t *ip4,
+			  const uint8_t *ip6)
+{
+	struct store_conflict *cf = &st->conflict;
+	uint32_t ip4_be;
+	int ret = 0;
+
+	memset(cf, 0, sizeof(*cf));
+	cf->mine_is_address = true;
+	if (ip4) {
+		ip4_be = htonl(*ip4);
+		host_cidr(AF_INET, &ip4_be, &cf->mine);
+		ret = route_overlap(st, &cf->mine, cf);
+	}
+	if (ret == 0 && ip6) {
+		host_cidr(AF_INET6, ip6, &cf->mine);
+		ret = route_overlap(st, &cf->mine, cf);
+	}
+	cf->mine_is_address = ret != 0;
+	for (unsigned i = 0; ret == 0 && i < p->n_routes; i++) {
+		cf->mine = p->routes[i];
+		ret = route_overlap(st, &cf->mine, cf);
+		if (ret == 0)
+			ret = address_overlap(st, &cf->mine, cf);
+	}
+	if (ret == 1)
+		return -EADDRINUSE;
+	memset(cf, 0, sizeof(*cf));
+	return ret;
+}
+
+static int insert_routes(struct store *st, const struct store_peer *p)
+{
+	sqlite3_stmt *s = st->stmt[S_ROUTE_ADD];
+	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX];
+	int ret = 0;
+
+	for (unsigned i = 0; ret == 0 && i < p->n_routes; i++) {
+		int n = route_keys(&p->routes[i], lo, hi);
+
+		sqlite3_bind_blob(s, 1, lo, n, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, hi, n, SQLITE_STATIC);
+		sqlite3_bind_int(s, 3, p->routes[i].bits);
+		bind_key(s, 4, p->pubkey);
+		ret = run(st, S_ROUTE_ADD);
+	}
+	return ret;
+}
+
 static int insert_peer(struct store *st, const struct store_peer *p, const uint32_t *ip4,
 		       const uint8_t *ip6, const char *routes, int64_t now)
 {
@@ -563,7 +817,7 @@ static int insert_peer(struct store *st, const struct store_peer *p, const uint3
 	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
 		ret = -EEXIST;
 	else if (rc == SQLITE_CONSTRAINT_UNIQUE)
-		ret = -EADDRINUSE; /* an allocated address is taken: allocator state damaged */
+		ret = -EBADMSG; /* an allocated address is taken: allocator state damaged */
 	sqlite3_reset(s);
 	return ret;
 }
@@ -577,6 +831,7 @@ int store_create(struct store *st, struct store_peer *p, int64_t now)
 	int ret;
 
 	err_clear(st);
+	memset(&st->conflict, 0, sizeof(st->conflict));
 	if ((ret = check_new_peer(p, now, routes)))
 		return ret;
 	if ((ret = txn_enter(st, &outer)))
@@ -588,8 +843,13 @@ int store_create(struct store *st, struct store_peer *p, int64_t now)
 	if (ret == 0 && st->pool.has_ip6)
 		ret = alloc_ip6(st, p->pubkey, ip6);
 	if (ret == 0)
+		ret = check_overlaps(st, p, st->pool.has_ip4 ? &ip4 : NULL,
+				     st->pool.has_ip6 ? ip6 : NULL);
+	if (ret == 0)
 		ret = insert_peer(st, p, st->pool.has_ip4 ? &ip4 : NULL,
 				  st->pool.has_ip6 ? ip6 : NULL, routes, now);
+	if (ret == 0)
+		ret = insert_routes(st, p);
 	ret = txn_leave(st, outer, ret);
 	if (ret)
 		return ret;
@@ -885,6 +1145,54 @@ static int exec_sql(struct store *st, const char *sql)
 	return rc == SQLITE_OK ? 0 : sql_err(st, rc);
 }
 
+/* Schema 1 had no route table: build it from the peers' routes text (one scan of the peers,
+ * once). A row whose routes do not parse is skipped: the store cannot read it anyway. */
+static int migrate_routes(struct store *st)
+{
+	static const char select_sql[] = "SELECT pubkey, routes FROM peer WHERE routes <> ''";
+	static const char insert_sql[] = "INSERT OR IGNORE INTO route (lo, hi, bits, pubkey)"
+					 " VALUES (?1, ?2, ?3, ?4)";
+	char routes[STORE_ROUTES_STR];
+	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX];
+	sqlite3_stmt *s = NULL, *ins = NULL;
+	struct store_peer p;
+	int rc, ret;
+
+	if ((ret = exec_sql(st, route_sql)))
+		return ret;
+	rc = sqlite3_prepare_v2(st->db, select_sql, -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(st->db, insert_sql, -1, &ins, NULL);
+	if (rc != SQLITE_OK) {
+		ret = sql_err(st, rc);
+		goto out;
+	}
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&p, 0, sizeof(p));
+		if (col_blob(s, 0, p.pubkey, WG_KEY_LEN, NULL) ||
+		    col_text(s, 1, routes, sizeof(routes) - 1) || routes_parse(routes, &p))
+			continue;
+		for (unsigned i = 0; ret == 0 && i < p.n_routes; i++) {
+			int n = route_keys(&p.routes[i], lo, hi);
+
+			sqlite3_bind_blob(ins, 1, lo, n, SQLITE_STATIC);
+			sqlite3_bind_blob(ins, 2, hi, n, SQLITE_STATIC);
+			sqlite3_bind_int(ins, 3, p.routes[i].bits);
+			sqlite3_bind_blob(ins, 4, p.pubkey, WG_KEY_LEN, SQLITE_STATIC);
+			rc = sqlite3_step(ins);
+			if (rc != SQLITE_DONE)
+				ret = sql_err(st, rc);
+			sqlite3_reset(ins);
+		}
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = sql_err(st, rc);
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(s);
+	return ret;
+}
+
 /* Record st->pool in meta and put the allocator at next (open time only). */
 static int write_pool(struct store *st, int64_t next)
 {
@@ -937,7 +1245,7 @@ static int reconcile_pool(struct store *st, const char *path, char *err, size_t 
 		ret = -EBADMSG;
 	if (ret == 1)
 		ret = col_int(s, 0, 0, INT64_MAX, false, &version);
-	if (ret == 0 && version != STORE_SCHEMA_VERSION) {
+	if (ret == 0 && version != STORE_SCHEMA_VERSION && version != 1) {
 		seterr(err, errlen, "store %s: schema version %lld, this program knows %d", path,
 		       (long long)version, STORE_SCHEMA_VERSION);
 		sqlite3_finalize(s);
@@ -994,8 +1302,11 @@ static int reconcile_pool(struct store *st, const char *path, char *err, size_t 
 		       ip6_prefix_str(prefix, b));
 		return -EINVAL;
 	}
-	/* Compatible: record the configured pool. A pool never used starts afresh. */
+	/* Compatible: record the configured pool (and the schema version). A pool never used
+	 * starts afresh. */
 	if (!ip4_used && (ret = exec_sql(st, "DELETE FROM ip4_free")))
+		return ret;
+	if (version == 1 && (ret = migrate_routes(st)))
 		return ret;
 	return write_pool(st, ip4_used ? next : st->pool.ip4_first);
 }
@@ -1003,6 +1314,9 @@ static int reconcile_pool(struct store *st, const char *path, char *err, size_t 
 static int create_schema(struct store *st)
 {
 	int ret = exec_sql(st, schema_sql);
+
+	if (ret == 0)
+		ret = exec_sql(st, route_sql);
 
 	return ret ? ret : write_pool(st, st->pool.ip4_first);
 }
@@ -1095,6 +1409,71 @@ fail:
 	return ret;
 }
 
+/* Overlaps stored before they were refused (schema 1): one pass over the route table in key
+ * order (its rows, not the peers) keeping the furthest last address so far, and one address
+ * seek per route. Nothing is changed; the first overlap and the count go to err. */
+static int report_overlaps(struct store *st, const char *path, char *err, size_t errlen)
+{
+	char a[PROV_CIDR_STR], b[PROV_CIDR_STR], ka[WG_KEY_B64_LEN + 1], kb[WG_KEY_B64_LEN + 1];
+	uint8_t far_hi[ROUTE_KEY_MAX], far_key[WG_KEY_LEN], key[WG_KEY_LEN];
+	struct prov_cidr c, far = { 0 };
+	struct store_conflict cf;
+	sqlite3_stmt *s = NULL;
+	unsigned count = 0;
+	int far_n = 0, rc, ret;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT lo, hi, bits, pubkey FROM route ORDER BY lo", -1,
+				&s, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(st, rc);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const uint8_t *lo = sqlite3_column_blob(s, 0), *hi = sqlite3_column_blob(s, 1);
+		int n = sqlite3_column_bytes(s, 0);
+		int64_t bits;
+
+		if (!lo || !hi || (n != 5 && n != 17) || sqlite3_column_bytes(s, 1) != n ||
+		    lo[0] != (n == 5 ? 4 : 6) || col_int(s, 2, 0, (n - 1) * 8, false, &bits) ||
+		    col_blob(s, 3, key, WG_KEY_LEN, NULL))
+			continue; /* not ours to judge: store_get() reports damage */
+		memset(&c, 0, sizeof(c));
+		c.family = n == 5 ? AF_INET : AF_INET6;
+		c.bits = (uint8_t)bits;
+		memcpy(c.addr, lo + 1, (size_t)n - 1);
+		if (far_n == n && memcmp(far_hi, lo, (size_t)n) >= 0) {
+			st->nested = true;
+			if (count++ == 0) {
+				key_to_base64(far_key, ka);
+				key_to_base64(key, kb);
+				cidr_format(&far, a);
+				cidr_format(&c, b);
+			}
+		}
+		if ((ret = address_overlap(st, &c, &cf)) < 0)
+			goto out;
+		if (ret == 1 && count++ == 0) {
+			key_to_base64(key, ka);
+			key_to_base64(cf.pubkey, kb);
+			cidr_format(&c, a);
+			cidr_format(&cf.theirs, b);
+		}
+		if (far_n == 0 || memcmp(hi, far_hi, (size_t)n) > 0) {
+			far_n = n;
+			memcpy(far_hi, hi, (size_t)n);
+			memcpy(far_key, key, WG_KEY_LEN);
+			far = c;
+		}
+	}
+	ret = rc == SQLITE_DONE ? 0 : sql_err(st, rc);
+	if (ret == 0 && count)
+		seterr(err, errlen, "store %s: %u allowed IPs overlap another's (stored before "
+		       "overlaps were refused), first %s of %s and %s of %s: WireGuard routes such "
+		       "addresses to one peer only; delete one peer of each pair", path, count, a,
+		       ka, b, kb);
+out:
+	sqlite3_finalize(s);
+	return ret;
+}
+
 int store_open(struct store **out, const char *path, const struct store_pool *pool, char *err,
 	       size_t errlen)
 {
@@ -1132,6 +1511,10 @@ int store_open(struct store **out, const char *path, const struct store_pool *po
 			       st->errmsg);
 			goto out_close;
 		}
+	}
+	if ((ret = report_overlaps(st, path, err, errlen))) {
+		seterr(err, errlen, "store %s: checking stored allowed IPs: %s", path, st->errmsg);
+		goto out_close;
 	}
 	*out = st;
 	return 0;

@@ -343,6 +343,29 @@ bad 400 "allowed_ips ::/0" post '{"allowed_ips":["::/0"]}'
 bad 400 "allowed_ips one good, one bad" post '{"allowed_ips":["192.168.9.0/24","10.203.0.9/32"]}'
 many=$(printf '"192.168.%d.0/24",' $(seq 1 40))
 bad 400 "allowed_ips with 40 routes" post "{\"allowed_ips\":[${many%,}]}"
+# Another peer's allowed IPs: WireGuard would move them to the new peer without a word.
+# (cli-two, K2, has 192.168.77.0/24.)
+post '{"name":"routes-v6","allowed_ips":["fd77::/48","192.168.78.0/24"]}'
+expect "allowed_ips next to another peer's, and IPv6" "$CODE" 201
+R6=$(jget 'd["public_key"]')
+in_g wg show "$WG_G" allowed-ips | grep -qF "fd77::/48" || fail "fd77::/48 is not in the device"
+while read -r desc route owner theirs; do
+	bad 409 "allowed_ips $desc" post "{\"allowed_ips\":[\"172.31.99.0/24\",\"$route\"]}"
+	owner_key=$K2
+	[ "$owner" = R6 ] && owner_key=$R6
+	grep -qF "allowed_ips: $route overlaps $theirs of peer $owner_key" "$T/body" ||
+		fail "allowed_ips $desc: the 409 does not name $theirs and its peer: $(cat "$T/body")"
+done <<'ROUTES'
+equal_to_another_peer's 192.168.77.0/24 K2 192.168.77.0/24
+inside_another_peer's 192.168.77.128/25 K2 192.168.77.0/24
+a_host_inside_another_peer's 192.168.77.255/32 K2 192.168.77.0/24
+containing_two_peers' 192.168.0.0/16 R6 192.168.78.0/24
+IPv6_inside_another_peer's fd77:0:0:1::/64 R6 fd77::/48
+IPv6_containing_another_peer's fd70::/12 R6 fd77::/48
+ROUTES
+bad 400 "allowed_ips overlapping each other" post '{"allowed_ips":["192.168.80.0/24","192.168.80.128/25"]}'
+grep -qF "allowed_ips[1]: 192.168.80.128/25 overlaps allowed_ips[0] 192.168.80.0/24" "$T/body" ||
+	fail "overlapping allowed_ips of one request: $(cat "$T/body")"
 head -c 20480 /dev/zero | tr '\0' ' ' >"$T/big.json"
 bad 413 "a 20 KiB body" post_raw --data-binary "@$T/big.json"
 bad 413 "Content-Length: 18446744073709551615 (2^64 - 1, no body)" post_raw -H 'Content-Length: 18446744073709551615'

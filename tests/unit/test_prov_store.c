@@ -176,6 +176,17 @@ static void expect_counts(struct fix *f, uint64_t stored, uint64_t installed)
 	EXPECT_EQ(i, installed);
 }
 
+/* p's own address of that family as a host route. */
+static void host_of(const struct store_peer *p, int family, struct prov_cidr *c)
+{
+	uint32_t ip = htonl(p->ip4);
+
+	memset(c, 0, sizeof(*c));
+	c->family = (uint8_t)family;
+	c->bits = family == AF_INET ? 32 : 128;
+	memcpy(c->addr, family == AF_INET ? (const void *)&ip : p->ip6, family == AF_INET ? 4 : 16);
+}
+
 /* Collects what a listing delivers. */
 struct collect {
 	unsigned n, cap;
@@ -472,8 +483,8 @@ static void test_create_rejects(void **state)
 
 static void test_round_trip(void **state)
 {
-	static const char *const routes[] = { "192.168.7.0/24", "fd10::/48", "0.0.0.0/0",
-					       "::/0", "10.20.30.40/32", "2001:db8::1/128" };
+	static const char *const routes[] = { "192.168.7.0/24", "fd10::/48", "64.0.0.0/2",
+					       "4000::/2", "10.20.30.40/32", "2001:db8::1/128" };
 	struct fix *f = *state;
 	struct store_peer p, got;
 
@@ -502,10 +513,253 @@ static void test_round_trip(void **state)
 	EXPECT_EQ(store_get(f->st, p.pubkey, &got), 0);
 	EXPECT_EQ(got.last_seen, 0);
 	EXPECT_EQ(store_set_last_seen(f->st, p.pubkey, -5), -EINVAL);
+	cur_case = "routes of everything, alone in the store";
+	EXPECT_EQ(store_delete(f->st, p.pubkey, 1400), 0);
+	peer_init(&p, 43);
+	p.n_routes = 2;
+	assert_int_equal(cidr_parse("0.0.0.0/0", &p.routes[0]), 0);
+	assert_int_equal(cidr_parse("::/0", &p.routes[1]), 0);
+	EXPECT_EQ(store_create(f->st, &p, 1500), 0);
+	EXPECT_EQ(store_get(f->st, p.pubkey, &got), 0);
+	expect_same_peer(&p, &got);
 	key_of(999, p.pubkey);
 	EXPECT_EQ(store_set_last_seen(f->st, p.pubkey, 5), -ENOENT);
 	EXPECT_EQ(store_get(f->st, p.pubkey, &got), -ENOENT);
 	EXPECT_EQ(store_delete(f->st, p.pubkey, 5), -ENOENT);
+}
+
+/* --- allowed IPs that overlap another peer's ---------------------------------------------- */
+
+/* A create with these routes; keeps the peer in *out. */
+static int create_routes(struct fix *f, unsigned i, int64_t now, const char *const *routes,
+			 struct store_peer *out)
+{
+	struct store_peer p;
+	int ret;
+
+	peer_init(&p, i);
+	for (; *routes; routes++)
+		assert_int_equal(cidr_parse(*routes, &p.routes[p.n_routes++]), 0);
+	ret = store_create(f->st, &p, now);
+	if (out)
+		*out = p;
+	return ret;
+}
+
+static void expect_conflict(struct fix *f, const char *mine, bool is_address, const char *theirs,
+			    const uint8_t key[static WG_KEY_LEN])
+{
+	const struct store_conflict *cf = store_last_conflict(f->st);
+	char a[PROV_CIDR_STR], b[PROV_CIDR_STR];
+
+	EXPECT_STREQ(cidr_format(&cf->mine, a), mine);
+	EXPECT_EQ(cf->mine_is_address, is_address);
+	EXPECT_STREQ(cidr_format(&cf->theirs, b), theirs);
+	EXPECT(!memcmp(cf->pubkey, key, WG_KEY_LEN));
+}
+
+static void test_overlap(void **state)
+{
+	enum { A = 1, B = 2, C = 3 };
+	static const char *const routes_a[] = { "192.168.0.0/16", "fd10::/48", NULL };
+	static const char *const routes_b[] = { "172.16.5.0/24", "10.99.0.8/29", NULL };
+	static const char *const routes_c[] = { "2001:db8::1/128", NULL };
+	static const struct {
+		const char *name, *route;
+		unsigned owner; /* 0: accepted; else the peer whose prefix it overlaps */
+		const char *theirs; /* "A4"/"A6": A's own IPv4/IPv6 address */
+	} cases[] = {
+		{ "equal", "192.168.0.0/16", A, "192.168.0.0/16" },
+		{ "inside", "192.168.77.0/24", A, "192.168.0.0/16" },
+		{ "a host inside", "192.168.255.255/32", A, "192.168.0.0/16" },
+		{ "containing", "192.0.0.0/8", A, "192.168.0.0/16" },
+		{ "containing another's /29", "10.99.0.0/24", B, "10.99.0.8/29" },
+		{ "last address of a /29", "10.99.0.15/32", B, "10.99.0.8/29" },
+		{ "first address of a /29", "10.99.0.8/32", B, "10.99.0.8/29" },
+		{ "just below a /29", "10.99.0.7/32", 0, NULL },
+		{ "just above a /29", "10.99.0.16/32", 0, NULL },
+		{ "the /24 before", "172.16.4.0/24", 0, NULL },
+		{ "the /24 after", "172.16.6.0/24", 0, NULL },
+		{ "everything IPv4", "0.0.0.0/0", A, "192.168.0.0/16" },
+		{ "IPv6 inside", "fd10:0:0:1::/64", A, "fd10::/48" },
+		{ "IPv6 next to it", "fd10:1::/48", 0, NULL },
+		{ "IPv6 containing a host route", "2001:db8::/64", C, "2001:db8::1/128" },
+		{ "IPv6 everything", "::/0", A, "fd10::/48" },
+		{ "IPv4-mapped IPv6", "::ffff:192.168.0.0/112", 0, NULL },
+		{ "containing a peer's IPv4 address", "10.1.0.0/24", A, "A4" },
+		{ "a peer's IPv6 address", "A6", A, "A6" },
+	};
+	struct fix *f = *state;
+	struct store_peer pa, pb, pc, p;
+	char a4[PROV_CIDR_STR], a6[PROV_CIDR_STR];
+	struct prov_cidr c;
+	uint8_t keys[4][WG_KEY_LEN];
+	unsigned next = 100;
+
+	fix_open(f);
+	cur_case = "three peers with routes";
+	EXPECT_EQ(create_routes(f, A, 1000, routes_a, &pa), 0);
+	EXPECT_EQ(create_routes(f, B, 1000, routes_b, &pb), 0);
+	EXPECT_EQ(create_routes(f, C, 1000, routes_c, &pc), 0);
+	memcpy(keys[A], pa.pubkey, WG_KEY_LEN);
+	memcpy(keys[B], pb.pubkey, WG_KEY_LEN);
+	memcpy(keys[C], pc.pubkey, WG_KEY_LEN);
+	host_of(&pa, AF_INET, &c);
+	cidr_format(&c, a4);
+	host_of(&pa, AF_INET6, &c);
+	cidr_format(&c, a6);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *route = strcmp(cases[i].route, "A6") ? cases[i].route : a6;
+		const char *theirs = !cases[i].theirs ? NULL : !strcmp(cases[i].theirs, "A4") ? a4 :
+				     !strcmp(cases[i].theirs, "A6") ? a6 : cases[i].theirs;
+		const char *routes[] = { route, NULL };
+		int ret;
+
+		cur_case = cases[i].name;
+		ret = create_routes(f, next++, 1000, routes, &p);
+		if (!cases[i].owner) {
+			EXPECT_EQ(ret, 0);
+			EXPECT_EQ(store_delete(f->st, p.pubkey, 1000), 0);
+			continue;
+		}
+		EXPECT_EQ(ret, -EADDRINUSE);
+		expect_conflict(f, route, false, theirs, keys[cases[i].owner]);
+		EXPECT_EQ(store_get(f->st, p.pubkey, &p), -ENOENT);
+		expect_counts(f, 3, 0);
+	}
+
+	cur_case = "the second route overlaps: nothing of the first is kept";
+	const char *two[] = { "10.200.0.0/24", "192.168.1.0/24", NULL };
+	EXPECT_EQ(create_routes(f, next++, 1000, two, NULL), -EADDRINUSE);
+	expect_conflict(f, "192.168.1.0/24", false, "192.168.0.0/16", keys[A]);
+	const char *first[] = { "10.200.0.0/24", NULL };
+	EXPECT_EQ(create_routes(f, next++, 1000, first, NULL), 0);
+	cur_case = "a create that works clears the last conflict";
+	EXPECT_EQ(store_last_conflict(f->st)->mine.family, 0);
+
+	cur_case = "a peer's own routes overlapping each other";
+	const char *own[] = { "198.51.100.0/24", "198.51.100.128/25", NULL };
+	EXPECT_EQ(create_routes(f, next++, 1000, own, NULL), -EINVAL);
+	const char *dup[] = { "198.51.100.0/24", "198.51.100.0/24", NULL };
+	EXPECT_EQ(create_routes(f, next++, 1000, dup, NULL), -EINVAL);
+
+	cur_case = "a deleted peer's routes are free again";
+	EXPECT_EQ(store_delete(f->st, pa.pubkey, 1000), 0);
+	const char *again[] = { "192.168.0.0/16", "fd10::/48", NULL };
+	EXPECT_EQ(create_routes(f, next++, 1000, again, NULL), 0);
+	cur_case = "and still taken after a reopen";
+	fix_open(f);
+	EXPECT_EQ(create_routes(f, next++, 1000, again, NULL), -EADDRINUSE);
+}
+
+/* The address a create would get, inside another peer's route: refused (the pool does not
+ * skip it: the operator has to take the route away). */
+static void test_overlap_address(void **state)
+{
+	static const char *const route4[] = { "10.1.0.4/30", NULL };
+	struct fix *f = *state;
+	struct store_peer x, y, p;
+	char r6[PROV_CIDR_STR], prefix[INET6_ADDRSTRLEN];
+	uint8_t a6[16] = { 0 };
+
+	fix_open(f);
+	cur_case = "a route over the next addresses of the pool";
+	EXPECT_EQ(create_routes(f, 1, 1000, route4, &x), 0); /* gets .1 */
+	create_ok(f, 2, 1000, NULL);                           /* .2 */
+	create_ok(f, 3, 1000, NULL);                           /* .3 */
+	EXPECT_EQ(create(f, 4, 1000, &p), -EADDRINUSE);
+	expect_conflict(f, "10.1.0.4/32", true, "10.1.0.4/30", x.pubkey);
+	EXPECT_EQ(create(f, 5, 1000, &p), -EADDRINUSE); /* rolled back: the same address again */
+	expect_counts(f, 3, 0);
+	cur_case = "the route gone, the address is handed out";
+	EXPECT_EQ(store_delete(f->st, x.pubkey, 1000), 0);
+	create_ok(f, 4, 1000, &p);
+	EXPECT_EQ(p.ip4, IP4(10, 1, 0, 4));
+
+	cur_case = "a route over the IPv6 pool";
+	memcpy(a6, f->pool.ip6_prefix, 8);
+	inet_ntop(AF_INET6, a6, prefix, sizeof(prefix));
+	snprintf(r6, sizeof(r6), "%s/64", prefix);
+	const char *route6[] = { r6, NULL };
+	/* Alone with its route: every stored peer's address is in it. */
+	EXPECT_EQ(create_routes(f, 6, 1000, route6, &y), -EADDRINUSE);
+	EXPECT_EQ(store_last_conflict(f->st)->mine_is_address, false);
+	EXPECT_EQ(store_last_conflict(f->st)->theirs.family, AF_INET6);
+	EXPECT_EQ(store_last_conflict(f->st)->theirs.bits, 128);
+}
+
+/* A schema 1 store (no route table) with overlaps already in it: opened, the table is built,
+ * the overlaps are reported as a warning and kept, new ones are refused. */
+static void test_overlap_migrate(void **state)
+{
+	static const char *const r1[] = { "10.60.0.0/16", NULL };
+	static const char *const r2[] = { "10.61.0.0/24", NULL };
+	static const char *const inside[] = { "10.60.9.0/24", NULL };
+	static const char *const inside2[] = { "10.60.5.128/25", NULL };
+	static const char *const around[] = { "10.0.0.0/8", NULL };
+	struct fix *f = *state;
+	struct store_peer p1, p2;
+	char err[512];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int ret;
+
+	fix_open(f);
+	EXPECT_EQ(create_routes(f, 1, 1000, r1, &p1), 0);
+	EXPECT_EQ(create_routes(f, 2, 1000, r2, &p2), 0);
+	fix_close(f);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER peer_route_del; DROP TABLE route;"
+				      "UPDATE meta SET version = 1;"
+				      "UPDATE peer SET routes = '10.60.5.0/24'"
+				      " WHERE routes = '10.61.0.0/24'", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	cur_case = "open a schema 1 store holding an overlap";
+	err[0] = '\0';
+	ret = store_open(&f->st, f->path, &f->pool, err, sizeof(err));
+	EXPECT_EQ(ret, 0);
+	if (!strstr(err, "1 allowed IPs overlap") || !strstr(err, "10.60.0.0/16") ||
+	    !strstr(err, "10.60.5.0/24"))
+		fail_msg("case %s: the warning is \"%s\"", cur_case, err);
+	cur_case = "the overlap is kept";
+	EXPECT_EQ(store_get(f->st, p2.pubkey, &p2), 0);
+	EXPECT_EQ(p2.n_routes, 1);
+	cur_case = "a new overlap is refused, beside the nested prefix";
+	EXPECT_EQ(create_routes(f, 3, 1000, inside, NULL), -EADDRINUSE);
+	expect_conflict(f, "10.60.9.0/24", false, "10.60.0.0/16", p1.pubkey);
+	cur_case = "a new overlap is refused, inside the nested prefix";
+	EXPECT_EQ(create_routes(f, 3, 1000, inside2, NULL), -EADDRINUSE);
+	expect_conflict(f, "10.60.5.128/25", false, "10.60.5.0/24", p2.pubkey);
+	cur_case = "a new overlap is refused, around both";
+	EXPECT_EQ(create_routes(f, 3, 1000, around, NULL), -EADDRINUSE);
+	EXPECT_EQ(store_last_conflict(f->st)->theirs.bits == 16 ||
+		  store_last_conflict(f->st)->theirs.bits == 24, 1);
+	cur_case = "the old route of the changed peer is free";
+	EXPECT_EQ(create_routes(f, 4, 1000, r2, NULL), 0);
+	cur_case = "the file says schema 2";
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM meta", -1, &s, NULL), SQLITE_OK);
+	EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+	EXPECT_EQ(sqlite3_column_int(s, 0), 2);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+
+	cur_case = "overlap deleted: no warning at the next open";
+	EXPECT_EQ(store_delete(f->st, p2.pubkey, 1000), 0);
+	fix_close(f);
+	err[0] = 'x';
+	EXPECT_EQ(store_open(&f->st, f->path, &f->pool, err, sizeof(err)), 0);
+	EXPECT_STREQ(err, "");
+
+	cur_case = "a store from a later schema is refused";
+	fix_close(f);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET version = 3", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	EXPECT_EQ(store_open(&f->st, f->path, &f->pool, err, sizeof(err)), -EPROTONOSUPPORT);
+	EXPECT(f->st == NULL);
 }
 
 /* --- listings -------------------------------------------------------------------------- */
@@ -827,9 +1081,13 @@ static void test_reopen(void **state)
 		p->keepalive_s = (uint16_t)(i * 5);
 		p->expires_at = i % 3 ? 10000 + i : 0;
 		if (i % 4 == 1) {
+			char r4[PROV_CIDR_STR], r6[PROV_CIDR_STR];
+
+			snprintf(r4, sizeof(r4), "10.50.%u.0/24", i);
+			snprintf(r6, sizeof(r6), "fd99:%x::/64", i);
 			p->n_routes = 2;
-			assert_int_equal(cidr_parse("10.50.0.0/16", &p->routes[0]), 0);
-			assert_int_equal(cidr_parse("fd99::/64", &p->routes[1]), 0);
+			assert_int_equal(cidr_parse(r4, &p->routes[0]), 0);
+			assert_int_equal(cidr_parse(r6, &p->routes[1]), 0);
 		}
 		EXPECT_EQ(store_create(f->st, p, 100 + i), 0);
 		if (i % 3 == 0) {
@@ -1278,6 +1536,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_families, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlap_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlap_migrate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_delete_in_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_installed, setup, teardown),
