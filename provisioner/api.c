@@ -44,34 +44,45 @@ struct req {
 	unsigned status;
 	const char *ctype;
 	bool challenge;
-	uint8_t *resp;        /* LWS_PRE + resp_len */
-	size_t resp_len;
+	struct answer ans;    /* LWS_PRE of headroom, then the body */
 };
 
 static struct req *cur_req; /* the request being handled (single-threaded loop) */
 
-/* Prepare the answer to the current request and ask for a WRITEABLE callback. */
-static int reply(struct lws *wsi, unsigned status, const char *ctype, const char *body,
-		 size_t len, bool auth_challenge)
+/* Take a as the answer to the current request and ask for a WRITEABLE callback. */
+static int reply_answer(struct lws *wsi, unsigned status, const char *ctype, struct answer *a,
+			bool auth_challenge)
 {
 	struct req *r = cur_req;
 
-	if (!r || r->answered)
+	if (!r || r->answered) {
+		answer_free(a);
 		return 0;
+	}
 	r->answered = true;
 	prov.st.api_requests++;
 	if (status >= 400)
 		prov.st.api_errors++;
-	r->resp = malloc(LWS_PRE + len + 1);
-	if (!r->resp)
-		return -1;
-	memcpy(r->resp + LWS_PRE, body, len);
-	r->resp_len = len;
+	r->ans = *a;
+	memset(a, 0, sizeof(*a));
 	r->status = status;
 	r->ctype = ctype;
 	r->challenge = auth_challenge;
 	lws_callback_on_writable(wsi);
 	return 0;
+}
+
+/* Prepare the answer to the current request (a copy of body). */
+static int reply(struct lws *wsi, unsigned status, const char *ctype, const char *body,
+		 size_t len, bool auth_challenge)
+{
+	struct answer a;
+
+	if (!cur_req || cur_req->answered)
+		return 0;
+	if (answer_copy(&a, LWS_PRE, body, len) < 0)
+		return -1;
+	return reply_answer(wsi, status, ctype, &a, auth_challenge);
 }
 
 /* One request per connection: every answer says "connection: close" and the connection ends
@@ -88,9 +99,9 @@ static int write_answer(struct lws *wsi, struct req *r)
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
-	if (!r->resp)
+	if (!r->ans.buf)
 		return 0; /* nothing prepared yet (lws may call early) */
-	if (lws_add_http_common_headers(wsi, r->status, r->ctype, r->resp_len, &p, end))
+	if (lws_add_http_common_headers(wsi, r->status, r->ctype, r->ans.len, &p, end))
 		goto out;
 	if (lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
 					(const unsigned char *)"close", 5, &p, end))
@@ -101,8 +112,8 @@ static int write_answer(struct lws *wsi, struct req *r)
 		goto out;
 	if (lws_finalize_write_http_header(wsi, start, &p, end))
 		goto out;
-	if (r->resp_len &&
-	    lws_write(wsi, r->resp + LWS_PRE, r->resp_len, LWS_WRITE_HTTP_FINAL) != (int)r->resp_len)
+	if (r->ans.len && lws_write(wsi, r->ans.buf + r->ans.pre, r->ans.len,
+				    LWS_WRITE_HTTP_FINAL) != (int)r->ans.len)
 		goto out;
 	if (lws_partial_buffered(wsi)) {
 		/* A long listing: lws holds the rest; WRITEABLE comes once it is sent. */
@@ -111,8 +122,7 @@ static int write_answer(struct lws *wsi, struct req *r)
 		ret = 0;
 	}
 out:
-	free(r->resp);
-	r->resp = NULL;
+	answer_free(&r->ans); /* a private key: wiped once lws has it (see answer.c) */
 	free(r->body);
 	r->body = NULL;
 	return ret;
@@ -343,6 +353,36 @@ static int reply_conflict(struct lws *wsi, const struct store_conflict *cf)
 			   "route those addresses to one peer only)", mine, theirs, key);
 }
 
+/* The 201 for a key pair the server made: the peer's JSON with the private key and a config
+ * that has it, in a secret answer (answer.c): no jansson string or dump buffer ever holds
+ * the key, the config is wiped here, the answer once it is written. */
+static int reply_with_key(struct lws *wsi, const struct store_peer *sp,
+			  const uint8_t priv[static WG_KEY_LEN])
+{
+	json_t *j = peer_json(sp);
+	struct answer a;
+	char *pub, *config;
+	int ret;
+
+	pub = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	config = peer_config(sp, priv);
+	ret = pub && config ? answer_secret(&a, LWS_PRE, pub, priv, config) : -ENOMEM;
+	if (config) {
+		sodium_memzero(config, strlen(config));
+		free(config);
+	}
+	free(pub);
+	if (ret < 0) {
+		/* The peer is stored, but its private key is gone: take it back. */
+		log_warnx("the answer to a create could not be built: %s", strerror(-ret));
+		if (peer_delete(sp->pubkey, NULL) < 0)
+			log_warnx("and the new peer could not be deleted");
+		return reply_error(wsi, 500, "the answer could not be built: %s", strerror(-ret));
+	}
+	return reply_answer(wsi, 201, "application/json", &a, false);
+}
+
 /* Eager mode: the new peer, durable in the store, into the device and marked installed.
  * Returns 0, or 1 once a failure is answered (the peer is taken back out of both). */
 static int install_new(struct lws *wsi, struct store_peer *sp)
@@ -424,22 +464,16 @@ static int api_create(struct lws *wsi, struct req *r)
 		return 0;
 	}
 	prov.st.creates++;
-	j = peer_json(&sp);
-	config = peer_config(&sp, have_key ? NULL : priv);
-	if (!have_key) {
-		char b64[WG_KEY_B64_LEN + 1];
-
-		key_to_base64(priv, b64);
-		json_object_set_new(j, "private_key", json_string(b64));
-		sodium_memzero(b64, sizeof(b64));
-	}
-	sodium_memzero(priv, sizeof(priv));
-	json_object_set_new(j, "config", config ? json_string(config) : json_null());
-	if (config) {
-		sodium_memzero(config, strlen(config));
-		free(config);
-	}
 	hist_observe(&prov.st.create_latency, prov_now_s() - r->t0);
+	if (!have_key) {
+		ret = reply_with_key(wsi, &sp, priv);
+		sodium_memzero(priv, sizeof(priv));
+		return ret;
+	}
+	j = peer_json(&sp);
+	config = peer_config(&sp, NULL);
+	json_object_set_new(j, "config", config ? json_string(config) : json_null());
+	free(config);
 	return reply_json(wsi, 201, j);
 }
 
@@ -848,7 +882,7 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 	cur_req = r;
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		free(r->resp);
+		answer_free(&r->ans);
 		free(r->body);
 		memset(r, 0, sizeof(*r));
 		r->t0 = prov_now_s();
@@ -905,9 +939,8 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (r) {
 			free(r->body);
-			free(r->resp);
 			r->body = NULL;
-			r->resp = NULL;
+			answer_free(&r->ans);
 		}
 		return 0;
 
@@ -927,7 +960,7 @@ static int metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, v
 	cur_req = r;
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		free(r->resp);
+		answer_free(&r->ans);
 		memset(r, 0, sizeof(*r));
 		if (!strcmp((const char *)in, "/metrics"))
 			return api_metrics(wsi);
@@ -935,10 +968,8 @@ static int metrics_callback(struct lws *wsi, enum lws_callback_reasons reason, v
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return write_answer(wsi, r);
 	case LWS_CALLBACK_CLOSED_HTTP:
-		if (r) {
-			free(r->resp);
-			r->resp = NULL;
-		}
+		if (r)
+			answer_free(&r->ans);
 		return 0;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		return 1;

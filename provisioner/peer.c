@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "prov.h"
 
@@ -102,7 +104,17 @@ int peer_delete(const uint8_t key[static WG_KEY_LEN], bool *store_failed)
 	return ret;
 }
 
-/* Append to a growing text; on allocation failure the text becomes NULL for good. */
+/* Drop a text that may hold a private key: every byte of it is zeroed first. */
+static void drop(char **buf, size_t cap)
+{
+	sodium_memzero(*buf, cap);
+	free(*buf);
+	*buf = NULL;
+}
+
+/* Append to a growing text; on allocation failure the text becomes NULL for good. It may
+ * hold a private key, so it grows by copy and wipe, never realloc (which frees the old block
+ * as it is). */
 static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -117,21 +129,22 @@ static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 		n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
 		va_end(ap);
 		if (n < 0) {
-			free(*buf);
-			*buf = NULL;
+			drop(buf, *cap);
 			return;
 		}
 		if ((size_t)n < *cap - *len)
 			break;
-		char *nb = realloc(*buf, *cap * 2 + (size_t)n);
+		size_t ncap = *cap * 2 + (size_t)n;
+		char *nb = malloc(ncap);
 
 		if (!nb) {
-			free(*buf);
-			*buf = NULL;
+			drop(buf, *cap);
 			return;
 		}
+		memcpy(nb, *buf, *len + 1);
+		drop(buf, *cap);
 		*buf = nb;
-		*cap = *cap * 2 + (size_t)n;
+		*cap = ncap;
 	}
 	*len += (size_t)n;
 }
@@ -152,6 +165,7 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 	if (private_key) {
 		key_to_base64(private_key, b64);
 		put(&buf, &len, &cap, "PrivateKey = %s\n", b64);
+		sodium_memzero(b64, sizeof(b64));
 	} else {
 		put(&buf, &len, &cap, "PrivateKey = <the private key that goes with %s>\n",
 		    (key_to_base64(sp->pubkey, b64), b64));
@@ -183,5 +197,7 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 	    prov.cfg.client_endpoint, prov.cfg.relay_url ? prov.cfg.relay_url
 							 : "wss://GATEWAY/wg",
 	    prov.cfg.client_endpoint);
+	sodium_memzero(b64, sizeof(b64)); /* the PSK's, when it has one */
+	sodium_memzero(&dp, sizeof(dp));
 	return buf;
 }

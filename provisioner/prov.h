@@ -589,8 +589,34 @@ int peer_install_device(const struct wgdev_peer *dp);
  * tells a store failure (store_errmsg has SQLite's words) from the device's. */
 int peer_delete(const uint8_t key[static WG_KEY_LEN], bool *store_failed);
 /* The wg-quick text for a client; private_key NULL writes a placeholder. Returns a
- * malloc'ed string. */
+ * malloc'ed string (NULL when out of memory); with a private key (or a PSK) in it, the caller
+ * wipes its strlen() bytes before free. No other copy of the key is left behind. */
 char *peer_config(const struct store_peer *sp, const uint8_t *private_key);
+
+/* ---- answer.c: response bodies the API owns; the one with a private key is wiped ---- */
+
+/* pre bytes of headroom (LWS_PRE), then len bytes of body and a NUL; cap bytes allocated. */
+struct answer {
+	uint8_t *buf;
+	size_t pre, len, cap;
+	bool secret; /* wiped whole (cap bytes) before it is freed */
+};
+
+/* A copy of body. Returns 0 or -ENOMEM. */
+int answer_copy(struct answer *a, size_t pre, const void *body, size_t len)
+	__attribute__((warn_unused_result));
+/* The create answer for a key pair the server made: public_json (a compact JSON object with
+ * no secrets) with "private_key" (base64) and "config" (as a JSON string) added, written
+ * straight into a new secret answer, the only buffer the secrets go to. The caller wipes
+ * config. Returns 0, -EINVAL (public_json is not an object), -EILSEQ (config is not UTF-8)
+ * or -ENOMEM. */
+int answer_secret(struct answer *a, size_t pre, const char *public_json,
+		  const uint8_t private_key[static WG_KEY_LEN], const char *config)
+	__attribute__((warn_unused_result));
+/* Zero every byte of a secret answer's buffer (a plain answer is left alone). */
+void answer_wipe(struct answer *a);
+/* answer_wipe, free, and a is empty; a no-op on an empty answer. */
+void answer_free(struct answer *a);
 
 /* ---- api.c: HTTP/1.1 + JSON on the unix socket (and optional TCP with a token) ---- */
 
