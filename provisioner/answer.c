@@ -39,8 +39,8 @@ static size_t json_string_len(const char *config)
 	size_t n = 0;
 
 	while (*s) {
-		unsigned follow = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2 :
-				  (*s & 0xf8) == 0xf0 ? 3 : 4;
+		unsigned follow = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 :
+				  (*s & 0xf0) == 0xe0 ? 2 : (*s & 0xf8) == 0xf0 ? 3 : 4;
 
 		if (follow == 4)
 			return 0;

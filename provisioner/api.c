@@ -2,8 +2,9 @@
  * configured, on TCP where every request needs the bearer token). Input is hostile until
  * checked: bodies are bounded by Content-Length before a byte is read, JSON must be an
  * object of known fields with checked types, and an error is a 4xx with {"error": …} that
- * changes nothing. A create answers only when the peer is durable in SQLite and, in eager
- * mode, installed in the device. */
+ * changes nothing. A store failure is a 500 (507 for a full disk) with SQLite's own words in
+ * the log only. A create answers only when the peer is durable in SQLite and, in eager mode,
+ * installed in the device; a private key the server made for it is wiped once sent. */
 #include <errno.h>
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -314,8 +315,8 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 
 					if (!cidr_overlaps(c, &sp->routes[o]))
 						continue;
-					snprintf(msg, 200, "allowed_ips[%zu]: %s overlaps allowed_ips[%zu] "
-						 "%s", i, cidr_format(c, a), o,
+					snprintf(msg, 200, "allowed_ips[%zu]: %s overlaps "
+						 "allowed_ips[%zu] %s", i, cidr_format(c, a), o,
 						 cidr_format(&sp->routes[o], b));
 					status = 400;
 					break;
@@ -552,8 +553,8 @@ static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LE
 		return 414;
 	}
 	/* Each fragment is one urldecoded "name=value"; -1 once there are no more. */
-	for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-	     i++) {
+	for (int i = 0;
+	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
 		if (!strncmp(arg, "after=", 6)) {
 			if (*has_after || key_from_base64(arg + 6, after) < 0) {
 				snprintf(msg, 200, "after: %s", *has_after ? "given twice" :
@@ -574,7 +575,8 @@ static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LE
 			has_limit = true;
 		} else if (arg[0] && strcmp(arg, "/")) {
 			/* (lws 4.1.6 reports an empty argument, "?" or a trailing '&', as "/") */
-			snprintf(msg, 200, "unknown query argument '%.40s' (known: after, limit)", arg);
+			snprintf(msg, 200, "unknown query argument '%.40s' (known: after, limit)",
+				 arg);
 			return 400;
 		}
 	}
@@ -906,8 +908,8 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 		else if (conf_parse_uint(cl, 0, ULONG_MAX, &want) == 0)
 			cl[0] = '\0';
 		if (cl[0])
-			return reply_error(wsi, 400, "Content-Length: not a decimal number of bytes "
-					   "that fits in 64 bits: '%.24s'", cl);
+			return reply_error(wsi, 400, "Content-Length: not a decimal number of "
+					   "bytes that fits in 64 bits: '%.24s'", cl);
 		if (want > API_BODY_MAX)
 			return reply_error(wsi, 413, "the body is over %d bytes", API_BODY_MAX);
 		if (want == 0)

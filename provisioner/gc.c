@@ -43,8 +43,9 @@ static int expire_one(void *arg, const struct store_peer *sp)
 	key_to_base64(sp->pubkey, b64);
 	if (ret < 0 && ret != -ENOENT) {
 		if (in_store)
-			log_warnx("gc: expired peer %s: the store failed: %s%s%s", b64, strerror(-ret),
-				  store_errmsg(prov.store)[0] ? ": " : "", store_errmsg(prov.store));
+			log_warnx("gc: expired peer %s: the store failed: %s%s%s", b64,
+				  strerror(-ret), store_errmsg(prov.store)[0] ? ": " : "",
+				  store_errmsg(prov.store));
 		else
 			log_warnx("gc: expired peer %s: %s refused the removal: %s", b64,
 				  prov.cfg.ifname, strerror(-ret));

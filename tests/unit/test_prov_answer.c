@@ -37,8 +37,8 @@ static void expect_wiped(const struct answer *a, const char *b64, const char *co
 {
 	for (size_t i = 0; i < a->cap; i++)
 		if (a->buf[i])
-			fail_msg("case %s: byte %zu of %zu is 0x%02x after answer_wipe", cur_case, i,
-				 a->cap, a->buf[i]);
+			fail_msg("case %s: byte %zu of %zu is 0x%02x after answer_wipe", cur_case,
+				 i, a->cap, a->buf[i]);
 	EXPECT(!has(a, b64));
 	EXPECT(!config[0] || !has(a, config));
 }
@@ -63,7 +63,8 @@ static void test_secret_answer(void **state)
 		  "[Interface]\nPrivateKey = %s\nAddress = 10.203.0.2/32\n\n[Peer]\n"
 		  "AllowedIPs = 10.203.0.0/24\n# wgws-shim --relay wss://gw/wg\n" },
 		{ "quotes, backslashes, tabs, CR, DEL, a control character and UTF-8",
-		  "a \"quoted\" \\path\\ \t\r\x7f\x01 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91 %s" },
+		  "a \"quoted\" \\path\\ \t\r\x7f\x01 caf\xc3\xa9 \xe2\x82\xac "
+		  "\xf0\x9f\x94\x91 %s" },
 		{ "empty config", "" },
 	};
 	uint8_t priv[WG_KEY_LEN];
@@ -83,7 +84,8 @@ static void test_secret_answer(void **state)
 		EXPECT_EQ(a.pre, PRE);
 		EXPECT(a.pre + a.len < a.cap);
 		EXPECT_EQ(a.buf[a.pre + a.len], '\0');
-		root = json_loadb((const char *)a.buf + a.pre, a.len, JSON_REJECT_DUPLICATES, &jerr);
+		root = json_loadb((const char *)a.buf + a.pre, a.len, JSON_REJECT_DUPLICATES,
+				  &jerr);
 		if (!root)
 			fail_msg("case %s: not JSON (%s): %s", cur_case, jerr.text, a.buf + a.pre);
 		EXPECT_STREQ(json_string_value(json_object_get(root, "private_key")), b64);
@@ -112,8 +114,9 @@ static void test_secret_answer_empty_object(void **state)
 	cur_case = "{}";
 	key_to_base64(priv, b64);
 	assert_int_equal(answer_secret(&a, 0, "{}", priv, "x"), 0);
-	EXPECT_STREQ((const char *)a.buf, "{\"private_key\":\"AQIDAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
-					  "\"config\":\"x\"}");
+	EXPECT_STREQ((const char *)a.buf,
+		     "{\"private_key\":\"AQIDAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+		     "\"config\":\"x\"}");
 	answer_wipe(&a);
 	expect_wiped(&a, b64, "x");
 	answer_free(&a);

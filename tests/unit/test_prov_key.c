@@ -38,7 +38,8 @@ static const struct {
 	{ "order 8 (e0eb...)", "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800" },
 	{ "order 8 (5f9c...)", "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157" },
 	{ "u = p - 1", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f" },
-	{ "u = p (0, not canonical)", "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f" },
+	{ "u = p (0, not canonical)",
+	  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f" },
 	{ "u = p + 1 (1, not canonical)",
 	  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f" },
 };
@@ -171,7 +172,8 @@ static void test_base64(void **state)
 		{ "URL-safe without padding", "yAnz5TF-lXXJte14tji3zlMNq-hd2rYUIgJBgB3fBmk", 0 },
 		{ "31 bytes", "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBg==", -EINVAL },
 		{ "one character more", "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmkA", -EINVAL },
-		{ "a character outside base64", "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBm!=", -EINVAL },
+		{ "a character outside base64", "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBm!=",
+		  -EINVAL },
 		{ "empty", "", -EINVAL },
 	};
 	uint8_t key[WG_KEY_LEN];

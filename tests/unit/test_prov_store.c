@@ -712,7 +712,8 @@ static void test_overlap_migrate(void **state)
 	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER peer_route_del; DROP TABLE route;"
 				      "UPDATE meta SET version = 1;"
 				      "UPDATE peer SET routes = '10.60.5.0/24'"
-				      " WHERE routes = '10.61.0.0/24'", NULL, NULL, NULL), SQLITE_OK);
+				      " WHERE routes = '10.61.0.0/24'", NULL, NULL, NULL),
+			 SQLITE_OK);
 	sqlite3_close(db);
 
 	cur_case = "open a schema 1 store holding an overlap";
@@ -739,7 +740,8 @@ static void test_overlap_migrate(void **state)
 	EXPECT_EQ(create_routes(f, 4, 1000, r2, NULL), 0);
 	cur_case = "the file says schema 2";
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM meta", -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM meta", -1, &s, NULL),
+			 SQLITE_OK);
 	EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
 	EXPECT_EQ(sqlite3_column_int(s, 0), 2);
 	sqlite3_finalize(s);
@@ -1422,7 +1424,8 @@ static int full_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int6
 {
 	for (unsigned i = 0; i < FULL_IO_MAX; i++)
 		if (file->pMethods == &full_io[i].wrapped)
-			return disk_full ? SQLITE_FULL : full_io[i].real->xWrite(file, buf, amt, off);
+			return disk_full ? SQLITE_FULL
+					 : full_io[i].real->xWrite(file, buf, amt, off);
 	return SQLITE_IOERR_WRITE;
 }
 
