@@ -158,8 +158,9 @@ static bool rl_allows(struct log_ratelimit *rl, uint32_t *suppressed)
 	return true;
 }
 
-static void vemit_rl(struct log_ratelimit *rl, enum log_level level, const char *fmt, va_list ap,
-		     const char *suffix)
+static void __attribute__((format(printf, 3, 0)))
+vemit_rl(struct log_ratelimit *rl, enum log_level level, const char *fmt, va_list ap,
+	 const char *suffix)
 {
 	uint32_t suppressed;
 	int saved = errno;
