@@ -7,6 +7,7 @@
 #  - WireGuard not listening (ICMP port unreachable) costs datagrams, never the tunnel: once
 #    it is back, the same WebSocket connection carries traffic again (regression: the UDP
 #    socket used to be connected, lws closed it on POLLERR, and its fd number was reused);
+#  - datagrams the kernel drops on a tunnel's full UDP socket are counted (SO_RXQ_OVFL);
 #  - --keepalive pings a tunnel that is busy with data too (and keeps it when it answers).
 # Root: in a private namespace; otherwise on free loopback ports.
 set -eu
@@ -107,6 +108,30 @@ echoes=$(grep -c "^recv binary 66" "$WS_LOG" || true)
 [ "$echoes" -ge 2 ] || fail "after WireGuard came back, expected >= 2 echoes on the same connection, got $echoes: $(cat "$WS_LOG")"
 ok "tunnel survived; $echoes datagrams echoed once WireGuard was back"
 alive "$RELAY_PID" || fail "relay died"
+
+say "the kernel's drops on a tunnel's UDP socket are counted"
+# The relay stopped (SIGSTOP) while 3,000 datagrams arrive at its tunnel's UDP socket: what
+# does not fit in the socket's buffer the kernel drops, and says so (SO_RXQ_OVFL).
+DROP_LOG=$T/ws-drop.log
+spawn "$DROP_LOG" "${RUN[@]}" "$PY" "$TOOLS/wsraw.py" --wait 8 -q "$URL" "$REC"
+DROP_WS=$SPAWNED
+wait_for 5 grep -qx "status 101" "$DROP_LOG" || fail "no upgrade: $(cat "$DROP_LOG")"
+uport=$(run ss -Hulnp | awk -v p="pid=$RELAY_PID," 'index($0, p) { split($4, a, ":"); print a[2]; exit }')
+[ -n "$uport" ] || fail "no UDP socket of the relay's"
+k0=$(metric wgws_relay_udp_kernel_drops_total)
+kill -STOP "$RELAY_PID"
+run "$PY" -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(3000): s.sendto(b'x' * 1000, ('127.0.0.1', $uport))"
+kill -CONT "$RELAY_PID"
+# The count comes with the next datagram the relay reads on that socket: one more, from
+# WireGuard's side (the echo of a record).
+run "$PY" -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b'x', ('127.0.0.1', $uport))"
+wait_for 3 sh -c "[ \"\$(${RUN[*]} curl -s -m 2 http://127.0.0.1:$MPORT/metrics |
+	awk '\$1 == \"wgws_relay_udp_kernel_drops_total\" { print \$2 }')\" -gt $k0 ]" ||
+	fail "no kernel drop counted: $(metric wgws_relay_udp_kernel_drops_total)"
+ok "$(($(metric wgws_relay_udp_kernel_drops_total) - k0)) of 3,000 datagrams dropped by the kernel while the relay was stopped, counted"
+stop_pid "$DROP_WS"
 
 say "--keepalive 1: a tunnel busy with datagrams is pinged all the same"
 # The relay no longer counts data as proof of life (lws_validity_confirmed re-sorts lws's
