@@ -1293,7 +1293,7 @@ int main(int argc, char **argv)
 	if ((ret = wgdev_get_info(prov.dev, &info, priv)))
 		die("reading the private key of %s: %s", opt.ifname, strerror(-ret));
 	resp = sodium_malloc(sizeof(*resp));
-	if (!resp || noise_responder_init(resp, priv) < 0)
+	if (!resp || noise_responder_init_local(resp, priv) < 0)
 		die("noise_responder_init");
 	sodium_memzero(priv, sizeof(priv));
 	sin->sin_family = AF_INET;

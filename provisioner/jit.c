@@ -122,11 +122,11 @@ static int responder_load(void)
 
 	if (ret < 0)
 		return ret;
-	if (jit.responder && sodium_memcmp(priv, jit.responder->private_key, WG_KEY_LEN) == 0) {
+	if (jit.responder && sodium_memcmp(priv, jit.responder->local_key, WG_KEY_LEN) == 0) {
 		sodium_memzero(priv, sizeof(priv));
 		return 0;
 	}
-	ret = noise_responder_init(jit.responder, priv);
+	ret = noise_responder_init_local(jit.responder, priv);
 	sodium_memzero(priv, sizeof(priv));
 	if (ret < 0)
 		return ret;

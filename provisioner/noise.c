@@ -12,7 +12,10 @@
  * It must never do public-key work before mac1 has verified, never write *out unless the whole
  * message verified, and never leave a chaining key, shared secret or AEAD key behind: every
  * intermediate lives on the stack and is wiped at one exit, and the reused HMAC context is
- * re-keyed with zeros there (OpenSSL keeps a copy of the last HMAC key). No I/O, no logging. */
+ * re-keyed with zeros there (OpenSSL keeps a copy of the last HMAC key). No I/O, no logging.
+ * The responder's private key is not needed here: its two X25519s (es and ss) go through the
+ * responder's dh function, the privileged process in the daemon (priv.c), a key kept in the
+ * responder for tests and tools (noise_responder_init_local). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -212,22 +215,52 @@ static bool responder_hashes(struct noise_crypto *c, const uint8_t pub[static WG
 	       hash2(c, mac1_key, label_mac1, sizeof(label_mac1) - 1, pub, WG_KEY_LEN);
 }
 
-int noise_responder_init(struct noise_responder *r, const uint8_t private_key[static WG_KEY_LEN])
+int noise_responder_init(struct noise_responder *r, const uint8_t public_key[static WG_KEY_LEN],
+			 noise_dh_fn dh, void *dh_arg)
 {
 	struct noise_crypto *c = crypto_get();
 
 	memset(r, 0, sizeof(*r));
 	if (!c)
 		return -EIO;
-	/* X25519 clamps, so any non-zero 32 bytes is a key; all-zero is wg(8)'s "no key". */
-	if (sodium_is_zero(private_key, WG_KEY_LEN))
+	if (sodium_is_zero(public_key, WG_KEY_LEN))
 		return -EINVAL;
-	memcpy(r->private_key, private_key, WG_KEY_LEN);
-	if (crypto_scalarmult_base(r->public_key, r->private_key) != 0 ||
-	    !responder_hashes(c, r->public_key, r->hash0, r->mac1_key)) {
+	memcpy(r->public_key, public_key, WG_KEY_LEN);
+	r->dh = dh;
+	r->dh_arg = dh_arg;
+	if (!responder_hashes(c, r->public_key, r->hash0, r->mac1_key)) {
 		noise_responder_wipe(r);
 		return -EIO;
 	}
+	return 0;
+}
+
+int noise_dh_local(void *arg, uint8_t out[static WG_KEY_LEN], const uint8_t pub[static WG_KEY_LEN])
+{
+	/* libsodium refuses an all-zero result (a low-order pub), as the kernel does. */
+	return crypto_scalarmult(out, arg, pub) == 0 ? 0 : -EINVAL;
+}
+
+int noise_responder_init_local(struct noise_responder *r,
+			       const uint8_t private_key[static WG_KEY_LEN])
+{
+	uint8_t pub[WG_KEY_LEN];
+	int ret;
+
+	/* X25519 clamps, so any non-zero 32 bytes is a key; all-zero is wg(8)'s "no key". */
+	if (sodium_is_zero(private_key, WG_KEY_LEN)) {
+		memset(r, 0, sizeof(*r));
+		return -EINVAL;
+	}
+	if (crypto_scalarmult_base(pub, private_key) != 0) {
+		memset(r, 0, sizeof(*r));
+		return -EIO;
+	}
+	ret = noise_responder_init(r, pub, noise_dh_local, NULL);
+	if (ret < 0)
+		return ret;
+	memcpy(r->local_key, private_key, WG_KEY_LEN);
+	r->dh_arg = r->local_key;
 	return 0;
 }
 
@@ -254,6 +287,7 @@ enum noise_result noise_open_static(const struct noise_responder *r, const uint8
 	uint8_t key[HASH_LEN], dh[WG_KEY_LEN], mac[NOISE_MAC_LEN];
 	enum noise_result ret = NOISE_ERROR;
 	struct noise_crypto *c;
+	int dh_ret;
 
 	memset(h, 0, sizeof(*h));
 	if (!is_initiation(msg, len))
@@ -271,8 +305,9 @@ enum noise_result noise_open_static(const struct noise_responder *r, const uint8
 	    !kdf(c, h->chain, NULL, noise_c0, eph, WG_KEY_LEN))
 		goto out;
 	/* es; a low-order ephemeral gives an all-zero secret and is refused as the kernel does */
-	if (crypto_scalarmult(dh, r->private_key, eph) != 0) {
-		ret = NOISE_BAD_STATIC;
+	dh_ret = r->dh(r->dh_arg, dh, eph);
+	if (dh_ret < 0) {
+		ret = dh_ret == -EINVAL ? NOISE_BAD_STATIC : NOISE_ERROR;
 		goto out;
 	}
 	if (!kdf(c, h->chain, key, h->chain, dh, sizeof(dh)))
@@ -300,8 +335,8 @@ int noise_static_secret(const struct noise_responder *r,
 			const uint8_t initiator_public[static WG_KEY_LEN],
 			uint8_t ss[static WG_KEY_LEN])
 {
-	/* A low-order initiator key gives an all-zero secret: no usable key. */
-	return crypto_scalarmult(ss, r->private_key, initiator_public) == 0 ? 0 : -EINVAL;
+	/* A low-order initiator key gives an all-zero secret: no usable key (-EINVAL). */
+	return r->dh(r->dh_arg, ss, initiator_public);
 }
 
 enum noise_result noise_open_timestamp(const struct noise_responder *r, struct noise_half *h,
@@ -314,11 +349,15 @@ enum noise_result noise_open_timestamp(const struct noise_responder *r, struct n
 
 	if (!c)
 		return NOISE_ERROR;
-	if (ss)
+	if (ss) {
 		memcpy(dh, ss, WG_KEY_LEN);
-	else if (noise_static_secret(r, h->initiator_public, dh) < 0) {
-		ret = NOISE_BAD_STATIC;
-		goto out;
+	} else {
+		int dh_ret = noise_static_secret(r, h->initiator_public, dh);
+
+		if (dh_ret < 0) {
+			ret = dh_ret == -EINVAL ? NOISE_BAD_STATIC : NOISE_ERROR;
+			goto out;
+		}
 	}
 	if (!kdf(c, h->chain, key, h->chain, dh, sizeof(dh)))
 		goto out;

@@ -295,12 +295,22 @@ enum {
 	NOISE_MAC_LEN = 16,
 };
 
-/* What the responder precomputes from its private key. Holds secrets: wipe it. */
+/* X25519 with the responder's private key: out = DH(private key, pub). Returns 0, -EINVAL
+ * when the result is all zero (pub is of low order), or another -errno (e.g. -EIO: the
+ * privileged process is gone). out is meaningful only on 0. */
+typedef int (*noise_dh_fn)(void *arg, uint8_t out[static WG_KEY_LEN],
+			   const uint8_t pub[static WG_KEY_LEN]);
+
+/* What the responder precomputes from its public key, and how it reaches its private key:
+ * through dh, so that the key may live in another process (priv.c). local_key is used only
+ * by noise_responder_init_local (tests, tools, benches) and is all zero otherwise. Wipe it. */
 struct noise_responder {
-	uint8_t private_key[WG_KEY_LEN];
 	uint8_t public_key[WG_KEY_LEN];
 	uint8_t mac1_key[WG_KEY_LEN];  /* HASH("mac1----" || public_key) */
 	uint8_t hash0[WG_KEY_LEN];     /* HASH(H0 || public_key) */
+	noise_dh_fn dh;
+	void *dh_arg;
+	uint8_t local_key[WG_KEY_LEN];
 };
 
 enum noise_result {
@@ -318,8 +328,16 @@ struct noise_initiation {
 	uint8_t timestamp[WG_TAI64N_LEN]; /* TAI64N, big-endian: memcmp orders it */
 };
 
-/* Precompute for this private key. Returns 0, -EINVAL (an all-zero key) or -EIO. */
-int noise_responder_init(struct noise_responder *r, const uint8_t private_key[static WG_KEY_LEN]);
+/* Precompute for this public key; every DH with the private key goes to dh(dh_arg, ...).
+ * Returns 0, -EINVAL (an all-zero key) or -EIO. */
+int noise_responder_init(struct noise_responder *r, const uint8_t public_key[static WG_KEY_LEN],
+			 noise_dh_fn dh, void *dh_arg) __attribute__((warn_unused_result));
+/* The same with the private key kept in r itself (r->local_key) and a local X25519. */
+int noise_responder_init_local(struct noise_responder *r,
+			       const uint8_t private_key[static WG_KEY_LEN])
+	__attribute__((warn_unused_result));
+/* noise_dh_fn over a 32-byte private key at arg (crypto_scalarmult). */
+int noise_dh_local(void *arg, uint8_t out[static WG_KEY_LEN], const uint8_t pub[static WG_KEY_LEN]);
 void noise_responder_wipe(struct noise_responder *r);
 /* mac1 alone (cheap: one keyed BLAKE2s): true when msg is an initiation with a valid mac1. */
 bool noise_mac1_ok(const struct noise_responder *r, const uint8_t *msg, size_t len);
@@ -331,7 +349,8 @@ enum noise_result noise_decode_initiation(const struct noise_responder *r, const
  * secret from a cache. noise_open_static checks mac1, then opens the initiator's static key
  * (one X25519); on NOISE_OK, h holds the handshake state (secrets: noise_half_wipe it) and
  * the key; otherwise h is wiped. noise_open_timestamp goes on with ss = DH(our private key,
- * the initiator's key) from noise_static_secret (NULL: computed here, a second X25519). */
+ * the initiator's key) from noise_static_secret (NULL: computed here, a second X25519).
+ * noise_static_secret returns r->dh's result: 0, -EINVAL (low order) or another -errno. */
 struct noise_half {
 	uint8_t chain[32], hash[32];
 	uint8_t initiator_public[WG_KEY_LEN];

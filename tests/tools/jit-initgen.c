@@ -298,7 +298,7 @@ static int cmd_check(int argc, char **argv)
 	if (argc != 2)
 		usage(stderr, 2);
 	parse_key(argv[1], priv);
-	if (noise_responder_init(&r, priv) < 0)
+	if (noise_responder_init_local(&r, priv) < 0)
 		die("noise_responder_init failed");
 	sodium_memzero(priv, sizeof(priv));
 	tab = calloc(INITGEN_TRACKED_KEYS, sizeof(*tab));
@@ -406,7 +406,7 @@ static int cmd_selftest(int argc, char **argv)
 	if (argc == 2)
 		n = parse_count(argv[1], INITGEN_MAX_COUNT);
 	keypair(rpriv, rpub);
-	if (noise_responder_init(&r, rpriv) < 0 || memcmp(r.public_key, rpub, WG_KEY_LEN))
+	if (noise_responder_init_local(&r, rpriv) < 0 || memcmp(r.public_key, rpub, WG_KEY_LEN))
 		die("noise_responder_init failed");
 	for (unsigned long i = 0; i < n; i++) {
 		keypair(priv, pub);
@@ -447,7 +447,7 @@ static int cmd_selftest(int argc, char **argv)
 		struct noise_responder other;
 
 		keypair(opriv, opub);
-		if (noise_responder_init(&other, opriv) < 0)
+		if (noise_responder_init_local(&other, opriv) < 0)
 			die("noise_responder_init failed");
 		if (noise_decode_initiation(&other, msg, sizeof(msg), &in) != NOISE_BAD_MAC1) {
 			fprintf(stderr, "selftest: another responder accepted the initiation\n");

@@ -152,7 +152,7 @@ static void vector_responder(struct noise_responder *r)
 	uint8_t priv[WG_KEY_LEN];
 
 	unhex(responder_private_hex, priv, sizeof(priv));
-	assert_int_equal(noise_responder_init(r, priv), 0);
+	assert_int_equal(noise_responder_init_local(r, priv), 0);
 }
 
 static uint64_t be64(const uint8_t *p)
@@ -227,7 +227,7 @@ static void test_constants(void **state)
 
 	CASE("all-zero private key");
 	memset(pub, 0, sizeof(pub));
-	EXPECT_EQ(noise_responder_init(&r, pub), -EINVAL);
+	EXPECT_EQ(noise_responder_init_local(&r, pub), -EINVAL);
 }
 
 /* wireguard-go device/kdf_test.go: KDF3 outputs. noise.c's KDF only ever takes 32-byte keys,
@@ -547,7 +547,7 @@ static void test_wrong_responder(void **state)
 	for (unsigned i = 0; i < N_CAPTURED; i++) {
 		CASE("captured #%u, random responder key", i);
 		randombytes_buf(priv, sizeof(priv));
-		assert_int_equal(noise_responder_init(&r, priv), 0);
+		assert_int_equal(noise_responder_init_local(&r, priv), 0);
 		load_captured(i, msg);
 		EXPECT(!noise_mac1_ok(&r, msg, sizeof(msg)));
 		EXPECT_RESULT(noise_decode_initiation(&r, msg, sizeof(msg), &in), NOISE_BAD_MAC1);
@@ -579,7 +579,7 @@ static void test_round_trip(void **state)
 		randombytes_buf(r_priv, sizeof(r_priv));
 		randombytes_buf(i_priv, sizeof(i_priv));
 		assert_int_equal(crypto_scalarmult_base(i_pub, i_priv), 0);
-		assert_int_equal(noise_responder_init(&r, r_priv), 0);
+		assert_int_equal(noise_responder_init_local(&r, r_priv), 0);
 		if (i % 2)
 			noise_tai64n_now(ts);
 		else
@@ -606,9 +606,9 @@ static void test_round_trip(void **state)
 		struct noise_responder other;
 
 		randombytes_buf(r_priv, sizeof(r_priv));
-		assert_int_equal(noise_responder_init(&other, r_priv), 0);
+		assert_int_equal(noise_responder_init_local(&other, r_priv), 0);
 		randombytes_buf(r_priv, sizeof(r_priv));
-		assert_int_equal(noise_responder_init(&r, r_priv), 0);
+		assert_int_equal(noise_responder_init_local(&r, r_priv), 0);
 		EXPECT_EQ(noise_create_initiation(i_priv, other.public_key, ts, 7, msg), 0);
 		EXPECT_RESULT(noise_decode_initiation(&r, msg, sizeof(msg), &in), NOISE_BAD_MAC1);
 		noise_responder_wipe(&other);
@@ -629,7 +629,7 @@ static void test_two_steps(void **state)
 	randombytes_buf(r_priv, sizeof(r_priv));
 	randombytes_buf(i_priv, sizeof(i_priv));
 	assert_int_equal(crypto_scalarmult_base(i_pub, i_priv), 0);
-	assert_int_equal(noise_responder_init(&r, r_priv), 0);
+	assert_int_equal(noise_responder_init_local(&r, r_priv), 0);
 	noise_tai64n_now(ts);
 	assert_int_equal(noise_create_initiation(i_priv, r.public_key, ts, 99, msg), 0);
 
@@ -675,6 +675,94 @@ static void test_two_steps(void **state)
 	memset(bad, 0, sizeof(bad));
 	EXPECT_EQ(noise_static_secret(&r, bad, ss), -EINVAL);
 	noise_responder_wipe(&r);
+}
+
+/* The responder reaches its private key only through its dh function: one from outside (as
+ * the privileged process is) decodes the same, is called once per X25519, its -EINVAL is a
+ * bad static key and any other failure NOISE_ERROR; the responder itself holds no key. */
+struct outside_dh {
+	uint8_t key[32];
+	unsigned calls;
+	int fail; /* 0: compute; else return this */
+};
+
+static int outside_dh(void *arg, uint8_t out[static WG_KEY_LEN], const uint8_t pub[static WG_KEY_LEN])
+{
+	struct outside_dh *o = arg;
+
+	o->calls++;
+	if (o->fail)
+		return o->fail;
+	return crypto_scalarmult(out, o->key, pub) == 0 ? 0 : -EINVAL;
+}
+
+static void test_outside_dh(void **state)
+{
+	uint8_t msg[NOISE_INITIATION_LEN], i_priv[32], i_pub[32], pub[32], ss[32], want[32];
+	uint8_t ts[WG_TAI64N_LEN];
+	struct outside_dh o = { .calls = 0 };
+	struct noise_responder r;
+	struct noise_initiation in;
+	struct noise_half h;
+
+	(void)state;
+	randombytes_buf(o.key, sizeof(o.key));
+	randombytes_buf(i_priv, sizeof(i_priv));
+	assert_int_equal(crypto_scalarmult_base(pub, o.key), 0);
+	assert_int_equal(crypto_scalarmult_base(i_pub, i_priv), 0);
+	noise_tai64n_now(ts);
+	assert_int_equal(noise_create_initiation(i_priv, pub, ts, 5, msg), 0);
+
+	CASE("outside dh: no key in the responder");
+	assert_int_equal(noise_responder_init(&r, pub, outside_dh, &o), 0);
+	EXPECT(sodium_is_zero(r.local_key, sizeof(r.local_key)));
+	EXPECT(sodium_memcmp(r.public_key, pub, 32) == 0);
+
+	CASE("outside dh: decode, two X25519s");
+	EXPECT_RESULT(noise_decode_initiation(&r, msg, sizeof(msg), &in), NOISE_OK);
+	EXPECT_MEM(in.initiator_public, i_pub, 32);
+	EXPECT_MEM(in.timestamp, ts, WG_TAI64N_LEN);
+	EXPECT_EQ(o.calls, 2);
+
+	CASE("outside dh: the static secret is DH(responder, initiator)");
+	EXPECT_EQ(noise_static_secret(&r, i_pub, ss), 0);
+	assert_int_equal(crypto_scalarmult(want, o.key, i_pub), 0);
+	EXPECT_MEM(ss, want, 32);
+
+	CASE("outside dh: mac1 alone needs no X25519");
+	o.calls = 0;
+	EXPECT(noise_mac1_ok(&r, msg, sizeof(msg)));
+	EXPECT_EQ(o.calls, 0);
+
+	CASE("outside dh: -EIO in the first step is an error, not a bad key");
+	o.fail = -EIO;
+	memset(&h, 0xa5, sizeof(h));
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_ERROR);
+	EXPECT(sodium_is_zero((const uint8_t *)&h, sizeof(h)));
+	EXPECT_EQ(noise_static_secret(&r, i_pub, ss), -EIO);
+
+	CASE("outside dh: -EIO in the second step");
+	o.fail = 0;
+	EXPECT_RESULT(noise_open_static(&r, msg, sizeof(msg), &h), NOISE_OK);
+	o.fail = -EIO;
+	EXPECT_RESULT(noise_open_timestamp(&r, &h, msg, NULL, ts), NOISE_ERROR);
+	noise_half_wipe(&h);
+
+	CASE("outside dh: -EINVAL is a bad static key");
+	o.fail = -EINVAL;
+	EXPECT_RESULT(noise_decode_initiation(&r, msg, sizeof(msg), &in), NOISE_BAD_STATIC);
+
+	CASE("outside dh: an all-zero public key");
+	memset(pub, 0, sizeof(pub));
+	EXPECT_EQ(noise_responder_init(&r, pub, outside_dh, &o), -EINVAL);
+
+	CASE("local: the key is kept in the responder, and wiped");
+	assert_int_equal(noise_responder_init_local(&r, o.key), 0);
+	EXPECT_MEM(r.local_key, o.key, 32);
+	EXPECT(r.dh_arg == r.local_key);
+	noise_responder_wipe(&r);
+	EXPECT(sodium_is_zero((const uint8_t *)&r, sizeof(r)));
+	sodium_memzero(&o, sizeof(o));
 }
 
 static void test_tai64n(void **state)
@@ -788,7 +876,7 @@ int main(void)
 		cmocka_unit_test(test_independent_initiator),
 		cmocka_unit_test(test_low_order), cmocka_unit_test(test_not_initiation),
 		cmocka_unit_test(test_wrong_responder),	    cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_two_steps),
+		cmocka_unit_test(test_two_steps),	    cmocka_unit_test(test_outside_dh),
 		cmocka_unit_test(test_tai64n),		    cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_timing),
 	};
