@@ -532,6 +532,131 @@ const struct lws_protocols *jit_protocol(void);
 /* A peer was just created: forget it was unknown. */
 void jit_forget(const uint8_t key[static WG_KEY_LEN]);
 
+/* ---- priv.c: the privileged half (OpenBSD privsep style) ----
+ *
+ * A small process forked before the engine reads any network input. It keeps the device
+ * (CAP_NET_ADMIN) and the device's private key, and does only: device operations on one
+ * peer, a dump, device facts (never the key), X25519 with the key, re-reading the key, and
+ * opening the --capture socket (the descriptor is passed back with SCM_RIGHTS). The engine
+ * (API, JSON, SQLite, JIT policy, GC, capture parsing) asks over a SOCK_SEQPACKET
+ * socketpair, one request at a time, and waits for the answer.
+ *
+ * Every message is a struct priv_hdr and a body whose size the op fixes; hdr.len is the
+ * whole message's size, hdr.seq the request's, echoed in its answer(s); hdr.result is 0 or
+ * -errno in answers and 0 in requests. No padding anywhere (asserted), and every reserved
+ * byte, unused allowed-IP slot, unused psk and unused key slot must be zero: the privileged
+ * side checks sizes, op, ranges and zeros, and exits (fatalx "priv: ...") on a message that
+ * lies. A broken or lying answer ends the engine the same way. Answers are built in zeroed
+ * memory, field by field: nothing but the fields leaves the privileged process.
+ *
+ *   request (body)                      answer (body)
+ *   INSTALL, UPDATE (priv_peer)          INSTALL, UPDATE (none)
+ *   REMOVE (priv_remove)                 REMOVE (none)
+ *   DUMP (none)                          DUMP_PEER (priv_peer_info) per peer, then DUMP (none)
+ *   GET_INFO (none)                      GET_INFO (priv_info)
+ *   DH (priv_key: a public point)        DH (priv_key: the shared point; zero unless result 0;
+ *                                        -EINVAL for a low-order point, -ENOKEY without a key)
+ *   RELOAD_KEY (none)                    RELOAD_KEY (priv_info: the device, and the public key
+ *                                        of the private key now held)
+ *   CAPTURE_OPEN (priv_ifname)           CAPTURE_OPEN (none), with the fd when result is 0;
+ *                                        -EPERM for an interface not given at start */
+enum priv_op {
+	PRIV_INSTALL = 1,
+	PRIV_UPDATE,
+	PRIV_REMOVE,
+	PRIV_DUMP,
+	PRIV_GET_INFO,
+	PRIV_DH,
+	PRIV_RELOAD_KEY,
+	PRIV_CAPTURE_OPEN,
+	PRIV_OP_MAX,
+	PRIV_DUMP_PEER = 0x100, /* answers only */
+};
+
+enum {
+	PRIV_REMOVE_MAX = 64, /* keys per REMOVE; privsep_ops splits larger batches */
+};
+
+struct priv_hdr {
+	uint32_t op;
+	uint32_t len;
+	uint32_t seq;
+	int32_t result;
+};
+
+struct priv_peer {
+	uint8_t pubkey[WG_KEY_LEN];
+	uint8_t psk[WG_KEY_LEN];          /* all zero unless has_psk */
+	uint8_t has_psk;                  /* 0 or 1 */
+	uint8_t n_allowed;                /* <= PROV_MAX_ALLOWED; later slots all zero */
+	uint16_t reserved;
+	int32_t keepalive_s;              /* -1..65535 */
+	struct sockaddr_storage endpoint; /* AF_UNSPEC (then all zero), AF_INET or AF_INET6 */
+	struct prov_cidr allowed[PROV_MAX_ALLOWED]; /* AF_INET /0-32 or AF_INET6 /0-128 */
+};
+
+struct priv_remove {
+	uint32_t n; /* 1..PRIV_REMOVE_MAX; keys past n all zero */
+	uint32_t reserved;
+	uint8_t keys[PRIV_REMOVE_MAX][WG_KEY_LEN];
+};
+
+struct priv_peer_info {
+	uint8_t pubkey[WG_KEY_LEN];
+	int64_t last_handshake_s;
+	uint64_t rx_bytes, tx_bytes;
+	struct sockaddr_storage endpoint;
+	uint32_t keepalive_s;
+	uint32_t n_allowed;               /* as the device says; allowed holds the first 8 */
+	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+};
+
+struct priv_info {
+	uint8_t public_key[WG_KEY_LEN];
+	uint8_t has_public_key;           /* 0 or 1 */
+	uint8_t reserved;
+	uint16_t listen_port;
+	uint32_t ifindex;
+};
+
+struct priv_key {
+	uint8_t key[WG_KEY_LEN];
+};
+
+struct priv_ifname {
+	char name[IF_NAMESIZE];           /* NUL-terminated, zero after the NUL */
+};
+
+struct priv;
+
+/* The privileged loop: serve requests on fd with dev until the engine closes its end, then
+ * wipe the key, close dev and return 0. Reads the device's key first (none is not an error:
+ * DH answers -ENOKEY until a RELOAD_KEY finds one). capture_if: the one interface a capture
+ * may be opened on (NULL or "": none). Exits the process on a lying request. */
+int priv_serve(int fd, struct wgdev *dev, const char *capture_if);
+/* Fork the privileged process over a new socketpair: the child runs priv_serve and exits;
+ * the parent gets the engine's end in *out and must close its own copy of dev. Returns 0
+ * or -errno. */
+int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
+	__attribute__((warn_unused_result));
+/* The engine's end over fd, connected to a priv_serve in process pid (0: not ours to wait
+ * for). Takes fd. */
+int priv_attach(struct priv **out, int fd, pid_t pid) __attribute__((warn_unused_result));
+/* Close the channel (the privileged process then exits) and wait for it. NULL-safe. */
+void priv_close(struct priv *p);
+/* A struct wgdev whose operations go to p; wgdev_close() on it calls priv_close(p).
+ * get_info refuses to return a private key (-EPERM). */
+extern const struct wgdev_ops privsep_ops;
+int priv_open_device(struct wgdev **out, struct priv *p, const char *ifname)
+	__attribute__((warn_unused_result));
+/* noise_dh_fn for a struct priv *: X25519 with the device's key, in the privileged process. */
+int priv_dh(void *p, uint8_t out[static WG_KEY_LEN], const uint8_t pub[static WG_KEY_LEN]);
+/* Re-read the device's key there; info gets the device and the key's public half. */
+int priv_reload_key(struct priv *p, struct wgdev_info *info) __attribute__((warn_unused_result));
+/* The capture socket on ifname (capture_open's, for the device's listen port): an fd or
+ * -errno. */
+int priv_capture_open(struct priv *p, const char *ifname) __attribute__((warn_unused_result));
+
 /* ---- main.c: the daemon's configuration and state ---- */
 
 enum {
