@@ -118,8 +118,19 @@ static int responder_load(void)
 {
 	uint8_t priv[WG_KEY_LEN];
 	struct wgdev_info info;
-	int ret = wgdev_get_info(prov.dev, &info, priv);
+	int ret;
 
+	if (prov.priv) { /* the daemon: the key stays in the privileged process */
+		ret = priv_reload_key(prov.priv, &info);
+		if (ret < 0)
+			return ret;
+		if (jit.responder->dh &&
+		    memcmp(info.public_key, jit.responder->public_key, WG_KEY_LEN) == 0)
+			return 0;
+		ret = noise_responder_init(jit.responder, info.public_key, priv_dh, prov.priv);
+		goto loaded;
+	}
+	ret = wgdev_get_info(prov.dev, &info, priv);
 	if (ret < 0)
 		return ret;
 	if (jit.responder && sodium_memcmp(priv, jit.responder->local_key, WG_KEY_LEN) == 0) {
@@ -128,6 +139,7 @@ static int responder_load(void)
 	}
 	ret = noise_responder_init_local(jit.responder, priv);
 	sodium_memzero(priv, sizeof(priv));
+loaded:
 	if (ret < 0)
 		return ret;
 	/* Secrets made with the old key are worth nothing now. */
@@ -786,7 +798,8 @@ void jit_start(void)
 		if (!prov.info.listen_port)
 			fatalx("--capture: %s has no listen port, so plain UDP clients cannot reach "
 			       "it", prov.cfg.ifname);
-		ret = capture_open(prov.cfg.capture_if, prov.info.listen_port);
+		ret = prov.priv ? priv_capture_open(prov.priv, prov.cfg.capture_if)
+				: capture_open(prov.cfg.capture_if, prov.info.listen_port);
 		if (ret < 0)
 			fatalx("--capture %s: %s%s", prov.cfg.capture_if, strerror(-ret),
 			       ret == -EPERM ? " (needs CAP_NET_RAW)" : "");

@@ -3,7 +3,9 @@
  * default), the GC and WAL checkpoints; the store and device calls it makes take tens of
  * microseconds, so they run inline; WAL checkpoints (milliseconds of fsync) run in a
  * thread of their own (ckpt.c). `peer …` is the command-line client of that API
- * (cli.c). Needs CAP_NET_ADMIN for a kernel device, root for wireguard-go's socket. */
+ * (cli.c). Needs CAP_NET_ADMIN for a kernel device, root for wireguard-go's socket. `serve`
+ * forks its privileged half (priv.c) as soon as the device is open: that process keeps the
+ * device and its private key; everything else here, the engine, goes through it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -575,10 +577,35 @@ static void create_vhosts(struct prov_cfg *cfg)
 	}
 }
 
+/* The privileged half (priv.c) gets the device and its key, before the engine opens the store
+ * or reads a byte from the network; from here on the engine reaches the device through
+ * prov.dev = privsep_ops and the key through priv_dh.
+ * TODO(issue 10 §3, second part): the engine still runs as root with every capability. Drop
+ * them here, after the fork: setgroups/setgid/setuid to a dedicated user (the store's
+ * directory and the API socket's must then be that user's), PR_SET_NO_NEW_PRIVS, no
+ * capabilities (the capture socket already comes from the privileged side), then a seccomp
+ * allow-list once the event loop runs. The privileged side could drop all but
+ * CAP_NET_ADMIN (CAP_NET_RAW for the capture) and read access to the UAPI socket. */
+static void start_privileged(struct wgdev *dev)
+{
+	int ret;
+
+	ret = priv_start(&prov.priv, dev, prov.cfg.capture_if[0] ? prov.cfg.capture_if : NULL);
+	if (ret < 0)
+		fatalx("cannot start the privileged process: %s", strerror(-ret));
+	log_info("privileged process %ld keeps %s (%s) and its private key",
+		 (long)priv_pid(prov.priv), prov.cfg.ifname, dev->ops->name);
+	wgdev_close(dev); /* the engine's copy: the child has its own */
+	ret = priv_open_device(&prov.dev, prov.priv, prov.cfg.ifname);
+	if (ret < 0)
+		fatalx("privsep device: %s", strerror(-ret));
+}
+
 static int serve(int argc, char **argv)
 {
 	struct lws_context_creation_info info;
 	struct sigaction sa;
+	struct wgdev *dev;
 	char err[512], b64[WG_KEY_B64_LEN + 1];
 	bool check_only = false;
 	uint64_t stored = 0, installed = 0;
@@ -592,6 +619,11 @@ static int serve(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		fatalx("libsodium failed to initialise");
+	ret = wgdev_open(&dev, prov.cfg.ifname, prov.cfg.backend, prov.cfg.uapi_dir);
+	if (ret < 0)
+		fatalx("--interface %s: %s%s", prov.cfg.ifname, strerror(-ret),
+		       ret == -ENODEV ? " (no such WireGuard device, kernel or wireguard-go)" : "");
+	start_privileged(dev);
 	ret = store_open(&prov.store, prov.cfg.db_path, &prov.cfg.pool, err, sizeof(err));
 	if (ret < 0)
 		fatalx("--db %s: %s", prov.cfg.db_path, err);
@@ -601,10 +633,6 @@ static int serve(int argc, char **argv)
 	if (ret < 0)
 		fatalx("--db %s: cannot start the checkpoint thread: %s", prov.cfg.db_path,
 		       strerror(-ret));
-	ret = wgdev_open(&prov.dev, prov.cfg.ifname, prov.cfg.backend, prov.cfg.uapi_dir);
-	if (ret < 0)
-		fatalx("--interface %s: %s%s", prov.cfg.ifname, strerror(-ret),
-		       ret == -ENODEV ? " (no such WireGuard device, kernel or wireguard-go)" : "");
 	ret = wgdev_get_info(prov.dev, &prov.info, NULL);
 	if (ret < 0)
 		fatalx("--interface %s: cannot read the device: %s", prov.cfg.ifname, strerror(-ret));

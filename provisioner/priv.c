@@ -63,12 +63,15 @@ union priv_msg {
 
 /* No padding: every byte of a message is a field someone checks or sets. */
 _Static_assert(sizeof(struct priv_hdr) == 16, "priv_hdr padding");
-_Static_assert(sizeof(struct priv_peer) == 2 * WG_KEY_LEN + 8 + sizeof(struct sockaddr_storage) +
-			   PROV_MAX_ALLOWED * sizeof(struct prov_cidr), "priv_peer padding");
 _Static_assert(sizeof(struct prov_cidr) == 18, "prov_cidr padding");
-_Static_assert(sizeof(struct priv_remove) == 8 + PRIV_REMOVE_MAX * WG_KEY_LEN, "priv_remove padding");
+_Static_assert(sizeof(struct priv_peer) == 2 * WG_KEY_LEN + 8 + sizeof(struct sockaddr_storage) +
+		       PROV_MAX_ALLOWED * sizeof(struct prov_cidr),
+	       "priv_peer padding");
+_Static_assert(sizeof(struct priv_remove) == 8 + PRIV_REMOVE_MAX * WG_KEY_LEN,
+	       "priv_remove padding");
 _Static_assert(sizeof(struct priv_peer_info) == WG_KEY_LEN + 24 + sizeof(struct sockaddr_storage) +
-			   8 + PROV_MAX_ALLOWED * sizeof(struct prov_cidr), "priv_peer_info padding");
+		       8 + PROV_MAX_ALLOWED * sizeof(struct prov_cidr),
+	       "priv_peer_info padding");
 _Static_assert(sizeof(struct priv_info) == WG_KEY_LEN + 8, "priv_info padding");
 _Static_assert(sizeof(struct peer_msg) == 16 + sizeof(struct priv_peer), "peer_msg padding");
 _Static_assert(sizeof(struct remove_msg) == 16 + sizeof(struct priv_remove), "remove_msg padding");
@@ -333,7 +336,10 @@ static void serve_one(struct privd *d, union priv_msg *req)
 		break;
 	case PRIV_GET_INFO:
 	case PRIV_RELOAD_KEY:
-		ret = op == PRIV_RELOAD_KEY ? load_key(d, &info) : wgdev_get_info(d->dev, &info, NULL);
+		if (op == PRIV_RELOAD_KEY)
+			ret = load_key(d, &info);
+		else
+			ret = wgdev_get_info(d->dev, &info, NULL);
 		answer_init(&ans, op, seq, ret);
 		if (ret == 0 || op == PRIV_RELOAD_KEY)
 			info_to_wire(&info, &ans.info.i);
@@ -395,8 +401,8 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 		if (op == 0 || op >= PRIV_OP_MAX)
 			fatalx("priv: request op %u", op);
 		if ((size_t)n != request_len[op] || m.h.len != (uint32_t)n || m.h.result != 0)
-			fatalx("priv: request op %u of %zd bytes (len %u, result %d; expected %u)", op,
-			       n, m.h.len, (int)m.h.result, request_len[op]);
+			fatalx("priv: request op %u of %zd bytes (len %u, result %d; expected %u)",
+			       op, n, m.h.len, (int)m.h.result, request_len[op]);
 		serve_one(&d, &m);
 		sodium_memzero(&m, sizeof(m));
 	}
@@ -411,6 +417,7 @@ struct priv {
 	int fd;
 	pid_t pid;
 	uint32_t seq;
+	struct wgdev_ops ops; /* privsep_ops named after the backend the child has */
 };
 
 int priv_attach(struct priv **out, int fd, pid_t pid)
@@ -421,6 +428,7 @@ int priv_attach(struct priv **out, int fd, pid_t pid)
 		return -ENOMEM;
 	p->fd = fd;
 	p->pid = pid;
+	p->ops = privsep_ops;
 	*out = p;
 	return 0;
 }
@@ -454,8 +462,15 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 	if (ret < 0) {
 		close(sv[0]);
 		(void)waitpid(pid, NULL, 0);
+		return ret;
 	}
-	return ret;
+	(*out)->ops.name = dev->ops->name; /* a static string: the same in both processes */
+	return 0;
+}
+
+pid_t priv_pid(const struct priv *p)
+{
+	return p->pid;
 }
 
 void priv_close(struct priv *p)
@@ -655,7 +670,7 @@ int priv_open_device(struct wgdev **out, struct priv *p, const char *ifname)
 
 	if (!d)
 		return -ENOMEM;
-	d->ops = &privsep_ops;
+	d->ops = &p->ops;
 	d->impl = p;
 	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	*out = d;

@@ -642,10 +642,13 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 /* The engine's end over fd, connected to a priv_serve in process pid (0: not ours to wait
  * for). Takes fd. */
 int priv_attach(struct priv **out, int fd, pid_t pid) __attribute__((warn_unused_result));
+/* The privileged process (0 when p was attached to an fd). */
+pid_t priv_pid(const struct priv *p);
 /* Close the channel (the privileged process then exits) and wait for it. NULL-safe. */
 void priv_close(struct priv *p);
 /* A struct wgdev whose operations go to p; wgdev_close() on it calls priv_close(p).
- * get_info refuses to return a private key (-EPERM). */
+ * get_info refuses to return a private key (-EPERM). Its ops are privsep_ops, named
+ * after the privileged process's backend ("netlink", "uapi") when priv_start made p. */
 extern const struct wgdev_ops privsep_ops;
 int priv_open_device(struct wgdev **out, struct priv *p, const char *ifname)
 	__attribute__((warn_unused_result));
@@ -705,7 +708,8 @@ struct prov_stats {
 struct prov {
 	struct prov_cfg cfg;
 	struct store *store;
-	struct wgdev *dev;
+	struct wgdev *dev;            /* privsep_ops in the daemon: the device is priv.c's */
+	struct priv *priv;            /* NULL in tools and benches: dev and the key are local */
 	struct wgdev_info info;
 	struct lws_context *ctx;
 	bool writes_since_checkpoint;
