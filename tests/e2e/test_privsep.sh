@@ -1,0 +1,134 @@
+#!/bin/bash
+# The provisioner's privilege separation (provisioner/priv.c), against a wireguard-go gateway in
+# a namespace:
+#  1. `serve` is two processes: the engine and the privileged child it forks at start-up;
+#     peers created, listed and deleted through the API reach the device through the child.
+#  2. The device's private key (raw, hex, base64) is nowhere in the engine's readable memory,
+#     after installs, a dump and a delete; the same scan finds it in the child's (so the scan
+#     can see a key where there is one).
+#  3. SIGTERM to the engine: it exits 0 and its child is gone with it (reaped, no orphan).
+#  4. The child killed: the engine's next device operation ends it, non-zero, with
+#     "priv: the privileged process is gone" in its log.
+# The engine's own privileges are not dropped yet (issue 10 §3, second part): not tested here.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+need_root
+need_cmd wireguard-go wg ip curl
+need_bins wgws-provisioner
+
+PROV=$WGWS_BUILD/wgws-provisioner
+SOCK=$T/prov.sock DB=$T/prov.db
+PROV_LOG="" PROV_PID="" PROV_N=0
+
+dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
+
+healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
+# req METHOD PATH [CURL_ARGS...]: the status in $CODE (000 when curl failed), the body in $T/body.
+req() {
+	local m=$1 p=$2
+	shift 2
+	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X "$m" "$@" \
+		"http://prov$p") || CODE=000
+}
+start_prov() {
+	PROV_N=$((PROV_N + 1))
+	PROV_LOG=$T/prov-$PROV_N.log
+	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --db "$DB" \
+		--api "unix:$SOCK" --pool4 10.203.0.0/24 --gc-interval 1 -v
+	PROV_PID=$SPAWNED
+	wait_for 10 healthy || fail "provisioner did not answer /healthz within 10 s"
+}
+# child_of PID: its children's pids, one a line.
+child_of() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }
+# key_hits PID: how many times the gateway's private key (raw, hex, base64) occurs in PID's
+# readable memory, as "raw hex b64". Mappings over 1 GiB are skipped: a SANITIZE=1 build's
+# shadow memory, which never holds data.
+key_hits() {
+	"$PY" - "$1" "$T/keys/gw.key" <<'EOF'
+import base64, re, sys
+pid, keyfile = sys.argv[1], sys.argv[2]
+b64 = open(keyfile).read().strip().encode()
+raw = base64.b64decode(b64)
+needles = [raw, raw.hex().encode(), b64]
+hits = [0, 0, 0]
+CHUNK, OVER = 1 << 20, 64
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+        lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+        if perms[0] != "r" or "[vvar]" in line or hi - lo > 1 << 30:
+            continue
+        for at in range(lo, hi, CHUNK):
+            try:
+                mem.seek(at)
+                data = mem.read(min(CHUNK + OVER, hi - at))
+            except OSError:
+                continue
+            for i, n in enumerate(needles):
+                # count the matches that start in this chunk (the overlap is the next one's)
+                k = data.find(n)
+                while k != -1 and k < CHUNK:
+                    hits[i] += 1
+                    k = data.find(n, k + 1)
+print(*hits)
+EOF
+}
+
+say "a wireguard-go gateway with a key; the provisioner on it"
+netns_add "$NS_G"
+(umask 077 && wg genkey >"$T/keys/gw.key")
+spawn_ns "$NS_G" "$T/wg-gw.log" wireguard-go -f "$WG_G"
+WGG_PID=$SPAWNED
+wait_for 10 test -S "/var/run/wireguard/$WG_G.sock" || fail "wireguard-go did not start"
+in_g wg set "$WG_G" private-key "$T/keys/gw.key" listen-port "$WG_PORT"
+in_g ip link set "$WG_G" up
+start_prov
+
+say "1. two processes; the API reaches the device through the child"
+PRIV_PID=$(child_of "$PROV_PID")
+[ "$(wc -w <<<"$PRIV_PID")" = 1 ] || fail "expected one child of the engine, got '$PRIV_PID'"
+grep -q "privileged process $PRIV_PID keeps $WG_G (uapi)" "$PROV_LOG" ||
+	fail "no start-up line naming the privileged process $PRIV_PID"
+for i in 1 2 3; do
+	req POST /v1/peers -H 'Content-Type: application/json' --data-binary '{}'
+	[ "$CODE" = 201 ] || fail "create $i: HTTP $CODE: $(head -c 200 "$T/body")"
+done
+KEY=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["public_key"])' "$T/body")
+[ "$(in_g wg show "$WG_G" peers | wc -l)" = 3 ] || fail "the device does not have the 3 peers"
+req DELETE "/v1/peers/$(tr '+/' '-_' <<<"$KEY")"
+[ "$CODE" = 200 ] || fail "delete: HTTP $CODE"
+[ "$(in_g wg show "$WG_G" peers | wc -l)" = 2 ] || fail "the device still has the deleted peer"
+req GET /healthz
+grep -q uapi "$T/body" || fail "/healthz does not name the uapi backend: $(head -c 200 "$T/body")"
+
+nap 1.2 # a GC dump or two (--gc-interval 1)
+ok "engine $PROV_PID, privileged child $PRIV_PID; 3 creates installed, a delete removed, GC dumps"
+
+say "2. the private key: not in the engine's memory, in the child's"
+read -r e_raw e_hex e_b64 <<<"$(key_hits "$PROV_PID")"
+read -r c_raw c_hex c_b64 <<<"$(key_hits "$PRIV_PID")"
+[ "$c_raw" -ge 1 ] || fail "the scan did not find the key in the privileged child ($c_raw $c_hex $c_b64)"
+[ "$e_raw $e_hex $e_b64" = "0 0 0" ] ||
+	fail "the engine's memory holds the private key: raw $e_raw, hex $e_hex, base64 $e_b64"
+ok "engine: raw 0, hex 0, base64 0; privileged child: raw $c_raw, hex $c_hex, base64 $c_b64"
+
+say "3. SIGTERM to the engine: both processes end"
+stop_pid "$PROV_PID" TERM 5
+[ "$STOP_RC" = 0 ] || fail "the engine exited $STOP_RC on SIGTERM"
+wait_for 2 eval '! alive "$PRIV_PID"' || fail "the privileged child $PRIV_PID outlived the engine"
+ok "engine exited 0; privileged child $PRIV_PID gone"
+
+say "4. the privileged child killed: the engine's next device operation ends it"
+start_prov
+PRIV_PID=$(child_of "$PROV_PID")
+[ -n "$PRIV_PID" ] || fail "no privileged child"
+kill -KILL "$PRIV_PID"
+req POST /v1/peers -H 'Content-Type: application/json' --data-binary '{}'
+wait_for 5 eval '! alive "$PROV_PID"' || fail "the engine survived the loss of its privileged half"
+STOP_RC=0
+wait "$PROV_PID" 2>/dev/null || STOP_RC=$?
+[ "$STOP_RC" != 0 ] || fail "the engine exited 0 without its privileged half"
+grep -q 'fatal: priv: the privileged process is gone' "$PROV_LOG" || fail "no fatal line about it"
+ok "engine exited $STOP_RC: $(grep -m1 'fatal: priv:' "$PROV_LOG" | cut -c1-100)"
+echo "PASS test_privsep"
