@@ -462,6 +462,10 @@ static void checkpoint_cb(lws_sorted_usec_list_t *sul)
 		ckpt_kick();
 		prov.writes_since_checkpoint = false;
 	}
+	/* Without its privileged half the daemon can do nothing right: end, and be restarted,
+	 * rather than wait for the next device call to find out. */
+	if (priv_is_gone(prov.priv))
+		fatalx("priv: the privileged process is gone");
 	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
 }
 

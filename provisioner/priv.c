@@ -14,6 +14,7 @@
  * the device calls it replaces were. An answer that lies ends the engine (fatalx). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -466,6 +467,14 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 	}
 	(*out)->ops.name = dev->ops->name; /* a static string: the same in both processes */
 	return 0;
+}
+
+bool priv_is_gone(struct priv *p)
+{
+	struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+	/* No answer is due: readable means closed or lying. A failed poll() is no news. */
+	return poll(&pfd, 1, 0) > 0;
 }
 
 pid_t priv_pid(const struct priv *p)

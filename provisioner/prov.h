@@ -644,6 +644,9 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 int priv_attach(struct priv **out, int fd, pid_t pid) __attribute__((warn_unused_result));
 /* The privileged process (0 when p was attached to an fd). */
 pid_t priv_pid(const struct priv *p);
+/* True when the privileged process closed its end or sent something unasked (a lie):
+ * checked between requests, without blocking. */
+bool priv_is_gone(struct priv *p);
 /* Close the channel (the privileged process then exits) and wait for it. NULL-safe. */
 void priv_close(struct priv *p);
 /* A struct wgdev whose operations go to p; wgdev_close() on it calls priv_close(p).

@@ -9,6 +9,7 @@
  * The timing print at the end is information for the report, not an assertion. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,20 +181,21 @@ static void child_start(struct child *c)
 	assert_int_equal(priv_open_device(&c->dev, c->priv, "wgfake"), 0);
 }
 
-/* Close the channel (or not, when the child died already) and return its wait status;
- * log gets what it wrote on stderr. */
+/* Close the channel (or not, when the child died already) and return its wait status (0
+ * when c->pid is 0: reaped already); log gets what it wrote on stderr. */
 static int child_end(struct child *c, char log[static LOG_MAX])
 {
 	size_t len = 0;
 	ssize_t n;
-	int status;
+	int status = 0;
 
 	wgdev_close(c->dev); /* closes c->fd: the child sees EOF */
 	while ((n = read(c->log_fd, log + len, LOG_MAX - 1 - len)) > 0)
 		len += (size_t)n;
 	log[len] = '\0';
 	close(c->log_fd);
-	assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
+	if (c->pid > 0)
+		assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
 	return status;
 }
 
@@ -457,6 +459,29 @@ static void test_no_key(void **state)
 	EXPECT_EQ(priv_reload_key(c.priv, &info), 0);
 	EXPECT_EQ(priv_dh(c.priv, out, pub), 0);
 	EXPECT(WIFEXITED(child_end(&c, log)));
+}
+
+static void test_gone(void **state)
+{
+	uint8_t pub[WG_KEY_LEN], out[WG_KEY_LEN];
+	char log[LOG_MAX];
+	struct child c;
+	int status;
+
+	CASE("alive and idle: not gone");
+	fake_reset();
+	child_start(&c);
+	randombytes_buf(pub, sizeof(pub));
+	EXPECT_EQ(priv_dh(c.priv, out, pub), 0);
+	EXPECT(!priv_is_gone(c.priv));
+
+	CASE("killed: gone, without a request");
+	assert_int_equal(kill(c.pid, SIGKILL), 0);
+	assert_int_equal(waitpid(c.pid, &status, 0), c.pid);
+	EXPECT(WIFSIGNALED(status));
+	EXPECT(priv_is_gone(c.priv));
+	c.pid = 0; /* reaped */
+	(void)child_end(&c, log);
 }
 
 /* ---- lies ---- */
@@ -831,6 +856,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trips),
 		cmocka_unit_test(test_no_key),
+		cmocka_unit_test(test_gone),
 		cmocka_unit_test(test_lies),
 		cmocka_unit_test(test_key_never_answered),
 		cmocka_unit_test(test_dh_timing),
