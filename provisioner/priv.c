@@ -496,11 +496,16 @@ void priv_close(struct priv *p)
 
 static void request(struct priv *p, union priv_msg *m, uint32_t op)
 {
+	ssize_t n;
+
 	m->h.op = op;
 	m->h.len = request_len[op];
 	m->h.seq = ++p->seq;
 	m->h.result = 0;
-	if (send(p->fd, m, m->h.len, MSG_NOSIGNAL) != (ssize_t)m->h.len)
+	do
+		n = send(p->fd, m, m->h.len, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)m->h.len)
 		fatal("priv: the privileged process is gone");
 }
 
@@ -530,9 +535,11 @@ static void answer(struct priv *p, union priv_msg *m, int *fd)
 		want = sizeof(struct dump_msg);
 	else if (m->h.op > 0 && m->h.op < PRIV_OP_MAX)
 		want = answer_len[m->h.op];
+	/* A descriptor comes with a successful CAPTURE_OPEN, and with nothing else. */
 	if ((size_t)n < sizeof(m->h) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
 	    (size_t)n != want || m->h.len != want || m->h.seq != p->seq || m->h.result > 0 ||
-	    m->h.result < -4095 || (c && (*fd < 0 || m->h.op != PRIV_CAPTURE_OPEN)))
+	    m->h.result < -4095 || (c && *fd < 0) ||
+	    (*fd >= 0) != (m->h.op == PRIV_CAPTURE_OPEN && m->h.result == 0))
 		fatalx("priv: malformed answer (op %u, %zd bytes)", m->h.op, n);
 }
 
@@ -721,7 +728,5 @@ int priv_capture_open(struct priv *p, const char *ifname)
 		return -EINVAL;
 	strcpy(m.ifname.n.name, ifname);
 	ret = call(p, &m, PRIV_CAPTURE_OPEN, &fd);
-	if (ret == 0 && fd < 0)
-		fatalx("priv: a capture answer without its descriptor");
-	return ret < 0 ? ret : fd;
+	return ret < 0 ? ret : fd; /* answer() made sure there is one on success */
 }

@@ -766,6 +766,126 @@ static void test_lies(void **state)
 	}
 }
 
+/* ---- lying answers: the engine ends ---- */
+
+enum answer_lie {
+	ANS_SEQ, ANS_SHORT, ANS_LONG, ANS_OP, ANS_RESULT_POSITIVE, ANS_FD_WITH_DH,
+	ANS_CAPTURE_NO_FD, ANS_CLOSED,
+};
+
+static const struct {
+	const char *name;
+	enum answer_lie how;
+	uint32_t op; /* what the engine asks */
+} answer_lies[] = {
+	{ "another seq", ANS_SEQ, PRIV_DH },
+	{ "one byte short", ANS_SHORT, PRIV_DH },
+	{ "one byte long", ANS_LONG, PRIV_RELOAD_KEY },
+	{ "an answer of another op", ANS_OP, PRIV_DH },
+	{ "a positive result", ANS_RESULT_POSITIVE, PRIV_DH },
+	{ "a descriptor with a DH answer", ANS_FD_WITH_DH, PRIV_DH },
+	{ "a capture without its descriptor", ANS_CAPTURE_NO_FD, PRIV_CAPTURE_OPEN },
+	{ "the privileged side closes", ANS_CLOSED, PRIV_DH },
+};
+
+static void send_with_fd(int sock, const void *buf, size_t len, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	EXPECT_EQ(sendmsg(sock, &mh, 0), (ssize_t)len);
+}
+
+static void test_lying_answers(void **state)
+{
+	static union raw m;
+	char log[LOG_MAX];
+
+	for (size_t i = 0; i < sizeof(answer_lies) / sizeof(answer_lies[0]); i++) {
+		int sv[2], lp[2], status;
+		size_t len;
+		ssize_t n;
+		pid_t pid;
+
+		CASE("engine told %s", answer_lies[i].name);
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+		assert_int_equal(pipe2(lp, O_CLOEXEC), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) { /* the engine */
+			uint8_t pub[WG_KEY_LEN] = { 9 }, out[WG_KEY_LEN];
+			struct priv *p;
+
+			close(sv[1]);
+			close(lp[0]);
+			dup2(lp[1], STDERR_FILENO);
+			if (priv_attach(&p, sv[0], 0) < 0)
+				_exit(3);
+			struct wgdev_info info;
+			int ret;
+
+			if (answer_lies[i].op == PRIV_DH)
+				ret = priv_dh(p, out, pub);
+			else if (answer_lies[i].op == PRIV_RELOAD_KEY)
+				ret = priv_reload_key(p, &info);
+			else
+				ret = priv_capture_open(p, "lo");
+			_exit(ret > 0 ? 4 : 0); /* it believed the lie */
+		}
+		close(sv[0]);
+		close(lp[1]);
+		/* We are the privileged side: read the request, answer it wrongly. */
+		n = recv(sv[1], &m, sizeof(m), 0);
+		EXPECT(n >= (ssize_t)sizeof(struct priv_hdr));
+		EXPECT_EQ(m.h.op, answer_lies[i].op);
+		len = m.h.op == PRIV_DH ? sizeof(struct key_req)
+		      : m.h.op == PRIV_CAPTURE_OPEN ? sizeof(struct priv_hdr)
+						    : sizeof(struct priv_hdr) + sizeof(struct priv_info);
+		memset((uint8_t *)&m + sizeof(m.h), 0, sizeof(m) - sizeof(m.h));
+		m.h.len = (uint32_t)len;
+		switch (answer_lies[i].how) {
+		case ANS_SEQ:
+			m.h.seq++;
+			break;
+		case ANS_SHORT:
+			m.h.len = (uint32_t)--len;
+			break;
+		case ANS_LONG:
+			m.h.len = (uint32_t)++len;
+			break;
+		case ANS_OP: /* a GET_INFO answer, well formed, to a DH */
+			m.h.op = PRIV_GET_INFO;
+			len = m.h.len = sizeof(struct priv_hdr) + sizeof(struct priv_info);
+			break;
+		case ANS_RESULT_POSITIVE:
+			m.h.result = 5;
+			break;
+		case ANS_FD_WITH_DH:
+		case ANS_CAPTURE_NO_FD:
+		case ANS_CLOSED:
+			break;
+		}
+		if (answer_lies[i].how == ANS_FD_WITH_DH)
+			send_with_fd(sv[1], &m, len, STDIN_FILENO);
+		else if (answer_lies[i].how != ANS_CLOSED)
+			EXPECT_EQ(send(sv[1], &m, len, 0), (ssize_t)len);
+		close(sv[1]);
+		n = read(lp[0], log, LOG_MAX - 1);
+		log[n > 0 ? n : 0] = '\0';
+		close(lp[0]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+		EXPECT(strstr(log, ": fatal: priv: ") != NULL);
+	}
+}
+
 /* ---- the key in answers ---- */
 
 /* Does any 8-byte run of the key occur in buf? */
@@ -858,6 +978,7 @@ int main(void)
 		cmocka_unit_test(test_no_key),
 		cmocka_unit_test(test_gone),
 		cmocka_unit_test(test_lies),
+		cmocka_unit_test(test_lying_answers),
 		cmocka_unit_test(test_key_never_answered),
 		cmocka_unit_test(test_dh_timing),
 	};
