@@ -23,7 +23,9 @@ PROV_LOG="" PROV_PID="" PROV_N=0
 
 dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
 
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
+healthy() {
+	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]
+}
 # req METHOD PATH [CURL_ARGS...]: the status in $CODE (000 when curl failed), the body in $T/body.
 req() {
 	local m=$1 p=$2
@@ -108,7 +110,8 @@ ok "engine $PROV_PID, privileged child $PRIV_PID; 3 creates installed, a delete 
 say "2. the private key: not in the engine's memory, in the child's"
 read -r e_raw e_hex e_b64 <<<"$(key_hits "$PROV_PID")"
 read -r c_raw c_hex c_b64 <<<"$(key_hits "$PRIV_PID")"
-[ "$c_raw" -ge 1 ] || fail "the scan did not find the key in the privileged child ($c_raw $c_hex $c_b64)"
+[ "$c_raw" -ge 1 ] ||
+	fail "the scan did not find the key in the privileged child ($c_raw $c_hex $c_b64)"
 [ "$e_raw $e_hex $e_b64" = "0 0 0" ] ||
 	fail "the engine's memory holds the private key: raw $e_raw, hex $e_hex, base64 $e_b64"
 ok "engine: raw 0, hex 0, base64 0; privileged child: raw $c_raw, hex $c_hex, base64 $c_b64"

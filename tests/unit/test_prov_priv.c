@@ -845,9 +845,12 @@ static void test_lying_answers(void **state)
 		n = recv(sv[1], &m, sizeof(m), 0);
 		EXPECT(n >= (ssize_t)sizeof(struct priv_hdr));
 		EXPECT_EQ(m.h.op, answer_lies[i].op);
-		len = m.h.op == PRIV_DH ? sizeof(struct key_req)
-		      : m.h.op == PRIV_CAPTURE_OPEN ? sizeof(struct priv_hdr)
-						    : sizeof(struct priv_hdr) + sizeof(struct priv_info);
+		if (m.h.op == PRIV_DH)
+			len = sizeof(struct key_req);
+		else if (m.h.op == PRIV_CAPTURE_OPEN)
+			len = sizeof(struct priv_hdr);
+		else
+			len = sizeof(struct priv_hdr) + sizeof(struct priv_info);
 		memset((uint8_t *)&m + sizeof(m.h), 0, sizeof(m) - sizeof(m.h));
 		m.h.len = (uint32_t)len;
 		switch (answer_lies[i].how) {
