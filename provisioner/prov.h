@@ -532,7 +532,7 @@ const struct lws_protocols *jit_protocol(void);
 /* A peer was just created: forget it was unknown. */
 void jit_forget(const uint8_t key[static WG_KEY_LEN]);
 
-/* ---- priv.c: the privileged half (OpenBSD privsep style) ----
+/* ---- priv.c, privsep.c: the privileged half (OpenBSD privsep style) and the engine's end ----
  *
  * A small process forked before the engine reads any network input. It keeps the device
  * (CAP_NET_ADMIN) and the device's private key, and does only: device operations on one
@@ -626,6 +626,50 @@ struct priv_key {
 struct priv_ifname {
 	char name[IF_NAMESIZE];           /* NUL-terminated, zero after the NUL */
 };
+
+/* Whole messages: the header and the op's body. */
+struct priv_peer_msg {
+	struct priv_hdr h;
+	struct priv_peer p;
+};
+struct priv_remove_msg {
+	struct priv_hdr h;
+	struct priv_remove r;
+};
+struct priv_dump_msg {
+	struct priv_hdr h;
+	struct priv_peer_info p;
+};
+struct priv_info_msg {
+	struct priv_hdr h;
+	struct priv_info i;
+};
+struct priv_key_msg {
+	struct priv_hdr h;
+	struct priv_key k;
+};
+struct priv_ifname_msg {
+	struct priv_hdr h;
+	struct priv_ifname n;
+};
+
+union priv_msg {
+	struct priv_hdr h;
+	struct priv_peer_msg peer;
+	struct priv_remove_msg remove;
+	struct priv_dump_msg dump;
+	struct priv_info_msg info;
+	struct priv_key_msg key;
+	struct priv_ifname_msg ifname;
+};
+
+/* The size of op's request, or of its answer (answer: true; PRIV_DUMP_PEER is an answer
+ * only); 0 when there is no such message. */
+size_t priv_msg_len(uint32_t op, bool answer);
+/* Only the bytes that mean something, into zeroed memory: the rest of a sockaddr_storage or
+ * of an IPv4 prefix's address may hold whatever the writer's stack held. */
+void priv_copy_endpoint(struct sockaddr_storage *dst, const struct sockaddr_storage *src);
+void priv_copy_cidr(struct prov_cidr *dst, const struct prov_cidr *src);
 
 struct priv;
 

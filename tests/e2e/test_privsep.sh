@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The provisioner's privilege separation (provisioner/priv.c), against a wireguard-go gateway in
 # a namespace:
 #  1. `serve` is two processes: the engine and the privileged child it forks at start-up;

@@ -486,29 +486,12 @@ static void test_gone(void **state)
 
 /* ---- lies ---- */
 
-struct peer_req {
-	struct priv_hdr h;
-	struct priv_peer p;
-};
-struct remove_req {
-	struct priv_hdr h;
-	struct priv_remove r;
-};
-struct ifname_req {
-	struct priv_hdr h;
-	struct priv_ifname n;
-};
-struct key_req {
-	struct priv_hdr h;
-	struct priv_key k;
-};
-
 union raw {
 	struct priv_hdr h;
-	struct peer_req peer;
-	struct remove_req remove;
-	struct ifname_req ifname;
-	struct key_req key;
+	struct priv_peer_msg peer;
+	struct priv_remove_msg remove;
+	struct priv_ifname_msg ifname;
+	struct priv_key_msg key;
 	uint8_t bytes[16384];
 };
 
@@ -520,7 +503,7 @@ static size_t valid(union raw *m, uint32_t op)
 	switch (op) {
 	case PRIV_INSTALL:
 	case PRIV_UPDATE:
-		len = sizeof(struct peer_req);
+		len = sizeof(struct priv_peer_msg);
 		randombytes_buf(m->peer.p.pubkey, WG_KEY_LEN);
 		m->peer.p.keepalive_s = -1;
 		m->peer.p.n_allowed = 1;
@@ -529,16 +512,16 @@ static size_t valid(union raw *m, uint32_t op)
 		m->peer.p.allowed[0].addr[0] = 10;
 		break;
 	case PRIV_REMOVE:
-		len = sizeof(struct remove_req);
+		len = sizeof(struct priv_remove_msg);
 		m->remove.r.n = 2;
 		randombytes_buf(m->remove.r.keys, 2 * WG_KEY_LEN);
 		break;
 	case PRIV_DH:
-		len = sizeof(struct key_req);
+		len = sizeof(struct priv_key_msg);
 		randombytes_buf(m->key.k.key, WG_KEY_LEN);
 		break;
 	case PRIV_CAPTURE_OPEN:
-		len = sizeof(struct ifname_req);
+		len = sizeof(struct priv_ifname_msg);
 		strcpy(m->ifname.n.name, "nosuch0");
 		break;
 	}
@@ -846,7 +829,7 @@ static void test_lying_answers(void **state)
 		EXPECT(n >= (ssize_t)sizeof(struct priv_hdr));
 		EXPECT_EQ(m.h.op, answer_lies[i].op);
 		if (m.h.op == PRIV_DH)
-			len = sizeof(struct key_req);
+			len = sizeof(struct priv_key_msg);
 		else if (m.h.op == PRIV_CAPTURE_OPEN)
 			len = sizeof(struct priv_hdr);
 		else
