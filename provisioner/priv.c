@@ -11,7 +11,9 @@
  * The key lives in sodium_malloc'ed memory (guarded, locked) and is wiped on every exit. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -86,8 +88,6 @@ void priv_copy_cidr(struct prov_cidr *dst, const struct prov_cidr *src)
 	memcpy(dst->addr, src->addr, src->family == AF_INET ? 4 : 16);
 }
 
-/* ---- the loop ---- */
-
 struct privd {
 	int fd;
 	struct wgdev *dev;
@@ -105,16 +105,29 @@ static void key_wipe(void)
 	key_mem = NULL;
 }
 
-static void check_cidr(const struct prov_cidr *c)
+/* ---- what a request may be: checked whole before anything is done ---- */
+
+/* Say why in why; returns -EBADMSG. */
+static int __attribute__((format(printf, 2, 3))) lie(char *why, const char *fmt, ...)
 {
-	if (c->family == AF_INET && c->bits <= 32 && sodium_is_zero(c->addr + 4, 12))
-		return;
-	if (c->family == AF_INET6 && c->bits <= 128)
-		return;
-	fatalx("priv: allowed IP with family %u, /%u", c->family, c->bits);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, PRIV_WHY_LEN, fmt, ap);
+	va_end(ap);
+	return -EBADMSG;
 }
 
-static void check_endpoint(const struct sockaddr_storage *ss)
+static int check_cidr(const struct prov_cidr *c, char *why)
+{
+	if (c->family == AF_INET && c->bits <= 32 && sodium_is_zero(c->addr + 4, 12))
+		return 0;
+	if (c->family == AF_INET6 && c->bits <= 128)
+		return 0;
+	return lie(why, "allowed IP with family %u, /%u", c->family, c->bits);
+}
+
+static int check_endpoint(const struct sockaddr_storage *ss, char *why)
 {
 	const uint8_t *b = (const uint8_t *)ss;
 	size_t used;
@@ -130,30 +143,82 @@ static void check_endpoint(const struct sockaddr_storage *ss)
 		used = sizeof(struct sockaddr_in6);
 		break;
 	default:
-		fatalx("priv: endpoint of family %u", ss->ss_family);
+		return lie(why, "endpoint of family %u", ss->ss_family);
 	}
 	if (!sodium_is_zero(b + used, sizeof(*ss) - used))
-		fatalx("priv: endpoint of family %u with bytes past its end", ss->ss_family);
+		return lie(why, "endpoint of family %u with bytes past its end", ss->ss_family);
+	return 0;
 }
 
-/* A request's peer into the device's form, or fatalx. */
-static void peer_from_wire(const struct priv_peer *w, struct wgdev_peer *p)
+static int check_peer(const struct priv_peer *w, char *why)
 {
+	int ret;
+
 	if (w->has_psk > 1 || (!w->has_psk && !sodium_is_zero(w->psk, WG_KEY_LEN)))
-		fatalx("priv: psk flag %u", w->has_psk);
+		return lie(why, "psk flag %u", w->has_psk);
 	if (w->reserved)
-		fatalx("priv: reserved bytes set in a peer");
+		return lie(why, "reserved bytes set in a peer");
 	if (w->keepalive_s < -1 || w->keepalive_s > 65535)
-		fatalx("priv: keepalive %d", (int)w->keepalive_s);
+		return lie(why, "keepalive %d", (int)w->keepalive_s);
 	if (w->n_allowed > PROV_MAX_ALLOWED)
-		fatalx("priv: %u allowed IPs (at most %d)", w->n_allowed, PROV_MAX_ALLOWED);
-	check_endpoint(&w->endpoint);
-	for (unsigned i = 0; i < PROV_MAX_ALLOWED; i++) {
+		return lie(why, "%u allowed IPs (at most %d)", w->n_allowed, PROV_MAX_ALLOWED);
+	ret = check_endpoint(&w->endpoint, why);
+	for (unsigned i = 0; i < PROV_MAX_ALLOWED && ret == 0; i++) {
 		if (i < w->n_allowed)
-			check_cidr(&w->allowed[i]);
+			ret = check_cidr(&w->allowed[i], why);
 		else if (!sodium_is_zero((const uint8_t *)&w->allowed[i], sizeof(w->allowed[i])))
-			fatalx("priv: allowed IP slot %u set past n_allowed %u", i, w->n_allowed);
+			ret = lie(why, "allowed IP slot %u set past n_allowed %u", i, w->n_allowed);
 	}
+	return ret;
+}
+
+static int check_remove(const struct priv_remove *r, char *why)
+{
+	if (r->n == 0 || r->n > PRIV_REMOVE_MAX || r->reserved)
+		return lie(why, "remove of %u keys", r->n);
+	if (!sodium_is_zero(r->keys[r->n], (PRIV_REMOVE_MAX - r->n) * WG_KEY_LEN))
+		return lie(why, "remove of %u keys with more after them", r->n);
+	return 0;
+}
+
+static int check_ifname(const struct priv_ifname *n, char *why)
+{
+	size_t len = strnlen(n->name, IF_NAMESIZE);
+
+	if (len == 0 || len == IF_NAMESIZE ||
+	    !sodium_is_zero((const uint8_t *)n->name + len, IF_NAMESIZE - len))
+		return lie(why, "interface name not NUL-terminated or not zero-padded");
+	return 0;
+}
+
+int priv_check_request(const union priv_msg *m, size_t n, char why[static PRIV_WHY_LEN])
+{
+	size_t want;
+
+	why[0] = '\0';
+	if (n < sizeof(m->h) || n > sizeof(*m))
+		return lie(why, "request of %zu bytes", n);
+	want = priv_msg_len(m->h.op, false);
+	if (!want)
+		return lie(why, "request op %u", m->h.op);
+	if (n != want || m->h.len != n || m->h.result != 0)
+		return lie(why, "request op %u of %zu bytes (len %u, result %d; expected %zu)",
+			   m->h.op, n, m->h.len, (int)m->h.result, want);
+	switch (m->h.op) {
+	case PRIV_INSTALL:
+	case PRIV_UPDATE:
+		return check_peer(&m->peer.p, why);
+	case PRIV_REMOVE:
+		return check_remove(&m->remove.r, why);
+	case PRIV_CAPTURE_OPEN:
+		return check_ifname(&m->ifname.n, why);
+	default: /* no body, or 32 bytes of anything (DH: X25519 takes every point) */
+		return 0;
+	}
+}
+
+void priv_peer_from_wire(const struct priv_peer *w, struct wgdev_peer *p)
+{
 	memset(p, 0, sizeof(*p));
 	memcpy(p->pubkey, w->pubkey, WG_KEY_LEN);
 	p->has_psk = w->has_psk;
@@ -163,6 +228,8 @@ static void peer_from_wire(const struct priv_peer *w, struct wgdev_peer *p)
 	p->n_allowed = w->n_allowed;
 	memcpy(p->allowed, w->allowed, sizeof(p->allowed));
 }
+
+/* ---- the loop ---- */
 
 static void send_answer(struct privd *d, union priv_msg *m, int fd)
 {
@@ -251,12 +318,8 @@ static int load_key(struct privd *d, struct wgdev_info *info)
 static int capture(struct privd *d, const struct priv_ifname *n)
 {
 	struct wgdev_info info;
-	size_t len = strnlen(n->name, IF_NAMESIZE);
 	int ret;
 
-	if (len == 0 || len == IF_NAMESIZE ||
-	    !sodium_is_zero((const uint8_t *)n->name + len, IF_NAMESIZE - len))
-		fatalx("priv: interface name not NUL-terminated or not zero-padded");
 	if (!d->capture_if || strcmp(n->name, d->capture_if) != 0) {
 		log_warnx("priv: refusing a capture on %s (configured: %s)", n->name,
 			  d->capture_if && *d->capture_if ? d->capture_if : "none");
@@ -282,7 +345,7 @@ static void serve_one(struct privd *d, union priv_msg *req)
 	switch (op) {
 	case PRIV_INSTALL:
 	case PRIV_UPDATE:
-		peer_from_wire(&req->peer.p, &p);
+		priv_peer_from_wire(&req->peer.p, &p);
 		ret = op == PRIV_INSTALL ? wgdev_install(d->dev, &p) : wgdev_update(d->dev, &p);
 		sodium_memzero(&p, sizeof(p));
 		answer_init(&ans, op, seq, ret);
@@ -290,9 +353,6 @@ static void serve_one(struct privd *d, union priv_msg *req)
 	case PRIV_REMOVE: {
 		const struct priv_remove *r = &req->remove.r;
 
-		if (r->n == 0 || r->n > PRIV_REMOVE_MAX || r->reserved ||
-		    !sodium_is_zero(r->keys[r->n], (PRIV_REMOVE_MAX - r->n) * WG_KEY_LEN))
-			fatalx("priv: remove of %u keys", r->n);
 		answer_init(&ans, op, seq, wgdev_remove(d->dev, r->keys, r->n));
 		break;
 	}
@@ -337,6 +397,7 @@ static void serve_one(struct privd *d, union priv_msg *req)
 int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 {
 	struct privd d = { .fd = fd, .dev = dev, .capture_if = capture_if };
+	char why[PRIV_WHY_LEN];
 	struct wgdev_info info;
 	union priv_msg m;
 	int ret;
@@ -352,9 +413,6 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 		log_debug("priv: no private key from %s yet: %s", dev->ifname, strerror(-ret));
 	for (;;) {
 		ssize_t n = recv(fd, &m, sizeof(m), MSG_TRUNC);
-		uint32_t op;
-		size_t want;
-
 		if (n == 0)
 			break; /* the engine is done */
 		if (n < 0) {
@@ -362,19 +420,11 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 				continue;
 			fatal("priv: reading from the engine");
 		}
-		if ((size_t)n < sizeof(m.h) || (size_t)n > sizeof(m))
-			fatalx("priv: request of %zd bytes", n);
-		op = m.h.op;
-		if (op == 0 || op >= PRIV_OP_MAX)
-			fatalx("priv: request op %u", op);
-		want = priv_msg_len(op, false);
-		if ((size_t)n != want || m.h.len != (uint32_t)n || m.h.result != 0)
-			fatalx("priv: request op %u of %zd bytes (len %u, result %d; expected %zu)",
-			       op, n, m.h.len, (int)m.h.result, want);
+		if (priv_check_request(&m, (size_t)n, why) < 0)
+			fatalx("priv: %s", why);
 		serve_one(&d, &m);
 		sodium_memzero(&m, sizeof(m));
 	}
 	key_wipe();
-	wgdev_close(dev);
 	return 0;
 }

@@ -63,7 +63,9 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGPIPE, &sa, NULL);
 		close(sv[0]);
-		_exit(priv_serve(sv[1], dev, capture_if) == 0 ? 0 : 1);
+		ret = priv_serve(sv[1], dev, capture_if);
+		wgdev_close(dev);
+		_exit(ret == 0 ? 0 : 1);
 	}
 	close(sv[1]);
 	ret = priv_attach(out, sv[0], pid);
@@ -160,8 +162,9 @@ static int call(struct priv *p, union priv_msg *m, uint32_t op, int *fd_out)
 	return m->h.result;
 }
 
-static void peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w)
+void priv_peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w)
 {
+	memset(w, 0, sizeof(*w));
 	w->has_psk = p->has_psk;
 	if (p->has_psk)
 		memcpy(w->psk, p->psk, WG_KEY_LEN);
@@ -181,7 +184,7 @@ static int privsep_set(void *impl, const struct wgdev_peer *p, uint32_t op)
 	memset(&m, 0, sizeof(m));
 	if (p->n_allowed > PROV_MAX_ALLOWED)
 		return -E2BIG; /* the privileged side would take it for a lie */
-	peer_to_wire(p, &m.peer.p);
+	priv_peer_to_wire(p, &m.peer.p);
 	ret = call(impl, &m, op, NULL);
 	sodium_memzero(&m, sizeof(m));
 	return ret;

@@ -666,6 +666,17 @@ union priv_msg {
 /* The size of op's request, or of its answer (answer: true; PRIV_DUMP_PEER is an answer
  * only); 0 when there is no such message. */
 size_t priv_msg_len(uint32_t op, bool answer);
+enum { PRIV_WHY_LEN = 128 };
+/* Check a request of n bytes as received, before anything is done with it: 0, or -EBADMSG
+ * with the lie described in why (the privileged process then exits). Pure: no I/O. */
+int priv_check_request(const union priv_msg *m, size_t n, char why[static PRIV_WHY_LEN])
+	__attribute__((warn_unused_result));
+/* A checked request's peer into the device's form (the privileged side), and the device's
+ * form into a request's (the engine; n_allowed must be <= PROV_MAX_ALLOWED; w is zeroed).
+ * An honest engine's messages pass priv_check_request, and a message that passes is exactly
+ * what priv_peer_to_wire makes of priv_peer_from_wire's peer. */
+void priv_peer_from_wire(const struct priv_peer *w, struct wgdev_peer *p);
+void priv_peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w);
 /* Only the bytes that mean something, into zeroed memory: the rest of a sockaddr_storage or
  * of an IPv4 prefix's address may hold whatever the writer's stack held. */
 void priv_copy_endpoint(struct sockaddr_storage *dst, const struct sockaddr_storage *src);
@@ -674,9 +685,10 @@ void priv_copy_cidr(struct prov_cidr *dst, const struct prov_cidr *src);
 struct priv;
 
 /* The privileged loop: serve requests on fd with dev until the engine closes its end, then
- * wipe the key, close dev and return 0. Reads the device's key first (none is not an error:
- * DH answers -ENOKEY until a RELOAD_KEY finds one). capture_if: the one interface a capture
- * may be opened on (NULL or "": none). Exits the process on a lying request. */
+ * wipe the key and return 0 (dev stays the caller's to close). Reads the device's key
+ * first (none is not an error: DH answers -ENOKEY until a RELOAD_KEY finds one).
+ * capture_if: the one interface a capture may be opened on (NULL or "": none). Exits the
+ * process (fatalx) on a request priv_check_request refuses. */
 int priv_serve(int fd, struct wgdev *dev, const char *capture_if);
 /* Fork the privileged process over a new socketpair: the child runs priv_serve and exits;
  * the parent gets the engine's end in *out and must close its own copy of dev. Returns 0

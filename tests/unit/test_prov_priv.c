@@ -171,7 +171,10 @@ static void child_start(struct child *c)
 			_exit(3);
 		dev->ops = &fake_ops;
 		strcpy(dev->ifname, "wgfake");
-		_exit(priv_serve(sv[1], dev, "lo") == 0 ? 0 : 2);
+		int ret = priv_serve(sv[1], dev, "lo");
+
+		wgdev_close(dev);
+		_exit(ret == 0 ? 0 : 2);
 	}
 	close(sv[1]);
 	close(lp[1]);
@@ -694,6 +697,60 @@ static const struct lie lies[] = {
 	{ "capture name empty", PRIV_CAPTURE_OPEN, NAME_EMPTY },
 };
 
+/* The checker alone, in this process: every lie refused with a reason, every honest
+ * message accepted, and an accepted peer is exactly what the engine makes of it. */
+static void test_check_request(void **state)
+{
+	static union raw m;
+	static const uint32_t ops[] = { PRIV_INSTALL, PRIV_UPDATE, PRIV_REMOVE, PRIV_DUMP,
+					PRIV_GET_INFO, PRIV_DH, PRIV_RELOAD_KEY,
+					PRIV_CAPTURE_OPEN };
+	char why[PRIV_WHY_LEN];
+
+	for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+		size_t len;
+
+		CASE("checker, lie: %s", lies[i].name);
+		len = spoil(&m, valid(&m, lies[i].op), lies[i].how);
+		EXPECT_EQ(priv_check_request((const union priv_msg *)&m, len, why), -EBADMSG);
+		EXPECT(why[0] != '\0');
+	}
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		size_t len = valid(&m, ops[i]);
+
+		CASE("checker, honest op %u", ops[i]);
+		EXPECT_EQ(priv_check_request((const union priv_msg *)&m, len, why), 0);
+		EXPECT_STREQ(why, "");
+	}
+	for (int i = 0; i < 200; i++) {
+		struct priv_peer_msg pm = { .h = { .op = PRIV_INSTALL, .len = sizeof(pm) } };
+		struct priv_peer again;
+		struct wgdev_peer p, back;
+
+		CASE("checker, engine's peer #%d", i);
+		sample_peer(&p);
+		p.has_psk = i % 2;
+		p.keepalive_s = i % 3 == 0 ? -1 : i * 300;
+		p.n_allowed = (unsigned)i % (PROV_MAX_ALLOWED + 1);
+		for (unsigned a = 2; a < p.n_allowed; a++)
+			p.allowed[a] = p.allowed[a % 2];
+		if (i % 4 == 1)
+			memset(&p.endpoint, 0, sizeof(p.endpoint));
+		if (i % 4 == 2) {
+			/* garbage past the address: not sent */
+			memset(&p.endpoint, 0xee, sizeof(p.endpoint));
+			((struct sockaddr_in *)&p.endpoint)->sin_family = AF_INET;
+		}
+		priv_peer_to_wire(&p, &pm.p);
+		EXPECT_EQ(priv_check_request((const union priv_msg *)&pm, sizeof(pm), why), 0);
+		priv_peer_from_wire(&pm.p, &back);
+		priv_peer_to_wire(&back, &again);
+		EXPECT(!memcmp(&again, &pm.p, sizeof(again)));
+		EXPECT_EQ(back.keepalive_s, p.keepalive_s);
+		EXPECT_EQ(back.n_allowed, p.n_allowed);
+	}
+}
+
 static void test_lies(void **state)
 {
 	static union raw m;
@@ -963,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_round_trips),
 		cmocka_unit_test(test_no_key),
 		cmocka_unit_test(test_gone),
+		cmocka_unit_test(test_check_request),
 		cmocka_unit_test(test_lies),
 		cmocka_unit_test(test_lying_answers),
 		cmocka_unit_test(test_key_never_answered),
