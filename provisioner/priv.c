@@ -229,6 +229,20 @@ void priv_peer_from_wire(const struct priv_peer *w, struct wgdev_peer *p)
 	memcpy(p->allowed, w->allowed, sizeof(p->allowed));
 }
 
+void priv_peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->has_psk = p->has_psk;
+	if (p->has_psk)
+		memcpy(w->psk, p->psk, WG_KEY_LEN);
+	memcpy(w->pubkey, p->pubkey, WG_KEY_LEN);
+	w->keepalive_s = p->keepalive_s;
+	priv_copy_endpoint(&w->endpoint, &p->endpoint);
+	w->n_allowed = (uint8_t)p->n_allowed; /* <= PROV_MAX_ALLOWED: checked by the caller */
+	for (unsigned i = 0; i < p->n_allowed; i++)
+		priv_copy_cidr(&w->allowed[i], &p->allowed[i]);
+}
+
 /* ---- the loop ---- */
 
 static void send_answer(struct privd *d, union priv_msg *m, int fd)

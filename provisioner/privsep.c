@@ -162,20 +162,6 @@ static int call(struct priv *p, union priv_msg *m, uint32_t op, int *fd_out)
 	return m->h.result;
 }
 
-void priv_peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w)
-{
-	memset(w, 0, sizeof(*w));
-	w->has_psk = p->has_psk;
-	if (p->has_psk)
-		memcpy(w->psk, p->psk, WG_KEY_LEN);
-	memcpy(w->pubkey, p->pubkey, WG_KEY_LEN);
-	w->keepalive_s = p->keepalive_s;
-	priv_copy_endpoint(&w->endpoint, &p->endpoint);
-	w->n_allowed = (uint8_t)p->n_allowed; /* <= PROV_MAX_ALLOWED: checked by the caller */
-	for (unsigned i = 0; i < p->n_allowed; i++)
-		priv_copy_cidr(&w->allowed[i], &p->allowed[i]);
-}
-
 static int privsep_set(void *impl, const struct wgdev_peer *p, uint32_t op)
 {
 	union priv_msg m;
