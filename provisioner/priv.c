@@ -269,6 +269,8 @@ static void send_answer(struct privd *d, union priv_msg *m, int fd)
 
 static void answer_init(union priv_msg *m, uint32_t op, uint32_t seq, int result)
 {
+	if (result > 0 || result < -4095)
+		result = -EIO; /* 0 or -errno, whatever a backend said: the engine checks */
 	memset(m, 0, sizeof(*m));
 	m->h.op = op;
 	m->h.len = (uint32_t)priv_msg_len(op, true);
