@@ -49,7 +49,7 @@ static void init_once(void)
 	EVP_MAC *alg = EVP_MAC_fetch(NULL, "BLAKE2SMAC", NULL);
 
 	if (!alg || !(mac = EVP_MAC_CTX_new(alg)) || !EVP_MAC_CTX_set_params(mac, params) ||
-	    noise_responder_init(&responder, responder_private) != 0)
+	    noise_responder_init_local(&responder, responder_private) != 0)
 		abort();
 	EVP_MAC_free(alg);
 }

@@ -410,6 +410,28 @@ def jit_seeds():
     return out
 
 
+@seed("priv")
+def priv_seeds():
+    # fuzz_priv: byte 0 bit 7 clear, byte 1 the op (1 INSTALL .. 8 CAPTURE_OPEN, 9 DUMP_PEER),
+    # the rest the body (the harness writes the header). A peer: key, psk, has_psk, n_allowed,
+    # reserved, keepalive, sockaddr_storage, 8 prov_cidr (family, bits, 16 bytes).
+    def peer(n_allowed=1, keepalive=-1):
+        cidr = bytes([2, 32]) + bytes([10, 0, 0, 2]) + b"\0" * 12
+        allowed = (cidr * n_allowed).ljust(8 * 18, b"\0")
+        return (bytes(range(1, 33)) + b"\0" * 32 + bytes([0, n_allowed]) + b"\0\0" +
+                struct.pack("<i", keepalive) + b"\0" * 128 + allowed)
+    out = {}
+    for op in range(0, 10):
+        out["op-%d-empty" % op] = bytes([0, op])
+    out["install-peer"] = bytes([0, 1]) + peer()
+    out["update-peer-keepalive"] = bytes([0, 2]) + peer(0, 25)
+    out["remove-one"] = bytes([0, 3]) + struct.pack("<II", 1, 0) + bytes(range(1, 33))
+    out["dh-point"] = bytes([0, 6]) + bytes(range(9, 41))
+    out["capture-eth0"] = bytes([0, 8]) + b"eth0".ljust(16, b"\0")
+    out["raw-short-header"] = bytes([0x80]) + struct.pack("<IIIi", 1, 16, 1, 0)
+    return out
+
+
 def main(names):
     for name in names or sorted(SEEDS):
         out = os.path.join(CORPUS, name)
