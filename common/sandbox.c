@@ -78,6 +78,44 @@ int sandbox_allow_names(struct sandbox_list *list, const char *const *names, siz
 	return 0;
 }
 
+/* What any of our daemons does once it serves: an event loop over descriptors it already
+ * has, memory, time, signals, randomness, threads it already started. */
+static const char *const daemon_calls[] = {
+	"read", "readv", "write", "writev", "pread64", "pwrite64", "close", "fstat", "newfstatat",
+	"lseek", "mmap", "munmap", "mremap", "mprotect", "brk", "madvise",
+	"epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll",
+	"accept", "accept4", "setsockopt", "getsockopt", "getsockname", "getpeername", "shutdown",
+	"sendmsg", "sendmmsg", "recvmsg", "recvmmsg", "sendto", "recvfrom",
+	"fcntl", "ioctl", "pipe2", "eventfd2", "dup", "dup3",
+	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday",
+	"futex", "getrandom", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
+	"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_yield",
+	"sched_getaffinity", "uname", "getrusage", "prlimit64", "tgkill",
+};
+
+/* AddressSanitizer's runtime at exit: LeakSanitizer stops the world from a tracer of its own
+ * (clone, ptrace, /proc/self/task), which a killed tracer would leave spinning. */
+static const char *const sanitizer_calls[] = {
+	"prctl", "readlink", "readlinkat", "openat", "open", "getdents", "getdents64",
+	"set_robust_list", "rseq", "arch_prctl", "pipe", "wait4", "waitid", "clone", "clone3",
+	"exit", "getppid", "ptrace", "process_vm_readv",
+};
+
+int sandbox_allow_daemon(struct sandbox_list *list)
+{
+	int ret = sandbox_allow_names(list, daemon_calls,
+				      sizeof(daemon_calls) / sizeof(daemon_calls[0]));
+
+#if defined(__SANITIZE_ADDRESS__)
+	if (!ret)
+		ret = sandbox_allow_names(list, sanitizer_calls,
+					  sizeof(sanitizer_calls) / sizeof(sanitizer_calls[0]));
+#else
+	(void)sanitizer_calls;
+#endif
+	return ret;
+}
+
 int sandbox_allow_if(struct sandbox_list *list, const char *name, int arg, enum sandbox_cmp cmp,
 		     uint64_t mask, uint64_t value)
 {

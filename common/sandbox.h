@@ -59,6 +59,11 @@ int sandbox_allow(struct sandbox_list *list, const char *name) __attribute__((wa
 int sandbox_allow_names(struct sandbox_list *list, const char *const *names, size_t n)
 	__attribute__((warn_unused_result));
 
+/* Allow what every daemon of ours needs once it serves (its loop over descriptors it has,
+ * memory, time, signals, randomness; and, in sanitizer builds, what their runtime needs at
+ * exit). The caller adds its own: socket families, files, and so on. */
+int sandbox_allow_daemon(struct sandbox_list *list) __attribute__((warn_unused_result));
+
 /* Allow a call by number (__NR_read), with any arguments. -EINVAL: negative; -ENOSPC. */
 int sandbox_allow_nr(struct sandbox_list *list, int nr) __attribute__((warn_unused_result));
 

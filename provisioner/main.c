@@ -8,6 +8,7 @@
  * device and its private key; everything else here, the engine, goes through it. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <libwebsockets.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +27,7 @@
 #include "conf.h"
 #include "log.h"
 #include "prov.h"
+#include "sandbox.h"
 
 #define PROV_DEFAULT_API "/run/wgws/provisioner.sock"
 #define GC_IDLE_UNSET 0xffffffffu
@@ -58,6 +61,10 @@ static const char usage_text[] =
 	"  --jit-socket PATH       where wgws-relay asks about initiations it holds (its\n"
 	"                          --jit-socket); unknown keys never reach the device\n"
 	"  --jit-user USER         besides root, the user the relay runs as (default wgws)\n"
+	"  --user USER             the engine (everything but device operations) runs as USER,\n"
+	"                          with no capabilities, no_new_privs and a seccomp allow-list,\n"
+	"                          once its files and sockets are open (default wgws; root:\n"
+	"                          stay root). The store's files become USER's.\n"
 	"  --capture IFNAME        see initiations from plain UDP clients on IFNAME (AF_PACKET,\n"
 	"                          needs CAP_NET_RAW); the peer is installed with the sender as\n"
 	"                          its endpoint and the device initiates back at once\n"
@@ -89,7 +96,7 @@ enum opt_id {
 	OPT_INTERFACE = 256, OPT_DB, OPT_API, OPT_TOKEN_FILE, OPT_POOL4, OPT_POOL6, OPT_HOLD_DOWN,
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
-	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
+	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
 	OPT_JIT_BUDGET,
 };
 
@@ -113,6 +120,7 @@ static const struct option long_opts[] = {
 	{ "jit", optional_argument, NULL, OPT_JIT },
 	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
 	{ "jit-user", required_argument, NULL, OPT_JIT_USER },
+	{ "user", required_argument, NULL, OPT_USER },
 	{ "capture", required_argument, NULL, OPT_CAPTURE },
 	{ "jit-negative-ttl", required_argument, NULL, OPT_JIT_NEGATIVE_TTL },
 	{ "jit-rate", required_argument, NULL, OPT_JIT_RATE },
@@ -313,6 +321,16 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		cfg->jit_uid = pw->pw_uid;
 		return 0;
 	}
+	case OPT_USER:
+		if (strcmp(v, "root") && !getpwnam(v)) {
+			snprintf(err, CONF_ERR_LEN, "--user: no user '%s'%s", v, strcmp(v, "wgws") ? "" :
+				 " (create it: useradd --system --no-create-home --shell "
+				 "/usr/sbin/nologin wgws; make deps does)");
+			return -EINVAL;
+		}
+		free(cfg->user);
+		cfg->user = strdup(v);
+		return cfg->user ? 0 : -ENOMEM;
 	case OPT_CAPTURE:
 		if (!*v || strlen(v) >= IF_NAMESIZE || strchr(v, '/')) {
 			snprintf(err, CONF_ERR_LEN, "--capture: '%s' is not an interface name", v);
@@ -371,6 +389,9 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 		struct passwd *pw = getpwnam("wgws");
 
 		cfg->jit_uid = pw ? pw->pw_uid : geteuid();
+		cfg->user = strdup("wgws");
+		if (!cfg->user)
+			fatalx("out of memory");
 	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
@@ -414,6 +435,9 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 		       "clients): otherwise no peer would ever be installed");
 	if (!cfg->jit && (cfg->jit_socket[0] || cfg->capture_if[0]))
 		fatalx("--jit-socket and --capture need --jit");
+	if (geteuid() == 0 && strcmp(cfg->user, "root") && !getpwnam(cfg->user))
+		fatalx("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
+		       "/usr/sbin/nologin %s; make deps does it for wgws)", cfg->user, cfg->user);
 	if (cfg->gc_idle_s == GC_IDLE_UNSET)
 		cfg->gc_idle_s = cfg->jit ? 900 : 0;
 	if (cfg->jit && cfg->gc_idle_s && cfg->gc_idle_s < 180)
@@ -605,6 +629,76 @@ static void start_privileged(struct wgdev *dev)
 		fatalx("privsep device: %s", strerror(-ret));
 }
 
+/* What the engine may still do once it serves, beyond any daemon's loop (sandbox.c): the
+ * store's file operations (SQLite's unix VFS on descriptors opened before), its unix sockets
+ * (the API, the relay's JIT channel, the privileged half) and the capture socket. No exec,
+ * no ptrace, no new sockets but unix ones: a parser bug cannot become any of those. */
+static const char *const engine_calls[] = {
+	"openat", "unlink", "fsync", "fdatasync", "ftruncate", "fallocate", "flock", "getcwd",
+	"readlink", "lstat", "stat", "access", "faccessat", "faccessat2", "fchmod", "fchown",
+	"mkdir", "rmdir", "rename", "statfs", "fstatfs", "epoll_create1", "bind", "listen",
+	"connect",
+};
+
+/* The store's files become the engine's: SQLite writes its WAL through them. */
+static void chown_store(uid_t uid, gid_t gid)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	char path[PATH_MAX];
+
+	for (unsigned i = 0; i < LWS_ARRAY_SIZE(suffixes); i++) {
+		if (snprintf(path, sizeof(path), "%s%s", prov.cfg.db_path, suffixes[i]) >=
+		    (int)sizeof(path))
+			fatalx("--db %s: path too long", prov.cfg.db_path);
+		if (chown(path, uid, gid) < 0 && errno != ENOENT)
+			fatal("chown %s", path);
+	}
+}
+
+/* From here on the engine holds no privilege: --user, no capabilities, no_new_privs, and a
+ * seccomp allow-list that kills it (SIGSYS) on anything else. Everything it needs is open. */
+static void confine_engine(void)
+{
+	struct sandbox_list list;
+	struct passwd *pw;
+	int ret;
+
+	if (geteuid() == 0 && strcmp(prov.cfg.user, "root")) {
+		pw = getpwnam(prov.cfg.user);
+		if (!pw)
+			fatalx("--user: no user '%s'", prov.cfg.user);
+		chown_store(pw->pw_uid, pw->pw_gid);
+		ret = sandbox_switch_user(pw->pw_uid, pw->pw_gid, SANDBOX_NO_CAP);
+		if (ret < 0) {
+			errno = -ret;
+			fatal("cannot run as %s", prov.cfg.user);
+		}
+		log_info("engine running as %s (uid %u)", prov.cfg.user, (unsigned)pw->pw_uid);
+	}
+	sandbox_list_init(&list);
+	ret = sandbox_allow_daemon(&list);
+	if (!ret)
+		ret = sandbox_allow_names(&list, engine_calls, LWS_ARRAY_SIZE(engine_calls));
+	if (!ret)
+		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_UNIX);
+	if (ret == -ENOENT)
+		fatalx("seccomp: no system call '%s' on this architecture", list.bad_name);
+	if (ret < 0 || (ret = sandbox_drop_caps()) < 0 ||
+	    (ret = sandbox_enter(&list, SANDBOX_KILL)) < 0) {
+		errno = -ret;
+		fatal("cannot confine the engine (capabilities, no_new_privs, seccomp)");
+	}
+}
+
+/* Test-only (WGWS_TEST_SECCOMP=1 in the environment at start): SIGUSR2 makes the engine do
+ * what a compromised engine would want and its list forbids, a raw packet socket, which must
+ * kill it. */
+static void on_test_sigusr2(int sig)
+{
+	(void)sig;
+	syscall(SYS_socket, AF_PACKET, SOCK_RAW, 0);
+}
+
 static int serve(int argc, char **argv)
 {
 	struct lws_context_creation_info info;
@@ -655,8 +749,10 @@ static int serve(int argc, char **argv)
 			  lws_emit);
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	info.uid = (uid_t)-1;
-	info.gid = (gid_t)-1;
+	/* 0, not -1: lws then neither changes user nor chmods unix sockets to 0660 (it does
+	 * whenever both are non-zero); the engine drops privileges itself (confine_engine). */
+	info.uid = 0;
+	info.gid = 0;
 	prov.ctx = lws_create_context(&info);
 	if (!prov.ctx)
 		fatalx("cannot create the libwebsockets context");
@@ -665,6 +761,11 @@ static int serve(int argc, char **argv)
 	gc_start();
 	gc_reconcile_start();
 	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
+	if (getenv("WGWS_TEST_SECCOMP")) {
+		sa.sa_handler = on_test_sigusr2;
+		sigaction(SIGUSR2, &sa, NULL);
+	}
+	confine_engine();
 
 	(void)store_count(prov.store, &stored, &installed);
 	if (prov.info.has_public_key)

@@ -10,17 +10,20 @@
  * uapi.c), never return the private key, and never answer with memory it did not zero first.
  * The key lives in sodium_malloc'ed memory (guarded, locked) and is wiped on every exit. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "prov.h"
+#include "sandbox.h"
 
 /* No padding: every byte of a message is a field someone checks or sets. */
 _Static_assert(sizeof(struct priv_hdr) == 16, "priv_hdr padding");
@@ -92,6 +95,8 @@ struct privd {
 	int fd;
 	struct wgdev *dev;
 	const char *capture_if;
+	int capture_fd;     /* opened at start (the only use of CAP_NET_RAW), handed over once */
+	int capture_err;    /* why it could not be opened (-errno) */
 	uint8_t *key;  /* sodium_malloc'ed */
 	bool has_key;
 };
@@ -331,22 +336,60 @@ static int load_key(struct privd *d, struct wgdev_info *info)
 	return ret;
 }
 
+/* The capture socket is opened at start, while CAP_NET_RAW is still there; the first request
+ * for it takes it (the engine asks once, at start). */
 static int capture(struct privd *d, const struct priv_ifname *n)
 {
-	struct wgdev_info info;
-	int ret;
+	int fd;
 
 	if (!d->capture_if || strcmp(n->name, d->capture_if) != 0) {
 		log_warnx("priv: refusing a capture on %s (configured: %s)", n->name,
 			  d->capture_if && *d->capture_if ? d->capture_if : "none");
 		return -EPERM;
 	}
+	if (d->capture_fd < 0)
+		return d->capture_err;
+	fd = d->capture_fd;
+	d->capture_fd = -1;
+	d->capture_err = -EBUSY; /* handed over already */
+	return fd;
+}
+
+static void capture_prepare(struct privd *d)
+{
+	struct wgdev_info info;
+	int ret;
+
+	d->capture_fd = -1;
+	d->capture_err = -EPERM;
+	if (!d->capture_if)
+		return;
 	ret = wgdev_get_info(d->dev, &info, NULL);
-	if (ret < 0)
-		return ret;
-	if (!info.listen_port)
-		return -EADDRNOTAVAIL;
-	return capture_open(n->name, info.listen_port);
+	if (ret == 0 && !info.listen_port)
+		ret = -EADDRNOTAVAIL;
+	if (ret == 0)
+		ret = capture_open(d->capture_if, info.listen_port);
+	if (ret >= 0)
+		d->capture_fd = ret;
+	else
+		d->capture_err = ret;
+}
+
+/* Keep only what device operations need: uid 0 (the UAPI socket is root's), CAP_NET_ADMIN
+ * (netlink), no_new_privs. Nothing to drop when not started as root (tests). */
+static void drop_to_net_admin(void)
+{
+	int ret;
+
+	if (geteuid() != 0)
+		return;
+	ret = sandbox_switch_user(0, 0, CAP_NET_ADMIN);
+	if (ret < 0) {
+		errno = -ret;
+		fatal("priv: cannot keep CAP_NET_ADMIN alone");
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fatal("priv: PR_SET_NO_NEW_PRIVS");
 }
 
 static void serve_one(struct privd *d, union priv_msg *req)
@@ -427,6 +470,8 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 	ret = load_key(&d, &info);
 	if (ret < 0)
 		log_debug("priv: no private key from %s yet: %s", dev->ifname, strerror(-ret));
+	capture_prepare(&d);
+	drop_to_net_admin();
 	for (;;) {
 		ssize_t n = recv(fd, &m, sizeof(m), MSG_TRUNC);
 		if (n == 0)

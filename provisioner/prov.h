@@ -750,6 +750,7 @@ struct prov_cfg {
 	bool jit;                       /* install on the first handshake, not at creation */
 	char jit_socket[108];           /* where the relay asks ("" = no relay channel) */
 	uid_t jit_uid;                  /* besides root and ourselves, who may connect there */
+	char *user;                     /* the engine runs as this user (root: stays root) */
 	char capture_if[IF_NAMESIZE];   /* AF_PACKET capture on this interface ("" = none) */
 	unsigned jit_negative_ttl_s;    /* how long an unknown key stays unknown */
 	unsigned jit_rate;              /* initiations per second per client address (burst: 2x) */

@@ -444,34 +444,11 @@ static void drop_privileges(const char *user)
 	log_info("running as %s (uid %u)", user, (unsigned)pw->pw_uid);
 }
 
-/* What the relay may still do once it serves: its loop, sockets (a UDP socket per tunnel,
- * the unix socket to the provisioner), memory, time, and reading files (certificates on a
+/* What the relay may still do once it serves, beyond any daemon's loop (sandbox.c): a UDP
+ * socket per tunnel, the unix socket to the provisioner, reading files (certificates on a
  * reload). Everything else kills it (SIGSYS): a parser bug cannot be turned into exec(),
- * ptrace() or a file written. The sanitizers' runtime needs a few more, listed apart. */
-static const char *const relay_calls[] = {
-	"read", "readv", "write", "writev", "pread64", "close", "fstat", "newfstatat", "lseek",
-	"mmap", "munmap", "mremap", "mprotect", "brk", "madvise",
-	"epoll_wait", "epoll_pwait", "epoll_ctl", "epoll_create1", "poll", "ppoll",
-	"accept4", "bind", "connect", "listen", "setsockopt", "getsockopt", "getsockname",
-	"getpeername", "shutdown", "sendmsg", "sendmmsg", "recvmsg", "recvmmsg", "sendto",
-	"recvfrom", "fcntl", "ioctl", "pipe2", "eventfd2", "dup", "dup3",
-	"clock_gettime", "clock_nanosleep", "nanosleep", "gettimeofday",
-	"futex", "getrandom", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
-	"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_yield", "sched_getaffinity",
-	"uname", "getrusage", "prlimit64", "tgkill",
-};
-#if defined(__SANITIZE_ADDRESS__)
-/* LeakSanitizer stops the world at exit in ways the filter cannot follow (it hung, spinning
- * on sched_yield): sanitizer builds log what is not listed instead of dying of it. */
-#define CONFINE_ACTION SANDBOX_LOG
-static const char *const sanitizer_calls[] = {
-	"prctl", "readlink", "readlinkat", "openat", "set_robust_list", "rseq", "arch_prctl",
-	"pipe", "wait4", "clone", "clone3", "exit", "getppid", "ptrace", "process_vm_readv",
-	"waitid",
-};
-#else
-#define CONFINE_ACTION SANDBOX_KILL
-#endif
+ * ptrace() or a file written. */
+static const char *const relay_calls[] = { "bind", "connect", "listen", "epoll_create1" };
 
 static void confine(void)
 {
@@ -479,7 +456,9 @@ static void confine(void)
 	int ret;
 
 	sandbox_list_init(&list);
-	ret = sandbox_allow_names(&list, relay_calls, LWS_ARRAY_SIZE(relay_calls));
+	ret = sandbox_allow_daemon(&list);
+	if (!ret)
+		ret = sandbox_allow_names(&list, relay_calls, LWS_ARRAY_SIZE(relay_calls));
 	if (!ret)
 		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_INET);
 	if (!ret)
@@ -489,14 +468,10 @@ static void confine(void)
 	if (!ret)
 		ret = sandbox_allow_if(&list, "openat", 2, SANDBOX_ARG_MASKED_EQ,
 				       O_ACCMODE | O_CREAT, O_RDONLY);
-#if defined(__SANITIZE_ADDRESS__)
-	if (!ret)
-		ret = sandbox_allow_names(&list, sanitizer_calls, LWS_ARRAY_SIZE(sanitizer_calls));
-#endif
 	if (ret == -ENOENT)
 		fatalx("seccomp: no system call '%s' on this architecture", list.bad_name);
 	if (ret < 0 || (ret = sandbox_drop_caps()) < 0 ||
-	    (ret = sandbox_enter(&list, CONFINE_ACTION)) < 0) {
+	    (ret = sandbox_enter(&list, SANDBOX_KILL)) < 0) {
 		errno = -ret;
 		fatal("cannot confine the relay (capabilities, no_new_privs, seccomp)");
 	}

@@ -10,7 +10,11 @@
 #  3. SIGTERM to the engine: it exits 0 and its child is gone with it (reaped, no orphan).
 #  4. The child killed: the engine notices within its 1 s timer, with no request pending, and
 #     exits non-zero with "priv: the privileged process is gone" in its log.
-# The engine's own privileges are not dropped yet (issue 10 §3, second part): not tested here.
+#  5. Privileges, read from /proc while it serves: the engine runs as wgws (not root) with no
+#     capabilities, NoNewPrivs 1 and a seccomp filter (Seccomp 2); the privileged child is uid
+#     0 with CAP_NET_ADMIN alone (effective, permitted and bounding) and NoNewPrivs 1.
+#  6. A system call outside the engine's list kills it (SIGSYS): WGWS_TEST_SECCOMP=1 makes
+#     SIGUSR2 open a raw packet socket; the privileged child follows it out.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -37,8 +41,8 @@ req() {
 start_prov() {
 	PROV_N=$((PROV_N + 1))
 	PROV_LOG=$T/prov-$PROV_N.log
-	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --db "$DB" \
-		--api "unix:$SOCK" --pool4 10.203.0.0/24 --gc-interval 1 -v
+	spawn_ns "$NS_G" "$PROV_LOG" env ${PROV_ENV:-} "$PROV" serve --interface "$WG_G" \
+		--db "$DB" --api "unix:$SOCK" --pool4 10.203.0.0/24 --gc-interval 1 -v
 	PROV_PID=$SPAWNED
 	wait_for 10 healthy || fail "provisioner did not answer /healthz within 10 s"
 }
@@ -117,6 +121,23 @@ read -r c_raw c_hex c_b64 <<<"$(key_hits "$PRIV_PID")"
 	fail "the engine's memory holds the private key: raw $e_raw, hex $e_hex, base64 $e_b64"
 ok "engine: raw 0, hex 0, base64 0; privileged child: raw $c_raw, hex $c_hex, base64 $c_b64"
 
+say "5. privileges, from /proc"
+status() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+uid_of() { awk '$1 == "Uid:" { print $2 }' "/proc/$1/status"; }
+e="Uid $(uid_of "$PROV_PID") CapEff $(status "$PROV_PID" CapEff) CapPrm $(status "$PROV_PID" CapPrm)"
+e="$e NoNewPrivs $(status "$PROV_PID" NoNewPrivs) Seccomp $(status "$PROV_PID" Seccomp)"
+[ "$e" = "Uid $(id -u wgws) CapEff 0000000000000000 CapPrm 0000000000000000 NoNewPrivs 1 Seccomp 2" ] ||
+	fail "engine: $e"
+ok "engine: $e"
+c="Uid $(uid_of "$PRIV_PID") CapEff $(status "$PRIV_PID" CapEff) CapPrm $(status "$PRIV_PID" CapPrm)"
+c="$c CapBnd $(status "$PRIV_PID" CapBnd) NoNewPrivs $(status "$PRIV_PID" NoNewPrivs)"
+# CAP_NET_ADMIN is capability 12: 0x1000.
+[ "$c" = "Uid 0 CapEff 0000000000001000 CapPrm 0000000000001000 CapBnd 0000000000001000 NoNewPrivs 1" ] ||
+	fail "privileged child: $c"
+ok "privileged child: $c"
+[ "$(stat -c %a "$SOCK")" = 600 ] || fail "the API socket is $(stat -c %a "$SOCK"), not 600"
+ok "the API socket is 0600"
+
 say "3. SIGTERM to the engine: both processes end"
 stop_pid "$PROV_PID" TERM 5
 [ "$STOP_RC" = 0 ] || fail "the engine exited $STOP_RC on SIGTERM"
@@ -134,4 +155,15 @@ wait "$PROV_PID" 2>/dev/null || STOP_RC=$?
 [ "$STOP_RC" != 0 ] || fail "the engine exited 0 without its privileged half"
 grep -q 'fatal: priv: the privileged process is gone' "$PROV_LOG" || fail "no fatal line about it"
 ok "engine exited $STOP_RC: $(grep -m1 'fatal: priv:' "$PROV_LOG" | cut -c1-100)"
+
+say "6. a system call outside the engine's list kills it"
+PROV_ENV=WGWS_TEST_SECCOMP=1 start_prov
+PRIV_PID=$(child_of "$PROV_PID")
+kill -USR2 "$PROV_PID"
+wait_for 3 eval '! alive "$PROV_PID"' || fail "the engine survived a forbidden system call"
+STOP_RC=0
+wait "$PROV_PID" 2>/dev/null || STOP_RC=$?
+[ "$STOP_RC" = $((128 + 31)) ] || fail "the engine exited $STOP_RC, not by SIGSYS (159)"
+wait_for 3 eval '! alive "$PRIV_PID"' || fail "the privileged child outlived the engine"
+ok "killed by SIGSYS (exit $STOP_RC); the privileged child $PRIV_PID gone with it"
 echo "PASS test_privsep"

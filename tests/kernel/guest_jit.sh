@@ -129,6 +129,9 @@ gw wg set wg0 peer "$BASE_PUB" remove
 ip -n cl link del wgb
 
 # --- the provisioner ---------------------------------------------------------------------------
+# Its engine drops to the system user wgws, as on a real gateway: the guest gets the two users.
+printf 'root:x:0:0::/:/bin/sh\nwgws:x:999:999::/nonexistent:/bin/false\n' >/etc/passwd
+printf 'root:x:0:\nwgws:x:999:\n' >/etc/group
 gw wgws-provisioner serve --interface wg0 --db /tmp/p.db --api "$API" --pool4 10.99.0.0/24 \
 	--jit --capture vgw --gc-interval 60 --metrics "$METRICS" -v >/tmp/prov.log 2>&1 &
 PROV_PID=$!
