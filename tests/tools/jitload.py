@@ -7,10 +7,10 @@ the client's public key there) and one or more 148-byte handshake initiations in
 (`jit-initgen init` output is one such line per initiation). Each tunnel opens TCP (directly,
 or through an HTTP CONNECT proxy), TLS without verification, an RFC 6455 upgrade with
 "Sec-WebSocket-Protocol: wgws" on the URL's path, then sends its initiations, each as one
-record (u16 big-endian length + datagram) in its own binary message (--gap apart; --batch:
-all in one message), and reads records until a 92-byte type-2 handshake response whose
-receiver index is one of its initiations' sender indices arrives, or --timeout seconds after
-its last initiation.
+record (u16 big-endian length + datagram) in its own binary message (--gap apart; --pace: on
+a fixed schedule, see below; --batch: all in one message), and reads records until a 92-byte
+type-2 handshake response whose receiver index is one of its initiations' sender indices
+arrives, or --timeout seconds after its last initiation.
 
 Opening is paced: at most --inflight tunnels are in TCP/TLS/upgrade at once (a relay's
 --max-pending, and the TLS work on both sides, would otherwise collapse under a thundering
@@ -19,6 +19,12 @@ and all send at the same moment (--no-barrier: each sends as soon as it is open)
 open until every tunnel has its result, then close, --inflight of them every 10 ms (a relay
 serves all the hang-ups it sees in one pass of its loop). The soft RLIMIT_NOFILE is raised to
 what the run needs (the hard limit too, when allowed).
+
+--pace (with --gap MS and the barrier) holds a steady rate instead: tunnel k of N (file order)
+writes its j-th initiation at T0 + (j + k/N) x MS, T0 being the moment every tunnel is open,
+on the monotonic clock, so that N tunnels together send N x 1000/MS initiations a second,
+evenly spread, for as long as their lines last; a tunnel that falls behind writes at once
+until it is back on schedule (no drift: the rate holds over the run).
 
 Output:
   --out FILE: one line per tunnel "LABEL STATUS LATENCY_MS RECORDS", where STATUS is
@@ -30,7 +36,9 @@ Output:
     closed:CODE / error:WHAT   the tunnel was closed, or could not be opened
     RECORDS counts the records received (any type).
   stdout: a human-readable summary; "phases (unix time): start T, all open T, all sent T,
-    end T" (to line up other measurements with the run); and last, "summary tunnels=N
+    end T" (to line up other measurements with the run); "sent N initiations in S s (R/s),
+    at most L ms behind schedule" (S from the first write to the last; L against --pace's
+    schedule, 0 without it); and last, "summary tunnels=N
     open=N responses=N cookies=N none=N failed=N open_s=S open_rate=R p50_ms=X p99_ms=X
     max_ms=X" (open_rate in tunnels/s; latencies over the responses, "-" when none came).
 Exit status 0 when the run completed (whatever the tunnels' results), 2 on bad usage/input.
@@ -152,6 +160,11 @@ class Load:
         self.t_first = self.t_last_open = None
         self.wall_start = self.wall_opened = self.wall_sent = None
         self.sent = 0
+        self.t0 = None          # --pace: when every tunnel is open
+        self.index = {id(t): k for k, t in enumerate(tunnels)}
+        self.writes = 0
+        self.t_first_write = self.t_last_write = None
+        self.late_s = 0.0
 
     async def read_head(self, reader):
         head = await reader.readuntil(b"\r\n\r\n")
@@ -248,6 +261,7 @@ class Load:
             if self.attempted == len(self.tunnels):
                 self.all_attempted.set()
                 self.wall_opened = time.time()
+                self.t0 = time.monotonic()
             if t.status:
                 return
             if self.a.barrier:
@@ -266,20 +280,37 @@ class Load:
                     t.writer.close()
                     await asyncio.sleep(0.01)
 
+    def wrote(self, n=1):
+        """Counts n initiations about to be written; returns the time."""
+        now = time.monotonic()
+        self.writes += n
+        if self.t_first_write is None:
+            self.t_first_write = now
+        self.t_last_write = now
+        return now
+
     async def exchange(self, t):
         t_sent = [0.0]
+        # --pace: this tunnel's place in each period (see the header).
+        offset = self.index[id(t)] / len(self.tunnels) if self.a.pace else 0.0
         rx = asyncio.ensure_future(self.receive(t, t_sent))
         try:
             if self.a.batch:
-                t_sent[0] = time.monotonic()
+                t_sent[0] = self.wrote(len(t.inits))
                 t.writer.write(frame(OP_BIN, b"".join(record(i) for i in t.inits)))
             else:
                 for k, i in enumerate(t.inits):
-                    if k and self.a.gap:
+                    if self.a.pace:
+                        due = self.t0 + (k + offset) * self.a.gap / 1000.0
+                        wait = due - time.monotonic()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
+                        self.late_s = max(self.late_s, time.monotonic() - due)
+                    elif k and self.a.gap:
                         await asyncio.sleep(self.a.gap / 1000.0)
                     if rx.done():
                         break
-                    t_sent[0] = time.monotonic()
+                    t_sent[0] = self.wrote()
                     t.writer.write(frame(OP_BIN, record(i)))
             await t.writer.drain()
             self.sent += 1
@@ -370,6 +401,9 @@ def main():
                    help="wait this long after the last initiation for a response (default 5)")
     p.add_argument("--gap", type=float, default=0, metavar="MS",
                    help="pause between the initiations of one tunnel (default 0)")
+    p.add_argument("--pace", action="store_true",
+                   help="send on a fixed schedule: tunnel k of N at (j + k/N) x --gap after "
+                        "all are open (needs --gap and the barrier)")
     p.add_argument("--batch", action="store_true",
                    help="all of a tunnel's initiations in one message")
     p.add_argument("--no-barrier", dest="barrier", action="store_false",
@@ -378,6 +412,8 @@ def main():
     a = p.parse_args()
     if a.inflight < 1:
         p.error("--inflight must be >= 1")
+    if a.pace and (a.gap <= 0 or a.batch or not a.barrier):
+        p.error("--pace needs --gap > 0, and neither --batch nor --no-barrier")
 
     with (open(a.file) if a.file else sys.stdin) as f:
         tunnels = read_tunnels(f)
@@ -410,6 +446,9 @@ def main():
     print("phases (unix time): start %s, all open %s, all sent %s, end %.3f" % (
         *("%.3f" % w if w else "-" for w in (load.wall_start, load.wall_opened, load.wall_sent)),
         time.time()))
+    wspan = (load.t_last_write - load.t_first_write) if load.writes else 0.0
+    print("sent %d initiations in %.3f s (%.0f/s), at most %.1f ms behind schedule" % (
+        load.writes, wspan, load.writes / wspan if wspan > 0 else 0.0, load.late_s * 1000.0))
     print("handshake latency (ms): p50 %s  p99 %s  max %s" % (
         fmt(percentile(lat, 50)), fmt(percentile(lat, 99)), fmt(lat[-1] if lat else None)))
     print("summary tunnels=%d open=%d responses=%d cookies=%d none=%d failed=%d open_s=%.3f "
