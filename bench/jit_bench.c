@@ -89,6 +89,9 @@ int64_t prov_wall_s(void)
 	return (int64_t)time(NULL);
 }
 
+/* The device opened here; prov.dev is it, or (-s) the privileged child's end of it. */
+static struct wgdev *bench_dev;
+
 static struct {
 	uint64_t n_peers;
 	const char *dir;
@@ -101,6 +104,7 @@ static struct {
 	int verbosity;
 	bool quick;
 	bool load_only;
+	bool privsep;    /* -s: the device and its key in a privileged child, as in the daemon */
 } opt = { .backend = WGDEV_UAPI, .cases = "abcdef", .cpu = -2, .verbosity = -1 };
 
 /* Latencies in ns, and the wall time of the blocks they were taken in. */
@@ -926,7 +930,7 @@ static void device_key_reread(void)
 	for (int i = 0; i < BENCH_REREAD; i++) {
 		int64_t a = now_ns();
 
-		ret = wgdev_get_info(prov.dev, &info, priv);
+		ret = wgdev_get_info(bench_dev, &info, priv);
 		samples_add(&s, now_ns() - a);
 		if (ret < 0)
 			die("wgdev_get_info: %s", strerror(-ret));
@@ -1081,7 +1085,7 @@ static void usage(FILE *f)
 	fputs("usage: jit_bench -i IFNAME [-q] [-n PEERS] [-d DIR] [-b uapi|netlink|auto] "
 	      "[-u UAPI_DIR]\n"
 	      "                 [-C CASES] [-a N] [-r N] [-L KEYS] [-R ROUNDS] [-m N] [-e N] "
-	      "[-P CPU] [-v]\n"
+	      "[-P CPU] [-s] [-v]\n"
 	      "       jit_bench -l -d DIR [-q] [-n PEERS]\n"
 	      "  -i IFNAME   the WireGuard device (its private key must be set)\n"
 	      "  -l          only make (or top up) DIR/bench-peers-PEERS.db and exit: no device\n"
@@ -1100,6 +1104,8 @@ static void usage(FILE *f)
 	      "  -e N        (e) installs, and as many install-only baselines (default 2000)\n"
 	      "  -P CPU      pin the decisions to this CPU (default: the one they start on;\n"
 	      "              -1: do not pin); the checkpoint thread is never pinned\n"
+	      "  -s          as the daemon runs: the device and its private key in a privileged\n"
+	      "              child (priv.c), every X25519 with the key a round trip to it\n"
 	      "  -v          the provisioner's log lines (repeat for debug)\n",
 	      f);
 }
@@ -1127,10 +1133,11 @@ static void parse_args(int argc, char **argv)
 	unsigned long long n = 0;
 	int c;
 
-	while ((c = getopt(argc, argv, "i:n:qd:b:u:C:a:r:L:R:m:e:P:lvh")) != -1) {
+	while ((c = getopt(argc, argv, "i:n:qd:b:u:C:a:r:L:R:m:e:P:lsvh")) != -1) {
 		switch (c) {
 		case 'i': opt.ifname = optarg; break;
 		case 'l': opt.load_only = true; break;
+		case 's': opt.privsep = true; break;
 		case 'n':
 			n = strtoull(optarg, NULL, 10);
 			if (!n)
@@ -1277,6 +1284,15 @@ int main(int argc, char **argv)
 	if ((ret = ckpt_start(db_path)))
 		die("ckpt_start on %s: %s", db_path, strerror(-ret));
 	ckpt_mark_now(&ck);
+	bench_dev = prov.dev;
+	if (opt.privsep) {
+		/* As serve does: the child gets the device, the engine reaches it through
+		 * privsep_ops, and jit.c's responder its key through priv_dh. bench_dev stays
+		 * open here for our own component timings. */
+		if ((ret = priv_start(&prov.priv, bench_dev, NULL)) ||
+		    (ret = priv_open_device(&prov.dev, prov.priv, opt.ifname)))
+			die("privileged child: %s", strerror(-ret));
+	}
 	pin_cpu(); /* after ckpt_start: the checkpoint thread is not pinned, as in the daemon */
 
 	/* What jit.c and peer.c read from the configuration. */
@@ -1290,7 +1306,7 @@ int main(int argc, char **argv)
 	if ((ret = jit_init()))
 		die("jit_init on %s: %s", opt.ifname, strerror(-ret));
 	/* Our own copy of the responder, for the component timings. */
-	if ((ret = wgdev_get_info(prov.dev, &info, priv)))
+	if ((ret = wgdev_get_info(bench_dev, &info, priv)))
 		die("reading the private key of %s: %s", opt.ifname, strerror(-ret));
 	resp = sodium_malloc(sizeof(*resp));
 	if (!resp || noise_responder_init_local(resp, priv) < 0)

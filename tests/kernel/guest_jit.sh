@@ -130,6 +130,7 @@ ip -n cl link del wgb
 
 # --- the provisioner ---------------------------------------------------------------------------
 # Its engine drops to the system user wgws, as on a real gateway: the guest gets the two users.
+mkdir -p /etc
 printf 'root:x:0:0::/:/bin/sh\nwgws:x:999:999::/nonexistent:/bin/false\n' >/etc/passwd
 printf 'root:x:0:\nwgws:x:999:\n' >/etc/group
 gw wgws-provisioner serve --interface wg0 --db /tmp/p.db --api "$API" --pool4 10.99.0.0/24 \
