@@ -15,6 +15,8 @@
  * data can have (>= 32 and a multiple of 16, or >= 100) the datagrams look like WireGuard
  * data messages, which is all wgws-relay forwards. Sender and sink must agree on it.
  * ping --hist FILE writes the RTT distribution as a CDF (see hist_write) for plotting.
+ * --from ADDR:PORT (send, ping) sends from that address: several runs through a wgws-shim then
+ * share one local source, so one tunnel (the shim opens one per source).
  *
  * send: sendmmsg in batches of K (--batch, 1..256, default 32) on a connected socket. --rate
  *   paces against CLOCK_MONOTONIC: packet i is due at start + i/rate; a sender that fell
@@ -123,14 +125,14 @@ enum {
 	OPT_OPEN = 1 << 4, OPT_COUNT = 1 << 5, OPT_DURATION = 1 << 6, OPT_BATCH = 1 << 7,
 	OPT_ECHO = 1 << 8, OPT_IDLE = 1 << 9, OPT_WINDOW = 1 << 10, OPT_TIMEOUT = 1 << 11,
 	OPT_RUNID = 1 << 12, OPT_BUF = 1 << 13, OPT_QUIET = 1 << 14, OPT_WGSHAPE = 1 << 15,
-	OPT_HIST = 1 << 16,
+	OPT_HIST = 1 << 16, OPT_FROM = 1 << 17,
 };
 
 struct opts {
 	enum mode mode;
 	unsigned seen;
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
+	struct sockaddr_storage addr, from;
+	socklen_t addr_len, from_len;
 	char addr_str[INET6_ADDRSTRLEN + 8];
 	uint64_t size, rate, count, batch, window, timeout_ns, duration_ns, idle_ns, buf;
 	uint32_t run_id;
@@ -182,12 +184,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: udpload send --to ADDR:PORT [--size B] [--rate PPS | --open]\n"
 		"                    [--count N | --duration S] [--batch K] [--run-id ID] [--buf BYTES]\n"
-		"                    [--wg-shape] [-q]\n"
+		"                    [--wg-shape] [--from ADDR:PORT] [-q]\n"
 		"       udpload sink --listen ADDR:PORT [--echo] [--duration S] [--idle S] [--batch K]\n"
 		"                    [--buf BYTES] [--wg-shape] [-q]\n"
 		"       udpload ping --to ADDR:PORT [--size B] [--window W | --rate PPS]\n"
 		"                    [--count N | --duration S] [--timeout MS] [--batch K] [--run-id ID]\n"
-		"                    [--wg-shape]\n"
+		"                    [--wg-shape] [--from ADDR:PORT]\n"
 		"                    [--buf BYTES] [--hist FILE] [-q]\n"
 		"ADDR is numeric IPv4 or [IPv6]; --size %d..%d bytes (default 64); --batch 1..%d;\n"
 		"a line 'result mode=... key=value ...' on stdout sums up the run (see bench/udpload.c).\n",
@@ -333,17 +335,18 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "wg-shape", no_argument, NULL, 'W' },
 		{ "hist", required_argument, NULL, 'H' },
+		{ "from", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const unsigned allowed[] = {
 		[MODE_SEND] = OPT_TO | OPT_SIZE | OPT_RATE | OPT_OPEN | OPT_COUNT | OPT_DURATION |
-			      OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE,
+			      OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE | OPT_FROM,
 		[MODE_SINK] = OPT_LISTEN | OPT_ECHO | OPT_DURATION | OPT_IDLE | OPT_BATCH | OPT_BUF |
 			      OPT_QUIET | OPT_WGSHAPE,
 		[MODE_PING] = OPT_TO | OPT_SIZE | OPT_WINDOW | OPT_RATE | OPT_COUNT | OPT_DURATION |
 			      OPT_TIMEOUT | OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE |
-			      OPT_HIST,
+			      OPT_HIST | OPT_FROM,
 	};
 	const char *cmd;
 	uint64_t v;
@@ -390,6 +393,18 @@ static void parse_args(int argc, char **argv, struct opts *o)
 				usage_error("--to '%s': expected A.B.C.D:PORT or [IPv6]:PORT, "
 					    "port 1..65535", optarg);
 			break;
+		case 'F': {
+			/* parse_addr fills the destination: parse into a copy, keep its address */
+			struct opts tmp = *o;
+
+			bit = OPT_FROM;
+			if (!parse_addr(optarg, true, &tmp))
+				usage_error("--from '%s': expected A.B.C.D:PORT or [IPv6]:PORT, "
+					    "port 0..65535", optarg);
+			o->from = tmp.addr;
+			o->from_len = tmp.addr_len;
+			break;
+		}
 		case 'l':
 			bit = OPT_LISTEN;
 			if (!parse_addr(optarg, true, o))
@@ -693,6 +708,11 @@ static int open_socket(struct opts *o)
 		if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 			sock_fail("getsockname");
 		format_addr(&ss, o->addr_str, sizeof(o->addr_str));
+	} else if (o->from_len && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 },
+					      sizeof(int)) < 0 ||
+				   bind(fd, (struct sockaddr *)&o->from, o->from_len) < 0)) {
+		fprintf(stderr, "%s: bind --from: %s\n", prog, strerror(errno));
+		exit(EXIT_SOCKET);
 	} else if (connect(fd, (struct sockaddr *)&o->addr, o->addr_len) < 0) {
 		fprintf(stderr, "%s: connect %s: %s\n", prog, o->addr_str, strerror(errno));
 		exit(EXIT_SOCKET);

@@ -15,10 +15,10 @@
  *    sharing one bucket with a flooder still gets through). A TLS handshake costs ~1 ms of CPU.
  *  - A connection that has sent nothing waits in a slot of our own (no TLS state, no lws
  *    wsi) for ADMIT_HELLO_MS, a shorter deadline than lws's --header-timeout for TLS and the
- *    request. When its first bytes arrive it joins a queue; at most ADMIT_ADOPT_PER_PASS
- *    join lws per pass of the event loop, so a burst of new clients (a relay restart makes
- *    every client reconnect at once) costs established tunnels a few ms per pass, not the
- *    burst's whole TLS work in one pass.
+ *    request. When its first bytes arrive it joins a queue; one joins lws per pass of the
+ *    event loop, a few more while the pass has done less than 2 ms of work, so a burst of
+ *    new clients (a relay restart makes every client reconnect at once) costs established
+ *    tunnels a few ms per pass, not the burst's whole TLS work in one pass.
  *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause that listener for ADMIT_PAUSE_MS instead
  *    of spinning on a socket that stays readable.
  * This file never reads a byte of a connection: TLS, HTTP and WebSocket are lws's. */
@@ -36,7 +36,8 @@
 
 enum {
 	ADMIT_ACCEPT_BATCH = 32,   /* accepts per listener per loop pass */
-	ADMIT_ADOPT_PER_PASS = 4,  /* connections handed to lws (TLS) per loop pass */
+	ADMIT_ADOPT_PER_PASS = 4,  /* connections handed to lws (TLS) per loop pass, at most */
+	ADMIT_PASS_BUDGET_US = 2000, /* past this much work in a pass, only one more */
 	ADMIT_HELLO_MS = 3000,     /* a connection that has sent nothing is closed after this */
 	ADMIT_PAUSE_MS = 250,      /* a listener rests this long after an accept error */
 	ADMIT_BUCKETS = 1024,      /* per table, two tables */
@@ -235,9 +236,13 @@ static void adopt_one(struct admit_slot *s)
 		s->wsi = wsi;
 }
 
+/* At the end of each pass: hand ready connections to lws (their TLS handshake starts now),
+ * one at least, more while this pass has used less than ADMIT_PASS_BUDGET_US in all (a
+ * handshake costs ~1 ms of CPU, several in a sanitizer build), ADMIT_ADOPT_PER_PASS at most. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-	for (int n = 0; n < ADMIT_ADOPT_PER_PASS && adm.ready; n++) {
+	for (int n = 0; n < ADMIT_ADOPT_PER_PASS && adm.ready &&
+			(n == 0 || relay_pass_elapsed_us() < ADMIT_PASS_BUDGET_US); n++) {
 		struct admit_slot *s = adm.ready;
 
 		adm.ready = s->rnext;

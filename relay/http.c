@@ -119,6 +119,25 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_wg_port_owner_uid Owner of WireGuard's UDP port (--wg), checked every 10 s: 0 root (kernel WireGuard, a root wireguard-go), -1 nothing bound.\n"
 	    "# TYPE wgws_relay_wg_port_owner_uid gauge\n"
 	    "wgws_relay_wg_port_owner_uid %ld\n", relay.wg_owner_uid);
+	PUT("# HELP wgws_relay_loop_pass_seconds Work done in each pass of the event loop, between two polls: what a datagram for an open tunnel may wait.\n"
+	    "# TYPE wgws_relay_loop_pass_seconds histogram\n");
+	{
+		static const char *const le[RELAY_PASS_BUCKETS] = { "0.001", "0.005", "0.02",
+								    "0.1", "0.5", "+Inf" };
+		uint64_t cum = 0;
+
+		for (int i = 0; i < RELAY_PASS_BUCKETS; i++) {
+			cum += st->pass_le[i];
+			PUT("wgws_relay_loop_pass_seconds_bucket{le=\"%s\"} %llu\n", le[i],
+			    (unsigned long long)cum);
+		}
+	}
+	PUT("wgws_relay_loop_pass_seconds_sum %.6f\n"
+	    "wgws_relay_loop_pass_seconds_count %llu\n", st->pass_sum_us / 1e6,
+	    (unsigned long long)st->pass_count);
+	PUT("# HELP wgws_relay_loop_pass_max_seconds The longest pass of the event loop since start.\n"
+	    "# TYPE wgws_relay_loop_pass_max_seconds gauge\n"
+	    "wgws_relay_loop_pass_max_seconds %.6f\n", st->pass_max_us / 1e6);
 	PUT("# HELP wgws_relay_packets_total Datagrams relayed, by direction.\n"
 	    "# TYPE wgws_relay_packets_total counter\n"
 	    "wgws_relay_packets_total{dir=\"ws_to_udp\"} %llu\n"

@@ -27,6 +27,7 @@ enum {
 	RELAY_SWEEP_MS = 1000,       /* idle sweep period */
 	RELAY_TRIM_AFTER = 64,       /* tunnels closed since the peak before malloc_trim() */
 	RELAY_WGPORT_SWEEPS = 10,    /* check --wg's owner every this many sweeps */
+	RELAY_PASS_BUCKETS = 6,      /* loop pass histogram: 1, 5, 20, 100, 500 ms, +Inf */
 	RELAY_JIT_PATH_MAX = sizeof(((struct sockaddr_un *)0)->sun_path),
 };
 
@@ -100,6 +101,8 @@ struct relay_stats {
 	uint64_t accept_errors;   /* accept() failures (EMFILE...) and failed adoptions */
 	uint64_t metrics_refused; /* metrics connections over METRICS_CONNS_MAX */
 	uint64_t udp_kernel_drops; /* datagrams the kernel dropped on tunnels' UDP sockets */
+	uint64_t pass_le[RELAY_PASS_BUCKETS]; /* loop passes by duration (work between polls) */
+	uint64_t pass_count, pass_sum_us, pass_max_us;
 	uint64_t jit_requests;                  /* sent to the provisioner, re-asks included */
 	uint64_t jit_answers[JIT_VERDICT_MAX];  /* every well-formed answer, by verdict */
 	uint64_t jit_stale;       /* answers for no request in flight (timed out, tunnel gone) */
@@ -190,6 +193,11 @@ void conn_close_all(void);
 /* Send the datagram h holds to WireGuard from h's tunnel, like any other record. */
 void conn_forward_held(struct jit_hold *h);
 uint64_t relay_now_ms(void);
+
+/* ---- main.c: the loop ---- */
+
+/* Microseconds of work the current pass of the event loop has done so far (0 between passes). */
+uint64_t relay_pass_elapsed_us(void);
 
 /* ---- admit.c: the tunnel listener and connections until they are tunnels ---- */
 
