@@ -52,6 +52,7 @@ start() {
 
 say "1. upgrades naming what they may not"
 start --rate-per-ip 0
+t1=$(now_ms)
 H=$T/hostile.log
 run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /wg --count 40 \
 	--protocol wgws-udp --protocol wgws-jit --protocol http --protocol internal \
@@ -67,6 +68,19 @@ grep -q " 101" "$H" && fail "an upgrade that names no protocol of ours was accep
 n=$(grep -o ': [0-9]*' "$H" | awk '{ s += $2 } END { print s }')
 [ "$n" = 520 ] || fail "expected 520 answers, counted $n"
 ok "520 upgrades naming internal, empty, odd and long protocol lists: none upgraded"
+# lws warns about each long protocol list; through the relay's log, at most 10 such lines in
+# 5 s, then a count of what was suppressed.
+secs=$((($(now_ms) - t1) / 1000 + 1))
+lws_lines=$(grep -c 'lws:' "$RELAY_LOG" || true)
+[ "$lws_lines" -le $((10 * (secs / 5 + 1))) ] ||
+	fail "$lws_lines lws lines in $secs s: the log is not rate-limited"
+# The count of what was dropped comes with the next line of that cause, after the interval.
+nap 5
+run "$PY" "$TOOLS/hostile.py" upgrades "127.0.0.1:$PORT" /wg --protocol "," >/dev/null 2>&1 || true
+wait_for 3 grep -q 'lws:.*similar lines suppressed' "$RELAY_LOG" ||
+	fail "no count of the suppressed lws lines: $(grep 'lws:' "$RELAY_LOG" | tail -2)"
+ok "the relay logged $lws_lines lws warnings in $secs s for 520 hostile upgrades, then" \
+	"'$(grep -o '([0-9]* similar lines suppressed)' "$RELAY_LOG" | tail -1)'"
 wait_for 3 metric_is wgws_relay_connections_pending 0 ||
 	fail "pending gauge stuck at $(metric wgws_relay_connections_pending)"
 healthz || fail "/healthz does not answer"
