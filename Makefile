@@ -168,13 +168,12 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets
+FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp
 FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -D_GNU_SOURCE -Icommon \
 	-Iclient-shim -Iprovisioner -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FB)/%)
-# (common/sandbox.c is left out: it needs libseccomp, and no parser uses it)
-FUZZ_COMMON_OBJ := $(filter-out $(FB)/common/sandbox.o,$(COMMON_SRC:%.c=$(FB)/%.o))
+FUZZ_COMMON_OBJ := $(COMMON_SRC:%.c=$(FB)/%.o)
 FUZZ_SHIM_OBJ := $(filter-out $(FB)/client-shim/main.o,$(SHIM_SRC:%.c=$(FB)/%.o))
 FUZZ_PROV_OBJ := $(filter-out $(FB)/provisioner/main.o,$(PROV_SRC:%.c=$(FB)/%.o))
 FUZZ_STAMP := $(FB)/.flags

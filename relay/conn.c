@@ -558,14 +558,14 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		}
 		if (relay.conns_active >= relay.cfg.max_conns) {
 			relay.st.rejects[REJECT_LIMIT]++;
-			log_info("connection limit (%lu) reached: refusing a tunnel",
+			log_info_ratelimited("connection limit (%lu) reached: refusing a tunnel",
 				 relay.cfg.max_conns);
 			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
 		}
 		if (ip_limit_reached(wsi)) {
 			relay.st.rejects[REJECT_IP_LIMIT]++;
-			log_info("per-address limit (%lu) reached: refusing a tunnel",
+			log_info_ratelimited("per-address limit (%lu) reached: refusing a tunnel",
 				 relay.cfg.max_conns_per_ip);
 			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
