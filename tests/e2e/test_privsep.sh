@@ -129,6 +129,15 @@ e="$e NoNewPrivs $(status "$PROV_PID" NoNewPrivs) Seccomp $(status "$PROV_PID" S
 [ "$e" = "Uid $(id -u wgws) CapEff 0000000000000000 CapPrm 0000000000000000 NoNewPrivs 1 Seccomp 2" ] ||
 	fail "engine: $e"
 ok "engine: $e"
+# Every thread of it (the WAL checkpoint thread started before the drop): capabilities are
+# per thread.
+for t in /proc/"$PROV_PID"/task/*; do
+	tt="$(awk '$1 == "Uid:" { print $2 }' "$t/status") $(awk '$1 == "CapEff:" { print $2 }' "$t/status")"
+	tt="$tt $(awk '$1 == "CapPrm:" { print $2 }' "$t/status") $(awk '$1 == "Seccomp:" { print $2 }' "$t/status")"
+	[ "$tt" = "$(id -u wgws) 0000000000000000 0000000000000000 2" ] ||
+		fail "engine thread ${t##*/}: Uid CapEff CapPrm Seccomp = $tt"
+done
+ok "all $(ls /proc/"$PROV_PID"/task | wc -l) threads of the engine: the same"
 c="Uid $(uid_of "$PRIV_PID") CapEff $(status "$PRIV_PID" CapEff) CapPrm $(status "$PRIV_PID" CapPrm)"
 c="$c CapBnd $(status "$PRIV_PID" CapBnd) NoNewPrivs $(status "$PRIV_PID" NoNewPrivs)"
 # CAP_NET_ADMIN is capability 12: 0x1000.
