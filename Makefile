@@ -225,10 +225,16 @@ check-deps:
 demo: check-deps $(PROGS)
 	$(Q)tests/e2e/demo.sh
 
+# The daemons' default user (wgws-relay --user, wgws-provisioner --user): created on this
+# host by a root install, as by make deps.
 install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 certs/mkcert.sh $(DESTDIR)$(PREFIX)/bin/wgws-mkcert
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd wgws >/dev/null; then \
+		echo "install: creating the system user wgws"; \
+		useradd --system --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin --user-group wgws; fi
 
 clean:
 	rm -rf $(B)
