@@ -100,6 +100,7 @@ static const char usage_text[] =
 	"\n"
 	"Relays WireGuard over WebSockets: clients (wgws-shim) connect with wss:// to PATH and\n"
 	"their datagrams go to the local WireGuard port, one UDP socket per connection.\n"
+	"Once it serves it has no capabilities, no_new_privs and a seccomp allow-list.\n"
 	"\n"
 	"  --listen ADDR:PORT      HTTPS address, e.g. 0.0.0.0:443, [::]:443, 127.0.0.1:8443\n"
 	"  --cert FILE             TLS certificate chain (PEM)\n"
