@@ -523,3 +523,24 @@ free_port() {
 s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
 }
 
+# --- the provisioner's API ------------------------------------------------------------
+# req METHOD PATH [CURL_ARGS...]: one request to the API on $API (default $SOCK); the status
+# in $CODE (000 when curl failed), the body in $T/body.
+req() {
+	local m=$1 p=$2
+	shift 2
+	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "${API:-$SOCK}" \
+		-X "$m" "$@" "http://prov$p") || CODE=000
+}
+# jget EXPR [FILE]: Python EXPR over d = the JSON in FILE ($T/body); "<none>" when it fails.
+jget() {
+	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[2]))
+    r = eval(sys.argv[1])
+    print(r if isinstance(r, str) else json.dumps(r))
+except Exception:
+    print("<none>")
+EOF
+}

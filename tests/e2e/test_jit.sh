@@ -46,31 +46,10 @@ dump_logs() {
 	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 8
 }
 
-# --- helpers --------------------------------------------------------------------------
-# api METHOD PATH [CURL_ARGS...]: one request to the provisioner's API; status in $CODE,
-# body in $T/body.
-api() {
-	local m=$1 p=$2
-	shift 2
-	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X "$m" "$@" \
-		"http://prov$p") || CODE=000
-}
-# jget EXPR [FILE]: Python EXPR over d = the JSON in FILE ($T/body); "<none>" when it fails.
-jget() {
-	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[2]))
-    r = eval(sys.argv[1])
-    print(r if isinstance(r, str) else json.dumps(r))
-except Exception:
-    print("<none>")
-EOF
-}
 # create KEY NAME: POST /v1/peers for a client's public key; fails unless 201 and stored
 # without being installed. Sets ADDR4 (the peer's IPv4 address, no prefix).
 create() {
-	api POST /v1/peers -H 'Content-Type: application/json' \
+	req POST /v1/peers -H 'Content-Type: application/json' \
 		--data-binary "{\"public_key\":\"$1\",\"name\":\"$2\"}"
 	[ "$CODE" = 201 ] || fail "POST /v1/peers ($2): HTTP $CODE: $(head -c 300 "$T/body")"
 	[ "$(jget 'd["installed"]')" = false ] ||
@@ -133,7 +112,7 @@ handshake_after_ping() {
 	done
 	now=$(now_ms)
 	HS_MS=$((now - t0))
-	api GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
+	req GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
 	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
 	wait "$pid" || true
 	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
@@ -224,7 +203,7 @@ if [ "$ADDR4" != "$TUN_C" ]; then
 	in_c ip addr flush dev "$WG_C"
 	in_c ip addr add "$ADDR4/24" dev "$WG_C"
 fi
-api GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
+req GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
 expect "GET the created peer" "$CODE" 200
 expect "GET: installed" "$(jget 'd["installed"]')" false
 not_on_gw "$WG_C_PUB" || fail "the JIT peer is in wg show before its client connected"
@@ -257,7 +236,7 @@ gc0=$(pm wgws_provisioner_gc_removed_total)
 wait_for 15 not_on_gw "$WG_C_PUB" || fail "GC did not remove the idle peer within 15 s"
 gc1=$(pm wgws_provisioner_gc_removed_total)
 [ "$gc1" -gt "$gc0" ] || fail "the peer left wg show but gc_removed_total stayed $gc1"
-api GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
+req GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
 expect "GET after GC" "$CODE" 200
 expect "GET after GC: installed" "$(jget 'd["installed"]')" false
 ok "GC removed it from wg show (gc_removed_total $gc0 → $gc1); still stored"

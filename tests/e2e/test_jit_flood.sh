@@ -62,25 +62,6 @@ dump_logs() {
 	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 8
 }
 
-# --- helpers --------------------------------------------------------------------------
-# api METHOD PATH [CURL_ARGS...]: status in $CODE, body in $T/body.
-api() {
-	local m=$1 p=$2
-	shift 2
-	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X "$m" "$@" \
-		"http://prov$p") || CODE=000
-}
-jget() {
-	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[2]))
-    r = eval(sys.argv[1])
-    print(r if isinstance(r, str) else json.dumps(r))
-except Exception:
-    print("<none>")
-EOF
-}
 expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 rm_() { relay_metric "$1"; }
 gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }
@@ -111,7 +92,7 @@ HZ=$(getconf CLK_TCK)
 new_client() {
 	(umask 077 && wg genkey >"$T/keys/$1.key")
 	CKEY=$(wg pubkey <"$T/keys/$1.key")
-	api POST /v1/peers -H 'Content-Type: application/json' \
+	req POST /v1/peers -H 'Content-Type: application/json' \
 		--data-binary "{\"public_key\":\"$CKEY\",\"name\":\"$1\"}"
 	[ "$CODE" = 201 ] || fail "POST /v1/peers ($1): HTTP $CODE: $(head -c 300 "$T/body")"
 	expect "POST /v1/peers ($1): installed" "$(jget 'd["installed"]')" false
@@ -204,7 +185,7 @@ phase() {
 	# The legitimate client: installed, within HS_MAX_MS.
 	[ "$HS" -lt "$HS_MAX_MS" ] ||
 		fail "c$n: first handshake $HS ms after its ping started, during the flood (want < $HS_MAX_MS)"
-	api GET "/v1/peers/$(tr '+/' '-_' <<<"$CKEY")"
+	req GET "/v1/peers/$(tr '+/' '-_' <<<"$CKEY")"
 	expect "c$n installed" "$(jget 'd["installed"]')" true
 	expect "c$n: installs" "$(mdelta "$before" "$after" wgws_provisioner_jit_installs_total)" 1
 	ok "c$n: first handshake $HS ms after its ping (< $HS_MAX_MS), which started" \

@@ -31,13 +31,6 @@ dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
 healthy() {
 	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]
 }
-# req METHOD PATH [CURL_ARGS...]: the status in $CODE (000 when curl failed), the body in $T/body.
-req() {
-	local m=$1 p=$2
-	shift 2
-	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X "$m" "$@" \
-		"http://prov$p") || CODE=000
-}
 start_prov() {
 	PROV_N=$((PROV_N + 1))
 	PROV_LOG=$T/prov-$PROV_N.log

@@ -41,33 +41,11 @@ dump_logs() {
 	[ -z "$PROV3_LOG" ] || logtail "$PROV3_LOG" 8
 }
 
-# --- helpers --------------------------------------------------------------------------
-# req METHOD PATH [CURL_ARGS...]: one request to the API on $API (default $SOCK); the status
-# in $CODE (000 when curl failed), the body in $T/body.
-req() {
-	local m=$1 p=$2
-	shift 2
-	CODE=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "${API:-$SOCK}" \
-		-X "$m" "$@" "http://prov$p") || CODE=000
-}
 # post JSON: POST /v1/peers with JSON as the body; counts the 201s in $CREATED.
 post() {
 	req POST /v1/peers -H 'Content-Type: application/json' --data-binary "$1"
 	if [ "$CODE" = 201 ] && [ -z "${API:-}" ]; then CREATED=$((CREATED + 1)); fi
 	return 0
-}
-# jget EXPR [FILE]: the Python expression EXPR over d = the JSON in FILE ($T/body); strings
-# print raw, anything else as JSON; "<none>" when the file is not JSON or EXPR fails.
-jget() {
-	"$PY" - "$1" "${2:-$T/body}" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[2]))
-    r = eval(sys.argv[1])
-    print(r if isinstance(r, str) else json.dumps(r))
-except Exception:
-    print("<none>")
-EOF
 }
 # urlkey KEY: the URL-safe form of a standard base64 key.
 urlkey() { tr '+/' '-_' <<<"$1"; }
