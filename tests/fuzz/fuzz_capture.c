@@ -19,92 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../unit/bpf_interp.h"
 #include "prov.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { PORT = 51820, UDP_LEN = 8 + NOISE_INITIATION_LEN };
-
-static uint32_t load(const uint8_t *p, size_t len, uint32_t off, unsigned size, bool *ok)
-{
-	uint32_t v = 0;
-
-	if (off > len || size > len - off) {
-		*ok = false; /* the kernel ends the filter with 0 */
-		return 0;
-	}
-	for (unsigned i = 0; i < size; i++)
-		v = v << 8 | p[off + i];
-	return v;
-}
-
-/* The filter's verdict on pkt: bytes to keep, 0 to drop. */
-static uint32_t bpf_run(const struct sock_filter *prog, unsigned n, const uint8_t *pkt,
-			size_t len, uint16_t protocol)
-{
-	uint32_t a = 0, x = 0;
-	bool ok = true;
-
-	for (unsigned pc = 0; pc < n; pc++) {
-		const struct sock_filter *f = &prog[pc];
-		unsigned size = BPF_SIZE(f->code) == BPF_W ? 4 : BPF_SIZE(f->code) == BPF_H ? 2 : 1;
-		uint32_t jump = 0;
-
-		switch (f->code) {
-		case BPF_LD | BPF_W | BPF_ABS:
-		case BPF_LD | BPF_H | BPF_ABS:
-		case BPF_LD | BPF_B | BPF_ABS:
-			if (f->k == (uint32_t)(SKF_AD_OFF + SKF_AD_PROTOCOL))
-				a = protocol;
-			else if (f->k == (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE))
-				a = PACKET_HOST;
-			else if (f->k >= (uint32_t)SKF_AD_OFF)
-				abort();
-			else
-				a = load(pkt, len, f->k, size, &ok);
-			break;
-		case BPF_LD | BPF_W | BPF_IND:
-		case BPF_LD | BPF_H | BPF_IND:
-		case BPF_LD | BPF_B | BPF_IND:
-			a = load(pkt, len, x + f->k, size, &ok);
-			break;
-		case BPF_LDX | BPF_B | BPF_MSH:
-			x = (load(pkt, len, f->k, 1, &ok) & 0xf) * 4;
-			break;
-		case BPF_LDX | BPF_W | BPF_IMM:
-			x = f->k;
-			break;
-		case BPF_ALU | BPF_AND | BPF_K:
-			a &= f->k;
-			break;
-		case BPF_JMP | BPF_JA:
-			jump = f->k;
-			break;
-		case BPF_JMP | BPF_JEQ | BPF_K:
-			jump = a == f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JGT | BPF_K:
-			jump = a > f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JGE | BPF_K:
-			jump = a >= f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JSET | BPF_K:
-			jump = (a & f->k) ? f->jt : f->jf;
-			break;
-		case BPF_RET | BPF_K:
-			return f->k;
-		default:
-			abort(); /* not an instruction capture_filter() uses */
-		}
-		if (!ok)
-			return 0;
-		if (jump >= n - pc - 1)
-			abort(); /* out of the program */
-		pc += jump;
-	}
-	abort(); /* ran off the end */
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -115,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *pkt;
 	bool parsed, kept, ip_len_ok = true;
 	int version = size ? data[0] >> 4 : 0;
+	struct bpf_ctx ctx = { .pkttype = PACKET_HOST };
+	const char *bad;
 
 	if (!n)
 		n = capture_filter(PORT, prog);
@@ -125,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&src, 0xa5, sizeof(src));
 
 	parsed = capture_parse(pkt, size, PORT, &msg, &src) == 0;
-	kept = bpf_run(prog, n, pkt, size, version == 6 ? ETH_P_IPV6 : ETH_P_IP) != 0;
+	ctx.protocol = version == 6 ? ETH_P_IPV6 : ETH_P_IP;
+	kept = bpf_run(prog, n, pkt, size, &ctx, &bad) != 0;
+	if (bad)
+		abort(); /* the filter uses what the interpreter does not know */
 	if (version == 4 && size >= 4)
 		ip_len_ok = (size_t)(pkt[2] << 8 | pkt[3]) == (pkt[0] & 0x0fu) * 4 + UDP_LEN;
 	if (version == 6 && size >= 6)

@@ -35,6 +35,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "bpf_interp.h"
 #include "prov.h"
 
 static char cur_case[96] = "?";
@@ -71,100 +72,6 @@ static int setup(void **state)
 	return 0;
 }
 
-/* --- a classic BPF interpreter: the subset capture_filter may use ------------------------ */
-
-struct bpf_ctx {
-	uint16_t protocol; /* skb->protocol, host order (SKF_AD_PROTOCOL) */
-	uint32_t pkttype;  /* skb->pkt_type (SKF_AD_PKTTYPE) */
-};
-
-static uint32_t load(const uint8_t *p, size_t len, uint32_t off, unsigned size, bool *ok)
-{
-	uint32_t v = 0;
-
-	if (off > len || size > len - off) {
-		*ok = false; /* the kernel ends the filter with 0 */
-		return 0;
-	}
-	for (unsigned i = 0; i < size; i++)
-		v = v << 8 | p[off + i];
-	return v;
-}
-
-/* The filter's verdict (bytes to keep, 0 = drop) on one packet. */
-static uint32_t bpf_run(const struct sock_filter *prog, unsigned n, const uint8_t *pkt,
-			size_t len, const struct bpf_ctx *ctx)
-{
-	uint32_t a = 0, x = 0;
-	bool ok = true;
-
-	for (unsigned pc = 0; pc < n; pc++) {
-		const struct sock_filter *f = &prog[pc];
-		unsigned size = BPF_SIZE(f->code) == BPF_W ? 4 : BPF_SIZE(f->code) == BPF_H ? 2 : 1;
-		uint32_t jump = 0;
-
-		switch (f->code) {
-		case BPF_LD | BPF_W | BPF_ABS:
-			if (f->k == (uint32_t)(SKF_AD_OFF + SKF_AD_PROTOCOL)) {
-				a = ctx->protocol;
-				break;
-			}
-			if (f->k == (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)) {
-				a = ctx->pkttype;
-				break;
-			}
-			/* fall through */
-		case BPF_LD | BPF_H | BPF_ABS:
-		case BPF_LD | BPF_B | BPF_ABS:
-			if (f->k >= (uint32_t)SKF_AD_OFF)
-				fail_msg("case %s: pc %u: unexpected ancillary load %#x",
-					 cur_case, pc, f->k);
-			a = load(pkt, len, f->k, size, &ok);
-			break;
-		case BPF_LD | BPF_W | BPF_IND:
-		case BPF_LD | BPF_H | BPF_IND:
-		case BPF_LD | BPF_B | BPF_IND:
-			a = load(pkt, len, x + f->k, size, &ok);
-			break;
-		case BPF_LDX | BPF_B | BPF_MSH:
-			x = (load(pkt, len, f->k, 1, &ok) & 0xf) * 4;
-			break;
-		case BPF_LDX | BPF_W | BPF_IMM:
-			x = f->k;
-			break;
-		case BPF_ALU | BPF_AND | BPF_K:
-			a &= f->k;
-			break;
-		case BPF_JMP | BPF_JA:
-			jump = f->k;
-			break;
-		case BPF_JMP | BPF_JEQ | BPF_K:
-			jump = a == f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JGT | BPF_K:
-			jump = a > f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JGE | BPF_K:
-			jump = a >= f->k ? f->jt : f->jf;
-			break;
-		case BPF_JMP | BPF_JSET | BPF_K:
-			jump = (a & f->k) ? f->jt : f->jf;
-			break;
-		case BPF_RET | BPF_K:
-			return f->k;
-		default:
-			fail_msg("case %s: pc %u: instruction %#x not in the interpreter",
-				 cur_case, pc, f->code);
-		}
-		if (!ok)
-			return 0;
-		if (jump >= n - pc - 1)
-			fail_msg("case %s: pc %u jumps out of the program", cur_case, pc);
-		pc += jump;
-	}
-	fail_msg("case %s: the program ran off its end", cur_case);
-	return 0;
-}
 
 /* --- packets ------------------------------------------------------------------------------ */
 
@@ -267,10 +174,15 @@ static struct bpf_ctx ctx_of(const struct pkt_spec *s)
 static uint32_t run_filter(const uint8_t *pkt, size_t len, const struct bpf_ctx *ctx)
 {
 	struct sock_filter prog[CAPTURE_FILTER_MAX];
+	const char *bad;
+	uint32_t verdict;
 	unsigned n = capture_filter(PORT, prog);
 
 	assert_true(n > 0 && n <= CAPTURE_FILTER_MAX);
-	return bpf_run(prog, n, pkt, len, ctx);
+	verdict = bpf_run(prog, n, pkt, len, ctx, &bad);
+	if (bad)
+		fail_msg("case %s: the interpreter met %s", cur_case, bad);
+	return verdict;
 }
 
 /* capture_parse agrees on pkt, and on success says where the message and the sender are. */
@@ -423,12 +335,13 @@ static void test_other_ports(void **state)
 			size_t hlen, len = build(&s, pkt, &hlen);
 			struct sockaddr_storage src;
 			const uint8_t *msg;
+			const char *bad;
 
 			CASE("port %u, IPv%d", ports[i], fam);
-			EXPECT(bpf_run(prog, n, pkt, len, &ctx) >= len);
+			EXPECT(bpf_run(prog, n, pkt, len, &ctx, &bad) >= len && !bad);
 			EXPECT_EQ(capture_parse(pkt, len, ports[i], &msg, &src), 0);
 			len = build(&other, pkt, &hlen);
-			EXPECT_EQ(bpf_run(prog, n, pkt, len, &ctx), 0);
+			EXPECT(bpf_run(prog, n, pkt, len, &ctx, &bad) == 0 && !bad);
 			EXPECT_EQ(capture_parse(pkt, len, ports[i], &msg, &src), -EINVAL);
 		}
 	}
