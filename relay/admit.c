@@ -278,6 +278,10 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 	unsigned long count;
 	uint8_t key[16];
 
+	/* lws sets this on sockets it accepts itself, not on adopted ones: without it a small
+	 * write behind an unacknowledged one waits for the peer's delayed ACK (40 ms): the
+	 * 101 behind the session tickets, a tunnel's records whenever the loop ran late. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	src_key(ss, key);
 	if (!rate_allows(key, now_ms)) {
 		relay.st.rejects[REJECT_IP_RATE]++;
