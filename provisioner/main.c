@@ -637,7 +637,8 @@ static const char *const engine_calls[] = {
 	"openat", "unlink", "fsync", "fdatasync", "ftruncate", "fallocate", "flock", "getcwd",
 	"readlink", "lstat", "stat", "access", "faccessat", "faccessat2", "fchmod", "fchown",
 	"mkdir", "rmdir", "rename", "statfs", "fstatfs", "epoll_create1", "bind", "listen",
-	"connect",
+	"connect", "wait4", "waitid", /* reaping the privileged half at exit */
+	"mlock", "munlock", /* libsodium's guarded memory (ASan's mlock does nothing) */
 };
 
 /* The store's files become the engine's: SQLite writes its WAL through them. */
