@@ -544,3 +544,24 @@ except Exception:
     print("<none>")
 EOF
 }
+
+# count_handshakes: in the gateway namespace, kernel counters of the handshake initiations
+# arriving at WireGuard's port and of the responses it sends (table inet wgws_jit); read
+# them with gw_count initiations|responses. Counted by the kernel, not by our programs.
+count_handshakes() {
+	in_g nft -f - <<EOF
+table inet wgws_jit {
+	counter initiations {}
+	counter responses {}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport $WG_PORT udp length 156 @th,64,32 0x01000000 counter name "initiations"
+	}
+	chain out {
+		type filter hook output priority 0; policy accept;
+		udp sport $WG_PORT udp length 100 @th,64,32 0x02000000 counter name "responses"
+	}
+}
+EOF
+}
+gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }

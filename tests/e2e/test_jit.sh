@@ -63,7 +63,6 @@ pm() {
 }
 rm_() { relay_metric "$1"; }
 # gw_count NAME: packets counted by the nftables counter NAME in the gateway namespace.
-gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }
 on_gw() { in_g wg show "$WG_G" peers | grep -qxF -- "$1"; }
 not_on_gw() { ! on_gw "$1"; }
 # gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
@@ -144,22 +143,7 @@ topology
 wg_up
 in_g wg set "$WG_G" peer "$WG_C_PUB" remove
 block_client_udp
-# Initiations arriving at WireGuard's port (relay → wireguard-go over lo), and the
-# handshake responses wireguard-go sends: counted by the kernel, not by our programs.
-in_g nft -f - <<EOF
-table inet wgws_jit {
-	counter initiations {}
-	counter responses {}
-	chain in {
-		type filter hook input priority 0; policy accept;
-		udp dport $WG_PORT udp length 156 @th,64,32 0x01000000 counter name "initiations"
-	}
-	chain out {
-		type filter hook output priority 0; policy accept;
-		udp sport $WG_PORT udp length 100 @th,64,32 0x02000000 counter name "responses"
-	}
-}
-EOF
+count_handshakes
 certs_make
 start_squid
 

@@ -64,7 +64,6 @@ dump_logs() {
 
 expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 rm_() { relay_metric "$1"; }
-gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }
 gw_handshake() {
 	in_g wg show "$WG_G" latest-handshakes |
 		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
@@ -242,22 +241,7 @@ topology
 wg_up
 in_g wg set "$WG_G" peer "$WG_C_PUB" remove
 block_client_udp
-# Initiations arriving at WireGuard's port (relay → wireguard-go over lo) and the handshake
-# responses it sends, counted by the kernel.
-in_g nft -f - <<EOF
-table inet wgws_jit {
-	counter initiations {}
-	counter responses {}
-	chain in {
-		type filter hook input priority 0; policy accept;
-		udp dport $WG_PORT udp length 156 @th,64,32 0x01000000 counter name "initiations"
-	}
-	chain out {
-		type filter hook output priority 0; policy accept;
-		udp sport $WG_PORT udp length 100 @th,64,32 0x02000000 counter name "responses"
-	}
-}
-EOF
+count_handshakes
 in_p ip addr add "$P_GNET_2/24" dev gw0
 # Phase 2's 10,000 fresh keys and initiations (two X25519 each: seconds) while the rest is
 # set up.

@@ -49,7 +49,6 @@ pm() {
 		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
 }
 rm_() { relay_metric "$1"; }
-gw_count() { in_g nft list counter inet wgws_jit "$1" | awk '$1 == "packets" { print $2 }'; }
 expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 # pingstats LOG [TOLERATE_LAST]: "tx rx lost p50 p99 max" (ms) from a `ping -n` log; with
 # TOLERATE_LAST=1 the last sequence number (in flight when ping was interrupted) is not a
@@ -79,20 +78,7 @@ topology
 wg_up
 in_g wg set "$WG_G" peer "$WG_C_PUB" remove
 block_client_udp
-in_g nft -f - <<EOF
-table inet wgws_jit {
-	counter initiations {}
-	counter responses {}
-	chain in {
-		type filter hook input priority 0; policy accept;
-		udp dport $WG_PORT udp length 156 @th,64,32 0x01000000 counter name "initiations"
-	}
-	chain out {
-		type filter hook output priority 0; policy accept;
-		udp sport $WG_PORT udp length 100 @th,64,32 0x02000000 counter name "responses"
-	}
-}
-EOF
+count_handshakes
 certs_make
 start_squid
 PROV_LOG=$T/prov.log
