@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The checks on client frames that lws 4.1.6 does not make.
+/* The relay's SSL_read: the checks on client frames that lws 4.1.6 does not make, and every
+ * record already received in one call (drain, below).
  *
  * RFC 6455 §5.1: a server must close the connection when a client frame is not masked.
  * lws 4.1.6 parses the mask bit and then ignores it on the server side, and offers no way to
@@ -17,6 +18,7 @@
  * frames) is left to lws. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +118,29 @@ static void wsmask_feed(struct wsmask *m, const uint8_t *p, size_t len)
 	}
 }
 
+/* drain: after a record, take the ones already waiting in the socket, up to num bytes in all.
+ * OpenSSL (no read-ahead) returns one record per SSL_read and lws reads once per descriptor
+ * per pass, so a tunnel got one datagram per pass: in a burst of new connections, where a
+ * pass holds a TLS handshake (~1-2 ms), a tunnel at 2,000 datagrams/s fell behind and its
+ * records queued in the kernel for 100-200 ms (tests/stress/churn.sh). The bytes returned
+ * are the same stream, so lws parses them as if they had come in one record. A later read
+ * that fails for good (a bad record, a fatal alert) is left for lws's next read to meet:
+ * OpenSSL has answered with a fatal alert, so an honest peer closes and the descriptor
+ * wakes; a peer that does not holds its own connection until --keepalive closes it. */
+static int drain(SSL *ssl, uint8_t *buf, int n, int num)
+{
+	while (n < num) {
+		int r = real_ssl_read(ssl, buf + n, num - n);
+
+		if (r <= 0) {
+			ERR_clear_error();
+			break;
+		}
+		n += r;
+	}
+	return n;
+}
+
 int SSL_read(SSL *ssl, void *buf, int num)
 {
 	struct wsmask *m;
@@ -124,7 +149,10 @@ int SSL_read(SSL *ssl, void *buf, int num)
 	if (!real_ssl_read)
 		real_ssl_read = (int (*)(SSL *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
 	n = real_ssl_read(ssl, buf, num);
-	if (n <= 0 || ex_index < 0)
+	if (n <= 0)
+		return n;
+	n = drain(ssl, buf, n, num);
+	if (ex_index < 0)
 		return n;
 	m = SSL_get_ex_data(ssl, ex_index);
 	if (!m) {
