@@ -14,14 +14,15 @@
  *    tables: a source is refused only when both its buckets are empty, so an innocent address
  *    sharing one bucket with a flooder still gets through). A TLS handshake costs ~1 ms of CPU.
  *  - A connection that has sent nothing waits in a slot of our own (no TLS state, no lws
- *    wsi) for ADMIT_HELLO_MS, a shorter deadline than lws's --header-timeout for TLS and the
- *    request. When its first bytes arrive it joins a queue; one joins lws per pass of the
- *    event loop, a few more while the pass has done less than 2 ms of work, so a burst of
- *    new clients (a relay restart makes every client reconnect at once) costs established
- *    tunnels a few ms per pass, not the burst's whole TLS work in one pass.
+ *    wsi) for ADMIT_HELLO_MS. When its first bytes arrive, its TLS handshake runs on the
+ *    handshake thread (handshake.c), within --header-timeout of the accept; so a burst of
+ *    new clients (a relay restart makes every client reconnect at once) does not hold open
+ *    tunnels' datagrams behind its handshakes. A finished handshake joins a queue; a few
+ *    join lws per pass of the event loop (their request and upgrade are lws's).
  *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause that listener for ADMIT_PAUSE_MS instead
  *    of spinning on a socket that stays readable.
- * This file never reads a byte of a connection: TLS, HTTP and WebSocket are lws's. */
+ * This file never reads a byte of a connection: TLS is handshake.c's, HTTP and WebSocket
+ * lws's. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -36,8 +37,8 @@
 
 enum {
 	ADMIT_ACCEPT_BATCH = 32,   /* accepts per listener per loop pass */
-	ADMIT_ADOPT_PER_PASS = 4,  /* connections handed to lws (TLS) per loop pass, at most */
-	ADMIT_PASS_BUDGET_US = 2000, /* past this much work in a pass, only one more */
+	ADMIT_ADOPT_PER_PASS = 8,  /* connections handed to lws per loop pass, at most */
+	ADMIT_PASS_BUDGET_US = 500, /* past this much work in a pass, only one more */
 	ADMIT_HELLO_MS = 3000,     /* a connection that has sent nothing is closed after this */
 	ADMIT_PAUSE_MS = 250,      /* a listener rests this long after an accept error */
 	ADMIT_BUCKETS = 1024,      /* per table, two tables */
@@ -46,7 +47,9 @@ enum {
 
 struct admit_slot {
 	struct admit_slot *prev, *next; /* pending, oldest first (or the free list: next only) */
-	struct admit_slot *rnext;       /* the ready queue: first bytes arrived, lws not yet */
+	struct admit_slot *rnext;       /* the ready queue: TLS done, lws not yet */
+	struct handshake *hs;           /* while its TLS handshake runs on the thread */
+	SSL *ssl;                       /* once it is done, until lws takes it */
 	struct lws *wsi;                /* NULL until adopted into lws */
 	ev_io io;                       /* waiting for the first byte */
 	int fd;
@@ -179,10 +182,24 @@ static void slot_release(struct admit_slot *s)
 	slot_unlink(s);
 	s->in_use = false;
 	s->wsi = NULL;
+	s->hs = NULL;
+	s->ssl = NULL;
 	s->fd = -1;
 	s->next = adm.free;
 	adm.free = s;
 	relay.conns_pending--;
+}
+
+/* Close a pending connection (not yet lws's) and free its slot. */
+static void slot_close(struct admit_slot *s)
+{
+	if (s->hs) {
+		handshake_cancel(s->hs); /* handshake.c closes it once its thread lets go */
+	} else {
+		SSL_free(s->ssl);
+		close(s->fd);
+	}
+	slot_release(s);
 }
 
 /* Close a pending connection to make room. Adopted ones are closed by lws at once, which
@@ -195,8 +212,7 @@ static void slot_evict(struct admit_slot *s, enum relay_evict why)
 		slot_release(s); /* no-op when WSI_DESTROY already did it */
 		return;
 	}
-	close(s->fd);
-	slot_release(s);
+	slot_close(s);
 }
 
 static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
@@ -204,11 +220,30 @@ static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 	struct admit_slot *s = w->data;
 
 	ev_io_stop(loop, w);
+	s->hs = handshake_submit(s->fd, s);
+	if (!s->hs) {
+		relay.st.accept_errors++;
+		slot_close(s);
+	}
+}
+
+/* From handshake.c, on the loop: s's TLS handshake is done (ssl) or failed (NULL). */
+static void on_handshake(void *owner, int fd, SSL *ssl)
+{
+	struct admit_slot *s = owner;
+
+	s->hs = NULL;
+	if (!ssl) {
+		relay.st.tls_failures++;
+		slot_close(s);
+		return;
+	}
+	s->ssl = ssl;
 	s->ready = true;
 	s->rnext = NULL;
 	*adm.ready_tail = s;
 	adm.ready_tail = &s->rnext;
-	ev_idle_start(loop, &adm.busy);
+	ev_idle_start(adm.loop, &adm.busy);
 }
 
 static void adopt_one(struct admit_slot *s)
@@ -222,8 +257,12 @@ static void adopt_one(struct admit_slot *s)
 	info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
 	info.fd = fd;
 	info.opaque = s;
+	/* lws's SSL_new for this connection returns the finished session (handshake.c). */
+	handshake_adopt_next(s->ssl);
+	s->ssl = NULL;
 	s->wsi = NULL;
 	wsi = lws_adopt_descriptor_vhost_via_info(&info);
+	handshake_adopt_done();
 	/* On failure lws closed the socket, and destroyed the wsi (WSI_DESTROY released the
 	 * slot) if it had made one. */
 	if (!wsi) {
@@ -236,9 +275,9 @@ static void adopt_one(struct admit_slot *s)
 		s->wsi = wsi;
 }
 
-/* At the end of each pass: hand ready connections to lws (their TLS handshake starts now),
- * one at least, more while this pass has used less than ADMIT_PASS_BUDGET_US in all (a
- * handshake costs ~1 ms of CPU, several in a sanitizer build), ADMIT_ADOPT_PER_PASS at most. */
+/* At the end of each pass: hand connections whose TLS is done to lws, one at least, more
+ * while this pass has used less than ADMIT_PASS_BUDGET_US in all, ADMIT_ADOPT_PER_PASS at
+ * most (what follows, their request and upgrade, runs on the loop). */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	for (int n = 0; n < ADMIT_ADOPT_PER_PASS && adm.ready &&
@@ -380,6 +419,7 @@ int admit_listen(const struct sockaddr_storage *ss, socklen_t len)
 int admit_start(struct ev_loop *loop, int fd)
 {
 	struct listener *l = &adm.tunnel;
+	int ret;
 
 	adm.loop = loop;
 	adm.slots = calloc(relay.cfg.max_pending, sizeof(*adm.slots));
@@ -393,6 +433,9 @@ int admit_start(struct ev_loop *loop, int fd)
 	adm.ready_tail = &adm.ready;
 	if (getrandom(adm.hash_key, sizeof(adm.hash_key), 0) != sizeof(adm.hash_key))
 		return -EIO;
+	ret = handshake_start(loop, on_handshake);
+	if (ret < 0)
+		return ret;
 	ev_prepare_init(&adm.adopt, on_prepare);
 	ev_prepare_start(loop, &adm.adopt);
 	ev_idle_init(&adm.busy, on_busy);
@@ -418,13 +461,16 @@ void admit_stop_listening(void)
 void admit_stop(void)
 {
 	admit_stop_listening();
-	/* Connections still waiting for their first byte are ours to close; lws closes the rest. */
+	/* The thread gives back what it held (on_handshake runs for each); then the connections
+	 * lws never got are ours to close, lws closes the rest. */
+	handshake_stop();
 	while (adm.oldest) {
 		struct admit_slot *s = adm.oldest;
 
 		if (!s->wsi)
-			close(s->fd);
-		slot_release(s);
+			slot_close(s);
+		else
+			slot_release(s);
 	}
 	ev_prepare_stop(adm.loop, &adm.adopt);
 	ev_idle_stop(adm.loop, &adm.busy);
@@ -434,16 +480,20 @@ void admit_stop(void)
 
 void admit_sweep(uint64_t now_ms)
 {
+	uint64_t tls_ms = (uint64_t)relay.cfg.header_timeout_s * 1000;
+	uint64_t first = tls_ms < ADMIT_HELLO_MS ? tls_ms : ADMIT_HELLO_MS;
 	struct admit_slot *s = adm.oldest, *next;
 
-	/* Oldest first: stop at the first one young enough. Adopted ones run on lws's timers. */
-	for (; s && now_ms - s->accepted_ms >= ADMIT_HELLO_MS; s = next) {
+	/* Oldest first: stop at the first one young enough for both deadlines. Adopted ones run
+	 * on lws's timers (--header-timeout again, for the request). */
+	for (; s && now_ms - s->accepted_ms >= first; s = next) {
+		uint64_t age = now_ms - s->accepted_ms;
+
 		next = s->next;
-		if (!s->wsi && !s->ready) {
-			relay.st.evicted[EVICT_SILENT]++;
-			close(s->fd);
-			slot_release(s);
-		}
+		if (s->hs && age >= tls_ms)
+			slot_evict(s, EVICT_SLOW);
+		else if (!s->wsi && !s->hs && !s->ssl && age >= ADMIT_HELLO_MS)
+			slot_evict(s, EVICT_SILENT);
 	}
 }
 

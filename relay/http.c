@@ -30,6 +30,7 @@ static const char *const evict_names[EVICT_MAX] = {
 	[EVICT_PER_IP] = "per_ip",
 	[EVICT_FULL] = "full",
 	[EVICT_SILENT] = "silent",
+	[EVICT_SLOW] = "slow",
 };
 
 enum { HTTP_BODY_MAX = 8192 };
@@ -103,6 +104,9 @@ size_t http_render_metrics(char *buf, size_t size)
 	for (int i = 0; i < EVICT_MAX; i++)
 		PUT("wgws_relay_connections_evicted_total{reason=\"%s\"} %llu\n", evict_names[i],
 		    (unsigned long long)st->evicted[i]);
+	PUT("# HELP wgws_relay_tls_handshake_failures_total TLS handshakes that failed (not TLS, no shared version or cipher, closed midway).\n"
+	    "# TYPE wgws_relay_tls_handshake_failures_total counter\n"
+	    "wgws_relay_tls_handshake_failures_total %llu\n", (unsigned long long)st->tls_failures);
 	PUT("# HELP wgws_relay_accept_errors_total accept() failures (e.g. out of descriptors) and connections lws could not take.\n"
 	    "# TYPE wgws_relay_accept_errors_total counter\n"
 	    "wgws_relay_accept_errors_total %llu\n", (unsigned long long)st->accept_errors);

@@ -610,7 +610,8 @@ int main(int argc, char **argv)
 	char addr[ADDR_STR_LEN];
 	bool check_only = false;
 	void *foreign_loops[1];
-	int tunnel_fd, metrics_fd = -1;
+	int tunnel_fd, metrics_fd = -1, ret;
+	const char *what;
 
 	log_init("wgws-relay", 0);
 	parse_args(&relay.cfg, argc, argv, &check_only);
@@ -668,6 +669,8 @@ int main(int argc, char **argv)
 	tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
 	if (relay.cfg.has_metrics)
 		metrics_fd = listen_or_die("--metrics", &relay.cfg.metrics, relay.cfg.metrics_len);
+	if ((ret = handshake_init(relay.cfg.cert, relay.cfg.key, &what)) < 0)
+		fatalx("cannot set up TLS for the handshake thread: %s", what);
 	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
 	jit_start();
 	drop_privileges(relay.cfg.user);

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -86,6 +87,7 @@ enum relay_evict {
 	EVICT_PER_IP,    /* its source had --max-pending-per-ip pending: the oldest goes */
 	EVICT_FULL,      /* --max-pending reached: the oldest of all goes */
 	EVICT_SILENT,    /* sent nothing within ADMIT_HELLO_MS */
+	EVICT_SLOW,      /* TLS handshake not done within --header-timeout */
 	EVICT_MAX,
 };
 
@@ -98,6 +100,7 @@ struct relay_stats {
 	uint64_t rejects[REJECT_MAX];
 	uint64_t closes_idle, closes_bad, closes_protocol;
 	uint64_t evicted[EVICT_MAX];
+	uint64_t tls_failures;    /* TLS handshakes that failed (scanners, wrong protocol, ...) */
 	uint64_t accept_errors;   /* accept() failures (EMFILE...) and failed adoptions */
 	uint64_t metrics_refused; /* metrics connections over METRICS_CONNS_MAX */
 	uint64_t udp_kernel_drops; /* datagrams the kernel dropped on tunnels' UDP sockets */
@@ -216,6 +219,36 @@ void admit_stop(void);
 void admit_sweep(uint64_t now_ms);
 /* From lws's ESTABLISHED and WSI_DESTROY: the connection no longer holds a pending slot. */
 void admit_release(struct lws *wsi);
+
+/* ---- handshake.c: TLS handshakes on a thread of their own ---- */
+
+/* A TLS handshake step costs ~0.5-1 ms of CPU; done on the loop, a burst of new clients
+ * made every open tunnel wait for them. admit.c hands each connection, once it has sent
+ * its first bytes, to a thread that runs only handshakes, at a lower priority than the loop,
+ * and adopts the finished ones into lws with their TLS session. The thread never closes a
+ * descriptor and never touches lws: only OpenSSL, its own epoll and two queues. */
+struct handshake;
+typedef void handshake_done_fn(void *owner, int fd, SSL *ssl);
+
+/* Load the certificate chain and key into the thread's SSL_CTX (before privileges are
+ * dropped) and check that SSL_new reaches our interposer. 0 or -errno; *what names the
+ * step that failed. */
+int handshake_init(const char *cert, const char *key, const char **what);
+/* Start the thread; done runs on the loop for each finished handshake, with ssl NULL when
+ * it failed. Call before the sandbox (its filter reaches the thread through TSYNC). */
+int handshake_start(struct ev_loop *loop, handshake_done_fn *done);
+/* Run the server side of a TLS handshake on fd (non-blocking, connected). NULL if out of
+ * memory. fd stays the caller's: closed by the caller only after done ran. */
+struct handshake *handshake_submit(int fd, void *owner);
+/* The owner no longer wants it: the handshake stops (its socket is shut down), and its
+ * done is never called; the descriptor is closed when the thread lets go of it. */
+void handshake_cancel(struct handshake *h);
+/* Stop the thread and close what it held. */
+void handshake_stop(void);
+/* The next SSL_new on this thread (lws's, while adopting) returns ssl instead of a new one. */
+void handshake_adopt_next(SSL *ssl);
+/* Give back what handshake_adopt_next left unclaimed (lws failed before SSL_new). */
+void handshake_adopt_done(void);
 
 /* ---- metrics.c: the --metrics listener, a small HTTP/1.x server of our own ---- */
 

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/* TLS handshakes on a thread of their own (contract in relay.h).
+ *
+ * Why: each handshake step (a ClientHello answered with a key exchange and a signature, a
+ * client's Finished) costs ~0.5-1 ms of CPU. On the loop, lws ran every ready step between
+ * two polls, so a burst of 200 new clients held every open tunnel's datagrams behind them
+ * (tests/stress/churn.sh). Here the loop only accepts and hands over; this thread, at a lower
+ * scheduling priority (nice +HS_NICE), does the steps, so a datagram for an open tunnel
+ * wakes the loop at once, on a machine with one core as on many.
+ *
+ * How: a job is a descriptor that has sent its first bytes. The thread makes its SSL from
+ * an SSL_CTX of its own (the same certificate and key as lws's vhost) and drives SSL_accept
+ * from an epoll set of its own. A finished job (or a failed one, ssl NULL) goes back to the
+ * loop through a queue and an eventfd; the loop then adopts the descriptor into lws, whose
+ * SSL_new comes here first (SSL_new below, interposed like wsmask.c's SSL_read) and gets the
+ * finished session, so lws's SSL_accept returns at once and lws goes on with HTTP.
+ *
+ * The thread starts before the sandbox, which reaches it through TSYNC: handshake_start
+ * returns once the thread runs (its start-up makes calls the sandbox forbids).
+ *
+ * Ownership: only the loop closes descriptors (no number can be reused under the thread);
+ * the thread owns a job's SSL until the job is back. A cancel (eviction, deadline) marks the
+ * job and shuts its socket down, which wakes the thread; the loop closes the descriptor when
+ * the job comes back. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+enum {
+	HS_NICE = 10,      /* the thread's nice value: the loop (0) comes first */
+	HS_EVENTS = 64,    /* epoll events per wait */
+};
+
+struct handshake {
+	struct handshake *next, *prev; /* the queue it is on, or the thread's active list */
+	int fd;
+	SSL *ssl;
+	void *owner;                   /* the loop's; NULL once cancelled */
+	atomic_bool cancelled;
+	bool failed;
+};
+
+struct queue {
+	pthread_mutex_t lock;
+	struct handshake *head, **tail;
+	int efd; /* eventfd: non-zero while the queue may hold jobs */
+};
+
+static struct {
+	SSL_CTX *ctx;
+	pthread_t thread;
+	bool running;
+	atomic_bool stop;
+	sem_t started;
+	struct queue in, out;          /* loop -> thread, thread -> loop */
+	struct handshake *active;      /* the thread's */
+	int epfd;
+	struct ev_loop *loop;
+	ev_io out_io;
+	handshake_done_fn *done;
+	SSL *(*real_ssl_new)(SSL_CTX *);
+} hs = { .in.efd = -1, .out.efd = -1, .epfd = -1 };
+
+static __thread SSL *adopt_next;
+
+SSL *SSL_new(SSL_CTX *ctx)
+{
+	SSL *s = adopt_next;
+
+	if (s) {
+		adopt_next = NULL;
+		return s;
+	}
+	if (!hs.real_ssl_new)
+		hs.real_ssl_new = (SSL * (*)(SSL_CTX *)) dlsym(RTLD_NEXT, "SSL_new");
+	return hs.real_ssl_new ? hs.real_ssl_new(ctx) : NULL;
+}
+
+void handshake_adopt_next(SSL *ssl)
+{
+	adopt_next = ssl;
+}
+
+void handshake_adopt_done(void)
+{
+	if (adopt_next) {
+		SSL_free(adopt_next);
+		adopt_next = NULL;
+	}
+}
+
+static void queue_init(struct queue *q)
+{
+	pthread_mutex_init(&q->lock, NULL);
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static void queue_push(struct queue *q, struct handshake *h)
+{
+	h->next = NULL;
+	pthread_mutex_lock(&q->lock);
+	*q->tail = h;
+	q->tail = &h->next;
+	pthread_mutex_unlock(&q->lock);
+	(void)write(q->efd, &(uint64_t){ 1 }, sizeof(uint64_t));
+}
+
+/* Everything on q, in order. */
+static struct handshake *queue_take(struct queue *q)
+{
+	struct handshake *h;
+	uint64_t n;
+
+	(void)read(q->efd, &n, sizeof(n));
+	pthread_mutex_lock(&q->lock);
+	h = q->head;
+	q->head = NULL;
+	q->tail = &q->head;
+	pthread_mutex_unlock(&q->lock);
+	return h;
+}
+
+int handshake_init(const char *cert, const char *key, const char **what)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	*what = "SSL_CTX_new";
+	if (!ctx)
+		return -ENOMEM;
+	/* As lws's vhost: TLS 1.2 and 1.3. No tickets, no session cache: wgws-shim never
+	 * resumes, and a ticket is CPU and bytes for nothing. */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+				 SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		*what = "the certificate (--cert)";
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		*what = "the key (--key)";
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*what = "the key against the certificate";
+		goto fail;
+	}
+	/* lws's SSL_new calls must reach ours, or lws would start a second handshake. */
+	hs.real_ssl_new = (SSL * (*)(SSL_CTX *)) dlsym(RTLD_NEXT, "SSL_new");
+	if (!hs.real_ssl_new || dlsym(RTLD_DEFAULT, "SSL_new") != (void *)SSL_new) {
+		*what = "the SSL_new interposer";
+		SSL_CTX_free(ctx);
+		return -ENOSYS;
+	}
+	hs.ctx = ctx;
+	return 0;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return -EINVAL;
+}
+
+/* ---- the thread ---- */
+
+static void active_add(struct handshake *h)
+{
+	h->prev = NULL;
+	h->next = hs.active;
+	if (hs.active)
+		hs.active->prev = h;
+	hs.active = h;
+}
+
+static void active_del(struct handshake *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		hs.active = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+}
+
+static void finish(struct handshake *h, bool ok)
+{
+	(void)epoll_ctl(hs.epfd, EPOLL_CTL_DEL, h->fd, NULL);
+	active_del(h);
+	if (!ok) {
+		SSL_free(h->ssl);
+		h->ssl = NULL;
+		h->failed = true;
+		ERR_clear_error();
+	}
+	queue_push(&hs.out, h);
+}
+
+static void step(struct handshake *h)
+{
+	struct epoll_event ev = { .data.ptr = h };
+	int n;
+
+	if (atomic_load(&h->cancelled)) {
+		finish(h, false);
+		return;
+	}
+	n = SSL_accept(h->ssl);
+	if (n == 1) {
+		finish(h, true);
+		return;
+	}
+	switch (SSL_get_error(h->ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		ev.events = EPOLLIN;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		ev.events = EPOLLOUT;
+		break;
+	default:
+		finish(h, false);
+		return;
+	}
+	if (epoll_ctl(hs.epfd, EPOLL_CTL_MOD, h->fd, &ev) < 0)
+		finish(h, false);
+}
+
+static void start(struct handshake *h)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = h };
+
+	active_add(h);
+	h->ssl = SSL_new(hs.ctx);
+	if (!h->ssl || !SSL_set_fd(h->ssl, h->fd) ||
+	    epoll_ctl(hs.epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+		finish(h, false);
+		return;
+	}
+	step(h); /* its first bytes are there: that is why it came */
+}
+
+static void *thread_main(void *arg)
+{
+	struct epoll_event evs[HS_EVENTS];
+
+	(void)arg;
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), HS_NICE);
+	sem_post(&hs.started); /* glibc's thread start-up (rseq, set_robust_list) is behind us */
+	while (!atomic_load(&hs.stop)) {
+		int n = epoll_wait(hs.epfd, evs, HS_EVENTS, -1);
+
+		for (int i = 0; i < n; i++) {
+			if (!evs[i].data.ptr) {
+				for (struct handshake *h = queue_take(&hs.in), *next; h; h = next) {
+					next = h->next;
+					start(h);
+				}
+				continue;
+			}
+			step(evs[i].data.ptr);
+		}
+	}
+	while (hs.active)
+		finish(hs.active, false);
+	for (struct handshake *h = queue_take(&hs.in), *next; h; h = next) {
+		next = h->next;
+		h->failed = true;
+		queue_push(&hs.out, h);
+	}
+	return NULL;
+}
+
+/* ---- the loop's side ---- */
+
+static void deliver(struct handshake *h)
+{
+	if (h->owner && !atomic_load(&h->cancelled))
+		hs.done(h->owner, h->fd, h->failed ? NULL : h->ssl);
+	else {
+		SSL_free(h->ssl);
+		close(h->fd);
+	}
+	free(h);
+}
+
+static void on_out(struct ev_loop *loop, ev_io *w, int revents)
+{
+	for (struct handshake *h = queue_take(&hs.out), *next; h; h = next) {
+		next = h->next;
+		deliver(h);
+	}
+}
+
+int handshake_start(struct ev_loop *loop, handshake_done_fn *done)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	sigset_t all, old;
+	int ret;
+
+	queue_init(&hs.in);
+	queue_init(&hs.out);
+	hs.in.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	hs.out.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	hs.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (hs.in.efd < 0 || hs.out.efd < 0 || hs.epfd < 0 ||
+	    epoll_ctl(hs.epfd, EPOLL_CTL_ADD, hs.in.efd, &ev) < 0)
+		return -errno;
+	hs.loop = loop;
+	hs.done = done;
+	ev_io_init(&hs.out_io, on_out, hs.out.efd, EV_READ);
+	ev_io_start(loop, &hs.out_io);
+	/* Signals are the loop's (libev's watchers): the thread is born with all blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* One heap for both threads: a second arena would keep a burst's handshakes' memory
+	 * out of the loop's malloc_trim (RSS stayed 17-25 MiB up after the churn bursts). */
+	mallopt(M_ARENA_MAX, 1);
+	sem_init(&hs.started, 0, 0);
+	ret = pthread_create(&hs.thread, NULL, thread_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return -ret;
+	hs.running = true;
+	/* The sandbox comes next and reaches the thread too: it must be running by then. */
+	while (sem_wait(&hs.started) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+struct handshake *handshake_submit(int fd, void *owner)
+{
+	struct handshake *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->fd = fd;
+	h->owner = owner;
+	atomic_init(&h->cancelled, false);
+	queue_push(&hs.in, h);
+	return h;
+}
+
+void handshake_cancel(struct handshake *h)
+{
+	h->owner = NULL;
+	atomic_store(&h->cancelled, true);
+	(void)shutdown(h->fd, SHUT_RDWR); /* wakes the thread if it waits on this one */
+}
+
+void handshake_stop(void)
+{
+	if (hs.running) {
+		atomic_store(&hs.stop, true);
+		(void)write(hs.in.efd, &(uint64_t){ 1 }, sizeof(uint64_t));
+		pthread_join(hs.thread, NULL);
+		hs.running = false;
+		on_out(hs.loop, &hs.out_io, 0);
+		ev_io_stop(hs.loop, &hs.out_io);
+	}
+	if (hs.in.efd >= 0)
+		close(hs.in.efd);
+	if (hs.out.efd >= 0)
+		close(hs.out.efd);
+	if (hs.epfd >= 0)
+		close(hs.epfd);
+	hs.in.efd = hs.out.efd = hs.epfd = -1;
+	SSL_CTX_free(hs.ctx);
+	hs.ctx = NULL;
+}
