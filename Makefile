@@ -124,10 +124,6 @@ unit: $(UNIT_BIN)
 e2e: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 	$(Q)WGWS_BUILD=$(abspath $(B)) tests/run.sh --e2e-only
 
-# stress: tests/stress/*.sh, load tests not yet in make test (root; see each file's header).
-.PHONY: stress
-stress: check-deps $(PROGS) $(TOOLS) $(BENCH_TOOLS)
-	$(Q)for t in tests/stress/*.sh; do WGWS_BUILD=$(abspath $(B)) WGWS_TOP=$(CURDIR) bash $$t || exit 1; done
 
 # --- benchmarks (not in test; only udpload, smoke-tested, is in all; bench/README.md) -----
 # bench: bench/run.sh, the tunnel against direct loopback UDP, then bench/wg.sh, scale.sh and
