@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -64,6 +65,29 @@ static const uint32_t answer_len[PRIV_OP_MAX] = {
 	[PRIV_RELOAD_KEY] = sizeof(struct priv_info_msg),
 	[PRIV_CAPTURE_OPEN] = sizeof(struct priv_hdr),
 };
+
+ssize_t priv_recvmsg(int fd, struct msghdr *mh, int flags)
+{
+	size_t controllen = mh->msg_controllen;
+	struct timespec t0, t;
+	ssize_t n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		mh->msg_controllen = controllen;
+		n = recvmsg(fd, mh, flags | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return n;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000 >= PRIV_SPIN_US)
+			break;
+	}
+	do {
+		mh->msg_controllen = controllen;
+		n = recvmsg(fd, mh, flags);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
 
 size_t priv_msg_len(uint32_t op, bool answer)
 {
@@ -473,7 +497,12 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 	capture_prepare(&d);
 	drop_to_net_admin();
 	for (;;) {
-		ssize_t n = recv(fd, &m, sizeof(m), MSG_TRUNC);
+		struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n = priv_recvmsg(fd, &mh, 0);
+
+		if (n >= 0 && (mh.msg_flags & MSG_TRUNC))
+			n = (ssize_t)sizeof(m) + 1; /* longer than any message: priv_check_request says so */
 		if (n == 0)
 			break; /* the engine is done */
 		if (n < 0) {

@@ -129,9 +129,7 @@ static void answer(struct priv *p, union priv_msg *m, int *fd)
 	uint32_t want;
 	ssize_t n;
 
-	do
-		n = recvmsg(p->fd, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	n = priv_recvmsg(p->fd, &mh, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		fatalx("priv: the privileged process is gone");
 	*fd = -1;

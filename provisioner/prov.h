@@ -666,6 +666,13 @@ union priv_msg {
 /* The size of op's request, or of its answer (answer: true; PRIV_DUMP_PEER is an answer
  * only); 0 when there is no such message. */
 size_t priv_msg_len(uint32_t op, bool answer);
+/* How long either side polls for the other's next message before it sleeps (µs). The two
+ * processes are not pinned, and a round trip that wakes a sleeping CPU both ways cost a DH
+ * ~150 µs here (a JIT decision 210 µs instead of 55: make jit-bench JIT_BENCH_ARGS="-q -s");
+ * a DH's answer comes within ~50 µs, and a burst's next request as soon. */
+enum { PRIV_SPIN_US = 150 };
+/* recvmsg on a SOCK_SEQPACKET socket, polling for PRIV_SPIN_US before it blocks. */
+ssize_t priv_recvmsg(int fd, struct msghdr *mh, int flags);
 enum { PRIV_WHY_LEN = 128 };
 /* Check a request of n bytes as received, before anything is done with it: 0, or -EBADMSG
  * with the lie described in why (the privileged process then exits). Pure: no I/O. */
