@@ -56,7 +56,7 @@ sink_result() {
 }
 
 say "1,000 packets at 5,000 packets/s over 127.0.0.1"
-start_sink sink1 127.0.0.1 --idle 0.5
+start_sink sink1 127.0.0.1 --idle 2
 out=$(run "$UL" send --to "127.0.0.1:$SINK_PORT" --size 200 --rate 5000 --count 1000 -q) ||
 	fail "send exited $?: $(oneline "$out")"
 snd=$(grep '^result ' <<<"$out") || fail "send printed no result line: $(oneline "$out")"
@@ -70,7 +70,7 @@ expect "$RES" received=1000 bytes=200000 lost=0 reordered=0 dup=0 late=0 foreign
 ok "sink: received=1000 lost=0 reordered=0 dup=0 foreign=0 ($(kv pps "$RES") pps)"
 
 say "crafted datagrams: sequence 0 1 3 2 2, plus 3 foreign ones"
-start_sink sink2 127.0.0.1 --idle 0.5
+start_sink sink2 127.0.0.1 --idle 2
 run "$PY" - "$SINK_PORT" <<'EOF' || fail "could not send the crafted datagrams"
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
