@@ -120,7 +120,7 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_udp_kernel_drops_total Datagrams from WireGuard the kernel dropped on tunnels' full UDP sockets.\n"
 	    "# TYPE wgws_relay_udp_kernel_drops_total counter\n"
 	    "wgws_relay_udp_kernel_drops_total %llu\n", (unsigned long long)st->udp_kernel_drops);
-	PUT("# HELP wgws_relay_wg_port_owner_uid Owner of WireGuard's UDP port (--wg), checked every 10 s: 0 root (kernel WireGuard, a root wireguard-go), -1 nothing bound.\n"
+	PUT("# HELP wgws_relay_wg_port_owner_uid Owner of WireGuard's UDP port (--wg), checked every 10 s: 0 root (kernel WireGuard, a root wireguard-go), -1 nothing bound, -2 unknown (sock_diag unavailable or failing).\n"
 	    "# TYPE wgws_relay_wg_port_owner_uid gauge\n"
 	    "wgws_relay_wg_port_owner_uid %ld\n", relay.wg_owner_uid);
 	PUT("# HELP wgws_relay_loop_pass_seconds Work done in each pass of the event loop, between two polls: what a datagram for an open tunnel may wait.\n"

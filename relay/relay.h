@@ -127,7 +127,7 @@ struct relay {
 	unsigned conns_peak;       /* most tunnels since the last malloc_trim() */
 	bool shutting_down;
 	uid_t user_uid;            /* --user's uid (the relay's own once it has dropped) */
-	long wg_owner_uid;         /* who has --wg's port bound: uid, -1 nobody (wgport.c) */
+	long wg_owner_uid;         /* who has --wg's port bound: uid, -1 nobody, WGPORT_UNKNOWN */
 	unsigned sweeps;
 	bool jit_up;               /* the channel to the provisioner is connected */
 	unsigned jit_held;         /* initiations held now */
@@ -262,6 +262,8 @@ void metrics_stop(void);
 unsigned metrics_conns(void);
 
 /* ---- wgport.c: who owns WireGuard's UDP port ---- */
+
+enum { WGPORT_UNKNOWN = -2 }; /* not checked yet, or the check failed */
 
 /* Open the sock_diag socket (before the sandbox). 0 or -errno. */
 int wgport_open(void);

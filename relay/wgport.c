@@ -20,10 +20,10 @@
 #include "relay.h"
 
 static int diag_fd = -1;
-static long last_owner = -2; /* -2: never checked */
 
 int wgport_open(void)
 {
+	relay.wg_owner_uid = WGPORT_UNKNOWN;
 	diag_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
 	return diag_fd < 0 ? -errno : 0;
 }
@@ -97,19 +97,18 @@ static long query(void)
 void wgport_check(void)
 {
 	char addr[ADDR_STR_LEN];
-	long owner;
+	long prev = relay.wg_owner_uid, owner;
 
 	if (diag_fd < 0)
 		return;
 	owner = query();
 	if (owner < -1) {
-		if (last_owner != -3)
-			log_debug("wg port check: %s", strerror((int)-owner));
-		last_owner = -3;
+		log_debug("wg port check: %s", strerror((int)-owner));
+		relay.wg_owner_uid = WGPORT_UNKNOWN;
 		return;
 	}
 	relay.wg_owner_uid = owner;
-	if (owner == last_owner)
+	if (owner == prev)
 		return;
 	addr_format((const struct sockaddr *)&relay.cfg.wg, addr);
 	if (owner == -1)
@@ -118,7 +117,6 @@ void wgport_check(void)
 	else if (owner != 0)
 		log_warnx("WireGuard's port %s is bound by uid %ld, not root: if that is not your "
 			  "WireGuard, it receives every client's datagrams", addr, owner);
-	else if (last_owner != -2)
+	else if (prev != WGPORT_UNKNOWN)
 		log_info("WireGuard's port %s is bound by root again", addr);
-	last_owner = owner;
 }
