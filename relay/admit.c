@@ -49,11 +49,11 @@ struct admit_slot {
 	struct admit_slot *prev, *next; /* pending, oldest first (or the free list: next only) */
 	struct admit_slot *rnext;       /* the ready queue: TLS done, lws not yet */
 	struct handshake *hs;           /* while its TLS handshake runs on the thread */
-	SSL *ssl;                       /* once it is done, until lws takes it */
+	SSL *ssl;                       /* once it is done, until lws takes it: on the ready queue */
 	struct lws *wsi;                /* NULL until adopted into lws */
 	ev_io io;                       /* waiting for the first byte */
 	int fd;
-	bool in_use, ready;
+	bool in_use;
 	uint64_t accepted_ms;
 	uint8_t src[16];                /* the source's key: IPv4 address or IPv6 /64 */
 };
@@ -167,7 +167,6 @@ static void ready_remove(struct admit_slot *s)
 			adm.ready_tail = pp;
 	}
 	s->rnext = NULL;
-	s->ready = false;
 }
 
 /* The slot goes back to the free list; the connection is someone else's business now
@@ -176,7 +175,7 @@ static void slot_release(struct admit_slot *s)
 {
 	if (!s->in_use)
 		return;
-	if (s->ready)
+	if (s->ssl)
 		ready_remove(s);
 	ev_io_stop(adm.loop, &s->io);
 	slot_unlink(s);
@@ -228,7 +227,7 @@ static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* From handshake.c, on the loop: s's TLS handshake is done (ssl) or failed (NULL). */
-static void on_handshake(void *owner, int fd, SSL *ssl)
+static void on_handshake(void *owner, SSL *ssl)
 {
 	struct admit_slot *s = owner;
 
@@ -239,7 +238,6 @@ static void on_handshake(void *owner, int fd, SSL *ssl)
 		return;
 	}
 	s->ssl = ssl;
-	s->ready = true;
 	s->rnext = NULL;
 	*adm.ready_tail = s;
 	adm.ready_tail = &s->rnext;
@@ -288,7 +286,6 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 		if (!adm.ready)
 			adm.ready_tail = &adm.ready;
 		s->rnext = NULL;
-		s->ready = false;
 		adopt_one(s);
 	}
 	if (!adm.ready)

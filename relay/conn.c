@@ -41,7 +41,6 @@ struct conn {
 	struct jit_hold hold;   /* the initiation held for the provisioner (--jit-socket) */
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
-	bool established;       /* upgraded: no longer counted in conns_pending */
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
 	char peer[48];
 };
@@ -57,11 +56,6 @@ static bool gso_off;
 size_t conn_user_size(void)
 {
 	return sizeof(struct conn);
-}
-
-bool conn_was_established(const void *user)
-{
-	return user && ((const struct conn *)user)->established;
 }
 
 uint64_t relay_now_ms(void)
@@ -525,11 +519,11 @@ static int conn_check_frames(struct conn *c)
 	const char *why = wsmask_violation(c->wsi);
 
 	if (why) {
-		log_info("tunnel %s: %s, closing (1002)", c->peer, why);
+		log_info_ratelimited("tunnel %s: %s, closing (1002)", c->peer, why);
 		return LWS_CLOSE_STATUS_PROTOCOL_ERR;
 	}
 	if (!lws_frame_is_binary(c->wsi)) {
-		log_info("tunnel %s: a text message, closing (1003)", c->peer);
+		log_info_ratelimited("tunnel %s: a text message, closing (1003)", c->peer);
 		return LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE;
 	}
 	return 0;
@@ -573,7 +567,6 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
-		c->established = true;
 		admit_release(wsi);
 		if (conn_open(c, wsi) < 0) {
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, 0);

@@ -287,7 +287,7 @@ static void *thread_main(void *arg)
 static void deliver(struct handshake *h)
 {
 	if (h->owner && !atomic_load(&h->cancelled))
-		hs.done(h->owner, h->fd, h->failed ? NULL : h->ssl);
+		hs.done(h->owner, h->failed ? NULL : h->ssl);
 	else {
 		SSL_free(h->ssl);
 		close(h->fd);

@@ -508,8 +508,6 @@ int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	(void)in;
 	(void)len;
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return 1; /* "wgws-jit" is internal; never a subprotocol a client may ask for */
 	case LWS_CALLBACK_RAW_RX_FILE:
 		if (wsi != jit.wsi || !relay.jit_up)
 			return -1; /* a channel given up on (channel_lost) */

@@ -54,8 +54,8 @@ uint64_t relay_pass_elapsed_us(void)
 
 /* lws's libev glue runs this from an ev_idle watcher, which libev invokes only in a pass
  * with no other event pending: during a burst of new connections there is always one, and a
- * busy tunnel's TLS records already decrypted and buffered (SSL_pending) waited for a quiet
- * moment (p99 58 -> 28 ms in tests/stress/churn.sh with this). Exported by lws 4.1.6
+ * tunnel whose records are decrypted and waiting (SSL_pending: lws's buffer was full, see
+ * wsmask.c's drain) waited for a quiet moment. So every pass runs it. Exported by lws 4.1.6
  * (Debian), not declared in its headers. */
 int _lws_plat_service_forced_tsi(struct lws_context *context, int tsi);
 
@@ -503,9 +503,9 @@ static void drop_privileges(const char *user)
 }
 
 /* What the relay may still do once it serves, beyond any daemon's loop (sandbox.c): a UDP
- * socket per tunnel, the unix socket to the provisioner, reading files (certificates on a
- * reload). Everything else kills it (SIGSYS): a parser bug cannot be turned into exec(),
- * ptrace() or a file written. */
+ * socket per tunnel, the unix socket to the provisioner, opening files read-only (what
+ * libraries read lazily). Everything else kills it (SIGSYS): a parser bug cannot be turned
+ * into exec(), ptrace() or a file written. */
 static const char *const relay_calls[] = { "bind", "connect", "listen", "epoll_create1" };
 
 static void confine(void)
@@ -674,8 +674,12 @@ int main(int argc, char **argv)
 	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
 	jit_start();
 	drop_privileges(relay.cfg.user);
-	if (admit_start(loop, tunnel_fd) < 0 || (metrics_fd >= 0 && metrics_start(loop, metrics_fd) < 0))
-		fatalx("out of memory");
+	if ((ret = admit_start(loop, tunnel_fd)) < 0) {
+		errno = -ret;
+		fatal("cannot start admission (its slots, the handshake thread)");
+	}
+	if (metrics_fd >= 0)
+		metrics_start(loop, metrics_fd);
 	confine();
 
 	log_info("listening on %s, path %s, relaying to WireGuard at %s",

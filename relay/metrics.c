@@ -149,14 +149,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-int metrics_start(struct ev_loop *loop, int fd)
+void metrics_start(struct ev_loop *loop, int fd)
 {
 	m.loop = loop;
 	m.fd = fd;
 	ev_io_init(&m.listen_io, on_accept, fd, EV_READ);
 	ev_timer_init(&m.pause, on_pause_end, 0., 0.);
 	ev_io_start(loop, &m.listen_io);
-	return 0;
 }
 
 void metrics_stop(void)

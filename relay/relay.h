@@ -187,8 +187,6 @@ int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 		      size_t len);
 /* Size of the per-tunnel state lws allocates for each WS connection. */
 size_t conn_user_size(void);
-/* True once the connection with this per-tunnel state has upgraded (left conns_pending). */
-bool conn_was_established(const void *user);
 /* Close idle tunnels; called every RELAY_SWEEP_MS. */
 void conn_sweep(uint64_t now_ms);
 /* Ask every tunnel to close with 1001 (going away). */
@@ -228,7 +226,7 @@ void admit_release(struct lws *wsi);
  * and adopts the finished ones into lws with their TLS session. The thread never closes a
  * descriptor and never touches lws: only OpenSSL, its own epoll and two queues. */
 struct handshake;
-typedef void handshake_done_fn(void *owner, int fd, SSL *ssl);
+typedef void handshake_done_fn(void *owner, SSL *ssl);
 
 /* Load the certificate chain and key into the thread's SSL_CTX (before privileges are
  * dropped) and check that SSL_new reaches our interposer. 0 or -errno; *what names the
@@ -256,8 +254,8 @@ enum {
 	METRICS_CONNS_MAX = 8,  /* connections at once; more are closed at accept */
 };
 
-/* Serve /metrics and /healthz on fd (listening) from the loop. 0 or -errno. */
-int metrics_start(struct ev_loop *loop, int fd);
+/* Serve /metrics and /healthz on fd (listening) from the loop. */
+void metrics_start(struct ev_loop *loop, int fd);
 void metrics_stop(void);
 unsigned metrics_conns(void);
 
