@@ -45,7 +45,7 @@ struct jit_request {
 	uint32_t reserved; /* 0 */
 	uint64_t id;      /* chosen by the relay, echoed in the answer */
 	struct jit_addr source; /* the relay's UDP socket for this tunnel: what WireGuard sees */
-	struct jit_addr client; /* the tunnel's client (its TCP peer address), for logs */
+	struct jit_addr client; /* the tunnel's client (its TCP peer address): --jit-rate's key */
 	uint8_t initiation[JIT_INITIATION_LEN];
 	uint8_t pad[4];   /* 0: makes the size explicit (no hidden padding) */
 };

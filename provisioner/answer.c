@@ -126,8 +126,7 @@ int answer_secret(struct answer *a, size_t pre, const char *public_json,
 	memcpy(p, k_priv, sizeof(k_priv) - 1);
 	p += sizeof(k_priv) - 1;
 	/* Straight into the answer: no copy of the key in base64 anywhere else. */
-	sodium_bin2base64(p, WG_KEY_B64_LEN + 1, private_key, WG_KEY_LEN,
-			  sodium_base64_VARIANT_ORIGINAL);
+	key_to_base64(private_key, p);
 	p += WG_KEY_B64_LEN;
 	memcpy(p, k_config, sizeof(k_config) - 1);
 	p += sizeof(k_config) - 1;

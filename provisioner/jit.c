@@ -45,13 +45,15 @@ enum {
 	JIT_ANSWERS_BUFFERED = 8192, /* answers a relay may leave unread (socket buffer) */
 	/* jitlimit.c's tables. Decided initiations: only decisions under the budget add one,
 	 * so at the default budget an entry lasts about a second under attack, and a replay
-	 * that outlives it costs one budgeted decision, no more (4096 x 88 bytes). */
+	 * that outlives it costs one budgeted decision, no more (4096 x 64 bytes; one slot per
+	 * ephemeral hash, so at most 4096, fewer when two hash to one slot). */
 	JIT_REPLAY_SLOTS = 4096,
 	JIT_REPLAY_TTL_S = 60,   /* a replay is a replay for good; only eviction needs a bound */
 	/* Per client address: 2 rows of 8192 buckets (256 KiB). Draining every bucket takes
 	 * 8192 x --jit-rate mac1-valid initiations per second (164,000/s at 20/s). */
 	JIT_SKETCH_CELLS = 8192,
-	/* Sources answered installed/live: one per live tunnel, so room for 8192 at once. */
+	/* Sources answered installed/live: one per live tunnel, up to 8192 at once (one slot
+	 * per source hash: two sources on one slot keep only the later). */
 	JIT_LIVE_SLOTS = 8192,
 	/* A live WireGuard session rekeys every 120 s (REKEY_AFTER_TIME): its next initiation
 	 * comes within that, plus retries. Shorter with a shorter --gc-idle: see jit_init(). */
@@ -378,9 +380,12 @@ static enum jit_verdict admit(const struct sockaddr_storage *client,
 	default:
 		st->budget_passed++;
 		gc_spare(key); /* the key its source was checked for, not one it claims now */
-		addr_format((const struct sockaddr *)source, who);
-		log_debug("jit: over --jit-budget: %s, live for %s lately, passed to WireGuard",
-			  who, key_b64(key, b64));
+		/* Every pass is a decision under a flood: format only what will be logged. */
+		if (log_is_debug()) {
+			addr_format((const struct sockaddr *)source, who);
+			log_debug_ratelimited("jit: over --jit-budget: %s, live for %s lately, "
+					      "passed to WireGuard", who, key_b64(key, b64));
+		}
 		return JIT_LIVE;
 	}
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Bounded work per client for the JIT decision: what jit.c consults after mac1 and before any
  * public-key work, so that whatever a client sends, and from however many addresses or
- * tunnels, what it costs the provisioner is capped. Four tables, all allocated at open and
- * never resized; each lookup is one or two keyed SipHashes (crypto_shorthash, a secret key,
+ * tunnels, what it costs the provisioner is capped. Three tables, allocated at open and never
+ * resized, and one bucket; each lookup is one or two keyed SipHashes (crypto_shorthash, a secret key,
  * so nobody can aim at a slot) and a few compares. No I/O, no logging, no clock of its own:
  * the caller passes monotonic seconds. It knows nothing of the store or the device.
  *

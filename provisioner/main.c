@@ -607,13 +607,8 @@ static void create_vhosts(struct prov_cfg *cfg)
 
 /* The privileged half (priv.c) gets the device and its key, before the engine opens the store
  * or reads a byte from the network; from here on the engine reaches the device through
- * prov.dev = privsep_ops and the key through priv_dh.
- * TODO(issue 10 §3, second part): the engine still runs as root with every capability. Drop
- * them here, after the fork: setgroups/setgid/setuid to a dedicated user (the store's
- * directory and the API socket's must then be that user's), PR_SET_NO_NEW_PRIVS, no
- * capabilities (the capture socket already comes from the privileged side), then a seccomp
- * allow-list once the event loop runs. The privileged side could drop all but
- * CAP_NET_ADMIN (CAP_NET_RAW for the capture) and read access to the UAPI socket. */
+ * prov.dev = privsep_ops and the key through priv_dh (the engine's own confinement is
+ * confine_engine's, the privileged half's priv.c's drop_to_net_admin). */
 static void start_privileged(struct wgdev *dev)
 {
 	int ret;

@@ -2,8 +2,8 @@
 /* The privileged half of the provisioner (prov.h has the message contract; privsep.c is the
  * engine's end). This process owns the device and its private key; it reads one fixed-size
  * request at a time from a SOCK_SEQPACKET socketpair, checks everything it can (size, op,
- * every range, every reserved byte), does one device operation, one X25519 or one socket()
- * for the capture, and answers. It treats a malformed request as an attack: fatalx, which
+ * every range, every reserved byte), does one device operation or one X25519, or hands over
+ * the capture socket it opened at start, and answers. It treats a malformed request as an attack: fatalx, which
  * logs and exits; the engine then loses its channel and exits too.
  *
  * It must never parse bytes from the network (only the device's own replies, in wgnl.c and
@@ -455,12 +455,9 @@ static void serve_one(struct privd *d, union priv_msg *req)
 		break;
 	case PRIV_DH:
 		answer_init(&ans, op, seq, -ENOKEY);
-		if (d->has_key) {
-			ret = crypto_scalarmult(ans.key.k.key, d->key, req->key.k.key);
-			ans.h.result = ret == 0 ? 0 : -EINVAL; /* low order: an all-zero point */
-			if (ret)
-				sodium_memzero(ans.key.k.key, WG_KEY_LEN);
-		}
+		/* A low-order point gives -EINVAL and an all-zero result (libsodium's). */
+		if (d->has_key)
+			ans.h.result = noise_dh_local(d->key, ans.key.k.key, req->key.k.key);
 		break;
 	case PRIV_CAPTURE_OPEN:
 		ret = capture(d, &req->ifname.n);
@@ -505,11 +502,8 @@ int priv_serve(int fd, struct wgdev *dev, const char *capture_if)
 			n = (ssize_t)sizeof(m) + 1; /* longer than any message: priv_check_request says so */
 		if (n == 0)
 			break; /* the engine is done */
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (n < 0)
 			fatal("priv: reading from the engine");
-		}
 		if (priv_check_request(&m, (size_t)n, why) < 0)
 			fatalx("priv: %s", why);
 		serve_one(&d, &m);
