@@ -97,6 +97,18 @@ need_bins() {
 }
 
 # --- processes ------------------------------------------------------------------------
+# cpu_ticks PID...: utime + stime of the PIDs together (clock ticks), from /proc/PID/stat
+# (the fields after the command, which may hold spaces). A gone PID counts 0.
+cpu_ticks() {
+	local p sum=0 t
+	for p; do
+		t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+		sum=$((sum + ${t:-0}))
+	done
+	echo "$sum"
+}
+# child_of PID: its children's pids, one a line.
+child_of() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }
 # alive PID: true while PID runs (a zombie counts as dead).
 alive() {
 	local st
@@ -469,11 +481,11 @@ wait_shim_connected() {
 		fail "shim did not log 'connected to relay' (x${2:-1}) within ${1:-10} s"
 }
 # relay_metric NAME: the value of metric line NAME (with labels, exactly as exposed) from
-# the relay's /metrics; prints 0 when the line is absent, fails when metrics do not answer.
+# the relay's /metrics; prints "absent" when the line is missing (so no check passes on a renamed metric), fails when metrics do not answer.
 relay_metric() {
 	local body
 	body=$(in_g curl -s -m 3 "http://$METRICS/metrics") || fail "relay metrics do not answer"
-	echo "$body" | awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
+	echo "$body" | awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
 }
 # udp_port_of PID NS: the local UDP address:port(s) PID has open in NS (ss -ulpn).
 udp_port_of() {

@@ -10,8 +10,9 @@
 #     issue's bar is 3x: this machine gives 2.2-5.6x run to run (the note on issue 10), so
 #     the test holds the bound it can hold without flaking and prints the ratio; before the
 #     handshake thread and the record drain it was 100-300x.
-#  2. 1,000 tunnels, then the relay restarted: how long until all are back, and what the busy
-#     tunnel saw meanwhile (reported; it must come back and lose only while the relay is down).
+#     Then shim B's tunnels close: the relay's RSS must fall below its peak (malloc_trim).
+#  2. 1,000 tunnels, then the relay restarted: how long until all are back (reported), and
+#     the busy tunnel loses no more than what was sent while the relay was down.
 # Timing under AddressSanitizer says little about the relay: the relay, the shim and udpload
 # are built without sanitizers into the test's directory (as test_seccomp_plain.sh does).
 # All clients share 127.0.0.1 here: the per-address admission limits are off for this test.
@@ -120,11 +121,17 @@ ratio=$(awk -v a="$P99" -v b="$B99" 'BEGIN { printf "%.1f", a / b }')
 awk -v a="$P99" -v b="$B99" -v m="$CHURN_MAX_RATIO" 'BEGIN { exit !(a <= m * b) }' ||
 	fail "p99 $P99 µs during the churn, ${ratio}x the baseline's $B99 µs (bound ${CHURN_MAX_RATIO}x)"
 ok "p99 ${ratio}x the baseline's (bound ${CHURN_MAX_RATIO}x; the issue's bar is 3x)"
+# Shim B's 200 tunnels close: past RELAY_TRIM_AFTER (64) closed since the peak, the sweep
+# gives the freed heap back (malloc_trim).
+stop_pid "$SHIM_B"
+down() { [ "$(metric wgws_relay_connections_active)" = 1 ]; }
+wait_for 10 down || fail "shim B's tunnels still open: $(metric wgws_relay_connections_active)"
 nap 2
-ok "relay RSS: $r0 KiB before, $peak KiB after the bursts, $(rss_kb "$RELAY_PID") KiB 2 s later"
+rss=$(rss_kb "$RELAY_PID")
+[ "$rss" -lt "$peak" ] || fail "relay RSS $rss KiB with one tunnel left, not below its $peak KiB peak"
+ok "relay RSS: $r0 KiB before, $peak KiB with shim B's 200 tunnels, $rss KiB once they closed"
 
 say "2. 1,000 tunnels, then the relay restarted"
-stop_pid "$SHIM_B"
 spawn "$T/shim-c.log" "${RUN[@]}" "${ON_B[@]}" "$WGWS_BUILD/wgws-shim" --listen 127.0.0.1:51902 \
 	--relay wss://127.0.0.1:8443/wg --pin "$PIN" --no-proxy --max-sessions 1100
 wait_for 5 sh -c "${RUN[*]} ss -Hulpn 'sport = :51902' | grep -q ." || fail "shim C did not bind"
@@ -136,6 +143,7 @@ wait_for 60 up 1001 || fail "only $(metric wgws_relay_connections_active) of 1,0
 ok "1,001 tunnels up"
 ping_start restart 12
 nap 2
+t_stop=$(now_ms)
 stop_pid "$RELAY_PID" TERM 10
 t0=$(now_ms)
 relay_up 2
@@ -145,5 +153,9 @@ wait "$PING_PID" || fail "ping exited $?"
 ping_result "$T/ping.restart.log"
 ok "relay restart: all 1,001 tunnels back $back ms after the new relay started; busy tunnel:" \
 	"lost $LOST of $SENT (the restart itself), p50 $P50 µs, p99 $P99 µs, max $MAX µs"
-[ "$LOST" -lt "$SENT" ] || fail "the busy tunnel never came back"
+# It may lose what was sent from the stop until every tunnel was back (2,000/s), and the
+# ping's 500 ms time-out on either side of that; nothing after.
+max_lost=$((2 * (t0 + back - t_stop) + 2000))
+[ "$LOST" -le "$max_lost" ] ||
+	fail "the busy tunnel lost $LOST, more than the $max_lost the restart explains"
 stop_pid "$FLOWS"
