@@ -163,46 +163,18 @@ vemit_rl(struct log_ratelimit *rl, enum log_level level, const char *fmt, va_lis
 	 const char *suffix)
 {
 	uint32_t suppressed;
-	int saved = errno;
 
+	/* vlog_rl keeps errno; nothing before it sets it. */
 	if (level_shown(level) && rl_allows(rl, &suppressed))
 		vlog_rl(level_names[level], fmt, ap, suffix, suppressed);
-	errno = saved;
 }
 
-void log_rl_warn(struct log_ratelimit *rl, const char *fmt, ...)
+void log_rl(struct log_ratelimit *rl, enum log_level level, bool with_errno, const char *fmt, ...)
 {
 	va_list ap;
-	const char *err = strerror(errno);
+	const char *err = with_errno ? strerror(errno) : NULL;
 
 	va_start(ap, fmt);
-	vemit_rl(rl, LOG_LEVEL_WARN, fmt, ap, err);
-	va_end(ap);
-}
-
-void log_rl_warnx(struct log_ratelimit *rl, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vemit_rl(rl, LOG_LEVEL_WARN, fmt, ap, NULL);
-	va_end(ap);
-}
-
-void log_rl_info(struct log_ratelimit *rl, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vemit_rl(rl, LOG_LEVEL_INFO, fmt, ap, NULL);
-	va_end(ap);
-}
-
-void log_rl_debug(struct log_ratelimit *rl, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vemit_rl(rl, LOG_LEVEL_DEBUG, fmt, ap, NULL);
+	vemit_rl(rl, level, fmt, ap, err);
 	va_end(ap);
 }

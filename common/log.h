@@ -51,26 +51,21 @@ enum {
 	{ .interval_ms = (interval_ms_), .burst = (burst_) }
 #define LOG_RATELIMIT_DEFAULT LOG_RATELIMIT_INIT(LOG_RATELIMIT_INTERVAL_MS, LOG_RATELIMIT_BURST)
 
-/* As log_warn() etc., through rl. log_rl_warn() appends strerror(errno) of the call. */
-void log_rl_warn(struct log_ratelimit *rl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void log_rl_warnx(struct log_ratelimit *rl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void log_rl_info(struct log_ratelimit *rl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void log_rl_debug(struct log_ratelimit *rl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* As log_warn() (with_errno: strerror(errno) of the call appended), log_warnx(), log_info()
+ * and log_debug() by level, through rl. */
+void log_rl(struct log_ratelimit *rl, enum log_level level, bool with_errno, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* One default state per call site (per expansion), like the kernel's pr_warn_ratelimited(). */
-#define LOG_RL_CALL(fn, ...)                                             \
+#define LOG_RL_CALL(level, with_errno, ...)                              \
 	do {                                                             \
 		static struct log_ratelimit rl_ = LOG_RATELIMIT_DEFAULT; \
-		fn(&rl_, __VA_ARGS__);                                   \
+		log_rl(&rl_, (level), (with_errno), __VA_ARGS__);        \
 	} while (0)
-#define log_warn_ratelimited(...) LOG_RL_CALL(log_rl_warn, __VA_ARGS__)
-#define log_warnx_ratelimited(...) LOG_RL_CALL(log_rl_warnx, __VA_ARGS__)
-#define log_info_ratelimited(...) LOG_RL_CALL(log_rl_info, __VA_ARGS__)
-#define log_debug_ratelimited(...) LOG_RL_CALL(log_rl_debug, __VA_ARGS__)
+#define log_warn_ratelimited(...) LOG_RL_CALL(LOG_LEVEL_WARN, true, __VA_ARGS__)
+#define log_warnx_ratelimited(...) LOG_RL_CALL(LOG_LEVEL_WARN, false, __VA_ARGS__)
+#define log_info_ratelimited(...) LOG_RL_CALL(LOG_LEVEL_INFO, false, __VA_ARGS__)
+#define log_debug_ratelimited(...) LOG_RL_CALL(LOG_LEVEL_DEBUG, false, __VA_ARGS__)
 
 /* Tests only: the clock the rate limits read, in ms; NULL restores CLOCK_MONOTONIC. */
 void log_set_clock(uint64_t (*now_ms)(void));

@@ -150,16 +150,16 @@ static void call(struct log_ratelimit *rl, enum call c)
 {
 	switch (c) {
 	case RL_WARNX:
-		log_rl_warnx(rl, "%s", "event");
+		log_rl(rl, LOG_LEVEL_WARN, false, "%s", "event");
 		break;
 	case RL_WARN:
-		log_rl_warn(rl, "%s", "event");
+		log_rl(rl, LOG_LEVEL_WARN, true, "%s", "event");
 		break;
 	case RL_INFO:
-		log_rl_info(rl, "%s", "event");
+		log_rl(rl, LOG_LEVEL_INFO, false, "%s", "event");
 		break;
 	case RL_DEBUG:
-		log_rl_debug(rl, "%s", "event");
+		log_rl(rl, LOG_LEVEL_DEBUG, false, "%s", "event");
 		break;
 	}
 }
@@ -239,7 +239,7 @@ static void test_monotonic(void **state)
 	log_set_clock(NULL);
 	capture();
 	for (int i = 0; i < 3; i++)
-		log_rl_warnx(&rl, "once");
+		log_rl(&rl, LOG_LEVEL_WARN, false, "once");
 	got = restore();
 	log_set_clock(fake_clock);
 	EXPECT_STREQ(got, "t: warning: once\n");
