@@ -33,22 +33,22 @@ static const char *const evict_names[EVICT_MAX] = {
 	[EVICT_SLOW] = "slow",
 };
 
-enum { HTTP_BODY_MAX = 8192 };
-
-/* Single service thread: one response buffer serves every request. */
+/* The answers here are a line of text: /healthz, 404, 426. Single service thread: one
+ * buffer serves every request. */
+enum { HTTP_BODY_MAX = 128 };
 static uint8_t http_buf[LWS_PRE + HTTP_BODY_MAX];
 static uint8_t http_hdr[LWS_PRE + 1024];
 
-#define http_reply_str(wsi, status, s) http_reply(wsi, status, s, sizeof(s) - 1)
+/* A literal body, checked to fit when it is compiled. */
+#define http_reply_str(wsi, status, s)                                        \
+	((void)sizeof(char[sizeof(s) - 1 <= HTTP_BODY_MAX ? 1 : -1]),        \
+	 http_reply(wsi, status, s, sizeof(s) - 1))
 
 static int http_reply(struct lws *wsi, unsigned status, const char *body, size_t len)
 {
 	uint8_t *start = http_hdr + LWS_PRE, *p = start, *end = http_hdr + sizeof(http_hdr);
 
-	if (len > HTTP_BODY_MAX)
-		len = HTTP_BODY_MAX;
-	if (body != (const char *)http_buf + LWS_PRE)
-		memcpy(http_buf + LWS_PRE, body, len);
+	memcpy(http_buf + LWS_PRE, body, len);
 	if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
 	    lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
 					(const unsigned char *)"close", 5, &p, end) ||
@@ -58,8 +58,7 @@ static int http_reply(struct lws *wsi, unsigned status, const char *body, size_t
 		return -1;
 	/* One request per connection. lws 4.1.6 spins its loop at 100% on pipelined requests
 	 * left in a kept-alive connection's buffer (lws_service_do_ripe_rxflow): one client
-	 * could stall every tunnel. Closing discards them. Answers here are a few KiB at most:
-	 * they go out in one write on a fresh connection. */
+	 * could stall every tunnel. Closing discards them. */
 	return -1;
 }
 
