@@ -65,15 +65,9 @@ int sandbox_allow_nr(struct sandbox_list *list, int nr)
 
 int sandbox_allow(struct sandbox_list *list, const char *name)
 {
-	struct sandbox_rule r;
 	int nr, ret = resolve(list, name, &nr);
 
-	if (ret < 0)
-		return ret;
-	memset(&r, 0, sizeof(r)); /* padding too: add_rule compares bytes */
-	r.nr = nr;
-	r.arg = -1;
-	return add_rule(list, &r);
+	return ret < 0 ? ret : sandbox_allow_nr(list, nr);
 }
 
 int sandbox_allow_names(struct sandbox_list *list, const char *const *names, size_t n)
@@ -112,13 +106,11 @@ static const char *const sanitizer_calls[] = {
 
 int sandbox_allow_daemon(struct sandbox_list *list)
 {
-	int ret = sandbox_allow_names(list, daemon_calls,
-				      sizeof(daemon_calls) / sizeof(daemon_calls[0]));
+	int ret = sandbox_allow_names(list, daemon_calls, ARRAY_LEN(daemon_calls));
 
 #if defined(__SANITIZE_ADDRESS__)
 	if (!ret)
-		ret = sandbox_allow_names(list, sanitizer_calls,
-					  sizeof(sanitizer_calls) / sizeof(sanitizer_calls[0]));
+		ret = sandbox_allow_names(list, sanitizer_calls, ARRAY_LEN(sanitizer_calls));
 #else
 	(void)sanitizer_calls;
 #endif
