@@ -492,6 +492,36 @@ udp_port_of() {
 	ip netns exec "$2" ss -Hulpn | grep "pid=$1," | awk '{print $4}' | sort | tr '\n' ' '
 }
 
+# --- JIT tests: the provisioner with --jit behind the relay ---------------------------------
+# jit_test_init: what every JIT test needs, and its paths: PROV, INITGEN, SOCK (the API),
+# DB, JSOCK (the JIT socket).
+jit_test_init() {
+	need_root
+	need_cmd wireguard-go wg nft squid curl ping
+	need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
+	PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
+	SOCK=$T/prov.sock DB=$T/prov.db JSOCK=$T/jit.sock
+}
+# expect WHAT GOT WANT: fail unless GOT is WANT.
+expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
+# prov_metric NAME: metric line NAME from the provisioner's API socket ($SOCK); "absent" when
+# the line is missing.
+prov_metric() {
+	curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
+		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
+}
+# prov_healthy: the provisioner's /healthz answers 200 on $SOCK.
+prov_healthy() {
+	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]
+}
+# jit_connected: the relay is connected to the provisioner's JIT socket.
+jit_connected() { [ "$(relay_metric wgws_relay_jit_connected)" = 1 ]; }
+# gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
+gw_handshake() {
+	in_g wg show "$WG_G" latest-handshakes |
+		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
+}
+
 # --- hostile client -------------------------------------------------------------------
 # wsraw_ns NS ARGS...: tests/tools/wsraw.py ARGS inside namespace NS.
 wsraw_ns() {

@@ -21,12 +21,7 @@
 #       live a moment ago still gets its next handshake through at once.
 set -eu
 . "$(dirname "$0")/lib.sh"
-need_root
-need_cmd wireguard-go wg nft squid curl ping
-need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
-
-PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
-SOCK=$T/prov.sock DB=$T/prov.db JSOCK=$T/jit.sock
+jit_test_init
 POOL4=10.202.0.0/24 # the tunnel's /24: the client gets 10.202.0.2 (TUN_C), the gateway is .1
 URL=wss://$GW_NAME/wg
 PROV_LOG="" PROV_PID="" PING_N=0 LOAD_N=0
@@ -56,36 +51,23 @@ create() {
 		fail "POST /v1/peers ($2) in JIT mode answered installed=$(jget 'd["installed"]')"
 	ADDR4=$(jget 'd["addresses"][0].split("/")[0]')
 }
-# pm NAME: a sample of the provisioner's /metrics (0 when absent).
-pm() {
-	curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
-		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
-}
-rm_() { relay_metric "$1"; }
 # gw_count NAME: packets counted by the nftables counter NAME in the gateway namespace.
 on_gw() { in_g wg show "$WG_G" peers | grep -qxF -- "$1"; }
 not_on_gw() { ! on_gw "$1"; }
-# gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
-gw_handshake() {
-	in_g wg show "$WG_G" latest-handshakes |
-		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
-}
-# expect DESC GOT WANT
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 # snap: remember the counters the checks compare (S_name).
 snap() {
-	S_INSTALLS=$(pm wgws_provisioner_jit_installs_total)
-	S_UNKNOWN=$(pm wgws_provisioner_jit_unknown_keys_total)
-	S_REPLAYS=$(pm wgws_provisioner_jit_replays_refused_total)
-	S_RECALLED=$(pm 'wgws_provisioner_jit_replay_cache_hits_total{kind="replay"}')
-	S_RATE=$(pm wgws_provisioner_jit_rate_limited_total)
-	S_PINIT=$(pm 'wgws_provisioner_jit_initiations_total{path="relay"}')
-	S_REQ=$(rm_ "$R_REQ")
-	S_RINST=$(rm_ "$R_INSTALLED")
-	S_RUNK=$(rm_ "$R_UNKNOWN")
-	S_RREF=$(rm_ "$R_REFUSED")
-	S_DUNK=$(rm_ "$R_DROP_UNKNOWN")
-	S_DREF=$(rm_ "$R_DROP_REFUSED")
+	S_INSTALLS=$(prov_metric wgws_provisioner_jit_installs_total)
+	S_UNKNOWN=$(prov_metric wgws_provisioner_jit_unknown_keys_total)
+	S_REPLAYS=$(prov_metric wgws_provisioner_jit_replays_refused_total)
+	S_RECALLED=$(prov_metric 'wgws_provisioner_jit_replay_cache_hits_total{kind="replay"}')
+	S_RATE=$(prov_metric wgws_provisioner_jit_rate_limited_total)
+	S_PINIT=$(prov_metric 'wgws_provisioner_jit_initiations_total{path="relay"}')
+	S_REQ=$(relay_metric "$R_REQ")
+	S_RINST=$(relay_metric "$R_INSTALLED")
+	S_RUNK=$(relay_metric "$R_UNKNOWN")
+	S_RREF=$(relay_metric "$R_REFUSED")
+	S_DUNK=$(relay_metric "$R_DROP_UNKNOWN")
+	S_DREF=$(relay_metric "$R_DROP_REFUSED")
 	S_GWINIT=$(gw_count initiations)
 	S_GWRESP=$(gw_count responses)
 }
@@ -157,7 +139,6 @@ start_squid
 ok "jit-initgen: selftest passes; 6 initiations open with the gateway's private key, timestamps increasing"
 
 say "provisioner --jit in the gateway namespace; relay --jit-socket; shim"
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
 # start_prov N [OPTION...]: the provisioner (log prov-N.log), with these options last. The
 # relay runs as wgws after binding (start_relay: no --user): that is --jit-user, for when
 # it reconnects.
@@ -168,7 +149,7 @@ start_prov() {
 		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
 		--gc-interval 1 --gc-idle 2 "$@"
 	PROV_PID=$SPAWNED
-	wait_for 10 healthy || {
+	wait_for 10 prov_healthy || {
 		alive "$PROV_PID" || fail "provisioner exited at start-up"
 		fail "provisioner /healthz did not answer 200 within 10 s"
 	}
@@ -176,7 +157,6 @@ start_prov() {
 }
 start_prov 1
 start_relay --jit-socket "$JSOCK"
-jit_connected() { [ "$(rm_ wgws_relay_jit_connected)" = 1 ]; }
 wait_for 10 jit_connected || fail "the relay did not connect to the provisioner (wgws_relay_jit_connected != 1)"
 ok "provisioner pid $PROV_PID (--jit, uapi), relay pid $RELAY_PID connected to $JSOCK"
 
@@ -204,21 +184,21 @@ HS1=$HS_MS
 wait_shim_connected 5
 [ "$HS1" -lt 1000 ] || fail "the gateway's first handshake came $HS1 ms after the ping started (want < 1000)"
 ok "gateway handshake $HS1 ms after the ping started (< 1000: no 5 s retransmit)"
-delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
-delta "relay jit requests" "$(rm_ "$R_REQ")" "$S_REQ" 1
-delta "relay answers installed" "$(rm_ "$R_INSTALLED")" "$S_RINST" 1
+delta "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+delta "relay jit requests" "$(relay_metric "$R_REQ")" "$S_REQ" 1
+delta "relay answers installed" "$(relay_metric "$R_INSTALLED")" "$S_RINST" 1
 delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 1
 delta "handshake responses from WireGuard" "$(gw_count responses)" "$S_GWRESP" 1
-expect "relay jit timeouts" "$(rm_ "$R_TIMEOUTS")" 0
+expect "relay jit timeouts" "$(relay_metric "$R_TIMEOUTS")" 0
 ok "one initiation: 1 relay request, answered installed, 1 install, 1 initiation and 1 response at the gateway"
 say "install latency (provisioner histogram): count" \
-	"$(pm wgws_provisioner_jit_install_seconds_count), sum $(pm wgws_provisioner_jit_install_seconds_sum) s"
+	"$(prov_metric wgws_provisioner_jit_install_seconds_count), sum $(prov_metric wgws_provisioner_jit_install_seconds_sum) s"
 
 # --- iii. GC, then the next connection ---------------------------------------------------
 say "iii. the client goes quiet: GC removes the peer; a restarted client brings it back"
-gc0=$(pm wgws_provisioner_gc_removed_total)
+gc0=$(prov_metric wgws_provisioner_gc_removed_total)
 wait_for 15 not_on_gw "$WG_C_PUB" || fail "GC did not remove the idle peer within 15 s"
-gc1=$(pm wgws_provisioner_gc_removed_total)
+gc1=$(prov_metric wgws_provisioner_gc_removed_total)
 [ "$gc1" -gt "$gc0" ] || fail "the peer left wg show but gc_removed_total stayed $gc1"
 req GET "/v1/peers/$(tr '+/' '-_' <<<"$WG_C_PUB")"
 expect "GET after GC" "$CODE" 200
@@ -235,9 +215,9 @@ handshake_after_ping "$WG_C_PUB"
 HS2=$HS_MS
 wait_shim_connected 5
 [ "$HS2" -lt 1000 ] || fail "after GC the handshake came $HS2 ms after the ping started (want < 1000)"
-expect "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" 2
-delta "relay jit requests" "$(rm_ "$R_REQ")" "$S_REQ" 1
-delta "relay answers installed" "$(rm_ "$R_INSTALLED")" "$S_RINST" 1
+expect "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" 2
+delta "relay jit requests" "$(relay_metric "$R_REQ")" "$S_REQ" 1
+delta "relay answers installed" "$(relay_metric "$R_INSTALLED")" "$S_RINST" 1
 delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 1
 ok "installed again on the first initiation: handshake $HS2 ms after the ping started, installs_total 2"
 
@@ -250,12 +230,12 @@ snap
 load "$T/unknown.init" --timeout 3.5
 expect "the unknown key's tunnel" "$(load_status "$U")" none
 not_on_gw "$U" || fail "the unknown key was installed"
-delta "provisioner unknown keys" "$(pm wgws_provisioner_jit_unknown_keys_total)" "$S_UNKNOWN" 1
-delta "relay answers unknown" "$(rm_ "$R_UNKNOWN")" "$S_RUNK" 1
-delta "relay jit_unknown drops" "$(rm_ "$R_DROP_UNKNOWN")" "$S_DUNK" 1
+delta "provisioner unknown keys" "$(prov_metric wgws_provisioner_jit_unknown_keys_total)" "$S_UNKNOWN" 1
+delta "relay answers unknown" "$(relay_metric "$R_UNKNOWN")" "$S_RUNK" 1
+delta "relay jit_unknown drops" "$(relay_metric "$R_DROP_UNKNOWN")" "$S_DUNK" 1
 delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 0
 delta "handshake responses from WireGuard" "$(gw_count responses)" "$S_GWRESP" 0
-delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
+delta "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
 ok "unknown key: no answer in 3.5 s (> the relay's 3 s hold), not installed," \
 	"1 jit_unknown drop, nothing reached WireGuard's port"
 
@@ -269,7 +249,7 @@ snap
 load "$T/k1.init" --timeout 3
 expect "first initiation of K" "$(load_status "$K")" response
 on_gw "$K" || fail "K is not in wg show after its first initiation"
-delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+delta "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
 ok "K's initiation I: installed, WireGuard's response came back through the relay ($(load_latency "$K") ms)"
 wait_for 15 not_on_gw "$K" || fail "GC did not remove K within 15 s"
 ok "GC removed K"
@@ -277,14 +257,14 @@ snap
 load "$T/k1.init" --timeout 3.5
 expect "replayed I" "$(load_status "$K")" none
 not_on_gw "$K" || fail "the replayed initiation put K back into the device"
-delta "provisioner replays refused" "$(pm wgws_provisioner_jit_replays_refused_total)" "$S_REPLAYS" 1
+delta "provisioner replays refused" "$(prov_metric wgws_provisioner_jit_replays_refused_total)" "$S_REPLAYS" 1
 # Decided seconds ago: answered from memory, with no X25519 and no store read.
 delta "replays answered from the replay cache" \
-	"$(pm 'wgws_provisioner_jit_replay_cache_hits_total{kind="replay"}')" "$S_RECALLED" 1
-delta "relay answers refused" "$(rm_ "$R_REFUSED")" "$S_RREF" 1
-delta "relay jit_refused drops" "$(rm_ "$R_DROP_REFUSED")" "$S_DREF" 1
+	"$(prov_metric 'wgws_provisioner_jit_replay_cache_hits_total{kind="replay"}')" "$S_RECALLED" 1
+delta "relay answers refused" "$(relay_metric "$R_REFUSED")" "$S_RREF" 1
+delta "relay jit_refused drops" "$(relay_metric "$R_DROP_REFUSED")" "$S_DREF" 1
 delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 0
-delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
+delta "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 0
 ok "the same bytes again: refused from the replay cache (replays_refused +1, relay jit_refused +1)," \
 	"K not installed, nothing reached WireGuard"
 initgen "$T/k.keys" "$T/k2.init"
@@ -292,7 +272,7 @@ snap
 load "$T/k2.init" --timeout 3
 expect "a fresh initiation of K" "$(load_status "$K")" response
 on_gw "$K" || fail "K is not in wg show after a fresh initiation"
-delta "provisioner jit installs" "$(pm wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
+delta "provisioner jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" "$S_INSTALLS" 1
 ok "a fresh initiation (newer timestamp) installs K again ($(load_latency "$K") ms)"
 
 # --- vi. rate limit per client address ------------------------------------------------
@@ -315,9 +295,9 @@ snap
 # an answer comes, so back-to-back records would mostly merge into one request; spaced,
 # each is a request: 100 in ~50 ms from one address against --jit-rate's 20/s (burst 40).
 load "$T/burst.tunnels" --timeout 1 --gap 5
-asked=$(($(pm 'wgws_provisioner_jit_initiations_total{path="relay"}') - S_PINIT))
-limited=$(($(pm wgws_provisioner_jit_rate_limited_total) - S_RATE))
-say "burst: relay requests +$(($(rm_ "$R_REQ") - S_REQ)), provisioner decided $asked, rate-limited $limited"
+asked=$(($(prov_metric 'wgws_provisioner_jit_initiations_total{path="relay"}') - S_PINIT))
+limited=$(($(prov_metric wgws_provisioner_jit_rate_limited_total) - S_RATE))
+say "burst: relay requests +$(($(relay_metric "$R_REQ") - S_REQ)), provisioner decided $asked, rate-limited $limited"
 [ "$limited" -gt 0 ] || fail "100 initiations from one address over 10 tunnels: rate_limited_total did not grow"
 load "$T/next.init" --timeout 3 --bind "$P_GNET_2"
 expect "the tunnel from another address" "$(load_status "$N")" response
@@ -345,7 +325,7 @@ create "$M" after-restart
 initgen "$T/m.keys" "$T/m.init"
 load "$T/m.init" --timeout 3
 expect "a new key after the restart" "$(load_status "$M")" response
-expect "installs of the restarted provisioner" "$(pm wgws_provisioner_jit_installs_total)" 1
+expect "installs of the restarted provisioner" "$(prov_metric wgws_provisioner_jit_installs_total)" 1
 ok "reconnected as uid $(id -u wgws) (--jit-user wgws); a new key installed and answered ($(load_latency "$M") ms)"
 
 # --- viii. over the budget --------------------------------------------------------------
@@ -357,7 +337,7 @@ client_rehandshake() {
 	in_c wg set "$WG_C" peer "$WG_G_PUB" allowed-ips "$TUN_G/32" endpoint "127.0.0.1:$SHIM_PORT"
 }
 responses_above() { [ "$(gw_count responses)" -gt "$1" ]; }
-shed_above() { [ "$(pm wgws_provisioner_jit_budget_shed_total)" -gt "$1" ]; }
+shed_above() { [ "$(prov_metric wgws_provisioner_jit_budget_shed_total)" -gt "$1" ]; }
 # client_handshake: one ping; HS_MS is the time until WireGuard sent its handshake response.
 client_handshake() {
 	local r0 t0 pid
@@ -372,17 +352,17 @@ client_handshake() {
 }
 # M took the budget's one token: a second later there is one again, for the real client.
 nap 1.1
-I0=$(pm wgws_provisioner_jit_installs_total)
+I0=$(prov_metric wgws_provisioner_jit_installs_total)
 client_rehandshake
 client_handshake
-delta "installs for the real client" "$(pm wgws_provisioner_jit_installs_total)" "$I0" 1
+delta "installs for the real client" "$(prov_metric wgws_provisioner_jit_installs_total)" "$I0" 1
 ok "the real client installed under the budget (handshake $HS_MS ms after its ping)"
 # 20 unknown keys, 60 initiations each, 100 ms apart: 200 a second for 6 s against 1.
 "$INITGEN" keys 20 >"$T/flood.keys"
 initgen "$T/flood.keys" "$T/flood.init" --count 60
 awk '{ l[$1] = l[$1] " " $2 } END { for (k in l) print k l[k] }' "$T/flood.init" >"$T/flood.tunnels"
-S_SHED=$(pm wgws_provisioner_jit_budget_shed_total)
-S_PASSED=$(pm wgws_provisioner_jit_budget_passed_total)
+S_SHED=$(prov_metric wgws_provisioner_jit_budget_shed_total)
+S_PASSED=$(prov_metric wgws_provisioner_jit_budget_passed_total)
 G0=$(gw_count initiations)
 spawn_ns "$NS_P" "$T/flood.log" "$PY" "$TOOLS/jitload.py" --connect-to "$G_PROXY:443" \
 	--out "$T/flood.out" --timeout 1 --gap 100 "$URL" "$T/flood.tunnels"
@@ -393,13 +373,13 @@ wait_for 10 shed_above "$S_SHED" || fail "the flood was not shed over --jit-budg
 for attempt in 1 2 3; do
 	client_rehandshake
 	client_handshake
-	[ "$(pm wgws_provisioner_jit_budget_passed_total)" -gt "$S_PASSED" ] && break
+	[ "$(prov_metric wgws_provisioner_jit_budget_passed_total)" -gt "$S_PASSED" ] && break
 done
-passed=$(($(pm wgws_provisioner_jit_budget_passed_total) - S_PASSED))
+passed=$(($(prov_metric wgws_provisioner_jit_budget_passed_total) - S_PASSED))
 [ "$passed" -gt 0 ] || fail "the real client's initiations were never passed over the budget"
 [ "$HS_MS" -lt 1000 ] || fail "over the budget the live client's handshake took $HS_MS ms (want < 1000)"
 wait "$FLOOD_PID" || fail "jitload (flood): $(oneline "$(cat "$T/flood.log")")"
-shed=$(($(pm wgws_provisioner_jit_budget_shed_total) - S_SHED))
+shed=$(($(prov_metric wgws_provisioner_jit_budget_shed_total) - S_SHED))
 got=$(awk '$2 != "none"' "$T/flood.out" | head -3)
 [ -z "$got" ] || fail "flood tunnels with an answer: $(oneline "$got")"
 for k in $(awk '{ print $2 }' "$T/flood.keys"); do
@@ -412,10 +392,10 @@ ok "flood: $shed shed over the budget, none reached WireGuard; the live client p
 # --- the rest of the bookkeeping -------------------------------------------------------
 for m in wgws_provisioner_jit_errors_total wgws_provisioner_jit_mac1_failures_total \
 	wgws_provisioner_jit_bad_initiations_total; do
-	expect "$m" "$(pm "$m")" 0
+	expect "$m" "$(prov_metric "$m")" 0
 done
-expect "relay jit timeouts" "$(rm_ "$R_TIMEOUTS")" 0
-expect "relay jit not asked" "$(rm_ "$R_NOT_ASKED")" 0
+expect "relay jit timeouts" "$(relay_metric "$R_TIMEOUTS")" 0
+expect "relay jit not asked" "$(relay_metric "$R_NOT_ASKED")" 0
 alive "$PROV_PID" || fail "the provisioner died"
 alive "$RELAY_PID" || fail "the relay died"
 ok "no JIT errors, mac1 failures, bad initiations, relay time-outs or unasked initiations"

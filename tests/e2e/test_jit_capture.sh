@@ -17,11 +17,6 @@ PROV=$WGWS_BUILD/wgws-provisioner
 SOCK=$T/prov.sock
 PROV_LOG=""
 dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
-pm() {
-	curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
-		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
-}
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 on_gw() { in_g wg show "$WG_G" peers | grep -qxF -- "$WG_C_PUB"; }
 client_shook() {
 	[ "$(in_c wg show "$WG_C" latest-handshakes | awk '{ print $2 }')" != 0 ]
@@ -48,8 +43,7 @@ PROV_LOG=$T/prov.log
 spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$T/p.db" \
 	--api "unix:$SOCK" --pool4 10.202.0.0/24 --jit --capture direct0 -v
 PROV_PID=$SPAWNED
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
-wait_for 10 healthy || fail "provisioner /healthz did not answer 200 within 10 s"
+wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
 code=$(curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X POST \
 	--data-binary "{\"public_key\":\"$WG_C_PUB\"}" http://prov/v1/peers)
 expect "POST /v1/peers" "$code" 201
@@ -64,8 +58,8 @@ ep=$(in_g wg show "$WG_G" endpoints | awk -v k="$WG_C_PUB" '$1 == k { print $2 }
 expect "the peer's endpoint on the gateway" "$ep" "$C_DIRECT:$WG_C_PORT"
 ka=$(in_g wg show "$WG_G" persistent-keepalive | awk -v k="$WG_C_PUB" '$1 == k { print $2 }')
 expect "the gateway's keepalive for the peer, put back" "$ka" off
-expect "capture initiations" "$(pm 'wgws_provisioner_jit_initiations_total{path="capture"}')" 1
-expect "jit installs" "$(pm wgws_provisioner_jit_installs_total)" 1
+expect "capture initiations" "$(prov_metric 'wgws_provisioner_jit_initiations_total{path="capture"}')" 1
+expect "jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" 1
 ping_ok 3 3 || fail "no ping across the tunnel after the handshake"
 ok "first handshake $ms ms after the ping; endpoint $ep, keepalive back to off; 1 capture, 1 install"
 
@@ -80,10 +74,10 @@ ms=$(first_handshake_ms "$TUN_G")
 [ "$ms" -lt 1000 ] || fail "handshake over IPv6 after $ms ms (want < 1000)"
 ep=$(in_g wg show "$WG_G" endpoints | awk -v k="$WG_C_PUB" '$1 == k { print $2 }')
 expect "the peer's endpoint on the gateway" "$ep" "[$C_DIRECT6]:$WG_C_PORT"
-expect "jit installs" "$(pm wgws_provisioner_jit_installs_total)" 2
+expect "jit installs" "$(prov_metric wgws_provisioner_jit_installs_total)" 2
 grep -q "again: its client was retrying" "$PROV_LOG" || fail "no 'retrying' reinstall in the log"
 ok "reinstalled over IPv6 in $ms ms (endpoint $ep): a live peer retrying is put back"
 
 alive "$PROV_PID" || fail "the provisioner died"
-expect "jit errors" "$(pm wgws_provisioner_jit_errors_total)" 0
+expect "jit errors" "$(prov_metric wgws_provisioner_jit_errors_total)" 0
 echo "PASS test_jit_capture"

@@ -16,12 +16,7 @@
 # provisioner's shed metrics are printed per phase.
 set -eu
 . "$(dirname "$0")/lib.sh"
-need_root
-need_cmd wireguard-go wg nft squid curl ping
-need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
-
-PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
-SOCK=$T/prov.sock DB=$T/prov.db JSOCK=$T/jit.sock
+jit_test_init
 POOL4=10.202.0.0/24 # the tunnel's /24: the clients get .2, .3 (the gateway is .1)
 URL=wss://$GW_NAME/wg
 # The flood: TUNNELS tunnels, each sending one initiation every GAP_MS ms (jitload.py --pace
@@ -64,12 +59,6 @@ dump_logs() {
 	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 8
 }
 
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
-rm_() { relay_metric "$1"; }
-gw_handshake() {
-	in_g wg show "$WG_G" latest-handshakes |
-		awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
-}
 # msnap FILE: one scrape of the provisioner's and the relay's JIT metrics (the provisioner's
 # once: a scrape is work for it too).
 msnap() {
@@ -130,7 +119,7 @@ first_handshake() {
 	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
 }
 not_alive() { ! alive "$1"; }
-flood_on() { [ $(($(rm_ wgws_relay_jit_requests_total) - FLOOD_REQ0)) -ge 500 ]; }
+flood_on() { [ $(($(relay_metric wgws_relay_jit_requests_total) - FLOOD_REQ0)) -ge 500 ]; }
 
 # phase N LABEL FILE [JITLOAD_ARGS...]: the flood in FILE (TUNNELS lines) from the proxy
 # namespace straight to the relay, the legitimate client's first handshake once it runs,
@@ -145,7 +134,7 @@ phase() {
 	before=$T/m$n-before after=$T/m$n-after log=$T/flood-$n.log
 	msnap "$before"
 	g0=$(gw_count initiations) r0=$(gw_count responses)
-	FLOOD_REQ0=$(rm_ wgws_relay_jit_requests_total)
+	FLOOD_REQ0=$(relay_metric wgws_relay_jit_requests_total)
 	c0=$(cpu_ticks "$PROV_PID" "$PRIV_PID")
 	t0=$(now_ms)
 	spawn_ns "$NS_P" "$log" "$PY" "$TOOLS/jitload.py" --connect-to "$G_PROXY:443" --inflight 32 \
@@ -255,8 +244,7 @@ PROV_LOG=$T/prov.log
 spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
 	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws
 PROV_PID=$SPAWNED
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
-wait_for 10 healthy || fail "provisioner /healthz did not answer 200 within 10 s"
+wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
 wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
 PRIV_PID=$(child_of "$PROV_PID")
 [ -n "$PRIV_PID" ] || fail "no privileged half under the provisioner (pid $PROV_PID)"
@@ -266,7 +254,6 @@ PRIV_PID=$(child_of "$PROV_PID")
 # provisioner. That admission is test_admission.sh's; here it is off, so that the flood
 # meets the provisioner's limits alone.
 start_relay --jit-socket "$JSOCK" --max-conns-per-ip 0 --max-pending-per-ip 256 --rate-per-ip 0
-jit_connected() { [ "$(rm_ wgws_relay_jit_connected)" = 1 ]; }
 wait_for 10 jit_connected || fail "the relay did not connect to the provisioner"
 ok "provisioner pid $PROV_PID (its privileged half $PRIV_PID; --jit, default limits), relay" \
 	"pid $RELAY_PID connected to it"

@@ -10,12 +10,7 @@
 # channel socket holds wait for room: none is forwarded unasked, none times out.
 set -eu
 . "$(dirname "$0")/lib.sh"
-need_root
-need_cmd wireguard-go wg nft squid curl ping
-need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
-
-PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
-SOCK=$T/prov.sock DB=$T/prov.db JSOCK=$T/jit.sock
+jit_test_init
 # Room for 1,001 clients; the real one gets 10.202.0.2 (TUN_C), in the gateway's /24 (the
 # others never send data, so the gateway needs no route to them).
 POOL4=10.202.0.0/22
@@ -44,12 +39,6 @@ api_post() {
 	curl -s -m 5 -o "$T/body" -w '%{http_code}' --unix-socket "$SOCK" -X POST \
 		-H 'Content-Type: application/json' --data-binary "$1" http://prov/v1/peers || true
 }
-pm() {
-	curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
-		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }'
-}
-rm_() { relay_metric "$1"; }
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 # pingstats LOG [TOLERATE_LAST]: "tx rx lost p50 p99 max" (ms) from a `ping -n` log; with
 # TOLERATE_LAST=1 the last sequence number (in flight when ping was interrupted) is not a
 # loss. A reply is matched by icmp_seq, so late or duplicate ones count once.
@@ -90,8 +79,7 @@ spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --
 	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
 	--jit-rate 1000
 PROV_PID=$SPAWNED
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
-wait_for 10 healthy || fail "provisioner /healthz did not answer 200 within 10 s"
+wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
 wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
 # Debian's stock net.core.wmem_max (212992) caps the relay's channel buffer at ~330 queued
 # requests, fewer than this burst: the rest must wait for room, not go to WireGuard unasked.
@@ -105,7 +93,6 @@ fi
 # One address for 1,101 clients (a big NAT): the relay's per-address limits are off.
 start_relay --jit-socket "$JSOCK" --max-conns 2048 --max-conns-per-ip 0 --max-pending-per-ip 256 \
 	--rate-per-ip 0
-jit_connected() { [ "$(rm_ wgws_relay_jit_connected)" = 1 ]; }
 wait_for 10 jit_connected || fail "the relay did not connect to the provisioner"
 ok "provisioner (--jit, uapi) pid $PROV_PID; relay pid $RELAY_PID connected to it"
 
@@ -117,7 +104,7 @@ expect "the real client's address" "$addr" "$TUN_C"
 start_shim --pin "$PIN"
 wg_endpoint_shim
 wait_for 10 ping_ok 1 || fail "the real client cannot ping $TUN_G through the relay"
-expect "installs after the real client" "$(pm wgws_provisioner_jit_installs_total)" 1
+expect "installs after the real client" "$(prov_metric wgws_provisioner_jit_installs_total)" 1
 ok "real client $addr live (1 JIT install)"
 
 say "$N_KNOWN stored clients through the API, $N_UNKNOWN unknown keys"
@@ -151,7 +138,7 @@ for line in open(keys):
 sys.exit(1 if bad else 0)
 EOF
 t1=$(now_ms)
-expect "peers stored" "$(pm wgws_provisioner_peers_stored)" $((N_KNOWN + 1))
+expect "peers stored" "$(prov_metric wgws_provisioner_peers_stored)" $((N_KNOWN + 1))
 expect "peers in the gateway device" "$(in_g wg show "$WG_G" peers | wc -l)" 1
 ok "$N_KNOWN peers created in $((t1 - t0)) ms, none installed (wg show: the real client only)"
 cat "$T/known.keys" "$T/unknown.keys" | "$INITGEN" init "$WG_G_PUB" | shuf >"$T/load.init"
@@ -164,11 +151,11 @@ read -r btx brx blost bp50 bp99 bmax <<<"$(pingstats "$T/ping-base.log")"
 [ "$blost" = 0 ] || fail "baseline ping lost $blost of $btx"
 ok "baseline: $brx/$btx, RTT p50 $bp50 ms, p99 $bp99 ms, max $bmax ms"
 
-I0=$(pm wgws_provisioner_jit_installs_total)
-U0=$(pm wgws_provisioner_jit_unknown_keys_total)
-R0=$(rm_ wgws_relay_jit_requests_total)
-RI0=$(rm_ 'wgws_relay_jit_answers_total{verdict="installed"}')
-D0=$(rm_ 'wgws_relay_packets_dropped_total{reason="jit_unknown"}')
+I0=$(prov_metric wgws_provisioner_jit_installs_total)
+U0=$(prov_metric wgws_provisioner_jit_unknown_keys_total)
+R0=$(relay_metric wgws_relay_jit_requests_total)
+RI0=$(relay_metric 'wgws_relay_jit_answers_total{verdict="installed"}')
+D0=$(relay_metric 'wgws_relay_packets_dropped_total{reason="jit_unknown"}')
 G0=$(gw_count initiations)
 GR0=$(gw_count responses)
 say "load: $((N_KNOWN + N_UNKNOWN)) tunnels opened ($INFLIGHT in TLS at once), then all initiations at once"
@@ -196,11 +183,11 @@ bad=$(awk 'NR == FNR { k[$2] = 1; next } ($1 in k) && $2 != "none"' "$T/unknown.
 expect "tunnels opened" "$(val open)" $((N_KNOWN + N_UNKNOWN))
 ok "every known tunnel got WireGuard's handshake response; no unknown one got anything"
 
-expect "provisioner jit installs during the load" $(($(pm wgws_provisioner_jit_installs_total) - I0)) "$N_KNOWN"
-expect "provisioner unknown keys during the load" $(($(pm wgws_provisioner_jit_unknown_keys_total) - U0)) "$N_UNKNOWN"
-expect "relay jit requests during the load" $(($(rm_ wgws_relay_jit_requests_total) - R0)) $((N_KNOWN + N_UNKNOWN))
-expect "relay answers installed" $(($(rm_ 'wgws_relay_jit_answers_total{verdict="installed"}') - RI0)) "$N_KNOWN"
-expect "relay jit_unknown drops" $(($(rm_ 'wgws_relay_packets_dropped_total{reason="jit_unknown"}') - D0)) "$N_UNKNOWN"
+expect "provisioner jit installs during the load" $(($(prov_metric wgws_provisioner_jit_installs_total) - I0)) "$N_KNOWN"
+expect "provisioner unknown keys during the load" $(($(prov_metric wgws_provisioner_jit_unknown_keys_total) - U0)) "$N_UNKNOWN"
+expect "relay jit requests during the load" $(($(relay_metric wgws_relay_jit_requests_total) - R0)) $((N_KNOWN + N_UNKNOWN))
+expect "relay answers installed" $(($(relay_metric 'wgws_relay_jit_answers_total{verdict="installed"}') - RI0)) "$N_KNOWN"
+expect "relay jit_unknown drops" $(($(relay_metric 'wgws_relay_packets_dropped_total{reason="jit_unknown"}') - D0)) "$N_UNKNOWN"
 expect "initiations at WireGuard's port" $(($(gw_count initiations) - G0)) "$N_KNOWN"
 expect "handshake responses from WireGuard" $(($(gw_count responses) - GR0)) "$N_KNOWN"
 in_g wg show "$WG_G" peers | sort >"$T/gw.peers"
@@ -210,14 +197,14 @@ expect "known keys missing from wg show" "$missing" 0
 present=$(awk '{ print $2 }' "$T/unknown.keys" | sort | comm -12 - "$T/gw.peers" | wc -l)
 expect "unknown keys in wg show" "$present" 0
 for m in wgws_relay_jit_timeouts_total wgws_relay_jit_not_asked_total; do
-	expect "$m" "$(rm_ "$m")" 0
+	expect "$m" "$(relay_metric "$m")" 0
 done
-expect "provisioner jit errors" "$(pm wgws_provisioner_jit_errors_total)" 0
+expect "provisioner jit errors" "$(prov_metric wgws_provisioner_jit_errors_total)" 0
 for m in wgws_provisioner_jit_rate_limited_total wgws_provisioner_jit_budget_shed_total; do
-	expect "$m" "$(pm "$m")" 0
+	expect "$m" "$(prov_metric "$m")" 0
 done
 # ~330 fit in the capped socket: the rest waited for room (and still got their answer).
-[ "$(rm_ wgws_relay_jit_deferred_total)" -gt 0 ] ||
+[ "$(relay_metric wgws_relay_jit_deferred_total)" -gt 0 ] ||
 	fail "no request waited for room in the channel: the burst did not test that path"
 ok "installs +$N_KNOWN exactly (wg show: all $N_KNOWN known keys, no unknown one);" \
 	"$N_UNKNOWN jit_unknown drops; WireGuard saw $N_KNOWN initiations, sent $N_KNOWN" \
@@ -229,12 +216,12 @@ ok "installs +$N_KNOWN exactly (wg show: all $N_KNOWN known keys, no unknown one
 ok "the relay loop never stalled: $lrx/$ltx pings, max RTT $lmax ms < $MAX_RTT_MS"
 alive "$PROV_PID" || fail "the provisioner died"
 alive "$RELAY_PID" || fail "the relay died"
-hc=$(pm wgws_provisioner_jit_install_seconds_count)
-hs=$(pm wgws_provisioner_jit_install_seconds_sum)
+hc=$(prov_metric wgws_provisioner_jit_install_seconds_count)
+hs=$(prov_metric wgws_provisioner_jit_install_seconds_sum)
 mean=$("$PY" -c "print('%.3f' % (1000 * $hs / $hc))")
 say "load: $(val tunnels) tunnels opened at $(val open_rate)/s; handshake (initiation written →" \
 	"response read, client side) p50 $(val p50_ms) ms, p99 $(val p99_ms) ms, max $(val max_ms) ms;" \
 	"provisioner install mean $mean ms over $hc installs; relay requests that waited for" \
-	"room in the channel: $(rm_ wgws_relay_jit_deferred_total)"
+	"room in the channel: $(relay_metric wgws_relay_jit_deferred_total)"
 say "real client RTT: baseline p50/p99/max $bp50/$bp99/$bmax ms; during the load $lp50/$lp99/$lmax ms, $llost lost"
 echo "PASS test_jit_load"
