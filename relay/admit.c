@@ -19,8 +19,8 @@
  *    new clients (a relay restart makes every client reconnect at once) does not hold open
  *    tunnels' datagrams behind its handshakes. A finished handshake joins a queue; a few
  *    join lws per pass of the event loop (their request and upgrade are lws's).
- *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause that listener for ADMIT_PAUSE_MS instead
- *    of spinning on a socket that stays readable.
+ *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause a listener (this one, the metrics one) for
+ *    LISTENER_PAUSE_MS instead of spinning on a socket that stays readable (listener_*).
  * This file never reads a byte of a connection: TLS is handshake.c's, HTTP and WebSocket
  * lws's. */
 #include <errno.h>
@@ -40,7 +40,6 @@ enum {
 	ADMIT_ADOPT_PER_PASS = 8,  /* connections handed to lws per loop pass, at most */
 	ADMIT_PASS_BUDGET_US = 500, /* past this much work in a pass, only one more */
 	ADMIT_HELLO_MS = 3000,     /* a connection that has sent nothing is closed after this */
-	ADMIT_PAUSE_MS = 250,      /* a listener rests this long after an accept error */
 	ADMIT_BUCKETS = 1024,      /* per table, two tables */
 	ADMIT_BACKLOG = 1024,
 };
@@ -58,12 +57,6 @@ struct admit_slot {
 	uint8_t src[16];                /* the source's key: IPv4 address or IPv6 /64 */
 };
 
-struct listener {
-	ev_io io;
-	ev_timer pause;
-	int fd;
-};
-
 struct bucket {
 	uint32_t tokens_milli; /* tokens * 1000 */
 	uint64_t last_ms;
@@ -76,10 +69,9 @@ static struct {
 	struct admit_slot *ready, **ready_tail;
 	ev_prepare adopt;
 	ev_idle busy;                   /* keeps the loop from sleeping while some are ready */
-	uint64_t warned_ms;
 	uint8_t hash_key[2][16];
 	struct bucket buckets[2][ADMIT_BUCKETS];
-} adm;
+} adm = { .tunnel.fd = -1 };
 
 /* An address's admission key: IPv4 (also v4-mapped) as itself, IPv6 by its /64, which one
  * host is normally given whole. */
@@ -349,13 +341,6 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 	ev_io_start(adm.loop, &s->io);
 }
 
-static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct listener *l = w->data;
-
-	ev_io_start(loop, &l->io);
-}
-
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listener *l = w->data;
@@ -364,26 +349,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	for (int n = 0; n < ADMIT_ACCEPT_BATCH; n++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = listener_accept(l, &ss, &len);
 
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and
-			 * the socket readable; rest instead of spinning on it. */
-			relay.st.accept_errors++;
-			if (now_ms - adm.warned_ms >= 10000) {
-				adm.warned_ms = now_ms;
-				log_warn("accept on --listen (pausing it %d ms; counted in "
-					 "wgws_relay_accept_errors_total)", ADMIT_PAUSE_MS);
-			}
-			ev_io_stop(loop, &l->io);
-			ev_timer_set(&l->pause, ADMIT_PAUSE_MS / 1000., 0.);
-			ev_timer_start(loop, &l->pause);
+		if (fd < 0)
 			return;
-		}
 		if (relay.shutting_down) {
 			relay.st.rejects[REJECT_SHUTDOWN]++;
 			close(fd);
@@ -391,6 +360,60 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		admit_tunnel(fd, &ss, now_ms);
 	}
+}
+
+static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listener *l = w->data;
+
+	ev_io_start(loop, &l->io);
+}
+
+void listener_start(struct listener *l, struct ev_loop *loop, int fd, const char *what,
+		    void (*cb)(struct ev_loop *, ev_io *, int))
+{
+	l->loop = loop;
+	l->fd = fd;
+	l->what = what;
+	ev_io_init(&l->io, cb, fd, EV_READ);
+	l->io.data = l;
+	ev_timer_init(&l->pause, on_pause_end, 0., 0.);
+	l->pause.data = l;
+	ev_io_start(loop, &l->io);
+}
+
+int listener_accept(struct listener *l, struct sockaddr_storage *ss, socklen_t *len)
+{
+	for (;;) {
+		int fd = accept4(l->fd, (struct sockaddr *)ss, ss ? len : NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0)
+			return fd;
+		if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -1;
+		/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and the
+		 * socket readable; rest instead of spinning on it. */
+		relay.st.accept_errors++;
+		log_warn_ratelimited("accept on %s (pausing it %d ms; counted in "
+				     "wgws_relay_accept_errors_total)", l->what, LISTENER_PAUSE_MS);
+		ev_io_stop(l->loop, &l->io);
+		ev_timer_set(&l->pause, LISTENER_PAUSE_MS / 1000., 0.);
+		ev_timer_start(l->loop, &l->pause);
+		return -1;
+	}
+}
+
+void listener_stop(struct listener *l)
+{
+	if (l->fd < 0)
+		return;
+	ev_io_stop(l->loop, &l->io);
+	ev_timer_stop(l->loop, &l->pause);
+	close(l->fd);
+	l->fd = -1;
 }
 
 int admit_listen(const struct sockaddr_storage *ss, socklen_t len)
@@ -436,23 +459,13 @@ int admit_start(struct ev_loop *loop, int fd)
 	ev_prepare_init(&adm.adopt, on_prepare);
 	ev_prepare_start(loop, &adm.adopt);
 	ev_idle_init(&adm.busy, on_busy);
-	l->fd = fd;
-	ev_io_init(&l->io, on_accept, fd, EV_READ);
-	l->io.data = l;
-	ev_timer_init(&l->pause, on_pause_end, 0., 0.);
-	l->pause.data = l;
-	ev_io_start(loop, &l->io);
+	listener_start(l, loop, fd, "--listen", on_accept);
 	return 0;
 }
 
 void admit_stop_listening(void)
 {
-	if (adm.tunnel.fd < 0)
-		return;
-	ev_io_stop(adm.loop, &adm.tunnel.io);
-	ev_timer_stop(adm.loop, &adm.tunnel.pause);
-	close(adm.tunnel.fd);
-	adm.tunnel.fd = -1;
+	listener_stop(&adm.tunnel);
 }
 
 void admit_stop(void)

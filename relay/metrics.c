@@ -20,7 +20,6 @@
 enum {
 	METRICS_REQ_MAX = 2048,
 	METRICS_BODY_MAX = 16384,
-	METRICS_PAUSE_MS = 250,
 };
 
 struct mconn {
@@ -33,12 +32,10 @@ struct mconn {
 
 static struct {
 	struct ev_loop *loop;
-	ev_io listen_io;
-	ev_timer pause;
-	int fd;
+	struct listener listener;
 	unsigned conns;
 	struct mconn *slots[METRICS_CONNS_MAX];
-} m = { .fd = -1 };
+} m = { .listener.fd = -1 };
 
 /* Single-threaded: one answer buffer for all. */
 static char answer[METRICS_BODY_MAX + 256];
@@ -108,26 +105,14 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 	mconn_close(w->data);
 }
 
-static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	ev_io_start(loop, &m.listen_io);
-}
-
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	for (int k = 0; k < METRICS_CONNS_MAX; k++) {
 		struct mconn *c;
-		int fd = accept4(m.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = listener_accept(&m.listener, NULL, NULL);
 
-		if (fd < 0) {
-			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-				return;
-			relay.st.accept_errors++;
-			ev_io_stop(loop, &m.listen_io);
-			ev_timer_set(&m.pause, METRICS_PAUSE_MS / 1000., 0.);
-			ev_timer_start(loop, &m.pause);
+		if (fd < 0)
 			return;
-		}
 		if (m.conns >= METRICS_CONNS_MAX || !(c = calloc(1, sizeof(*c)))) {
 			relay.st.metrics_refused++;
 			close(fd);
@@ -152,23 +137,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 void metrics_start(struct ev_loop *loop, int fd)
 {
 	m.loop = loop;
-	m.fd = fd;
-	ev_io_init(&m.listen_io, on_accept, fd, EV_READ);
-	ev_timer_init(&m.pause, on_pause_end, 0., 0.);
-	ev_io_start(loop, &m.listen_io);
+	listener_start(&m.listener, loop, fd, "--metrics", on_accept);
 }
 
 void metrics_stop(void)
 {
-	if (m.fd < 0)
+	if (m.listener.fd < 0)
 		return;
 	for (unsigned i = 0; i < METRICS_CONNS_MAX; i++)
 		if (m.slots[i])
 			mconn_close(m.slots[i]);
-	ev_io_stop(m.loop, &m.listen_io);
-	ev_timer_stop(m.loop, &m.pause);
-	close(m.fd);
-	m.fd = -1;
+	listener_stop(&m.listener);
 }
 
 unsigned metrics_conns(void)

@@ -206,6 +206,23 @@ enum {
 	ADMIT_RATE_BURST = 4,   /* a source's burst: this many seconds of --rate-per-ip */
 };
 
+/* A listening socket on the loop that rests LISTENER_PAUSE_MS after an accept error (out
+ * of descriptors, of buffers) instead of spinning on a socket that stays readable. */
+enum { LISTENER_PAUSE_MS = 250 };
+struct listener {
+	struct ev_loop *loop;
+	ev_io io;
+	ev_timer pause;
+	int fd;
+	const char *what; /* for the log: "--listen", "--metrics" */
+};
+void listener_start(struct listener *l, struct ev_loop *loop, int fd, const char *what,
+		    void (*cb)(struct ev_loop *, ev_io *, int));
+/* The next connection's descriptor (non-blocking), or -1: none waiting, or an error that
+ * paused the listener (counted in accept_errors, logged). ss may be NULL. */
+int listener_accept(struct listener *l, struct sockaddr_storage *ss, socklen_t *len);
+void listener_stop(struct listener *l);
+
 /* Bind and listen (before privileges are dropped); returns the descriptor or -errno. */
 int admit_listen(const struct sockaddr_storage *ss, socklen_t len);
 /* Accept on fd from the loop. 0 or -errno. */
