@@ -492,6 +492,40 @@ udp_port_of() {
 	ip netns exec "$2" ss -Hulpn | grep "pid=$1," | awk '{print $4}' | sort | tr '\n' ' '
 }
 
+# key_hits PID: how many times the gateway's private key (raw, hex, base64) occurs in PID's
+# readable memory, as "raw hex b64". Mappings over 1 GiB are skipped: a SANITIZE=1 build's
+# shadow memory, which never holds data.
+key_hits() {
+	"$PY" - "$1" "$T/keys/gw.key" <<'EOF'
+import base64, re, sys
+pid, keyfile = sys.argv[1], sys.argv[2]
+b64 = open(keyfile).read().strip().encode()
+raw = base64.b64decode(b64)
+needles = [raw, raw.hex().encode(), b64]
+hits = [0, 0, 0]
+CHUNK, OVER = 1 << 20, 64
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+        lo, hi, perms = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+        if perms[0] != "r" or "[vvar]" in line or hi - lo > 1 << 30:
+            continue
+        for at in range(lo, hi, CHUNK):
+            try:
+                mem.seek(at)
+                data = mem.read(min(CHUNK + OVER, hi - at))
+            except OSError:
+                continue
+            for i, n in enumerate(needles):
+                # count the matches that start in this chunk (the overlap is the next one's)
+                k = data.find(n)
+                while k != -1 and k < CHUNK:
+                    hits[i] += 1
+                    k = data.find(n, k + 1)
+print(*hits)
+EOF
+}
+
 # --- JIT tests: the provisioner with --jit behind the relay ---------------------------------
 # jit_test_init: what every JIT test needs, and its paths: PROV, INITGEN, SOCK (the API),
 # DB, JSOCK (the JIT socket).

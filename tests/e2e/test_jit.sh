@@ -399,5 +399,15 @@ expect "relay jit not asked" "$(relay_metric "$R_NOT_ASKED")" 0
 alive "$PROV_PID" || fail "the provisioner died"
 alive "$RELAY_PID" || fail "the relay died"
 ok "no JIT errors, mac1 failures, bad initiations, relay time-outs or unasked initiations"
+# After all these decisions (each an X25519 with the device key, asked of the privileged
+# half), the key is in the privileged half's memory and nowhere in the engine's.
+PRIV_PID=$(child_of "$PROV_PID")
+[ -n "$PRIV_PID" ] || fail "no privileged half under the provisioner"
+read -r e_raw e_hex e_b64 <<<"$(key_hits "$PROV_PID")"
+read -r c_raw c_hex c_b64 <<<"$(key_hits "$PRIV_PID")"
+[ "$e_raw$e_hex$e_b64" = 000 ] ||
+	fail "the device key is in the engine's memory after JIT: raw $e_raw, hex $e_hex, base64 $e_b64"
+[ "$c_raw" -ge 1 ] || fail "the key scan found nothing in the privileged half either: the scan is blind"
+ok "the device key: in the privileged half ($c_raw raw), not in the engine, after the JIT decisions"
 say "first handshake after the ping started: $HS1 ms; after GC and a client restart: $HS2 ms"
 echo "PASS test_jit"
