@@ -107,6 +107,20 @@ expect "requests" "$(metric wgws_relay_jit_requests_total)" 0
 nap 1.2 # more connect attempts: still one line
 expect "'cannot connect' lines after several attempts" "$(log_count "$RELAY_LOG" "cannot connect")" 1
 ok "forwarded at once (not asked), 'cannot connect' logged once"
+if [ "$(id -u)" = 0 ]; then
+	# Someone else serving the socket (here nobody): the relay does not ask it.
+	IMP_LOG=$T/impostor.log
+	spawn "$IMP_LOG" "${RUN[@]}" "$PY" "$TOOLS/fakeprov.py" "$JSOCK" --listen-as nobody
+	IMP_PID=$SPAWNED
+	wait_for 5 grep -q listening "$IMP_LOG" || fail "fakeprov as nobody: $(cat "$IMP_LOG")"
+	wait_for 5 grep -q "is served by uid $(id -u nobody)" "$RELAY_LOG" ||
+		fail "no refusal of a socket served by nobody: $(tail -3 "$RELAY_LOG")"
+	expect "jit_connected to an impostor" "$(metric wgws_relay_jit_connected)" 0
+	stop_pid "$IMP_PID"
+	ok "a JIT socket served by nobody: refused (SO_PEERCRED), not connected"
+else
+	say "skipped: serving the socket as another user needs root"
+fi
 start_prov
 wait_for 3 m_is wgws_relay_jit_connected 1 || fail "the relay did not connect to the provisioner"
 accept=$(grep -m1 '^accept' "$PROV_LOG")

@@ -15,6 +15,8 @@ A malformed request closes that relay's connection, as the real provisioner does
 Output, one flushed line per event:
   listening PATH
   accept uid=U pid=P
+With --listen-as USER it binds as root and listens as USER: the credentials a connecting
+relay reads (SO_PEERCRED) are those of listen().
   request id=N source=ADDR:PORT client=ADDR:PORT sender=HEX8
   answer id=N verdict=NAME            (or "garbage id=N kind=K", "silent id=N")
   malformed N bytes                   (then the connection is closed)
@@ -72,6 +74,9 @@ def main():
                    help="answer this to every request instead of reading byte 4")
     p.add_argument("--delay", type=float, metavar="S",
                    help="delay every answer by S seconds instead of reading byte 5")
+    p.add_argument("--listen-as", metavar="USER",
+                   help="bind as the caller (root), then listen as USER: a socket at the "
+                        "relay's path served by someone else (SO_PEERCRED says USER)")
     a = p.parse_args()
 
     try:
@@ -81,6 +86,12 @@ def main():
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     lsock.bind(a.path)
     os.chmod(a.path, 0o666)
+    if a.listen_as:
+        import pwd
+        pw = pwd.getpwnam(a.listen_as)
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
     lsock.listen(16)
     lsock.setblocking(False)
     sel = selectors.DefaultSelector()
