@@ -107,6 +107,14 @@ cpu_ticks() {
 	done
 	echo "$sum"
 }
+# unreachable_by_nobody PID: fail unless an unprivileged local user (nobody) can neither
+# signal PID nor read what needs ptrace access to it (/proc/PID/environ). Root only.
+unreachable_by_nobody() {
+	local as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	! "${as[@]}" kill -0 "$1" 2>/dev/null || fail "nobody can signal pid $1"
+	! "${as[@]}" head -c1 "/proc/$1/environ" >/dev/null 2>&1 ||
+		fail "nobody can read pid $1's environ (ptrace access)"
+}
 # child_of PID: its children's pids, one a line.
 child_of() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }
 # alive PID: true while PID runs (a zombie counts as dead).

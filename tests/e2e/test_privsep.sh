@@ -104,6 +104,9 @@ c="$c CapBnd $(status "$PRIV_PID" CapBnd) NoNewPrivs $(status "$PRIV_PID" NoNewP
 [ "$c" = "Uid 0 CapEff 0000000000001000 CapPrm 0000000000001000 CapBnd 0000000000001000 NoNewPrivs 1" ] ||
 	fail "privileged child: $c"
 ok "privileged child: $c"
+unreachable_by_nobody "$PROV_PID"
+unreachable_by_nobody "$PRIV_PID"
+ok "another local user (nobody) can neither signal nor ptrace the engine or the child"
 [ "$(stat -c %a "$SOCK")" = 600 ] || fail "the API socket is $(stat -c %a "$SOCK"), not 600"
 ok "the API socket is 0600"
 

@@ -38,7 +38,9 @@ ok "/healthz → 200 (relay pid $RELAY_PID${NS:+, namespace $NS}, port $PORT)"
 if [ "$(id -u)" = 0 ]; then
 	user=$(ps -o user= -p "$RELAY_PID" | tr -d ' ')
 	[ "$user" = wgws ] || fail "the relay started as root runs as '$user', not wgws"
-	ok "started as root, the relay runs as wgws once its ports are bound"
+	unreachable_by_nobody "$RELAY_PID"
+	ok "started as root, the relay runs as wgws once its ports are bound; nobody can signal" \
+		"or ptrace it"
 fi
 # Confined whatever it started as: no capabilities, no new privileges, a seccomp filter.
 status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$RELAY_PID/status"; }
