@@ -315,7 +315,7 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 
 					if (!cidr_overlaps(c, &sp->routes[o]))
 						continue;
-					snprintf(msg, 200, "allowed_ips[%zu]: %s overlaps "
+					snprintf(msg, API_MSG_LEN, "allowed_ips[%zu]: %s overlaps "
 						 "allowed_ips[%zu] %s", i, cidr_format(c, a), o,
 						 cidr_format(&sp->routes[o], b));
 					status = 400;
@@ -540,7 +540,7 @@ static int list_one(void *arg, const struct store_peer *sp)
  * skipped silently restarted the listing from the first key). Returns 0, or an HTTP status
  * with msg set. */
 static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LEN],
-				 bool *has_after, unsigned long *limit, char msg[static 200])
+				 bool *has_after, unsigned long *limit, char msg[static API_MSG_LEN])
 {
 	char arg[API_QUERY_MAX];
 	bool has_limit = false;
@@ -549,7 +549,7 @@ static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LE
 	*has_after = false;
 	*limit = API_LIST_DEFAULT;
 	if (total >= (int)sizeof(arg)) {
-		snprintf(msg, 200, "the query is over %d bytes", API_QUERY_MAX - 1);
+		snprintf(msg, API_MSG_LEN, "the query is over %d bytes", API_QUERY_MAX - 1);
 		return 414;
 	}
 	/* Each fragment is one urldecoded "name=value"; -1 once there are no more. */
@@ -557,7 +557,7 @@ static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LE
 	     lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++) {
 		if (!strncmp(arg, "after=", 6)) {
 			if (*has_after || key_from_base64(arg + 6, after) < 0) {
-				snprintf(msg, 200, "after: %s", *has_after ? "given twice" :
+				snprintf(msg, API_MSG_LEN, "after: %s", *has_after ? "given twice" :
 					 "not a URL-safe base64 public key (the \"next\" of the "
 					 "previous page)");
 				return 400;
@@ -566,16 +566,16 @@ static unsigned parse_list_query(struct lws *wsi, uint8_t after[static WG_KEY_LE
 		} else if (!strncmp(arg, "limit=", 6)) {
 			if (has_limit || conf_parse_uint(arg + 6, 1, API_LIST_MAX, limit) < 0) {
 				if (has_limit)
-					snprintf(msg, 200, "limit: given twice");
+					snprintf(msg, API_MSG_LEN, "limit: given twice");
 				else
-					snprintf(msg, 200, "limit: an integer from 1 to %d",
+					snprintf(msg, API_MSG_LEN, "limit: an integer from 1 to %d",
 						 API_LIST_MAX);
 				return 400;
 			}
 			has_limit = true;
 		} else if (arg[0] && strcmp(arg, "/")) {
 			/* (lws 4.1.6 reports an empty argument, "?" or a trailing '&', as "/") */
-			snprintf(msg, 200, "unknown query argument '%.40s' (known: after, limit)",
+			snprintf(msg, API_MSG_LEN, "unknown query argument '%.40s' (known: after, limit)",
 				 arg);
 			return 400;
 		}
@@ -589,7 +589,7 @@ static int api_list(struct lws *wsi)
 	bool has_after;
 	unsigned long limit;
 	struct list_ctx lc;
-	char msg[200];
+	char msg[API_MSG_LEN];
 	unsigned status;
 	int n;
 

@@ -220,7 +220,7 @@ s.bind(('127.0.0.1', $UPORT)); print('bound', flush=True); time.sleep(30)"
 	wait_for 15 metric_is wgws_relay_wg_port_owner_uid "$(id -u nobody)" ||
 		fail "owner: $(metric wgws_relay_wg_port_owner_uid)"
 	grep -q "bound by uid $(id -u nobody), not root" "$RELAY_LOG" || fail "no warning logged"
-	ok "the port taken by nobody: warned within 10 s, wgws_relay_wg_port_owner_uid $(id -u nobody)"
+	ok "the port taken by nobody: warned (checked every 10 s; waited up to 15), wgws_relay_wg_port_owner_uid $(id -u nobody)"
 	stop_pid "$RELAY_PID"
 else
 	say "skipped: binding as another user needs root"
