@@ -534,6 +534,23 @@ print(*hits)
 EOF
 }
 
+# build_plain DIR PROGRAM...: build PROGRAMs (names in the Makefile's build directory) into
+# DIR without sanitizers, whatever make test runs with: under `make SANITIZE=1 test` the
+# sub-make would inherit SANITIZE=1 through MAKEFLAGS, and a "plain" build was ASan's (CI's
+# test_seccomp_plain and test_churn measured sanitized daemons until this). Checks the
+# result has no ASan runtime.
+build_plain() {
+	local dir=$1 p targets=()
+	shift
+	for p; do targets+=("$dir/$p"); done
+	(cd "$WGWS_TOP" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s B="$dir" SANITIZE=0 \
+		"${targets[@]}") >"$T/build.log" 2>&1 || fail "build: $(tail -5 "$T/build.log")"
+	for p; do
+		! nm -D "$dir/$p" 2>/dev/null | grep -q __asan_init ||
+			fail "$dir/$p is built with AddressSanitizer: not a plain build"
+	done
+}
+
 # --- JIT tests: the provisioner with --jit behind the relay ---------------------------------
 # jit_test_init: what every JIT test needs, and its paths: PROV, INITGEN, SOCK (the API),
 # DB, JSOCK (the JIT socket).

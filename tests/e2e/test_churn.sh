@@ -23,13 +23,12 @@
 set -eu
 . "$(dirname "$0")/../e2e/lib.sh"
 need_root
-need_cmd make python3 taskset curl ss
+need_cmd make nm python3 taskset curl ss
 CHURN_MAX_RATIO=10
 
 say "building the relay, the shim and udpload without sanitizers"
 PLAIN=$T/plain
-(cd "$WGWS_TOP" && make -s B="$PLAIN" "$PLAIN/wgws-relay" "$PLAIN/wgws-shim" "$PLAIN/udpload") \
-	>"$T/build.log" 2>&1 || fail "build: $(tail -5 "$T/build.log")"
+build_plain "$PLAIN" wgws-relay wgws-shim udpload
 WGWS_BUILD=$PLAIN
 UL=$WGWS_BUILD/udpload
 kv() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }

@@ -11,13 +11,12 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_root
-need_cmd wireguard-go wg curl make
+need_cmd wireguard-go wg curl make nm
 need_bins wgws-relay
 
 say "building the daemons without sanitizers"
 PLAIN=$T/plain
-(cd "$WGWS_TOP" && make -s B="$PLAIN" "$PLAIN/wgws-relay" "$PLAIN/wgws-provisioner") \
-	>"$T/build.log" 2>&1 || fail "build: $(tail -5 "$T/build.log")"
+build_plain "$PLAIN" wgws-relay wgws-provisioner
 ok "built in $PLAIN"
 
 say "the provisioner: create, delete, GC, SIGTERM"
