@@ -578,29 +578,41 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 }
 
 /* Each tunnel holds two descriptors (TCP, UDP), each pending connection one: make sure the
- * limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it. */
+ * limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it.
+ *
+ * The soft limit is set to what the limits need, lowered too when it is higher: lws sizes its
+ * descriptor table from it, and Debian's lws 4.1.6 is a _DEBUG build whose every close scans
+ * that whole table (sanity_assert_no_sockfd_traces): 160 KB at ulimit -n 20000, 8 MB under
+ * LimitNOFILE=1048576, on the loop, per close. Then the kernel's descriptor table is grown to
+ * the limit at once, while the relay has one thread: growing it later, with the handshake
+ * thread sharing it, waits for an RCU grace period (expand_files), and the loop slept 10 ms
+ * in the socket() of a new tunnel at each doubling during a burst (tests/e2e/test_churn.sh). */
 static void fit_fd_limit(struct relay_cfg *cfg)
 {
 	enum { SPARE_FDS = 64 + METRICS_CONNS_MAX }; /* listeners, metrics, lws's own, log */
 	struct rlimit rl;
 	unsigned long need = cfg->max_conns * 2 + cfg->max_pending + SPARE_FDS;
+	int fd;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		fatal("getrlimit");
-	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+	if (rl.rlim_cur != need && (rl.rlim_cur > need || rl.rlim_cur < rl.rlim_max)) {
 		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			log_warn("cannot raise the open-file limit");
+			log_warn("cannot set the open-file limit to %lu", need);
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur >= need)
-		return;
-	if (rl.rlim_cur < cfg->max_pending + SPARE_FDS + 2)
-		fatalx("open-file limit %llu is too low for --max-pending %lu (raise ulimit -n)",
-		       (unsigned long long)rl.rlim_cur, cfg->max_pending);
-	cfg->max_conns = (rl.rlim_cur - cfg->max_pending - SPARE_FDS) / 2;
-	log_warnx("open-file limit %llu: --max-conns lowered to %lu (raise ulimit -n for more)",
-		  (unsigned long long)rl.rlim_cur, cfg->max_conns);
+	if (rl.rlim_cur < need) {
+		if (rl.rlim_cur < cfg->max_pending + SPARE_FDS + 2)
+			fatalx("open-file limit %llu is too low for --max-pending %lu (raise ulimit -n)",
+			       (unsigned long long)rl.rlim_cur, cfg->max_pending);
+		cfg->max_conns = (rl.rlim_cur - cfg->max_pending - SPARE_FDS) / 2;
+		log_warnx("open-file limit %llu: --max-conns lowered to %lu (raise ulimit -n for more)",
+			  (unsigned long long)rl.rlim_cur, cfg->max_conns);
+	}
+	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)(rl.rlim_cur - 1));
+	if (fd >= 0)
+		close(fd);
 }
 
 int main(int argc, char **argv)
