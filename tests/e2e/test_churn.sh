@@ -6,10 +6,12 @@
 # opens 200 tunnels (TLS + upgrade) and, by shim B's LRU, closes the previous 200.
 #  1. the busy tunnel alone: its p99 (baseline), then the same with a burst every 3 s (4
 #     bursts), measured back to back: nothing lost, the kernel dropped nothing on the relay's
-#     UDP sockets, and the churn p99 within CHURN_MAX_RATIO (10) times the baseline's. The
-#     issue's bar is 3x: this machine gives 2.2-5.6x run to run (the note on issue 10), so
-#     the test holds the bound it can hold without flaking and prints the ratio; before the
-#     handshake thread and the record drain it was 100-300x.
+#     UDP sockets, and the churn p99 within 3x the baseline's (the issue's bar). This machine
+#     is a guest on a shared host: when the hypervisor runs other guests on our two CPUs
+#     (steal time), every packet waits, whatever the relay does. So the pair is measured up
+#     to three times; every attempt must lose nothing, one must be within 3x, and each prints
+#     its ratio and the steal time it saw. (Before the handshake thread and the record drain:
+#     100-300x; before SCHED_IDLE and the pre-sized descriptor table: 1.6-16x.)
 #     Then shim B's tunnels close: the relay's RSS must fall below its peak (malloc_trim).
 #  2. 1,000 tunnels, then the relay restarted: how long until all are back (reported), and
 #     the busy tunnel loses no more than what was sent while the relay was down.
@@ -24,7 +26,7 @@ set -eu
 . "$(dirname "$0")/../e2e/lib.sh"
 need_root
 need_cmd make nm python3 taskset curl ss
-CHURN_MAX_RATIO=10
+CHURN_MAX_RATIO=3 CHURN_ATTEMPTS=3
 
 say "building the relay, the shim and udpload without sanitizers"
 PLAIN=$T/plain
@@ -59,6 +61,21 @@ relay_up() {
 		fail "relay did not start: $(tail -3 "$T/relay.$1.log")"
 }
 relay_up 1
+# What the relay sets up for bursts (relay/main.c fit_fd_limit, relay/handshake.c): its soft
+# open-file limit is what its limits need, not this shell's 'ulimit -Hn' (lws's close scans a
+# table of that size), the kernel's descriptor table is already that big (growing it later,
+# with two threads, waits for RCU on the loop), and the handshake thread runs under SCHED_IDLE.
+soft=$(awk '/^Max open files/ { print $4 }' "/proc/$RELAY_PID/limits")
+fdsize=$(awk '/^FDSize:/ { print $2 }' "/proc/$RELAY_PID/status")
+[ "$soft" -lt "$(ulimit -Hn)" ] || fail "the relay's open-file limit is $soft, this shell's hard limit"
+[ "$fdsize" -ge "$soft" ] || fail "the relay's descriptor table holds $fdsize, its limit is $soft"
+idle=0
+for task in /proc/"$RELAY_PID"/task/*; do
+	# field 41 of stat is the policy (SCHED_IDLE = 5); the name in field 2 has no spaces
+	[ "$(awk '{ print $41 }' "$task/stat")" = 5 ] && idle=$((idle + 1))
+done
+[ "$idle" = 1 ] || fail "$idle of the relay's threads under SCHED_IDLE, expected 1 (the handshake thread)"
+ok "open-file limit $soft (hard $(ulimit -Hn)), descriptor table $fdsize, handshake thread SCHED_IDLE"
 spawn "$T/sink.log" "${RUN[@]}" "${ON_A[@]}" "$UL" sink --listen 127.0.0.1:51820 --echo --wg-shape -q
 spawn "$T/shim-a.log" "${RUN[@]}" "${ON_A[@]}" "$WGWS_BUILD/wgws-shim" --listen 127.0.0.1:51900 \
 	--relay wss://127.0.0.1:8443/wg --pin "$PIN" --no-proxy
@@ -85,41 +102,59 @@ ping_start() {
 run "$UL" ping --to 127.0.0.1:51900 --from 127.0.0.1:40000 --wg-shape --count 20 --rate 100 \
 	--timeout 2000 -q >/dev/null || fail "no echo through shim A"
 
-say "1. the busy tunnel alone, 6 s, then with a burst of 200 new tunnels every 3 s"
-ping_start base 6
-wait "$PING_PID" || fail "ping exited $?"
-ping_result "$T/ping.base.log"
-B50=$P50 B99=$P99 BMAX=$MAX
-[ "$LOST" = 0 ] || fail "baseline lost $LOST of $SENT"
-ok "baseline: p50 $B50 µs, p99 $B99 µs, max $BMAX µs, 0 lost of $SENT"
-drops0=$(metric wgws_relay_udp_kernel_drops_total)
+# steal: CPU time the hypervisor gave other guests (/proc/stat's 8th figure, in ticks), which
+# no program here can influence: printed beside each attempt.
+steal() { awk '$1 == "cpu" { print $9 }' /proc/stat; }
+# attempt N: the busy tunnel alone for 6 s (baseline), then 14 s with a burst of 200 new
+# tunnels every 3 s (4 bursts), back to back; sets RATIO. Whatever the timing, the busy
+# tunnel loses nothing and the kernel drops nothing on the relay's UDP sockets.
+attempt() {
+	local st0 drops0 opened0 opened drops i
+	st0=$(steal)
+	ping_start "base.$1" 6
+	wait "$PING_PID" || fail "ping exited $?"
+	ping_result "$T/ping.base.$1.log"
+	B50=$P50 B99=$P99 BMAX=$MAX
+	[ "$LOST" = 0 ] || fail "baseline lost $LOST of $SENT"
+	ok "baseline: p50 $B50 µs, p99 $B99 µs, max $BMAX µs, 0 lost of $SENT"
+	drops0=$(metric wgws_relay_udp_kernel_drops_total)
+	opened0=$(metric wgws_relay_connections_total)
+	ping_start "churn.$1" 14
+	for i in 1 2 3 4; do
+		nap 1
+		spawn "$T/flows.$1.$i.log" "${RUN[@]}" "${ON_B[@]}" python3 "$WGWS_TOP/bench/flows.py" \
+			--to 127.0.0.1:51901 --count 200 --every 1
+		FLOWS=$SPAWNED
+		nap 2
+		stop_pid "$FLOWS"
+	done
+	wait "$PING_PID" || fail "ping exited $?"
+	ping_result "$T/ping.churn.$1.log"
+	opened=$(($(metric wgws_relay_connections_total) - opened0))
+	drops=$(($(metric wgws_relay_udp_kernel_drops_total) - drops0))
+	[ "$opened" -ge 600 ] || fail "only $opened tunnels opened by 4 bursts of 200"
+	ok "churn: $opened tunnels opened in 4 bursts; p50 $P50 µs, p99 $P99 µs, max $MAX µs, lost" \
+		"$LOST of $SENT; UDP kernel drops $drops"
+	[ "$LOST" = 0 ] || fail "the busy tunnel lost $LOST of $SENT during the churn"
+	[ "$drops" = 0 ] || fail "the kernel dropped $drops datagrams on the relay's UDP sockets"
+	RATIO=$(awk -v a="$P99" -v b="$B99" 'BEGIN { printf "%.1f", a / b }')
+	say "attempt $1: p99 ${RATIO}x the baseline's; $(($(steal) - st0)) ticks of CPU stolen by" \
+		"the hypervisor meanwhile; the relay's longest loop pass $(metric \
+		wgws_relay_loop_pass_max_seconds) s"
+}
+
+say "1. the busy tunnel alone, then with a burst of 200 new tunnels every 3 s"
 r0=$(rss_kb "$RELAY_PID")
-ping_start churn 14
-opened0=$(metric wgws_relay_connections_total)
-for i in 1 2 3 4; do
-	nap 1
-	spawn "$T/flows.$i.log" "${RUN[@]}" "${ON_B[@]}" python3 "$WGWS_TOP/bench/flows.py" --to 127.0.0.1:51901 \
-		--count 200 --every 1
-	FLOWS=$SPAWNED
-	nap 2
-	stop_pid "$FLOWS"
+ratios=
+for n in $(seq "$CHURN_ATTEMPTS"); do
+	attempt "$n"
+	ratios="$ratios ${RATIO}x"
+	awk -v r="$RATIO" -v m="$CHURN_MAX_RATIO" 'BEGIN { exit !(r <= m) }' && break
 done
-wait "$PING_PID" || fail "ping exited $?"
-ping_result "$T/ping.churn.log"
-opened=$(($(metric wgws_relay_connections_total) - opened0))
-drops=$(($(metric wgws_relay_udp_kernel_drops_total) - drops0))
 peak=$(rss_kb "$RELAY_PID")
-[ "$opened" -ge 600 ] || fail "only $opened tunnels opened by 4 bursts of 200"
-ok "churn: $opened tunnels opened in 4 bursts; p50 $P50 µs, p99 $P99 µs, max $MAX µs, lost $LOST" \
-	"of $SENT; UDP kernel drops $drops"
-say "the relay's loop passes: longest $(metric wgws_relay_loop_pass_max_seconds) s; $(run curl -s \
-	"http://$METRICS/metrics" | awk '/^wgws_relay_loop_pass_seconds_bucket/ { printf "%s ", $0 }')"
-[ "$LOST" = 0 ] || fail "the busy tunnel lost $LOST of $SENT during the churn"
-[ "$drops" = 0 ] || fail "the kernel dropped $drops datagrams on the relay's UDP sockets"
-ratio=$(awk -v a="$P99" -v b="$B99" 'BEGIN { printf "%.1f", a / b }')
-awk -v a="$P99" -v b="$B99" -v m="$CHURN_MAX_RATIO" 'BEGIN { exit !(a <= m * b) }' ||
-	fail "p99 $P99 µs during the churn, ${ratio}x the baseline's $B99 µs (bound ${CHURN_MAX_RATIO}x)"
-ok "p99 ${ratio}x the baseline's (bound ${CHURN_MAX_RATIO}x; the issue's bar is 3x)"
+awk -v r="$RATIO" -v m="$CHURN_MAX_RATIO" 'BEGIN { exit !(r <= m) }' ||
+	fail "p99 during the churn above ${CHURN_MAX_RATIO}x the baseline's in $CHURN_ATTEMPTS attempts:$ratios"
+ok "p99 during the churn within ${CHURN_MAX_RATIO}x the baseline's (attempts:$ratios)"
 # Shim B's 200 tunnels close: past RELAY_TRIM_AFTER (64) closed since the peak, the sweep
 # gives the freed heap back (malloc_trim).
 stop_pid "$SHIM_B"
