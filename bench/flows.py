@@ -7,7 +7,9 @@ Opens N UDP sockets, each connected to one of the ports in turn (several shims),
 one 64-byte datagram shaped like WireGuard data (04 00 00 00 ...) on each, R sockets per
 second (default: as fast as it can), so that each one becomes a tunnel of its own. Then it
 sends one more datagram per flow every S seconds (default 10) until SIGTERM, so nothing idles
-out, and drains what comes back. Prints "flows N opened in T s" when all have sent once.
+out, and drains what comes back. Prints "start NS" first (time.monotonic_ns() as it begins:
+CLOCK_MONOTONIC, the clock of udpload ping --trace) and "flows N opened in T s" when all
+have sent once.
 Loopback only; the bench removes it by pid."""
 import argparse
 import select
@@ -31,6 +33,7 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     socks = []
+    print("start %d" % time.monotonic_ns(), flush=True)
     t0 = time.monotonic()
     for i in range(a.count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -15,6 +15,10 @@
  * data can have (>= 32 and a multiple of 16, or >= 100) the datagrams look like WireGuard
  * data messages, which is all wgws-relay forwards. Sender and sink must agree on it.
  * ping --hist FILE writes the RTT distribution as a CDF (see hist_write) for plotting.
+ * ping --trace FILE writes one line per packet once it is settled, in order of settling:
+ * "SENT_NS RTT_NS" for an echo, "SENT_NS lost" for a loss (SENT_NS: this process's
+ * CLOCK_MONOTONIC, as Python's time.monotonic_ns()), so a test can split one run into
+ * periods (tests/e2e/test_churn.sh: with and without bursts of new tunnels).
  * --from ADDR:PORT (send, ping) sends from that address: several runs through a wgws-shim then
  * share one local source, so one tunnel (the shim opens one per source).
  *
@@ -125,7 +129,7 @@ enum {
 	OPT_OPEN = 1 << 4, OPT_COUNT = 1 << 5, OPT_DURATION = 1 << 6, OPT_BATCH = 1 << 7,
 	OPT_ECHO = 1 << 8, OPT_IDLE = 1 << 9, OPT_WINDOW = 1 << 10, OPT_TIMEOUT = 1 << 11,
 	OPT_RUNID = 1 << 12, OPT_BUF = 1 << 13, OPT_QUIET = 1 << 14, OPT_WGSHAPE = 1 << 15,
-	OPT_HIST = 1 << 16, OPT_FROM = 1 << 17,
+	OPT_HIST = 1 << 16, OPT_FROM = 1 << 17, OPT_TRACE = 1 << 18,
 };
 
 struct opts {
@@ -138,6 +142,7 @@ struct opts {
 	uint32_t run_id;
 	bool echo, quiet;
 	const char *hist_path;
+	const char *trace_path;
 };
 
 /* The magic every datagram starts with and every valid one must have: UL_MAGIC, or
@@ -190,7 +195,7 @@ static void usage(FILE *f)
 		"       udpload ping --to ADDR:PORT [--size B] [--window W | --rate PPS]\n"
 		"                    [--count N | --duration S] [--timeout MS] [--batch K] [--run-id ID]\n"
 		"                    [--wg-shape] [--from ADDR:PORT]\n"
-		"                    [--buf BYTES] [--hist FILE] [-q]\n"
+		"                    [--buf BYTES] [--hist FILE] [--trace FILE] [-q]\n"
 		"ADDR is numeric IPv4 or [IPv6]; --size %d..%d bytes (default 64); --batch 1..%d;\n"
 		"a line 'result mode=... key=value ...' on stdout sums up the run (see bench/udpload.c).\n",
 		UL_HDR_LEN, UL_MAX_SIZE, UL_MAX_BATCH);
@@ -336,6 +341,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "wg-shape", no_argument, NULL, 'W' },
 		{ "hist", required_argument, NULL, 'H' },
 		{ "from", required_argument, NULL, 'F' },
+		{ "trace", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -346,7 +352,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			      OPT_QUIET | OPT_WGSHAPE,
 		[MODE_PING] = OPT_TO | OPT_SIZE | OPT_WINDOW | OPT_RATE | OPT_COUNT | OPT_DURATION |
 			      OPT_TIMEOUT | OPT_BATCH | OPT_RUNID | OPT_BUF | OPT_QUIET | OPT_WGSHAPE |
-			      OPT_HIST | OPT_FROM,
+			      OPT_HIST | OPT_FROM | OPT_TRACE,
 	};
 	const char *cmd;
 	uint64_t v;
@@ -486,6 +492,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			if (!optarg[0])
 				usage_error("--hist needs a file name");
 			o->hist_path = optarg;
+			break;
+		case 'P':
+			bit = OPT_TRACE;
+			if (!optarg[0])
+				usage_error("--trace needs a file name");
+			o->trace_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1165,6 +1177,7 @@ struct ping {
 	uint64_t received, lost, late, dup, foreign, refused, send_errors;
 	uint64_t first_ns, last_ns;
 	struct hist rtt;
+	FILE *trace; /* --trace */
 };
 
 /* ping_expire: settle the oldest packets: answered ones leave, those pending past the timeout
@@ -1179,6 +1192,8 @@ static void ping_expire(struct ping *pg, uint64_t now, uint64_t timeout_ns, uint
 			if (!overrun && now - sl->sent_ns < timeout_ns)
 				break;
 			sl->state = SLOT_LOST;
+			if (pg->trace)
+				fprintf(pg->trace, "%" PRIu64 " lost\n", sl->sent_ns);
 			pg->lost++;
 			pg->inflight--;
 			pg->last_ns = now;
@@ -1233,6 +1248,9 @@ static void ping_recv(int fd, struct ping *pg, uint32_t run_id, struct mmsghdr *
 			switch (sl->state) {
 			case SLOT_PENDING:
 				hist_add(&pg->rtt, now - sl->sent_ns);
+				if (pg->trace)
+					fprintf(pg->trace, "%" PRIu64 " %" PRIu64 "\n", sl->sent_ns,
+						now - sl->sent_ns);
 				sl->state = SLOT_ANSWERED;
 				pg->received++;
 				pg->inflight--;
@@ -1275,6 +1293,10 @@ static int run_ping(struct opts *o)
 		ring <<= 1;
 	pg->ring = xcalloc(ring, sizeof(*pg->ring));
 	pg->mask = ring - 1;
+	if (o->trace_path && !(pg->trace = fopen(o->trace_path, "w"))) {
+		fprintf(stderr, "%s: --trace %s: %s\n", prog, o->trace_path, strerror(errno));
+		exit(EXIT_SOCKET);
+	}
 	for (i = 0; i < k; i++) {
 		iov[2 * i].iov_base = hdrs + (size_t)i * UL_HDR_LEN;
 		iov[2 * i].iov_len = UL_HDR_LEN;
@@ -1405,6 +1427,10 @@ static int run_ping(struct opts *o)
 
 	if (o->hist_path && hist_write(&pg->rtt, o->hist_path) < 0) {
 		fprintf(stderr, "%s: --hist %s: %s\n", prog, o->hist_path, strerror(errno));
+		rc = EXIT_SOCKET;
+	}
+	if (pg->trace && fclose(pg->trace) != 0) {
+		fprintf(stderr, "%s: --trace %s: %s\n", prog, o->trace_path, strerror(errno));
 		rc = EXIT_SOCKET;
 	}
 	free(pg->ring);

@@ -3,7 +3,8 @@
 # fixed rate arrive exactly (no loss, reordering or duplicate) and were paced, not burst; the
 # sink's sequence accounting catches a crafted reordering, a duplicate and three foreign
 # datagrams; an echo run over IPv6 (IPv4 without ::1) gives 1,000 RTTs with ordered
-# percentiles; --wg-shape datagrams start 04 00 00 00 and ping --hist writes a CDF; an
+# percentiles; --wg-shape datagrams start 04 00 00 00, ping --hist writes a CDF and --trace a
+# line per packet; an
 # open-loop run reports a positive rate; bad arguments exit 2 with a message,
 # an address that cannot be bound exits 1. Root: inside a private namespace; otherwise on the
 # host's loopback (the sink binds port 0 and says which port it got).
@@ -109,13 +110,18 @@ ok "echo sink: received=1000 echoed=1000"
 say "--wg-shape: WireGuard data-shaped datagrams; ping --hist writes the RTT CDF"
 start_sink wgshape 127.0.0.1 --echo --wg-shape
 out=$(run "$UL" ping --to "127.0.0.1:$SINK_PORT" --wg-shape --size 64 --rate 2000 --count 300 \
-	--hist "$T/hist.txt" -q) || fail "ping --wg-shape exited $?: $(oneline "$out")"
+	--hist "$T/hist.txt" --trace "$T/trace.txt" -q) || fail "ping --wg-shape exited $?: $(oneline "$out")"
 png=$(grep '^result ' <<<"$out") || fail "ping printed no result line: $(oneline "$out")"
 expect "$png" sent=300 received=300 lost=0 foreign=0
 # the CDF: a comment, then "rtt_us fraction count" rising to exactly 1 with 300 samples in all
 awk '/^#/ { next } { n++; if ($1 < prev || $2 < pf) bad = 1; prev = $1; pf = $2; c += $3 }
 	END { exit !(n >= 2 && !bad && pf == 1 && c == 300) }' "$T/hist.txt" ||
 	fail "--hist: not a CDF of 300 samples: $(oneline "$(head -5 "$T/hist.txt")")"
+# the trace: one "SENT_NS RTT_NS" line per echo, sent 0.5 ms apart (2,000/s) within 0.15 s
+awk 'NF != 2 || $1 !~ /^[0-9]+$/ || $2 !~ /^[0-9]+$/ { bad = 1 } { n++ }
+	NR == 1 || $1 < lo { lo = $1 } $1 > hi { hi = $1 }
+	END { d = (hi - lo) / 1e6; exit !(n == 300 && !bad && d > 140 && d < 160) }' "$T/trace.txt" ||
+	fail "--trace: not 300 'SENT_NS RTT_NS' lines 0.5 ms apart: $(oneline "$(head -3 "$T/trace.txt")")"
 # a plain sender's datagrams are foreign to a --wg-shape sink (the magic differs)
 run "$UL" send --to "127.0.0.1:$SINK_PORT" --count 5 -q >/dev/null || fail "plain send failed"
 sink_result TERM
@@ -132,7 +138,8 @@ subprocess.run([sys.argv[1], "send", "--to", "127.0.0.1:%d" % port, "--wg-shape"
 d = s.recv(100)
 sys.exit(0 if len(d) == 48 and d[:4] == b"\x04\x00\x00\x00" else 1)
 PYEOF
-ok "--wg-shape: 300 echoes, 5 plain datagrams foreign to its sink, 04 00 00 00 on the wire; --hist CDF"
+ok "--wg-shape: 300 echoes, 5 plain datagrams foreign to its sink, 04 00 00 00 on the wire; --hist CDF;" \
+	"--trace lines"
 
 say "open loop, 64 B, 0.5 s"
 start_sink sink3 127.0.0.1
@@ -153,7 +160,8 @@ for args in "" "send" "bogus" "send --to 127.0.0.1:0" "send --to 127.0.0.1:9 --s
 	"send --to 127.0.0.1:9 --rate 0" "send --to 127.0.0.1:9 --rate 10 --open" \
 	"ping --to 127.0.0.1:9 --window 0" "sink --listen 127.0.0.1:9 --window 2" \
 	"send --to localhost:9" "send --to ::1:9" "send --to 127.0.0.1:9 --wg-shape --size 40" \
-	"sink --listen 127.0.0.1:9 --hist /tmp/x" "ping --to 127.0.0.1:9 --hist="; do
+	"sink --listen 127.0.0.1:9 --hist /tmp/x" "ping --to 127.0.0.1:9 --hist=" \
+	"send --to 127.0.0.1:9 --trace /tmp/x" "ping --to 127.0.0.1:9 --trace="; do
 	# shellcheck disable=SC2086 # word splitting wanted
 	err=$(run "$UL" $args 2>&1 >/dev/null) && rc=0 || rc=$?
 	[ "$rc" = 2 ] || fail "udpload $args: exit $rc, expected 2"
