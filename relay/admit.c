@@ -316,6 +316,14 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 		close(fd);
 		return;
 	}
+	/* Evicting a connection in its TLS handshake leaves its descriptor with the handshake
+	 * thread until that thread runs (handshake.c): at most --max-pending of those, or the
+	 * descriptors would outgrow the open-file limit (main.c counts 2 x --max-pending). */
+	if (handshake_cancelled() >= relay.cfg.max_pending) {
+		relay.st.rejects[REJECT_PENDING]++;
+		close(fd);
+		return;
+	}
 	s = oldest_of(key, &count);
 	if (count >= relay.cfg.max_pending_per_ip)
 		slot_evict(s, EVICT_PER_IP);

@@ -78,6 +78,7 @@ static struct {
 	struct ev_loop *loop;
 	ev_io out_io;
 	handshake_done_fn *done;
+	unsigned cancelled;            /* the loop's: cancelled, not yet back */
 	SSL *(*real_ssl_new)(SSL_CTX *);
 } hs = { .in.efd = -1, .out.efd = -1, .epfd = -1 };
 
@@ -298,6 +299,8 @@ static void deliver(struct handshake *h)
 	if (h->owner && !atomic_load(&h->cancelled))
 		hs.done(h->owner, h->failed ? NULL : h->ssl);
 	else {
+		if (atomic_load(&h->cancelled))
+			hs.cancelled--;
 		SSL_free(h->ssl);
 		close(h->fd);
 	}
@@ -365,7 +368,13 @@ void handshake_cancel(struct handshake *h)
 {
 	h->owner = NULL;
 	atomic_store(&h->cancelled, true);
+	hs.cancelled++;
 	(void)shutdown(h->fd, SHUT_RDWR); /* wakes the thread if it waits on this one */
+}
+
+unsigned handshake_cancelled(void)
+{
+	return hs.cancelled;
 }
 
 void handshake_stop(void)

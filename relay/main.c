@@ -577,8 +577,9 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(relay.ctx, 0, &relay.sweep, sweep_cb, RELAY_SWEEP_MS * LWS_US_PER_MS);
 }
 
-/* Each tunnel holds two descriptors (TCP, UDP), each pending connection one: make sure the
- * limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it.
+/* Each tunnel holds two descriptors (TCP, UDP), each pending connection one, and evicted
+ * handshakes the thread has not let go of yet up to --max-pending more (admit.c): make sure
+ * the limits fit in RLIMIT_NOFILE, or accept() fails with EMFILE and lws spins on it.
  *
  * The soft limit is set to what the limits need, lowered too when it is higher: lws sizes its
  * descriptor table from it, and Debian's lws 4.1.6 is a _DEBUG build whose every close scans
@@ -591,8 +592,8 @@ static void fit_fd_limit(struct relay_cfg *cfg)
 {
 	enum { SPARE_FDS = 64 + METRICS_CONNS_MAX }; /* listeners, metrics, lws's own, log */
 	struct rlimit rl;
-	unsigned long need = cfg->max_conns * 2 + cfg->max_pending + SPARE_FDS;
-	int fd;
+	unsigned long need = cfg->max_conns * 2 + cfg->max_pending * 2 + SPARE_FDS;
+	int null_fd, fd;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		fatal("getrlimit");
@@ -603,16 +604,22 @@ static void fit_fd_limit(struct relay_cfg *cfg)
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur < need) {
-		if (rl.rlim_cur < cfg->max_pending + SPARE_FDS + 2)
+		if (rl.rlim_cur < cfg->max_pending * 2 + SPARE_FDS + 2)
 			fatalx("open-file limit %llu is too low for --max-pending %lu (raise ulimit -n)",
 			       (unsigned long long)rl.rlim_cur, cfg->max_pending);
-		cfg->max_conns = (rl.rlim_cur - cfg->max_pending - SPARE_FDS) / 2;
+		cfg->max_conns = (rl.rlim_cur - cfg->max_pending * 2 - SPARE_FDS) / 2;
 		log_warnx("open-file limit %llu: --max-conns lowered to %lu (raise ulimit -n for more)",
 			  (unsigned long long)rl.rlim_cur, cfg->max_conns);
 	}
-	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)(rl.rlim_cur - 1));
-	if (fd >= 0)
+	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	fd = null_fd < 0 ? -1 : fcntl(null_fd, F_DUPFD_CLOEXEC, (int)(rl.rlim_cur - 1));
+	if (fd < 0)
+		log_warn("cannot grow the descriptor table to %llu (later growth waits for RCU)",
+			 (unsigned long long)rl.rlim_cur);
+	else
 		close(fd);
+	if (null_fd >= 0)
+		close(null_fd);
 }
 
 int main(int argc, char **argv)

@@ -77,7 +77,7 @@ enum relay_reject {
 	REJECT_LIMIT,    /* --max-conns reached */
 	REJECT_IP_LIMIT, /* --max-conns-per-ip reached */
 	REJECT_UPGRADE,  /* wrong path or subprotocol */
-	REJECT_PENDING,  /* --max-pending connections still in TLS or upgrade */
+	REJECT_PENDING,  /* closed at accept: --max-pending cancelled handshakes still held */
 	REJECT_SHUTDOWN,
 	REJECT_IP_RATE,  /* --rate-per-ip: closed at accept */
 	REJECT_MAX,
@@ -258,6 +258,10 @@ struct handshake *handshake_submit(int fd, void *owner);
 /* The owner no longer wants it: the handshake stops (its socket is shut down), and its
  * done is never called; the descriptor is closed when the thread lets go of it. */
 void handshake_cancel(struct handshake *h);
+/* Cancelled handshakes whose descriptor the thread still holds: the thread runs only when
+ * the loop does not need the CPU, so on a busy machine they can pile up. Admission counts
+ * them against --max-pending (admit.c), so that they stay within the open-file limit. */
+unsigned handshake_cancelled(void);
 /* Stop the thread and close what it held. */
 void handshake_stop(void);
 /* The next SSL_new on this thread (lws's, while adopting) returns ssl instead of a new one. */
