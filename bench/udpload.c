@@ -1329,7 +1329,12 @@ static int run_ping(struct opts *o)
 			sending = false;
 		ping_expire(pg, now, o->timeout_ns, pg->next_seq);
 		if (!sending && stop_signal) {
-			pg->lost += pg->inflight; /* interrupted: no echo, whatever the timeout */
+			/* interrupted: no echo, whatever the timeout */
+			for (uint64_t q = pg->oldest; pg->trace && q < pg->next_seq; q++)
+				if (pg->ring[q & pg->mask].state == SLOT_PENDING)
+					fprintf(pg->trace, "%" PRIu64 " lost\n",
+						pg->ring[q & pg->mask].sent_ns);
+			pg->lost += pg->inflight;
 			pg->inflight = 0;
 			break;
 		}
