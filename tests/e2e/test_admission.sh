@@ -11,7 +11,10 @@
 #  - idle connections flooding the metrics port: capped, tunnels still open, the relay's
 #    CPU stays low;
 #  - accept failing with EMFILE (the relay's open-file limit lowered under it) does not spin;
-#  - unmasked client frames close with 1002, text frames with 1003.
+#  - unmasked client frames close with 1002, text frames with 1003;
+#  - with the handshake thread stopped (as when it gets no CPU), handshakes evicted but still
+#    held by it count against --max-pending: new connections are refused at accept, the
+#    relay's descriptors stay bounded, and tunnels open once the thread runs again (root).
 # Root: in a private namespace; otherwise on free loopback ports.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -206,6 +209,44 @@ ok "plain HTTP counted in tls_handshake_failures_total; 3 handshakes left unfini
 	"--header-timeout 2 as evicted{reason=\"slow\"}; pending back to 0, a tunnel opens"
 stop_pid "$SLOW_PID"
 stop_pid "$RELAY_PID"
+
+say "7b. evicted handshakes the handshake thread still holds count against --max-pending"
+if [ "$(id -u)" = 0 ]; then
+	# The handshake thread (SCHED_IDLE: field 41 of its stat is 5) is stopped alone, as on a
+	# machine whose CPUs never idle; 40 partial ClientHellos from one address: 8 take the
+	# slots, each further one evicts the oldest, whose descriptor stays with the stopped
+	# thread; past 8 of those, new connections are closed at accept.
+	start --rate-per-ip 0 --max-pending 8 --max-pending-per-ip 8
+	hs_tid=
+	for task in /proc/"$RELAY_PID"/task/*; do
+		[ "$(awk '{ print $41 }' "$task/stat")" = 5 ] && hs_tid=${task##*/}
+	done
+	[ -n "$hs_tid" ] || fail "no relay thread under SCHED_IDLE"
+	FRZ_LOG=$T/freeze.log
+	spawn "$FRZ_LOG" "$PY" "$TOOLS/freeze_thread.py" "$hs_tid" 30
+	FRZ_PID=$SPAWNED
+	wait_for 5 grep -q '^frozen' "$FRZ_LOG" || fail "freeze_thread: $(cat "$FRZ_LOG")"
+	fd0=$(find "/proc/$RELAY_PID/fd" -mindepth 1 | wc -l)
+	spawn "$T/held.log" "${RUN[@]}" "$PY" "$TOOLS/hostile.py" idle "127.0.0.1:$PORT" --count 40 \
+		--hold 6 --send hello --bind 127.0.0.10
+	HELD_PID=$SPAWNED
+	wait_for 10 grep -q '^opened 40' "$T/held.log" || fail "hostile.py: $(cat "$T/held.log")"
+	wait_for 5 metric_ge 'wgws_relay_connections_rejected_total{reason="pending"}' 1 ||
+		fail "no connection refused for held handshakes: $(metric \
+		'wgws_relay_connections_rejected_total{reason="pending"}')"
+	fds=$(($(find "/proc/$RELAY_PID/fd" -mindepth 1 | wc -l) - fd0))
+	refused=$(metric 'wgws_relay_connections_rejected_total{reason="pending"}')
+	[ "$fds" -le 16 ] || fail "the relay holds $fds more descriptors, more than 8 slots + 8 held"
+	stop_pid "$FRZ_PID"
+	grep -q '^thawed' "$FRZ_LOG" || fail "freeze_thread did not let go: $(cat "$FRZ_LOG")"
+	stop_pid "$HELD_PID"
+	wait_for 5 tunnel_ok || fail "no tunnel once the handshake thread ran again"
+	ok "handshake thread stopped: $refused of 40 refused at accept (reason pending), $fds more" \
+		"descriptors held (at most 8 slots + 8 evicted); a tunnel opens once it runs again"
+	stop_pid "$RELAY_PID"
+else
+	say "skipped: stopping one thread of the relay (ptrace) needs root"
+fi
 
 say "8. WireGuard's port: who owns it"
 if [ "$(id -u)" = 0 ]; then
