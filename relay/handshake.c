@@ -13,7 +13,9 @@
  * under SCHED_IDLE). The price: on a machine whose every core is busy with other work, new
  * handshakes get almost no CPU, and those not done within --header-timeout are closed
  * (evicted_total{reason="slow"}): open tunnels come first. Where SCHED_IDLE is refused,
- * nice +HS_NICE.
+ * nice +HS_NICE. Not covered: the loop and this thread share the queues' mutexes and glibc's
+ * one arena (M_ARENA_MAX 1, below); if the thread is preempted while it holds one, the loop
+ * waits for it, which on a machine whose CPUs never idle can be long (not measured here).
  *
  * How: a job is a descriptor that has sent its first bytes. The thread makes its SSL from
  * an SSL_CTX of its own (the same certificate and key as lws's vhost) and drives SSL_accept
