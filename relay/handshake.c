@@ -54,7 +54,8 @@ enum {
 };
 
 struct handshake {
-	struct handshake *next, *prev; /* the queue it is on, or the thread's active list */
+	struct handshake *next;        /* the queue it is on */
+	struct lws_dll2 active;        /* on the thread's list while it works on it */
 	int fd;
 	SSL *ssl;
 	void *owner;                   /* the loop's; NULL once cancelled */
@@ -75,7 +76,7 @@ static struct {
 	atomic_bool stop;
 	sem_t started;
 	struct queue in, out;          /* loop -> thread, thread -> loop */
-	struct handshake *active;      /* the thread's */
+	struct lws_dll2_owner active;  /* the thread's */
 	int epfd;
 	struct ev_loop *loop;
 	ev_io out_io;
@@ -187,29 +188,10 @@ fail:
 
 /* ---- the thread ---- */
 
-static void active_add(struct handshake *h)
-{
-	h->prev = NULL;
-	h->next = hs.active;
-	if (hs.active)
-		hs.active->prev = h;
-	hs.active = h;
-}
-
-static void active_del(struct handshake *h)
-{
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		hs.active = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-}
-
 static void finish(struct handshake *h, bool ok)
 {
 	(void)epoll_ctl(hs.epfd, EPOLL_CTL_DEL, h->fd, NULL);
-	active_del(h);
+	lws_dll2_remove(&h->active);
 	if (!ok) {
 		SSL_free(h->ssl);
 		h->ssl = NULL;
@@ -252,7 +234,7 @@ static void start(struct handshake *h)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = h };
 
-	active_add(h);
+	lws_dll2_add_head(&h->active, &hs.active);
 	h->ssl = SSL_new(hs.ctx);
 	if (!h->ssl || !SSL_set_fd(h->ssl, h->fd) ||
 	    epoll_ctl(hs.epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
@@ -284,8 +266,8 @@ static void *thread_main(void *arg)
 			step(evs[i].data.ptr);
 		}
 	}
-	while (hs.active)
-		finish(hs.active, false);
+	while (hs.active.head)
+		finish(lws_container_of(hs.active.head, struct handshake, active), false);
 	for (struct handshake *h = queue_take(&hs.in), *next; h; h = next) {
 		next = h->next;
 		h->failed = true;
