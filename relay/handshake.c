@@ -93,6 +93,10 @@ SSL *SSL_new(SSL_CTX *ctx)
 
 	if (s) {
 		adopt_next = NULL;
+		/* From here on lws reads it: whatever the socket holds in one read(2), the
+		 * records decrypted from OpenSSL's buffer (wsmask.c's drain). Not during the
+		 * handshake: the request must stay in the socket to wake lws's poll. */
+		SSL_set_read_ahead(s, 1);
 		return s;
 	}
 	if (!hs.real_ssl_new)

@@ -122,19 +122,19 @@ static void wsmask_feed(struct wsmask *m, const uint8_t *p, size_t len)
  * Without read-ahead OpenSSL returns one record per SSL_read and lws reads each descriptor
  * once per pass, so a tunnel got one datagram per pass: in a burst of new connections a
  * tunnel at 2,000 datagrams/s fell behind and its records queued in the kernel for
- * 100-200 ms (tests/e2e/test_churn.sh). So read-ahead is on from the first read after the
- * handshake (during it, the thread must leave the request in the socket for lws's poll):
- * one read(2) takes what the socket holds, and the records already in OpenSSL's buffer
- * (SSL_has_pending) are decrypted here without another system call. The bytes are the same
- * stream, so lws parses them as if they had come in one record.
+ * 100-200 ms (tests/e2e/test_churn.sh). So read-ahead is on once the handshake thread hands
+ * the session to lws (handshake.c's SSL_new): one read(2) takes what the socket holds, and
+ * the records already in OpenSSL's buffer (SSL_has_pending) are decrypted here without
+ * another system call. The bytes are the same stream, so lws parses them as if they had
+ * come in one record.
  * When num fills up with records still buffered, one is decrypted ahead (SSL_peek), so that
  * SSL_pending() says so and lws comes back next pass (it looks at SSL_pending only, and the
  * socket, already read, would not wake it). With lws's 32 KiB buffer (main.c) and OpenSSL's
  * ~18 KiB read-ahead buffer that cannot happen (1400-byte records at 100,000/s never took
- * that branch); it is there for a smaller buffer, where a tunnel would otherwise stall. A later record that fails for good (a bad one, a
- * fatal alert) is left for lws's next read: OpenSSL has answered with a fatal alert, so an
- * honest peer closes and the descriptor wakes; a peer that does not keeps its own connection
- * until --keepalive closes it. */
+ * that branch); it is there for a smaller buffer, where a tunnel would otherwise stall.
+ * A later record that fails for good (a bad one, a fatal alert) is left for lws's next read:
+ * OpenSSL has answered with a fatal alert, so an honest peer closes and the descriptor
+ * wakes; a peer that does not keeps its own connection until --keepalive closes it. */
 static int drain(SSL *ssl, uint8_t *buf, int n, int num)
 {
 	char c;
@@ -160,8 +160,6 @@ int SSL_read(SSL *ssl, void *buf, int num)
 
 	if (!real_ssl_read)
 		real_ssl_read = (int (*)(SSL *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
-	if (!SSL_get_read_ahead(ssl))
-		SSL_set_read_ahead(ssl, 1);
 	n = real_ssl_read(ssl, buf, num);
 	if (n <= 0)
 		return n;
