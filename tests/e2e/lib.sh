@@ -108,12 +108,20 @@ cpu_ticks() {
 	echo "$sum"
 }
 # unreachable_by_nobody PID: fail unless an unprivileged local user (nobody) can neither
-# signal PID nor read what needs ptrace access to it (/proc/PID/environ). Root only.
+# signal PID nor attach to it with ptrace (PTRACE_SEIZE: EPERM). Root only.
 unreachable_by_nobody() {
-	local as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-	! "${as[@]}" kill -0 "$1" 2>/dev/null || fail "nobody can signal pid $1"
-	! "${as[@]}" head -c1 "/proc/$1/environ" >/dev/null 2>&1 ||
-		fail "nobody can read pid $1's environ (ptrace access)"
+	local as=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups) err
+	"${as[@]}" true || fail "cannot run a command as nobody (setpriv)"
+	err=$("${as[@]}" kill -0 "$1" 2>&1) && fail "nobody can signal pid $1"
+	grep -q "Operation not permitted" <<<"$err" || fail "kill -0 $1 as nobody: $err"
+	err=$("${as[@]}" /usr/bin/python3 - "$1" <<'PYEOF' 2>&1) || fail "ptrace as nobody: $err"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+r = libc.ptrace(0x4206, int(sys.argv[1]), None, None)  # PTRACE_SEIZE
+print("attached" if r == 0 else os.strerror(ctypes.get_errno()))
+PYEOF
+	[ "$err" = "Operation not permitted" ] || fail "nobody's PTRACE_SEIZE on pid $1: $err"
 }
 # child_of PID: its children's pids, one a line.
 child_of() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep . || true; }

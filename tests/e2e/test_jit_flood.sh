@@ -300,8 +300,7 @@ in_g wg show "$WG_G" peers | sort >"$T/gw.peers"
 expect "peers in wg show (c1 and c2)" "$(wc -l <"$T/gw.peers")" 2
 for m in wgws_provisioner_jit_errors_total wgws_provisioner_jit_mac1_failures_total \
 	wgws_provisioner_jit_bad_initiations_total wgws_provisioner_jit_answers_dropped_total; do
-	expect "$m" "$(curl -s -m 5 --unix-socket "$SOCK" http://prov/metrics |
-		awk -v n="$m" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }')" 0
+	expect "$m" "$(prov_metric "$m")" 0
 done
 alive "$PROV_PID" || fail "the provisioner died"
 alive "$RELAY_PID" || fail "the relay died"
