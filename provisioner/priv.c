@@ -473,7 +473,7 @@ static void serve_one(struct privd *d, union priv_msg *req)
 		break;
 	case PRIV_DH:
 		answer_init(&ans, op, seq, -ENOKEY);
-		/* A low-order point gives -EINVAL and an all-zero result (libsodium's). */
+		/* A low-order point gives -EINVAL; the result stays answer_init's zeros. */
 		if (d->has_key)
 			ans.h.result = noise_dh_local(d->key, ans.key.k.key, req->key.k.key);
 		break;

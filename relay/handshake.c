@@ -60,7 +60,6 @@ struct handshake {
 	SSL *ssl;
 	void *owner;                   /* the loop's; NULL once cancelled */
 	atomic_bool cancelled;
-	bool failed;
 };
 
 struct queue {
@@ -199,7 +198,6 @@ static void finish(struct handshake *h, bool ok)
 	if (!ok) {
 		SSL_free(h->ssl);
 		h->ssl = NULL;
-		h->failed = true;
 		ERR_clear_error();
 	}
 	queue_push(&hs.out, h);
@@ -238,6 +236,10 @@ static void start(struct handshake *h)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = h };
 
+	if (atomic_load(&h->cancelled)) {
+		queue_push(&hs.out, h); /* evicted while it waited: nothing to set up */
+		return;
+	}
 	lws_dll2_add_head(&h->active, &hs.active);
 	h->ssl = SSL_new(hs.ctx);
 	if (!h->ssl || !SSL_set_fd(h->ssl, h->fd) ||
@@ -274,8 +276,7 @@ static void *thread_main(void *arg)
 		finish(lws_container_of(hs.active.head, struct handshake, active), false);
 	for (struct handshake *h = queue_take(&hs.in), *next; h; h = next) {
 		next = h->next;
-		h->failed = true;
-		queue_push(&hs.out, h);
+		queue_push(&hs.out, h); /* not started: no ssl, a failure */
 	}
 	return NULL;
 }
@@ -284,11 +285,10 @@ static void *thread_main(void *arg)
 
 static void deliver(struct handshake *h)
 {
-	if (h->owner && !atomic_load(&h->cancelled))
-		hs.done(h->owner, h->failed ? NULL : h->ssl);
-	else {
-		if (atomic_load(&h->cancelled))
-			hs.cancelled--;
+	if (h->owner) {
+		hs.done(h->owner, h->ssl); /* NULL: it failed */
+	} else { /* cancelled (the loop cleared owner) */
+		hs.cancelled--;
 		SSL_free(h->ssl);
 		close(h->fd);
 	}

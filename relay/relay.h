@@ -253,7 +253,8 @@ int handshake_init(const char *cert, const char *key, const char **what);
  * it failed. Call before the sandbox (its filter reaches the thread through TSYNC). */
 int handshake_start(struct ev_loop *loop, handshake_done_fn *done);
 /* Run the server side of a TLS handshake on fd (non-blocking, connected). NULL if out of
- * memory. fd stays the caller's: closed by the caller only after done ran. */
+ * memory. fd stays the caller's: closed by the caller only after done ran (or, once
+ * cancelled, by handshake.c). */
 struct handshake *handshake_submit(int fd, void *owner);
 /* The owner no longer wants it: the handshake stops (its socket is shut down), and its
  * done is never called; the descriptor is closed when the thread lets go of it. */
