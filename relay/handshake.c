@@ -148,6 +148,21 @@ static struct handshake *queue_take(struct queue *q)
 	return h;
 }
 
+/* ALPN, as lws's vhost would have answered (main.c's info.alpn): HTTP/1.1 when the client
+ * offers it, no ALPN otherwise (wgws-shim offers none). */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 int handshake_init(const char *cert, const char *key, const char **what)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -162,6 +177,7 @@ int handshake_init(const char *cert, const char *key, const char **what)
 				 SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		*what = "the certificate (--cert)";
 		goto fail;

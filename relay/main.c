@@ -439,7 +439,7 @@ static void create_vhosts(struct relay_cfg *cfg)
 	info.ssl_cert_filepath = cfg->cert;
 	info.ssl_private_key_filepath = cfg->key;
 	info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
-	info.alpn = "http/1.1";
+	info.alpn = "http/1.1"; /* handshakes run in handshake.c, which answers the same */
 	info.retry_and_idle_policy = &validity;
 	/* Slowloris: a connection gets header_timeout for TLS, and as long again for its
 	 * request once TLS is up (one that sends nothing is admit.c's, for 3 s). */

@@ -6,7 +6,7 @@
 # otherwise on free high ports of the host's loopback.
 set -eu
 . "$(dirname "$0")/lib.sh"
-need_cmd curl ss
+need_cmd curl ss openssl
 need_bins wgws-relay
 
 loopback_sandbox http
@@ -33,6 +33,13 @@ wait_for 10 healthz_ok || {
 	alive "$RELAY_PID" || fail "relay exited at start-up"
 	fail "relay /healthz did not answer 200 within 10 s"
 }
+# ALPN (TLS runs in the relay's handshake thread, not in lws): http/1.1 when offered,
+# nothing when only h2 is.
+alpn() { run openssl s_client -connect "127.0.0.1:$PORT" -alpn "$1" </dev/null 2>/dev/null |
+	sed -n 's/^ALPN protocol: //p; s/^No ALPN negotiated$/none/p'; }
+[ "$(alpn h2,http/1.1)" = http/1.1 ] || fail "ALPN for h2,http/1.1: '$(alpn h2,http/1.1)'"
+[ "$(alpn h2)" = none ] || fail "ALPN for h2 alone: '$(alpn h2)'"
+ok "ALPN: http/1.1 chosen when offered, none for h2 alone"
 ok "/healthz → 200 (relay pid $RELAY_PID${NS:+, namespace $NS}, port $PORT)"
 
 if [ "$(id -u)" = 0 ]; then
