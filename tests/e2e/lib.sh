@@ -581,6 +581,12 @@ prov_metric() {
 prov_healthy() {
 	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]
 }
+# gc_ran N: the provisioner's garbage collection has run at least N times.
+gc_ran() {
+	local n
+	n=$(prov_metric wgws_provisioner_gc_runs_total)
+	[ "$n" != absent ] && [ "$n" -ge "$1" ]
+}
 # jit_connected: the relay is connected to the provisioner's JIT socket.
 jit_connected() { [ "$(relay_metric wgws_relay_jit_connected)" = 1 ]; }
 # gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.

@@ -28,16 +28,13 @@ PROV_LOG="" PROV_PID="" PROV_N=0
 
 dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
 
-healthy() {
-	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]
-}
 start_prov() {
 	PROV_N=$((PROV_N + 1))
 	PROV_LOG=$T/prov-$PROV_N.log
 	spawn_ns "$NS_G" "$PROV_LOG" env ${PROV_ENV:-} "$PROV" serve --interface "$WG_G" \
 		--db "$DB" --api "unix:$SOCK" --pool4 10.203.0.0/24 --gc-interval 1 -v
 	PROV_PID=$SPAWNED
-	wait_for 10 healthy || fail "provisioner did not answer /healthz within 10 s"
+	wait_for 10 prov_healthy || fail "provisioner did not answer /healthz within 10 s"
 }
 
 say "a wireguard-go gateway with a key; the provisioner on it"
@@ -67,9 +64,7 @@ req DELETE "/v1/peers/$(tr '+/' '-_' <<<"$KEY")"
 req GET /healthz
 grep -q uapi "$T/body" || fail "/healthz does not name the uapi backend: $(head -c 200 "$T/body")"
 
-gc_ran() { [ "$(prov_metric wgws_provisioner_gc_runs_total)" != absent ] &&
-	[ "$(prov_metric wgws_provisioner_gc_runs_total)" -ge 2 ]; }
-wait_for 5 gc_ran || fail "GC did not run twice (runs: $(prov_metric wgws_provisioner_gc_runs_total))"
+wait_for 5 gc_ran 2 || fail "GC did not run twice (runs: $(prov_metric wgws_provisioner_gc_runs_total))"
 ok "engine $PROV_PID, privileged child $PRIV_PID; 3 creates installed, a delete removed, GC dumps"
 
 say "2. the private key: not in the engine's memory, in the child's"

@@ -115,11 +115,6 @@ client_up() {
 	in_c ip -6 route replace "$POOL6" dev "$WG_C"
 }
 ping_gw() { in_c ping -n -q -c 1 -W 1 "$GW4" >/dev/null 2>&1; }
-# gw_handshake KEY: the gateway's latest handshake (unix seconds) with KEY, 0 when none.
-gw_handshake() {
-	in_g wg show "$WG_G" latest-handshakes | awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'
-}
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 
 # --- set-up ---------------------------------------------------------------------------
 say "gateway and client namespaces, wireguard-go in each; the provisioner on the gateway"

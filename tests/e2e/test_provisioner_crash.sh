@@ -23,7 +23,6 @@ BURST_S=1.2 ROUNDS=2
 PROV_LOG="" PROV_PID="" PROV_N=0
 
 dump_logs() { [ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 20; }
-healthy() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://prov/healthz)" = 200 ]; }
 reconciled() { grep -q "reconcile: " "$PROV_LOG"; }
 # start_prov [nowait]: the provisioner in the gateway namespace on $DB; waits for /healthz
 # and (unless nowait) the end of its start-up reconciliation.
@@ -33,7 +32,7 @@ start_prov() {
 	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --db "$DB" \
 		--api "unix:$SOCK" --pool4 "$POOL4" --pool6 "$POOL6"
 	PROV_PID=$SPAWNED
-	wait_for 10 healthy || {
+	wait_for 10 prov_healthy || {
 		alive "$PROV_PID" || fail "provisioner exited at start-up (run $PROV_N)"
 		fail "provisioner /healthz did not answer 200 within 10 s (run $PROV_N)"
 	}

@@ -31,8 +31,6 @@ metric() {
 		awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
 }
 m_is() { [ "$(metric "$1")" = "$2" ]; }
-# expect WHAT GOT WANT
-expect() { [ "$2" = "$3" ] || fail "$1: expected $3, got $2"; }
 # delta NAME BEFORE WANT: NAME grew by exactly WANT since BEFORE.
 delta() { expect "$1 (grew by)" $(($(metric "$1") - $2)) "$3"; }
 # init_hex VERDICT DELAY KIND UNIQ (one hex byte each): a 148-byte initiation record whose

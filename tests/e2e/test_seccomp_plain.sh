@@ -39,9 +39,7 @@ req POST /v1/peers -H 'Content-Type: application/json' --data-binary '{}'
 [ "$CODE" = 201 ] || fail "second create: HTTP $CODE"
 req DELETE "/v1/peers/$PEER"
 [ "$CODE" = 200 ] || fail "delete: HTTP $CODE"
-gc_ran() { [ "$(prov_metric wgws_provisioner_gc_runs_total)" != absent ] &&
-	[ "$(prov_metric wgws_provisioner_gc_runs_total)" -ge 2 ]; }
-wait_for 5 gc_ran || fail "GC did not run twice (runs: $(prov_metric wgws_provisioner_gc_runs_total))"
+wait_for 5 gc_ran 2 || fail "GC did not run twice (runs: $(prov_metric wgws_provisioner_gc_runs_total))"
 stop_pid "$PROV_PID" TERM 10
 [ "$STOP_RC" = 0 ] || fail "the provisioner exited $STOP_RC ($(tail -2 "$PROV_LOG"))"
 ok "the provisioner served and exited 0"

@@ -25,8 +25,6 @@ tooldump() { tool dump | awk '{ print $1, $5, $7, $2, $3, $4, $6 }'; }
 # peer_line KEY: the wgdump line of KEY (empty when absent).
 peer_line() { wgdump | awk -v k="$1" '$1 == k'; }
 npeers() { in_g wg show "$WG_G" peers | wc -l; }
-# expect WHAT GOT WANT
-expect() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
 
 say "two namespaces, wireguard-go in each"
 netns_add "$NS_G"
