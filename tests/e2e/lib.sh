@@ -114,13 +114,13 @@ unreachable_by_nobody() {
 	"${as[@]}" true || fail "cannot run a command as nobody (setpriv)"
 	err=$("${as[@]}" kill -0 "$1" 2>&1) && fail "nobody can signal pid $1"
 	grep -q "Operation not permitted" <<<"$err" || fail "kill -0 $1 as nobody: $err"
-	err=$("${as[@]}" /usr/bin/python3 - "$1" <<'PYEOF' 2>&1) || fail "ptrace as nobody: $err"
+	local seize='
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 r = libc.ptrace(0x4206, int(sys.argv[1]), None, None)  # PTRACE_SEIZE
-print("attached" if r == 0 else os.strerror(ctypes.get_errno()))
-PYEOF
+print("attached" if r == 0 else os.strerror(ctypes.get_errno()))'
+	err=$("${as[@]}" /usr/bin/python3 -c "$seize" "$1" 2>&1) || fail "ptrace as nobody: $err"
 	[ "$err" = "Operation not permitted" ] || fail "nobody's PTRACE_SEIZE on pid $1: $err"
 }
 # child_of PID: its children's pids, one a line.
