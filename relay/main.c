@@ -79,6 +79,7 @@ static void on_pass_end(struct ev_loop *l, ev_prepare *w, int revents)
 	int i;
 
 	service_pending();
+	handshake_free_some(false);
 	if (!pass_t0_us)
 		return;
 	d = now_us() - pass_t0_us;
@@ -716,6 +717,7 @@ int main(int argc, char **argv)
 	wgport_close();
 	jit_stop();
 	lws_context_destroy(relay.ctx);
+	handshake_free_some(true);
 	ev_timer_stop(loop, &shutdown_timer);
 	ev_check_stop(loop, &pass_start);
 	ev_prepare_stop(loop, &pass_end);

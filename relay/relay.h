@@ -269,6 +269,10 @@ void handshake_stop(void);
 void handshake_adopt_next(SSL *ssl);
 /* Give back what handshake_adopt_next left unclaimed (lws failed before SSL_new). */
 void handshake_adopt_done(void);
+/* Free some of the sessions lws let go of on the loop thread (SSL_free is deferred there:
+ * a burst of closes would otherwise free them all in one pass): a few, more while the pass
+ * is short; all of them with all (at exit, after lws_context_destroy). */
+void handshake_free_some(bool all);
 
 /* ---- metrics.c: the --metrics listener, a small HTTP/1.x server of our own ---- */
 
