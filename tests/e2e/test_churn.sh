@@ -9,16 +9,18 @@
 #     within 2 s of a burst's start (churn; a burst's work on the loop is over within ~0.3 s)
 #     or before the first burst or 2 s or more after the last one began (quiet: the baseline).
 #     Nothing lost, the kernel dropped nothing on the relay's UDP sockets, and the churn p99
-#     within 10x the quiet p99; up to three attempts are made to meet the issue's 3x, and the
-#     test says which bound the best one met. Both periods are interleaved in one run, so
-#     what else this machine does falls on both alike; it is still a guest on a shared host,
-#     and when the hypervisor takes our CPUs (steal time, printed per attempt) every packet
-#     waits whatever the relay does. Measured: 1.4-2.7x in most runs, 4-8x in a CI run with
-#     heavy steal; each burst still gives the loop 14 ms or more of work in passes of 2-8 ms
-#     (accepts, and closing the 200 tunnels its client dropped, ~60 us each), which puts the
-#     churn p99 at the edge (the note on issue 10). (Before
-#     the handshake thread and the record drain: 100-300x; before SCHED_IDLE and the
-#     pre-sized descriptor table: 1.6-16x.)
+#     within 3x the quiet p99, the issue's bar, in one of up to five attempts (each prints
+#     its figures). Both periods are interleaved in one run, so what else this machine does
+#     falls on both alike; it is still a guest on a shared host, and when the hypervisor takes
+#     our CPUs (steal time, printed per attempt) every packet waits whatever the relay does:
+#     an attempt under heavy steal can miss the bar, hence the retries (a relay that stalls
+#     misses it in every attempt). Measured, first attempts: 1.3-2.5x in ten runs (2-92
+#     ticks stolen). Each burst's work on the loop: adopting its 200 tunnels (a few per pass,
+#     admit.c) and closing the 200 its client dropped, ~30 us each once the session's free
+#     was deferred (handshake.c's SSL_free) and the EOF no longer answered with an alert.
+#     (Before the handshake thread and the record drain: 100-300x; before SCHED_IDLE and the
+#     pre-sized descriptor table: 1.6-16x; before the deferred frees: 1.4-2.7x, 4-8x in a CI
+#     run with heavy steal.)
 #     Then shim B's tunnels close: the relay's RSS must fall below its peak (malloc_trim).
 #  2. 1,000 tunnels, then the relay restarted: how long until all are back (reported), and
 #     the busy tunnel loses no more than what was sent while the relay was down.
@@ -33,7 +35,7 @@ set -eu
 . "$(dirname "$0")/../e2e/lib.sh"
 need_root
 need_cmd make nm python3 taskset curl ss
-CHURN_BAR=3 CHURN_MAX_RATIO=10 CHURN_ATTEMPTS=3 CHURN_DURING=2 CHURN_QUIET_AFTER=2
+CHURN_BAR=3 CHURN_ATTEMPTS=5 CHURN_DURING=2 CHURN_QUIET_AFTER=2
 
 say "building the relay, the shim and udpload without sanitizers"
 PLAIN=$T/plain
@@ -172,14 +174,9 @@ for n in $(seq "$CHURN_ATTEMPTS"); do
 	awk -v r="$RATIO" -v m="$CHURN_BAR" 'BEGIN { exit !(r <= m) }' && break
 done
 peak=$(rss_kb "$RELAY_PID")
-awk -v r="$best" -v m="$CHURN_MAX_RATIO" 'BEGIN { exit !(r <= m) }' ||
-	fail "p99 during the bursts above ${CHURN_MAX_RATIO}x the quiet one's in $CHURN_ATTEMPTS attempts:$ratios"
-if awk -v r="$best" -v m="$CHURN_BAR" 'BEGIN { exit !(r <= m) }'; then
-	ok "p99 during the bursts within ${CHURN_BAR}x the quiet one's, the issue's bar (attempts:$ratios)"
-else
-	ok "p99 during the bursts within ${CHURN_MAX_RATIO}x the quiet one's, NOT within the issue's" \
-		"${CHURN_BAR}x (attempts:$ratios): see the note on issue 10"
-fi
+awk -v r="$best" -v m="$CHURN_BAR" 'BEGIN { exit !(r <= m) }' ||
+	fail "p99 during the bursts above ${CHURN_BAR}x the quiet one's in $CHURN_ATTEMPTS attempts:$ratios"
+ok "p99 during the bursts within ${CHURN_BAR}x the quiet one's (attempts:$ratios)"
 # Shim B's 200 tunnels close: past RELAY_TRIM_AFTER (64) closed since the peak, the sweep
 # gives the freed heap back (malloc_trim).
 stop_pid "$SHIM_B"
