@@ -111,7 +111,9 @@ SSL *SSL_new(SSL_CTX *ctx)
  * LRU, a NAT box that died) made that ~3 ms of one pass of the loop; on the loop thread the
  * free waits in a list instead, and handshake_free_some() does it a few at a time at the end
  * of passes, between which open tunnels are served. Other threads free at once; so does the
- * loop when the list is full. Interposed like SSL_new above. */
+ * loop when the list is full. Interposed like SSL_new above. Safe with the descriptor long
+ * closed and its number reused: every session's BIO comes from SSL_set_fd (here and in
+ * lws), which never closes it. */
 static __thread bool free_later; /* set on the loop thread by handshake_start */
 static struct {
 	SSL *ssl[HS_FREE_MAX];
