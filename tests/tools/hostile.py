@@ -5,11 +5,11 @@
   hostile.py upgrades HOST:PORT PATH --protocol P [--protocol P ...] [--count N] [--host H]
       For each protocol value (the literal Sec-WebSocket-Protocol header; "-" = no header),
       COUNT TLS upgrade requests one after another; prints "PROTO -> status: count" lines.
-  hostile.py idle HOST:PORT --count N --hold S [--bind ADDR] [--send hello|head]
+  hostile.py idle HOST:PORT --count N --hold S [--bind ADDR] [--send hello|head] [--gap MS]
       Open N TCP connections (from ADDR) and hold them S seconds: silent, or after a partial
       TLS ClientHello (hello), or after TLS and a partial request head (head). Prints
       "opened N" once all were tried, "closed N" for those the server closed meanwhile (or
-      while they were set up).
+      while they were set up). --gap: wait MS between two connections.
 """
 
 import argparse
@@ -86,6 +86,7 @@ def cmd_idle(a):
             socks.append(s)
         except (OSError, ssl.SSLError):
             refused += 1  # closed by the server while we set it up
+        time.sleep(a.gap / 1000)
     # "opened N": N attempted; "closed N" counts those closed during setup too.
     say("opened", a.count)
     end = time.time() + a.hold
@@ -120,6 +121,7 @@ def main():
     i.add_argument("--hold", type=float, required=True)
     i.add_argument("--bind")
     i.add_argument("--send", choices=["hello", "head"])
+    i.add_argument("--gap", type=float, default=0, help="ms between two connections")
     a = p.parse_args()
     {"upgrades": cmd_upgrades, "idle": cmd_idle}[a.cmd](a)
 
