@@ -31,6 +31,8 @@ enum {
 	OPT_MAX_SESSIONS,
 	OPT_CHECK_CONFIG,
 	OPT_VERSION,
+	OPT_BACKGROUND,
+	OPT_STOP,
 };
 
 static const struct option longopts[] = {
@@ -45,6 +47,8 @@ static const struct option longopts[] = {
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "background", required_argument, NULL, OPT_BACKGROUND },
+	{ "stop", required_argument, NULL, OPT_STOP },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -66,6 +70,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: wgws-shim --relay wss://HOST[:PORT]/PATH [options]\n"
+		"       wgws-shim --stop PIDFILE\n"
 		"\n"
 		"Carries the UDP datagrams of local WireGuard peers to a wgws relay over a\n"
 		"WebSocket (TLS), one connection per local source address.\n"
@@ -92,6 +97,14 @@ static void usage(FILE *f)
 		"  -c, --config FILE      read [Shim] Key = Value settings (keys are the long option\n"
 		"                         names); the command line overrides the file\n"
 		"  --check-config         validate the configuration, print \"configuration ok\", exit\n"
+		"  --background PIDFILE   once the local port is bound, go to the background and\n"
+		"                         exit 0; exit non-zero with the reason if it cannot start.\n"
+		"                         Logs then go to syslog (or stay on stderr if that is a\n"
+		"                         file or the journal). PIDFILE stays locked while it runs:\n"
+		"                         a second shim on it is refused. For wg-quick's PreUp\n"
+		"  --stop PIDFILE         stop the shim running with PIDFILE and wait until it has\n"
+		"                         exited (SIGKILL after 5 s); success if none runs. For\n"
+		"                         wg-quick's PostDown\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
 		"  --version              print the version\n");
@@ -255,7 +268,7 @@ static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
 
 /* Parse flags (and the -c file first). Exits on -h/--version; returns 0 or -EINVAL. */
 static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check, int *verbose,
-			char err[static SHIM_ERR_LEN])
+			const char **background, char err[static SHIM_ERR_LEN])
 {
 	struct parse_state ps = { .conf = c };
 	const char *file = NULL;
@@ -280,6 +293,13 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		case OPT_VERSION:
 			printf("wgws-shim " WGWS_VERSION "\n");
 			exit(0);
+		case OPT_STOP:
+			/* PostDown: nothing else is wanted, nothing else is checked. */
+			if (argc > 3 || optind != argc) {
+				snprintf(err, SHIM_ERR_LEN, "--stop PIDFILE takes no other option");
+				return -EINVAL;
+			}
+			exit(daemon_stop(optarg));
 		case '?':
 			usage(stderr);
 			exit(1);
@@ -305,6 +325,9 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 			break;
 		case OPT_CHECK_CONFIG:
 			*check = true;
+			break;
+		case OPT_BACKGROUND:
+			*background = optarg;
 			break;
 		default:
 			if (conf_set(&ps, opt, optarg, err) < 0)
@@ -365,13 +388,14 @@ int main(int argc, char **argv)
 	char err[SHIM_ERR_LEN];
 	struct shim *sh = NULL;
 	SSL_CTX *ctx = NULL;
+	const char *background = NULL;
 	bool check = false;
 	int verbose = 0, ret;
 
 	log_init("wgws-shim", 0);
 	if (!conf)
 		fatalx("out of memory");
-	if (parse_config(argc, argv, conf, &check, &verbose, err) < 0)
+	if (parse_config(argc, argv, conf, &check, &verbose, &background, err) < 0)
 		fatalx("%s", err);
 	log_init("wgws-shim", verbose);
 	if (tls_ctx_open(&ctx, conf->ca_file, conf->npins, conf->insecure, err) < 0)
@@ -383,9 +407,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (background && daemon_start(background, err) < 0)
+		fatalx("%s", err);
 	log_start(conf);
 	if (shim_open(&sh, conf, ctx) < 0)
 		fatalx("cannot start");
+	if (background)
+		daemon_ready();
 	ret = shim_run(sh);
 	shim_close(sh);
 	SSL_CTX_free(ctx);

@@ -1,8 +1,9 @@
 /* wgws-shim private header: one section per .c file. The shim carries the datagrams of
  * local WireGuard sources over one wss:// connection each (DESIGN.md §4). url.c and ws.c
  * are pure (no I/O, no allocation) so the unit tests can drive them; tls.c wraps
- * OpenSSL; session.c owns the sockets, the state machine and the data path; main.c the
- * command line, the configuration and the event loop. */
+ * OpenSSL; session.c owns the sockets, the state machine and the data path; daemon.c the
+ * background mode for wg-quick's hooks; main.c the command line, the configuration and the
+ * event loop. */
 #ifndef WGWS_SHIM_H
 #define WGWS_SHIM_H
 
@@ -220,6 +221,27 @@ int shim_run(struct shim *sh);
 
 /* Release everything; NULL is a no-op. */
 void shim_close(struct shim *sh);
+
+/* ---- daemon.c: in the background, for wg-quick's PreUp and PostDown ------------------ */
+
+/* wg-quick runs PreUp before it makes the interface and waits for it: the shim must be
+ * serving when that returns, and a shim that cannot start must fail the PreUp, with its
+ * reason on the user's terminal. So: daemon_start() takes the pid file (an flock held for
+ * the process's life: a file left by a crash never blocks a start, and a second shim on
+ * the same file is refused), forks, and returns in the child; the parent waits until the
+ * child calls daemon_ready() (then exits 0) or exits (then exits with its status). Until
+ * daemon_ready() the child's messages go to the terminal; after it, to syslog (the
+ * journal) and stdin/stdout/stderr are /dev/null, except a stderr that is a file or the
+ * journal's stream (wg-quick@.service), which keeps the lines. The child removes the pid
+ * file when it exits. Returns 0 in the child, or -errno with err filled (in the caller, nothing forked). */
+int daemon_start(const char *pidfile, char err[static SHIM_ERR_LEN]);
+void daemon_ready(void);
+/* --stop PIDFILE (PostDown): SIGTERM to the shim holding pidfile, then wait (up to
+ * DAEMON_STOP_WAIT_MS, then SIGKILL) until it has exited, so that `wg-quick down` leaves
+ * no shim behind. No file, or a file nobody holds, is "not running" (success: a PostDown
+ * must not fail for a shim that already went). Prints what it did; returns the exit status. */
+int daemon_stop(const char *pidfile);
+enum { DAEMON_STOP_WAIT_MS = 5000 };
 
 /* Back-off before reconnect attempt number attempt (1, 2, …) in ms, with equal jitter from
  * rnd: grows from 250 ms and is capped at 30 s. */

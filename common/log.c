@@ -1,8 +1,9 @@
-/* Logging to stderr, one line per event: "prog: level: message". See log.h. */
+/* Logging to stderr, one line per event: "prog: level: message"; or to syslog. See log.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "log.h"
@@ -10,11 +11,18 @@
 static const char *log_prog = "wgws";
 static int log_verbosity;
 static uint64_t (*log_clock)(void);
+static bool log_syslog;
 
 void log_init(const char *prog, int verbosity)
 {
 	log_prog = prog;
 	log_verbosity = verbosity;
+}
+
+void log_to_syslog(void)
+{
+	openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_syslog = true;
 }
 
 bool log_is_debug(void)
@@ -33,10 +41,16 @@ vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix, uint
 	if (suppressed)
 		snprintf(note, sizeof(note), " (%lu similar line%s suppressed)",
 			 (unsigned long)suppressed, suppressed == 1 ? "" : "s");
-	if (suffix)
+	if (log_syslog) {
+		int prio = level[0] == 'f' ? LOG_ERR : level[0] == 'w' ? LOG_WARNING :
+			   level[0] == 'i' ? LOG_INFO : LOG_DEBUG;
+
+		syslog(prio, "%s%s%s%s", line, suffix ? ": " : "", suffix ? suffix : "", note);
+	} else if (suffix) {
 		fprintf(stderr, "%s: %s: %s: %s%s\n", log_prog, level, line, suffix, note);
-	else
+	} else {
 		fprintf(stderr, "%s: %s: %s%s\n", log_prog, level, line, note);
+	}
 	errno = saved;
 }
 

@@ -1,4 +1,5 @@
-/* Logging for all wgws programs: one line per event on stderr, with a level prefix.
+/* Logging for all wgws programs: one line per event on stderr, with a level prefix (or
+ * to syslog, log_to_syslog()).
  * Modelled on OpenBSD's log.c: log_warn() appends strerror(errno), log_warnx() does not;
  * fatal()/fatalx() log and exit(1). errno is preserved by every call. common/ modules
  * never log; they return errors and let the program decide. */
@@ -18,6 +19,9 @@ enum log_level {
 /* prog names the program in each line; verbosity is the number of -v flags (0 = info). */
 void log_init(const char *prog, int verbosity);
 bool log_is_debug(void);
+/* From now on, lines go to syslog (LOG_DAEMON, tagged prog[pid], the level as priority),
+ * not stderr: for a program that has detached from its terminal (wgws-shim --background). */
+void log_to_syslog(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
