@@ -84,7 +84,18 @@ static const char usage_text[] =
 	"  --uapi-dir DIR          where wireguard-go's IF.sock lives (default /var/run/wireguard)\n"
 	"  --client-endpoint ADDR:PORT  Endpoint in generated configs (default 127.0.0.1:51820,\n"
 	"                          a local wgws-shim)\n"
-	"  --relay-url URL         the relay, for the shim command line in generated configs\n"
+	"  --relay-url URL         the relay (wss://HOST[:PORT]/PATH): generated configs start\n"
+	"                          wgws-shim towards it from wg-quick's PreUp and stop it\n"
+	"                          in PostDown\n"
+	"  --relay-pin sha256//BASE64  the relay's public key pin for those shims (wgws-shim\n"
+	"                          --pin; repeat while rotating keys); without it the shim\n"
+	"                          verifies the relay's certificate against the system CAs\n"
+	"  --client-mtu N          MTU in generated configs (default 1420, WireGuard's own for\n"
+	"                          a 1500-byte path). Every packet crosses the relay as one\n"
+	"                          record of up to MTU + 32 bytes, so the relay's --max-record\n"
+	"                          must be at least that. Without an MTU line wg-quick would\n"
+	"                          take the local route to the shim's (lo: 65536), and the\n"
+	"                          first large packet would close the tunnel\n"
 	"  --client-allowed-ips CIDR[,CIDR...]  AllowedIPs in generated configs (default: the\n"
 	"                          pools)\n"
 	"  -c, --config FILE       options from FILE ([Provisioner], Key = Value)\n"
@@ -97,7 +108,7 @@ enum opt_id {
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
 	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
-	OPT_JIT_BUDGET,
+	OPT_JIT_BUDGET, OPT_RELAY_PIN, OPT_CLIENT_MTU,
 };
 
 static const struct option long_opts[] = {
@@ -116,6 +127,8 @@ static const struct option long_opts[] = {
 	{ "uapi-dir", required_argument, NULL, OPT_UAPI_DIR },
 	{ "client-endpoint", required_argument, NULL, OPT_CLIENT_ENDPOINT },
 	{ "relay-url", required_argument, NULL, OPT_RELAY_URL },
+	{ "relay-pin", required_argument, NULL, OPT_RELAY_PIN },
+	{ "client-mtu", required_argument, NULL, OPT_CLIENT_MTU },
 	{ "client-allowed-ips", required_argument, NULL, OPT_CLIENT_ALLOWED },
 	{ "jit", optional_argument, NULL, OPT_JIT },
 	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
@@ -288,11 +301,36 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return 0;
 	}
 	case OPT_RELAY_URL:
-		if (strncmp(v, "wss://", 6) || strpbrk(v, " \t\n")) {
-			snprintf(err, CONF_ERR_LEN, "--relay-url: '%s' is not a wss:// URL", v);
+		/* It goes into a PreUp line, which wg-quick runs with bash: only the characters
+		 * of a host, a port and a plain path. */
+		if (strncmp(v, "wss://", 6) || !v[6] || v[6] == '/' || strlen(v) > 512 ||
+		    v[strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			       ".-_~:/[]%")]) {
+			snprintf(err, CONF_ERR_LEN, "--relay-url: '%s' is not wss://HOST[:PORT]/PATH "
+				 "(letters, digits and . - _ ~ : / [ ] %% only)", v);
 			return -EINVAL;
 		}
 		return set_str(&cfg->relay_url, v);
+	case OPT_RELAY_PIN: {
+		uint8_t raw[64];
+		size_t n;
+
+		if (cfg->n_relay_pins == PROV_MAX_PINS) {
+			snprintf(err, CONF_ERR_LEN, "--relay-pin: at most %d", PROV_MAX_PINS);
+			return -EINVAL;
+		}
+		if (strncmp(v, "sha256//", 8) || strlen(v) != 8 + 44 ||
+		    sodium_base642bin(raw, sizeof(raw), v + 8, 44, NULL, &n, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) < 0 || n != 32) {
+			snprintf(err, CONF_ERR_LEN, "--relay-pin: '%s' is not sha256// followed by "
+				 "the base64 of a SHA-256 (wgws-shim's --pin)", v);
+			return -EINVAL;
+		}
+		strcpy(cfg->relay_pins[cfg->n_relay_pins++], v);
+		return 0;
+	}
+	case OPT_CLIENT_MTU:
+		return set_uint(name, v, 1280, 65535 - 32, &cfg->client_mtu, err);
 	case OPT_CLIENT_ALLOWED:
 		return set_cidr_list(cfg, v, err);
 	case OPT_JIT:
@@ -373,11 +411,13 @@ static void read_token(struct prov_cfg *cfg)
 static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check_only)
 {
 	char err[CONF_ERR_LEN];
+	unsigned cli_pins = 0;
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->api_path, PROV_DEFAULT_API);
 	strcpy(cfg->client_endpoint, "127.0.0.1:51820");
+	cfg->client_mtu = PROV_DEFAULT_CLIENT_MTU;
 	cfg->pool.hold_down_s = 180;
 	cfg->gc_interval_s = 60;
 	cfg->gc_idle_s = GC_IDLE_UNSET;
@@ -420,6 +460,9 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			fputs(usage_text, stderr);
 			exit(2);
 		default:
+			/* The command line's pins replace the file's (as wgws-shim's --pin). */
+			if (c == OPT_RELAY_PIN && !cli_pins++)
+				cfg->n_relay_pins = 0;
 			if (set_option(cfg, c, optarg, err) < 0)
 				fatalx("%s", err);
 		}

@@ -175,7 +175,27 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 		put(&buf, &len, &cap, "%s%s", sep, cidr_format(&dp.allowed[i], cidr));
 		sep = ", ";
 	}
-	put(&buf, &len, &cap, "\n\n[Peer]\n");
+	put(&buf, &len, &cap,
+	    "\n# Each packet crosses the relay as one record of up to MTU + 32 bytes: keep it\n"
+	    "# within the relay's --max-record.\n"
+	    "MTU = %u\n", prov.cfg.client_mtu ? prov.cfg.client_mtu : PROV_DEFAULT_CLIENT_MTU);
+	if (prov.cfg.relay_url) {
+		put(&buf, &len, &cap,
+		    "# wgws-shim carries this tunnel to the gateway over wss:// (HTTPS), for\n"
+		    "# networks that block UDP: wg-quick starts it first and stops it last. A\n"
+		    "# proxy comes from https_proxy (wgws-shim --help).\n"
+		    "PreUp = wgws-shim --background /run/wgws-shim-%%i.pid --listen %s --relay %s",
+		    prov.cfg.client_endpoint, prov.cfg.relay_url);
+		for (unsigned i = 0; i < prov.cfg.n_relay_pins; i++)
+			put(&buf, &len, &cap, " --pin %s", prov.cfg.relay_pins[i]);
+		put(&buf, &len, &cap, "\nPostDown = wgws-shim --stop /run/wgws-shim-%%i.pid\n");
+	} else {
+		put(&buf, &len, &cap,
+		    "# Through wgws-shim where UDP is blocked (this gateway's provisioner has no\n"
+		    "# --relay-url to start it from here); start it with:\n"
+		    "#   wgws-shim --listen %s --relay wss://GATEWAY/wg\n", prov.cfg.client_endpoint);
+	}
+	put(&buf, &len, &cap, "\n[Peer]\n");
 	if (prov.info.has_public_key) {
 		key_to_base64(prov.info.public_key, b64);
 		put(&buf, &len, &cap, "PublicKey = %s\n", b64);
@@ -190,13 +210,8 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 		put(&buf, &len, &cap, "%s%s", sep, cidr_format(&prov.cfg.client_allowed[i], cidr));
 		sep = ", ";
 	}
-	put(&buf, &len, &cap, "\n# Through wgws-shim where UDP is blocked; start it with:\n"
-			      "#   wgws-shim --listen %s --relay %s\n"
-			      "Endpoint = %s\n"
-			      "PersistentKeepalive = 25\n",
-	    prov.cfg.client_endpoint, prov.cfg.relay_url ? prov.cfg.relay_url
-							 : "wss://GATEWAY/wg",
-	    prov.cfg.client_endpoint);
+	put(&buf, &len, &cap, "\nEndpoint = %s\n"
+			      "PersistentKeepalive = 25\n", prov.cfg.client_endpoint);
 	sodium_memzero(b64, sizeof(b64)); /* the PSK's, when it has one */
 	sodium_memzero(&dp, sizeof(dp));
 	return buf;

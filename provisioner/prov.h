@@ -25,6 +25,8 @@ enum {
 	PROV_CIDR_STR = 64,       /* "ffff:...:ffff/128" and a NUL */
 	PROV_MAX_ALLOWED = 8,     /* allowed IPs per peer: its addresses plus a few routes */
 	PROV_NAME_MAX = 64,
+	PROV_MAX_PINS = 4,        /* --relay-pin, repeated while the relay's key rotates */
+	PROV_DEFAULT_CLIENT_MTU = 1420, /* WireGuard's own default */
 };
 
 /* ---- cidr.c: addresses with a prefix length ---- */
@@ -752,6 +754,9 @@ struct prov_cfg {
 	char *uapi_dir;
 	char client_endpoint[64];       /* Endpoint in generated configs: the local shim */
 	char *relay_url;                /* for the shim command line in generated configs */
+	char relay_pins[PROV_MAX_PINS][8 + 44 + 1]; /* sha256//BASE64, for that command line */
+	unsigned n_relay_pins;
+	unsigned client_mtu;            /* MTU in generated configs */
 	unsigned n_client_allowed;
 	struct prov_cidr client_allowed[PROV_MAX_ALLOWED];
 	bool jit;                       /* install on the first handshake, not at creation */

@@ -104,7 +104,7 @@ start_prov() {
 # Address lines go to `ip addr`, comments are dropped, the rest goes to `wg setconf`.
 client_up() {
 	local a
-	grep -v -e '^#' -e '^Address' "$1" >"$1.wg"
+	grep -v -e '^#' -e '^Address' -e '^MTU' -e '^PreUp' -e '^PostDown' "$1" >"$1.wg"
 	in_c ip addr flush dev "$WG_C"
 	for a in $(sed -n 's/^Address = //p' "$1" | tr ',' ' '); do
 		in_c ip addr add "$a" dev "$WG_C"
@@ -169,11 +169,13 @@ ok "wg show on the gateway: the peer with exactly its two addresses"
 jget 'd["config"]' "$T/p1.json" >"$T/client1.conf"
 for want in "[Interface]" "PrivateKey = $P1_PRIV" "Address = 10.203.0.2/32, $P1_ADDR6" "[Peer]" \
 	"PublicKey = $GW_PUB" "AllowedIPs = $POOL4, $POOL6" "Endpoint = $G_DIRECT:$WG_PORT" \
-	"PersistentKeepalive = 25"; do
+	"PersistentKeepalive = 25" "MTU = 1420"; do
 	grep -qxF -- "$want" "$T/client1.conf" || fail "config lacks the line '$want':" \
 		"$(oneline "$(cat "$T/client1.conf")")"
 done
-ok "config: PrivateKey, Address, gateway PublicKey, AllowedIPs = the pools, Endpoint, keepalive 25"
+! grep -q '^PreUp' "$T/client1.conf" || fail "a PreUp line without --relay-url"
+ok "config: PrivateKey, Address, MTU 1420, gateway PublicKey, AllowedIPs = the pools, Endpoint," \
+	"keepalive 25; no PreUp without --relay-url"
 
 client_up "$T/client1.conf"
 wait_for 10 ping_gw || fail "no ping from the client to $GW4 across WireGuard"
