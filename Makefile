@@ -201,7 +201,7 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
 	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
-	python3 iputils-ping procps
+	python3 iputils-ping procps systemd
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).

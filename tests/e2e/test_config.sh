@@ -91,4 +91,43 @@ expect_ok "provisioner: JitRate and JitBudget" "$P" serve -c "$T/prov.conf" -c "
 printf '[Provisioner]\nJitBudget = 0\n' >"$T/jit4.conf"
 expect_err "provisioner: JitBudget = 0" "jit4.conf:2: --jit-budget: '0' is not a number from 1 to 1000000" \
 	"$P" serve -c "$T/prov.conf" -c "$T/jit4.conf" --check-config
+# What generated client configs say (peer.c): the relay URL goes into a PreUp line that
+# wg-quick runs with bash, so nothing but a host, a port and a path.
+expect_ok "provisioner: --relay-url, two --relay-pin, --client-mtu" "$P" serve -c "$T/prov.conf" \
+	--relay-url "wss://gw.example.com:8443/wg" --relay-pin "$PIN" \
+	--relay-pin "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" --client-mtu 1380 --check-config
+expect_err "provisioner: a shell character in --relay-url" "is not wss://HOST\[:PORT\]/PATH" \
+	"$P" serve -c "$T/prov.conf" --relay-url 'wss://gw.example.com/wg$(id)' --check-config
+expect_err "provisioner: --relay-url without a host" "is not wss://HOST" \
+	"$P" serve -c "$T/prov.conf" --relay-url 'wss:///wg' --check-config
+expect_err "provisioner: a short --relay-pin" "is not sha256// followed by the base64 of a SHA-256" \
+	"$P" serve -c "$T/prov.conf" --relay-pin sha256//AAAA --check-config
+expect_err "provisioner: --client-mtu 1000" "--client-mtu: '1000' is not a number from 1280 to 65503" \
+	"$P" serve -c "$T/prov.conf" --client-mtu 1000 --check-config
+
+# wgws-shim --background / --stop (wg-quick's PreUp / PostDown; the run itself: test_wgquick).
+expect_err "shim: --stop with another option" "--stop PIDFILE takes no other option" \
+	"$S" --stop "$T/x.pid" --relay wss://gw.example.com/wg
+expect_err "shim: --background into a missing directory" "cannot open the pid file $T/no/x.pid" \
+	"$S" -c "$T/shim.conf" --background "$T/no/x.pid"
+out=$("$S" --stop "$T/none.pid") || fail "shim --stop without a pid file: exit $?"
+expect "shim --stop without a pid file" "$out" "wgws-shim: not running (no $T/none.pid)"
+: >"$T/stale.pid"
+out=$("$S" --stop "$T/stale.pid") || fail "shim --stop on a stale pid file: exit $?"
+expect "shim --stop on a file nobody holds" "$out" "wgws-shim: not running (removed the stale $T/stale.pid)"
+[ ! -e "$T/stale.pid" ] || fail "shim --stop left the stale pid file"
+ok "shim --stop: success when none runs, with no file or a stale one (removed)"
+
+# dist/systemd/wgws-shim@.service, as systemd reads it (the binary where this build has it).
+if command -v systemd-analyze >/dev/null; then
+	mkdir -p "$T/units"
+	sed "s|/usr/local/bin/wgws-shim|$S|" "$WGWS_TOP/dist/systemd/wgws-shim@.service" \
+		>"$T/units/wgws-shim@.service"
+	out=$(cd "$T/units" && systemd-analyze verify ./wgws-shim@laptop.service 2>&1) ||
+		fail "systemd-analyze verify wgws-shim@.service: $(oneline "$out")"
+	[ -z "$out" ] || fail "systemd-analyze verify wgws-shim@.service says: $(oneline "$out")"
+	ok "wgws-shim@.service: systemd-analyze verify finds nothing to say"
+else
+	say "skipped: systemd-analyze (systemd) is not installed: wgws-shim@.service not verified"
+fi
 echo "PASS test_config"
