@@ -1,9 +1,9 @@
 /* wgws-shim private header: one section per .c file. The shim carries the datagrams of
  * local WireGuard sources over one wss:// connection each (DESIGN.md §4). url.c and ws.c
  * are pure (no I/O, no allocation) so the unit tests can drive them; tls.c wraps
- * OpenSSL; session.c owns the sockets, the state machine and the data path; daemon.c the
- * background mode for wg-quick's hooks; main.c the command line, the configuration and the
- * event loop. */
+ * OpenSSL; session.c, connect.c, stream.c and udp.c run the sessions: the sockets, the
+ * state machine and the data path (their shared structures: session.h); daemon.c the
+ * background mode for wg-quick's hooks; main.c the command line and the configuration. */
 #ifndef WGWS_SHIM_H
 #define WGWS_SHIM_H
 
@@ -190,7 +190,7 @@ int tls_spki_sha256(X509 *cert, uint8_t out[static SHIM_PIN_LEN])
 int tls_check_pin(SSL *ssl, const uint8_t (*pins)[SHIM_PIN_LEN], unsigned npins,
 		  char have[static SHIM_PIN_B64_LEN + 1]) __attribute__((warn_unused_result));
 
-/* ---- main.c / session.c: configuration and the running shim ------------------------- */
+/* ---- main.c / session.c: configuration and the running shim (session.h) -------------- */
 
 struct shim_conf {
 	struct sockaddr_storage listen;

@@ -2,7 +2,7 @@
 /* libFuzzer harness for the shim's two HTTP reply parsers (client-shim/ws.c): the relay's answer
  * to the WebSocket upgrade (ws_check_upgrade) and a proxy's answer to CONNECT (ws_parse_status).
  *
- * Input: the bytes that come back after the request, as session.c sees them: the header ends
+ * Input: the bytes that come back after the request, as connect.c sees them: the header ends
  * at the first blank line within WS_HTTP_HDR_MAX bytes (ws_header_end), and both parsers get
  * exactly that header, in an exact heap copy (ASan sees a read past it), as upgrade_io() and
  * proxy_io() hand it over. The upgrade is checked against the key of RFC 6455's example,

@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: MIT */
+/* A session's way to OPEN (session.h has the whole picture): the relay's (or the proxy's)
+ * name resolved with getaddrinfo_a(), TCP to each address in turn, the proxy's CONNECT, the
+ * TLS handshake with the relay (verified or pinned), the WebSocket upgrade; each step with
+ * the session's one set-up deadline, each failure reported in words by session_fail(). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "log.h"
+#include "session.h"
+
+static void on_open(struct session *s, size_t leftover)
+{
+	const struct shim_conf *c = s->sh->conf;
+	char q[32];
+
+	s->state = S_OPEN;
+	s->open_at = s->last_rx = s->sh->now;
+	s->next_ping = s->sh->now + (uint64_t)c->keepalive_s * 1000;
+	deadline_hint(s);
+	log_info("%s: connected to relay %s (%s, %s)", s->name, c->relay_str, s->sh->via,
+		 SSL_get_version(s->ssl));
+	if (s->q_len) {
+		snprintf(q, sizeof(q), "%u", s->q_pkts);
+		if (ws_send(s, WS_OP_BINARY, s->q, s->q_len) == 0) {
+			s->tx_pkts += s->q_pkts;
+			log_debug("%s: sent %s queued datagrams", s->name, q);
+		}
+		s->q_len = 0;
+		s->q_pkts = 0;
+	}
+	if (leftover && ws_input(s, s->in, leftover) < 0)
+		return;
+	if (s->state == S_OPEN && session_flush(s) < 0)
+		return;
+	if (s->state == S_OPEN)
+		(void)session_read(s);
+}
+
+int upgrade_io(struct session *s)
+{
+	char buf[SHIM_ERR_LEN], why[WS_WHY_LEN];
+	size_t end;
+	int ret;
+
+	if (s->out_off < s->out_len) {
+		if (session_flush(s) < 0)
+			return -1;
+		if (s->out_off < s->out_len)
+			return 0;
+	}
+	for (;;) {
+		int n, err;
+
+		ERR_clear_error();
+		n = SSL_read(s->ssl, s->in + s->in_len, (int)(SHIM_IN_CAP - s->in_len));
+		if (n <= 0) {
+			err = SSL_get_error(s->ssl, n);
+			if (err == SSL_ERROR_WANT_READ)
+				return 0;
+			if (err == SSL_ERROR_WANT_WRITE) {
+				set_events(s, EPOLLIN | EPOLLOUT);
+				return 0;
+			}
+			return session_fail(s, "upgrade failed: %s",
+					    ssl_err_str(s->ssl, n, err, buf, sizeof(buf)));
+		}
+		s->in_len += (size_t)n;
+		end = ws_header_end(s->in, s->in_len > WS_HTTP_HDR_MAX ? WS_HTTP_HDR_MAX : s->in_len);
+		if (end)
+			break;
+		if (s->in_len >= WS_HTTP_HDR_MAX)
+			return session_fail(s, "upgrade response header over %u bytes",
+					    WS_HTTP_HDR_MAX);
+	}
+	ret = ws_check_upgrade((const char *)s->in, end, s->key, why);
+	if (ret == -EACCES)
+		return session_fail(s, "relay refused upgrade: %s", why);
+	if (ret < 0)
+		return session_fail(s, "bad upgrade response: %s", why);
+	memmove(s->in, s->in + end, s->in_len - end);
+	on_open(s, s->in_len - end);
+	return 0;
+}
+
+static int upgrade_start(struct session *s)
+{
+	int n;
+
+	if (ws_new_key(s->key) < 0)
+		return session_fail(s, "no randomness for Sec-WebSocket-Key");
+	n = ws_build_upgrade((char *)s->out, SHIM_OUT_CAP, &s->sh->conf->relay, s->key);
+	if (n < 0)
+		return session_fail(s, "upgrade request too long");
+	s->out_off = 0;
+	s->out_len = (size_t)n;
+	s->in_len = 0;
+	s->state = S_UPGRADE;
+	return upgrade_io(s);
+}
+
+int tls_handshake(struct session *s)
+{
+	const struct shim_conf *c = s->sh->conf;
+	char buf[SHIM_ERR_LEN], have[SHIM_PIN_B64_LEN + 1];
+	int n, err;
+	long vr;
+
+	ERR_clear_error();
+	n = SSL_connect(s->ssl);
+	if (n == 1) {
+		if (c->npins) {
+			int ret = tls_check_pin(s->ssl, (const uint8_t(*)[SHIM_PIN_LEN])c->pins,
+						c->npins, have);
+
+			if (ret == -ENOENT)
+				return session_fail(s, "relay sent no certificate to pin");
+			if (ret < 0)
+				return session_fail(s, "relay certificate pin mismatch "
+						       "(server has sha256//%s)", have);
+		}
+		return upgrade_start(s);
+	}
+	err = SSL_get_error(s->ssl, n);
+	if (err == SSL_ERROR_WANT_READ) {
+		set_events(s, EPOLLIN);
+		return 0;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		set_events(s, EPOLLIN | EPOLLOUT);
+		return 0;
+	}
+	vr = SSL_get_verify_result(s->ssl);
+	if (s->sh->verify && vr != X509_V_OK) {
+		ERR_clear_error();
+		return session_fail(s, "relay certificate verify failed: %s",
+				    X509_verify_cert_error_string(vr));
+	}
+	return session_fail(s, "TLS handshake failed: %s", ssl_err_str(s->ssl, n, err, buf,
+									sizeof(buf)));
+}
+
+static int tls_start(struct session *s)
+{
+	if (s->sh->conf->insecure)
+		log_warnx("%s: --insecure: NOT verifying the relay's certificate", s->name);
+	s->ssl = tls_new(s->sh->ctx, s->fd, &s->sh->conf->relay, s->sh->verify);
+	if (!s->ssl)
+		return session_fail(s, "cannot create a TLS session");
+	s->state = S_TLS;
+	return tls_handshake(s);
+}
+
+/* Send CONNECT, then read the reply without consuming a byte past its header: peek, and
+ * take only what belongs to the header, so whatever follows stays in the socket for TLS. */
+int proxy_io(struct session *s)
+{
+	char why[WS_WHY_LEN];
+	size_t end;
+	ssize_t n;
+	int code;
+
+	while (s->out_off < s->out_len) {
+		n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			set_events(s, EPOLLOUT);
+			return 0;
+		}
+		if (n < 0)
+			return session_fail(s, "proxy: send: %s", strerror(errno));
+		s->out_off += (size_t)n;
+	}
+	OPENSSL_cleanse(s->out, s->out_len); /* it held the proxy credentials */
+	s->out_off = s->out_len = 0;
+	set_events(s, EPOLLIN);
+	for (;;) {
+		size_t room = WS_HTTP_HDR_MAX - s->in_len;
+
+		n = recv(s->fd, s->in + s->in_len, room, MSG_PEEK);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0)
+			return session_fail(s, "proxy: %s", strerror(errno));
+		if (n == 0)
+			return session_fail(s, "proxy closed the connection before replying");
+		end = ws_header_end(s->in, s->in_len + (size_t)n);
+		n = end ? (ssize_t)(end - s->in_len) : n;
+		if (recv(s->fd, s->in + s->in_len, (size_t)n, 0) != n)
+			return session_fail(s, "proxy: short read");
+		s->in_len += (size_t)n;
+		if (end)
+			break;
+		if (s->in_len >= WS_HTTP_HDR_MAX)
+			return session_fail(s, "proxy reply header over %u bytes", WS_HTTP_HDR_MAX);
+	}
+	if (ws_parse_status((const char *)s->in, s->in_len, &code, why) < 0)
+		return session_fail(s, "proxy sent a malformed reply: '%s'", why);
+	if (code / 100 != 2)
+		return session_fail(s, "proxy refused CONNECT: %s", why);
+	s->in_len = 0;
+	log_debug("%s: proxy CONNECT %s: %s", s->name, s->sh->target, why);
+	return tls_start(s);
+}
+
+static int proxy_start(struct session *s)
+{
+	const struct shim_proxy *p = &s->sh->conf->proxy;
+	char auth[SHIM_CRED_MAX * 4 / 3 + 8] = "";
+	int n;
+
+	if (p->cred[0])
+		EVP_EncodeBlock((unsigned char *)auth, (const unsigned char *)p->cred,
+				(int)strlen(p->cred));
+	n = snprintf((char *)s->out, SHIM_OUT_CAP,
+		     "CONNECT %s HTTP/1.1\r\n"
+		     "Host: %s\r\n"
+		     "%s%s%s"
+		     "User-Agent: wgws-shim/" WGWS_VERSION "\r\n"
+		     "\r\n",
+		     s->sh->target, s->sh->target, auth[0] ? "Proxy-Authorization: Basic " : "",
+		     auth, auth[0] ? "\r\n" : "");
+	OPENSSL_cleanse(auth, sizeof(auth));
+	if (n < 0 || n >= SHIM_OUT_CAP)
+		return session_fail(s, "CONNECT request too long");
+	s->out_off = 0;
+	s->out_len = (size_t)n;
+	s->in_len = 0;
+	s->state = S_PROXY;
+	return proxy_io(s);
+}
+
+static int on_tcp_connected(struct session *s)
+{
+	if (s->sh->conf->proxy.set)
+		return proxy_start(s);
+	return tls_start(s);
+}
+
+static const char *target_host(const struct session *s)
+{
+	const struct shim_conf *c = s->sh->conf;
+
+	return c->proxy.set ? c->proxy.host : c->relay.host;
+}
+
+/* Connect to the next resolved address. Returns 0 or -1 after session_fail(). */
+static int conn_try_next(struct session *s)
+{
+	static const int one = 1, user_timeout = SHIM_TCP_USER_TIMEOUT_MS;
+
+	while (s->addr_idx < s->naddrs) {
+		unsigned i = s->addr_idx++;
+		int fd = socket(s->addrs[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				0);
+
+		if (fd < 0) {
+			s->last_errno = errno;
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+				 sizeof(user_timeout));
+		s->fd = fd;
+		s->ev_mask = 0;
+		if (connect(fd, (struct sockaddr *)&s->addrs[i], s->addr_lens[i]) == 0) {
+			set_events(s, EPOLLIN);
+			return on_tcp_connected(s);
+		}
+		if (errno == EINPROGRESS) {
+			s->state = S_CONNECTING;
+			set_events(s, EPOLLOUT);
+			return 0;
+		}
+		s->last_errno = errno;
+		close(fd);
+		s->fd = -1;
+	}
+	return session_fail(s, "cannot connect to %s%s: %s", s->sh->conf->proxy.set ? "proxy " : "",
+			    target_host(s), strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
+}
+
+int tcp_check(struct session *s)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	char a[ADDR_STR_LEN];
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0)
+		return on_tcp_connected(s);
+	log_debug("%s: connect to %s: %s", s->name,
+		  addr_format((struct sockaddr *)&s->addrs[s->addr_idx - 1], a), strerror(err));
+	s->last_errno = err;
+	close(s->fd);
+	s->fd = -1;
+	s->ev_mask = 0;
+	return conn_try_next(s);
+}
+
+static void resolve_notify(union sigval v)
+{
+	uint64_t one = 1;
+
+	/* runs on a glibc thread: only wake the loop */
+	if (write(v.sival_int, &one, sizeof(one)) < 0)
+		return;
+}
+
+static int resolve_start(struct session *s, const char *host, uint16_t port)
+{
+	struct shim *sh = s->sh;
+	struct resolve *r = calloc(1, sizeof(*r));
+	struct gaicb *list[1];
+	struct sigevent sev;
+	int ret;
+
+	if (!r)
+		return session_fail(s, "cannot resolve %s: out of memory", host);
+	snprintf(r->host, sizeof(r->host), "%s", host);
+	snprintf(r->port, sizeof(r->port), "%u", (unsigned)port);
+	r->hints.ai_family = AF_UNSPEC;
+	r->hints.ai_socktype = SOCK_STREAM;
+	r->hints.ai_flags = AI_NUMERICSERV;
+	r->cb.ar_name = r->host;
+	r->cb.ar_service = r->port;
+	r->cb.ar_request = &r->hints;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_THREAD;
+	sev.sigev_notify_function = resolve_notify;
+	sev.sigev_value.sival_int = sh->res_fd;
+	list[0] = &r->cb;
+	ret = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev);
+	if (ret != 0) {
+		free(r);
+		return session_fail(s, "cannot resolve %s: %s", host, gai_strerror(ret));
+	}
+	r->owner = s;
+	r->next = sh->resolves;
+	sh->resolves = r;
+	s->res = r;
+	return 0;
+}
+
+static void on_resolved(struct session *s, struct resolve *r, int rc)
+{
+	if (rc != 0) {
+		session_fail(s, "cannot resolve %s: %s", r->host, gai_strerror(rc));
+		return;
+	}
+	s->naddrs = 0;
+	for (struct addrinfo *ai = r->cb.ar_result; ai && s->naddrs < SHIM_MAX_ADDRS;
+	     ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(s->addrs[0]))
+			continue;
+		memcpy(&s->addrs[s->naddrs], ai->ai_addr, ai->ai_addrlen);
+		s->addr_lens[s->naddrs++] = ai->ai_addrlen;
+	}
+	log_debug("%s: %s resolved to %u address(es)", s->name, r->host, s->naddrs);
+	s->addr_idx = 0;
+	s->last_errno = 0;
+	(void)conn_try_next(s);
+}
+
+void shim_on_resolver(struct shim *sh)
+{
+	struct resolve **pp = &sh->resolves;
+	uint64_t v;
+
+	if (read(sh->res_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("resolver eventfd");
+	while (*pp) {
+		struct resolve *r = *pp;
+		int rc = gai_error(&r->cb);
+
+		if (rc == EAI_INPROGRESS) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (r->owner) {
+			r->owner->res = NULL;
+			on_resolved(r->owner, r, rc);
+		}
+		if (r->cb.ar_result)
+			freeaddrinfo(r->cb.ar_result);
+		free(r);
+	}
+}
+
+void session_connect(struct session *s)
+{
+	const struct shim_conf *c = s->sh->conf;
+	const char *host = target_host(s);
+	uint16_t port = c->proxy.set ? c->proxy.port : c->relay.port;
+	bool is_ip = c->proxy.set ? c->proxy.host_is_ip : c->relay.host_is_ip;
+
+	s->state = S_RESOLVING;
+	s->phase_deadline = s->sh->now + SHIM_CONNECT_TIMEOUT_MS;
+	deadline_hint(s);
+	s->naddrs = 0;
+	s->addr_idx = 0;
+	s->last_errno = 0;
+	if (is_ip) {
+		struct sockaddr_in *v4 = (struct sockaddr_in *)&s->addrs[0];
+		struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&s->addrs[0];
+
+		memset(&s->addrs[0], 0, sizeof(s->addrs[0]));
+		if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+			v4->sin_family = AF_INET;
+			v4->sin_port = htons(port);
+			s->addr_lens[0] = sizeof(*v4);
+		} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+			v6->sin6_family = AF_INET6;
+			v6->sin6_port = htons(port);
+			s->addr_lens[0] = sizeof(*v6);
+		}
+		s->naddrs = 1;
+		(void)conn_try_next(s);
+		return;
+	}
+	(void)resolve_start(s, host, port);
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* The running shim's sessions (private to client-shim/): one UDP socket on --listen, and
+ * per local source address a session that owns one wss:// connection to the relay. A session walks RESOLVING -> CONNECTING ->
+ * PROXY (when a proxy is used) -> TLS -> UPGRADE -> OPEN, and on any failure tears its
+ * connection down and waits in BACKOFF (250 ms doubling to 30 s, equal jitter) before
+ * starting over; the UDP socket never changes, so WireGuard only sees lost packets.
+ *
+ * Everything is non-blocking on one epoll loop. Names are resolved with getaddrinfo_a(),
+ * whose completion thread only writes to an eventfd. Buffers are sized and allocated when a
+ * session is created: output (one WS message of a whole recvmmsg batch, masked), input
+ * (SSL_read), the record decoder, and a small queue for datagrams that arrive before the
+ * connection is open. Nothing is allocated per packet; when a buffer is full the datagram
+ * is dropped and counted, never queued without bound.
+ *
+ * Records from the relay go to local UDP as views, batched for sendmmsg (runs of one length
+ * of SHIM_GSO_MIN_LEN or more as UDP GSO messages, common/udpgso.h): into the input
+ * (a record whole inside one read) or into the decoder's reassembly buffer (a record split
+ * across reads). Both come in several copies used in turn (SHIM_IN_SLOTS, SHIM_DEC_BUFS),
+ * so a view outlives the next read and the next reassembly; a batch is sent when full, once
+ * per wake-up, or early only when the copy about to be overwritten still holds one of its
+ * views.
+ *
+ * WebSocket masks come from a xorshift generator seeded by RAND_bytes: RFC 6455 wants them
+ * unpredictable to protect caching intermediaries from crafted plaintext, and inside TLS no
+ * intermediary sees them, so a fast PRNG is enough.
+ *
+ * Four files run them, one concept each, sharing the structures below:
+ *   session.c  a session's life (state, failure and back-off, deadlines), the table of
+ *              sessions and the event loop;
+ *   connect.c  the way to OPEN: resolve, TCP, proxy CONNECT, TLS, WebSocket upgrade;
+ *   stream.c   the open TLS + WebSocket stream: WS messages out, records in;
+ *   udp.c      the local UDP socket: WireGuard's datagrams in (recvmmsg), records out to it
+ *              (sendmmsg, UDP GSO). */
+#ifndef WGWS_SHIM_SESSION_H
+#define WGWS_SHIM_SESSION_H
+
+#include <netdb.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "shim.h"
+#include "udpgso.h"
+
+enum {
+	SHIM_BATCH = 32,                /* datagrams per recvmmsg / sendmmsg */
+	/* UDP GSO toward WireGuard only for batches of datagrams this long: with 64-byte ones a
+	 * 256-deep echo load through the shim fell from 105k to 66k echoes/s (1400 B: +20 %) */
+	SHIM_GSO_MIN_LEN = 256,
+	SHIM_DGRAM_BUF = FRAME_MAX_LEN + 1, /* one more byte to see truncation */
+	SHIM_OUT_CAP = 65536 + 1024,    /* per-session output: TLS back-pressure drops beyond */
+	SHIM_IN_CAP = 16384,            /* one SSL_read (a whole TLS record) */
+	SHIM_IN_SLOTS = 2,              /* SSL_read buffers per session, used in turn */
+	/* reassembly buffers, in turn: a batch spanning SHIM_IN_SLOTS reads holds a record
+	 * completed in each of them, and the decoder fills one more meanwhile */
+	SHIM_DEC_BUFS = SHIM_IN_SLOTS + 1,
+	SHIM_READ_BUDGET = 16,          /* SSL_reads per wake-up before others get a turn */
+	SHIM_QUEUE_PKTS = 16,           /* datagrams held while not OPEN */
+	SHIM_QUEUE_BYTES = 32768,
+	SHIM_MAX_ADDRS = 8,
+	SHIM_CONNECT_TIMEOUT_MS = 10000, /* resolve + TCP + proxy + TLS + upgrade */
+	SHIM_HEALTHY_MS = 60000,        /* an OPEN this long resets the back-off */
+	SHIM_IDLE_MS = 180000,          /* a failed session without local traffic is closed */
+	SHIM_DEAD_MIN_MS = 45000,
+	SHIM_TCP_USER_TIMEOUT_MS = 30000,
+	SHIM_BACKOFF_MIN_MS = 250,
+	SHIM_BACKOFF_MAX_MS = 30000,
+	SHIM_UDP_BUF = 4 << 20,         /* SO_RCVBUF / SO_SNDBUF of the local UDP socket */
+};
+
+enum { TAG_UDP = 0, TAG_SIGNAL = 1, TAG_RESOLVER = 2, TAG_SESSION = 16 };
+
+enum sess_state {
+	S_RESOLVING,
+	S_CONNECTING,
+	S_PROXY,
+	S_TLS,
+	S_UPGRADE,
+	S_OPEN,
+	S_BACKOFF,
+};
+
+struct session;
+
+/* One getaddrinfo_a() request. It outlives its session when the session goes away first
+ * (owner is then NULL) and is freed once glibc is done with it. */
+struct resolve {
+	struct resolve *next;
+	struct session *owner;
+	struct gaicb cb;
+	struct addrinfo hints;
+	char host[ADDR_HOST_MAX + 1];
+	char port[8];
+};
+
+struct session {
+	struct shim *sh;
+	unsigned slot;
+	uint32_t gen;
+	struct sockaddr_storage src;
+	socklen_t src_len;
+	char name[ADDR_STR_LEN];
+	enum sess_state state;
+	int fd;
+	SSL *ssl;
+	uint32_t ev_mask; /* registered with epoll; 0 when not registered */
+	struct resolve *res;
+	struct sockaddr_storage addrs[SHIM_MAX_ADDRS];
+	socklen_t addr_lens[SHIM_MAX_ADDRS];
+	unsigned naddrs, addr_idx;
+	int last_errno;
+	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
+	unsigned attempts;
+	bool want_write;
+	bool rx_ready;                  /* more to read (budget spent or bytes inside OpenSSL) */
+	char key[WS_KEY_LEN + 1];
+	uint8_t *out; /* [out_off, out_len) waits for the socket */
+	size_t out_off, out_len;
+	uint8_t *in; /* SHIM_IN_SLOTS * SHIM_IN_CAP; set-up uses the first slot only */
+	size_t in_len;
+	unsigned in_slot; /* the slot the next SSL_read of an OPEN session fills */
+	uint8_t *q; /* queued records "u16 len ‖ datagram" while not OPEN */
+	size_t q_len;
+	unsigned q_pkts;
+	struct ws_parser wsp;
+	struct frame_dec dec;
+	uint8_t *dec_buf; /* SHIM_DEC_BUFS * FRAME_MAX_LEN */
+	unsigned dec_idx; /* the part of dec_buf the decoder fills */
+	unsigned batch_n; /* datagrams of the current recvmmsg batch */
+	uint64_t tx_pkts, rx_pkts, drop_queue, drop_full, drop_big, drop_udp;
+};
+
+struct shim {
+	const struct shim_conf *conf;
+	SSL_CTX *ctx;
+	bool verify;
+	int epfd, udp_fd, sig_fd, res_fd;
+	struct session **slots;
+	unsigned nsess;
+	uint32_t gen;
+	struct session *last_hit;
+	struct resolve *resolves;
+	uint64_t prng;
+	uint64_t now;
+	/* No session's deadline is before next_due (it may be earlier than the earliest: a
+	 * deadline that moved later). The loop looks at the sessions only when it is due, and
+	 * whoever sets an earlier deadline lowers it (deadline_hint): O(1) per wake-up, not
+	 * O(--max-sessions). */
+	uint64_t next_due;
+	bool rx_ready_any; /* some session stopped reading on its budget (session_read) */
+	bool stop;
+	char target[ADDR_HOST_MAX + 16]; /* "host:port" of the relay, for CONNECT */
+	char via[ADDR_HOST_MAX + 32];    /* "direct" or "via proxy host:port" */
+	/* recvmmsg batch */
+	uint8_t *rbuf;
+	struct mmsghdr rmsg[SHIM_BATCH];
+	struct iovec riov[SHIM_BATCH];
+	struct sockaddr_storage raddr[SHIM_BATCH];
+	struct session *rsess[SHIM_BATCH];
+	bool rskip[SHIM_BATCH];
+	unsigned rn;
+	/* sendmmsg batch, one destination; runs of one length as UDP GSO messages */
+	struct mmsghdr smsg[SHIM_BATCH];
+	union udp_gso_cmsg scmsg[SHIM_BATCH];
+	struct iovec siov[SHIM_BATCH];
+	unsigned sn;
+	bool gso_off; /* the kernel refused GSO once: datagrams one by one from then on */
+	struct session *ssess;
+	uint64_t drop_nosession;
+};
+
+/* ---- session.c: a session's life, the table, the loop -------------------------------------- */
+
+uint64_t prng_next(struct shim *sh);
+void set_events(struct session *s, uint32_t mask);
+int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const char *fmt,
+							      ...);
+void deadline_hint(struct session *s);
+struct session *session_new(struct shim *sh, const struct sockaddr_storage *src,
+				   socklen_t len);
+struct session *session_lookup(struct shim *sh, const struct sockaddr_storage *src);
+
+/* ---- connect.c: the way to OPEN ------------------------------------------------------------ */
+
+int upgrade_io(struct session *s);
+int tls_handshake(struct session *s);
+int proxy_io(struct session *s);
+int tcp_check(struct session *s);
+void shim_on_resolver(struct shim *sh);
+void session_connect(struct session *s);
+
+/* ---- stream.c: the open stream ------------------------------------------------------------- */
+
+const char *ssl_err_str(SSL *ssl, int ret, int err, char *buf, size_t sz);
+int ws_send(struct session *s, enum ws_opcode op, const void *payload, size_t len);
+int session_flush(struct session *s);
+int ws_input(struct session *s, const uint8_t *p, size_t len);
+int session_read(struct session *s);
+void queue_push(struct session *s, const uint8_t *p, size_t len);
+void emit_batch(struct shim *sh, struct session *s, unsigned i0);
+
+/* ---- udp.c: the local UDP socket ----------------------------------------------------------- */
+
+void sendq_flush(struct shim *sh);
+void sendq_release(struct session *s, const uint8_t *p, size_t len);
+void sendq_add(struct session *s, const uint8_t *rec, size_t len);
+void shim_on_udp(struct shim *sh);
+
+#endif
