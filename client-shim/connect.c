@@ -5,6 +5,8 @@
  * the session's one set-up deadline, each failure reported in words by session_fail(). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -257,9 +259,70 @@ static const char *target_host(const struct session *s)
 }
 
 /* Connect to the next resolved address. Returns 0 or -1 after session_fail(). */
+/* Whether a WireGuard interface carries the route to addr (with mark, as the connection
+ * would be sent): then the connection would travel inside the tunnel it carries, the usual
+ * story of a full tunnel (AllowedIPs = 0.0.0.0/0) without --fwmark. The kernel's route
+ * lookup is asked by connecting a UDP socket, which sends nothing; the interface is the one
+ * holding the source address it chose, and it is WireGuard's when the kernel says so
+ * (DEVTYPE=wireguard) or a userspace WireGuard (wireguard-go, boringtun) has its UAPI socket
+ * for it. Fills ifname and returns true when it is. */
+static bool route_via_wireguard(const struct sockaddr_storage *addr, socklen_t len,
+				uint32_t mark, char ifname[static IF_NAMESIZE])
+{
+	struct sockaddr_storage src;
+	socklen_t slen = sizeof(src);
+	struct ifaddrs *ifa0, *ifa;
+	bool found = false;
+	char path[128], line[128];
+	FILE *f;
+	int fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	if ((mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) ||
+	    connect(fd, (const struct sockaddr *)addr, len) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&src, &slen) < 0 || getifaddrs(&ifa0) < 0) {
+		close(fd);
+		return false;
+	}
+	close(fd);
+	for (ifa = ifa0; ifa && !found; ifa = ifa->ifa_next) {
+		const struct sockaddr *a = ifa->ifa_addr;
+
+		if (!a || a->sa_family != src.ss_family)
+			continue;
+		if (a->sa_family == AF_INET ?
+		    !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+			    &((struct sockaddr_in *)&src)->sin_addr, 4) :
+		    !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			    &((struct sockaddr_in6 *)&src)->sin6_addr, 16)) {
+			snprintf(ifname, IF_NAMESIZE, "%s", ifa->ifa_name);
+			found = true;
+		}
+	}
+	freeifaddrs(ifa0);
+	if (!found || strchr(ifname, '/'))
+		return false;
+	snprintf(path, sizeof(path), "/var/run/wireguard/%s.sock", ifname);
+	if (access(path, F_OK) == 0)
+		return true;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/uevent", ifname);
+	if (!(f = fopen(path, "re")))
+		return false;
+	found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = !strcmp(line, "DEVTYPE=wireguard\n");
+	fclose(f);
+	return found;
+}
+
 static int conn_try_next(struct session *s)
 {
 	static const int one = 1, user_timeout = SHIM_TCP_USER_TIMEOUT_MS;
+	static struct log_ratelimit rl_mark = LOG_RATELIMIT_DEFAULT;
+	static struct log_ratelimit rl_route = LOG_RATELIMIT_DEFAULT;
+	const uint32_t mark = s->sh->conf->fwmark;
+	char ifname[IF_NAMESIZE], a[ADDR_STR_LEN];
 
 	while (s->addr_idx < s->naddrs) {
 		unsigned i = s->addr_idx++;
@@ -274,6 +337,18 @@ static int conn_try_next(struct session *s)
 		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
 				 sizeof(user_timeout));
+		/* shim_open checked that SO_MARK is allowed. */
+		if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+			log_rl(&rl_mark, LOG_LEVEL_WARN, true, "%s: --fwmark", s->name);
+		if (route_via_wireguard(&s->addrs[i], s->addr_lens[i], mark, ifname))
+			log_rl(&rl_route, LOG_LEVEL_WARN, false,
+			       "%s: the route to %s%s goes out through %s, a WireGuard interface: "
+			       "this connection would travel inside the tunnel it carries (a full "
+			       "tunnel?). Give --fwmark the interface's FwMark (wg-quick's is "
+			       "51820 unless the file sets one)%s", s->name,
+			       s->sh->conf->proxy.set ? "the proxy at " : "the relay at ",
+			       addr_format((struct sockaddr *)&s->addrs[i], a), ifname,
+			       mark ? ", not the mark it has now" : "");
 		s->fd = fd;
 		s->ev_mask = 0;
 		if (connect(fd, (struct sockaddr *)&s->addrs[i], s->addr_lens[i]) == 0) {

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 
@@ -33,6 +35,7 @@ enum {
 	OPT_VERSION,
 	OPT_BACKGROUND,
 	OPT_STOP,
+	OPT_FWMARK,
 };
 
 static const struct option longopts[] = {
@@ -45,6 +48,7 @@ static const struct option longopts[] = {
 	{ "no-proxy", no_argument, NULL, OPT_NO_PROXY },
 	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+	{ "fwmark", required_argument, NULL, OPT_FWMARK },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "background", required_argument, NULL, OPT_BACKGROUND },
@@ -94,6 +98,11 @@ static void usage(FILE *f)
 		"                         (silence is then normal; TCP's own timeouts remain)\n"
 		"  --max-sessions N       local sources served at once (default 64); the least\n"
 		"                         recently active is evicted beyond that\n"
+		"  --fwmark N             mark the connections to the relay or proxy (SO_MARK;\n"
+		"                         decimal or 0x hex; needs CAP_NET_ADMIN) so that they\n"
+		"                         bypass a full tunnel (AllowedIPs = 0.0.0.0/0): wg-quick\n"
+		"                         routes packets with the interface's FwMark (51820\n"
+		"                         unless the file sets one) outside the tunnel\n"
 		"  -c, --config FILE      read [Shim] Key = Value settings (keys are the long option\n"
 		"                         names); the command line overrides the file\n"
 		"  --check-config         validate the configuration, print \"configuration ok\", exit\n"
@@ -205,6 +214,20 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 		}
 		c->keepalive_s = (unsigned)n;
 		return 0;
+	case OPT_FWMARK: {
+		char *end;
+
+		errno = 0;
+		n = strtoul(value, &end, 0);
+		if (errno || end == value || *end || !*value || value[0] == '-' || !n ||
+		    n > UINT32_MAX) {
+			snprintf(err, SHIM_ERR_LEN, "--fwmark: '%s' is not a mark from 1 to "
+				 "4294967295 (decimal or 0x hex)", value);
+			return -EINVAL;
+		}
+		c->fwmark = (uint32_t)n;
+		return 0;
+	}
 	case OPT_MAX_SESSIONS:
 		if (conf_parse_uint(value, 1, SHIM_MAX_SESSIONS_LIMIT, &n) < 0) {
 			snprintf(err, SHIM_ERR_LEN, "--max-sessions: '%s' is not a number from 1 to %d",
@@ -222,7 +245,8 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 			  char err[static CONF_ERR_LEN])
 {
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
-					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS };
+					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
+					 OPT_FWMARK };
 	char msg[SHIM_ERR_LEN];
 
 	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
@@ -371,6 +395,9 @@ static void log_start(const struct shim_conf *c)
 					     sizeof(hp)));
 	else
 		log_info("no proxy: connecting to the relay directly");
+	if (c->fwmark)
+		log_info("connections marked %lu (0x%lx): outside a full tunnel with that FwMark",
+			 (unsigned long)c->fwmark, (unsigned long)c->fwmark);
 	if (c->insecure)
 		log_warnx("--insecure: the relay's certificate is NOT verified; anyone on the path "
 			  "can read and change the tunnel's outer layer. Use --pin or --ca instead");
@@ -380,6 +407,24 @@ static void log_start(const struct shim_conf *c)
 	else
 		log_info("verifying the relay against %s", c->ca_file[0] ? c->ca_file :
 								   "the system CAs");
+}
+
+/* At start, not on the first connection: a PreUp must fail with the reason. */
+static void fwmark_check(uint32_t mark)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		fatal("socket");
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+		int e = errno;
+
+		close(fd);
+		fatalx("--fwmark %lu: %s%s", (unsigned long)mark, strerror(e),
+		       e == EPERM ? " (SO_MARK needs CAP_NET_ADMIN: run the shim as root, as "
+				    "wg-quick's PreUp does)" : "");
+	}
+	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -407,6 +452,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (conf->fwmark)
+		fwmark_check(conf->fwmark);
 	if (background && daemon_start(background, err) < 0)
 		fatalx("%s", err);
 	log_start(conf);

@@ -207,6 +207,7 @@ struct shim_conf {
 	bool no_proxy;
 	unsigned keepalive_s;
 	unsigned max_sessions;
+	uint32_t fwmark; /* SO_MARK on the connections to the relay or proxy; 0: none */
 };
 
 struct shim;

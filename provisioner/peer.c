@@ -156,6 +156,7 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 	char *buf = malloc(cap);
 	struct wgdev_peer dp;
 	const char *sep = "";
+	bool full = false; /* a default route among the client's AllowedIPs */
 
 	if (!buf)
 		return NULL;
@@ -175,6 +176,13 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 		put(&buf, &len, &cap, "%s%s", sep, cidr_format(&dp.allowed[i], cidr));
 		sep = ", ";
 	}
+	for (unsigned i = 0; i < prov.cfg.n_client_allowed; i++)
+		full |= prov.cfg.client_allowed[i].bits == 0;
+	if (full)
+		put(&buf, &len, &cap,
+		    "\n# A full tunnel: wg-quick routes packets marked %u outside it, and the\n"
+		    "# shim marks its connections so (--fwmark).\n"
+		    "FwMark = %u", PROV_CLIENT_FWMARK, PROV_CLIENT_FWMARK);
 	put(&buf, &len, &cap,
 	    "\n# Each packet crosses the relay as one record of up to MTU + 32 bytes: keep it\n"
 	    "# within the relay's --max-record.\n"
@@ -188,6 +196,8 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 		    prov.cfg.client_endpoint, prov.cfg.relay_url);
 		for (unsigned i = 0; i < prov.cfg.n_relay_pins; i++)
 			put(&buf, &len, &cap, " --pin %s", prov.cfg.relay_pins[i]);
+		if (full)
+			put(&buf, &len, &cap, " --fwmark %u", PROV_CLIENT_FWMARK);
 		put(&buf, &len, &cap, "\nPostDown = wgws-shim --stop /run/wgws-shim-%%i.pid\n");
 	} else {
 		put(&buf, &len, &cap,

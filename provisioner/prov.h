@@ -27,6 +27,7 @@ enum {
 	PROV_NAME_MAX = 64,
 	PROV_MAX_PINS = 4,        /* --relay-pin, repeated while the relay's key rotates */
 	PROV_DEFAULT_CLIENT_MTU = 1420, /* WireGuard's own default */
+	PROV_CLIENT_FWMARK = 51820, /* a full tunnel's FwMark (wg-quick's own default) */
 };
 
 /* ---- cidr.c: addresses with a prefix length ---- */

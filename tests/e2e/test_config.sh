@@ -105,6 +105,12 @@ expect_err "provisioner: a short --relay-pin" "is not sha256// followed by the b
 expect_err "provisioner: --client-mtu 1000" "--client-mtu: '1000' is not a number from 1280 to 65503" \
 	"$P" serve -c "$T/prov.conf" --client-mtu 1000 --check-config
 
+expect_ok "shim: FwMark = 0xca6c in the file" sh -c "printf 'FwMark = 0xca6c\n' | cat '$T/shim.conf' - >'$T/shim-mark.conf' && '$S' -c '$T/shim-mark.conf' --check-config"
+expect_err "shim: --fwmark 0" "--fwmark: '0' is not a mark from 1 to 4294967295" \
+	"$S" -c "$T/shim.conf" --fwmark 0 --check-config
+expect_err "shim: --fwmark 2^32" "--fwmark: '4294967296' is not a mark" \
+	"$S" -c "$T/shim.conf" --fwmark 4294967296 --check-config
+
 # wgws-shim --background / --stop (wg-quick's PreUp / PostDown; the run itself: test_wgquick).
 expect_err "shim: --stop with another option" "--stop PIDFILE takes no other option" \
 	"$S" --stop "$T/x.pid" --relay wss://gw.example.com/wg

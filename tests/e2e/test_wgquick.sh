@@ -12,7 +12,10 @@
 #    the tunnel): answered, and no tunnel closed (no 1009);
 #  - the PreUp's command run again while its shim runs is refused (the pid file's lock),
 #    and the first shim and the tunnel go on;
-#  - wg-quick down: no shim left (by pid and in the namespace), no pid file.
+#  - wg-quick down: no shim left (by pid and in the namespace), no pid file;
+#  - a full tunnel (AllowedIPs = 0.0.0.0/0, the proxy reached by the default route): the
+#    file has FwMark = 51820 and the shim --fwmark 51820, and it works through the proxy;
+#    without the mark the shim says its route goes through the WireGuard interface.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -112,4 +115,65 @@ in_c env PATH="$WGWS_BUILD:$PATH" wg-quick down "$CONF" >"$T/down.log" 2>&1 ||
 [ ! -e "$PIDFILE" ] || fail "the pid file $PIDFILE is left"
 ! in_c ip link show "$IF" >/dev/null 2>&1 || fail "$IF is still there"
 ok "no shim left, no pid file, no $IF ($(oneline "$(grep -m1 stopped "$T/down.log")"))"
+
+# --- a full tunnel ------------------------------------------------------------------------
+say "a full tunnel: AllowedIPs = 0.0.0.0/0, the proxy reached by the default route"
+# The client reaches the proxy by its default route, as on most networks (with a route to
+# the proxy's own subnet, wg-quick's "suppress_prefixlength 0" rule would hide the problem).
+in_c ip addr flush dev proxy0
+in_c ip addr add "$C_PNET/32" dev proxy0
+in_c ip route add default via "$P_CLIENT" dev proxy0 onlink
+in_c ping -n -q -c 1 -W 2 "$P_CLIENT" >/dev/null || fail "the client cannot reach the proxy"
+stop_pid "$PROV_PID"
+spawn_ns "$NS_G" "$T/prov2.log" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
+	--api "unix:$SOCK" --pool4 10.202.0.0/24 --relay-url "wss://$GW_NAME/wg" --relay-pin "$PIN" \
+	--client-allowed-ips 0.0.0.0/0
+PROV_PID=$SPAWNED
+wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
+IF=wgf$$ CONF=$T/$IF.conf PIDFILE=/run/wgws-shim-$IF.pid
+at_exit "rm -f '$PIDFILE'"
+(umask 077 && "$PROV" peer add --config --name full --api "unix:$SOCK" >"$CONF") ||
+	fail "peer add --config failed"
+for want in "FwMark = 51820" "AllowedIPs = 0.0.0.0/0"; do
+	grep -qxF -- "$want" "$CONF" || fail "the config lacks the line '$want': $(oneline "$(cat "$CONF")")"
+done
+grep -q -- "^PreUp = wgws-shim .* --fwmark 51820$" "$CONF" ||
+	fail "the PreUp does not mark: $(grep PreUp "$CONF")"
+ok "the config has FwMark = 51820 and the PreUp's shim --fwmark 51820"
+
+# Without the mark, the shim's connection to the proxy would go into the tunnel: it says so
+# when it connects. (Without PersistentKeepalive, WireGuard first sends at the ping, once
+# wg-quick has set the full tunnel's routes; a connection made before them is only found
+# dead by the keepalive, 45 s later, and then says so when it reconnects.)
+mkdir -p "$T/nomark"
+sed -e 's/ --fwmark 51820$//' -e '/^PersistentKeepalive/d' "$CONF" >"$T/nomark/$IF.conf"
+chmod 600 "$T/nomark/$IF.conf"
+in_c env PATH="$WGWS_BUILD:$PATH" https_proxy="http://$P_CLIENT:$PROXY_PORT" \
+	wg-quick up "$T/nomark/$IF.conf" >"$T/up-nomark.log" 2>&1 ||
+	fail "wg-quick up (no mark) failed: $(oneline "$(tail -5 "$T/up-nomark.log")")"
+in_c ping -n -q -c 2 -i 0.3 -W 1 "$GW" >/dev/null 2>&1 || true
+said() { grep -q "the route to the proxy at $P_CLIENT:$PROXY_PORT goes out through $IF, a WireGuard interface" "$T/up-nomark.log"; }
+wait_for 5 said || fail "no word of the route through $IF: $(oneline "$(grep wgws-shim "$T/up-nomark.log" | tail -3)")"
+in_c env PATH="$WGWS_BUILD:$PATH" wg-quick down "$T/nomark/$IF.conf" >/dev/null 2>&1 ||
+	fail "wg-quick down (no mark) failed"
+[ -z "$(shims)" ] || fail "shims left: $(shims)"
+ok "without --fwmark the shim says: $(grep -o 'the route to the proxy.*(a full tunnel?)' "$T/up-nomark.log" | head -1)"
+
+connects0=$(grep -c CONNECT "$SQUID_DIR/access.log" || true)
+up || fail "wg-quick up (full tunnel) failed: $(oneline "$(tail -5 "$T/up.log")")"
+in_c ping -n -q -c 5 -i 0.2 -W 3 "$GW" >"$T/ping-full.log" 2>&1 ||
+	fail "ping $GW through the full tunnel: $(oneline "$(cat "$T/ping-full.log")")"
+in_c ip route get "$P_CLIENT" mark 51820 | grep -q "dev proxy0" ||
+	fail "marked packets to the proxy do not leave by proxy0: $(in_c ip route get "$P_CLIENT" mark 51820)"
+in_c ip route get 192.0.2.1 | grep -q "dev $IF" ||
+	fail "the default route is not the tunnel: $(in_c ip route get 192.0.2.1)"
+! grep -q "a WireGuard interface" "$T/up.log" || fail "the marked shim still warns: $(grep -m1 'WireGuard interface' "$T/up.log")"
+in_c env PATH="$WGWS_BUILD:$PATH" wg-quick down "$CONF" >"$T/down.log" 2>&1 ||
+	fail "wg-quick down failed: $(oneline "$(tail -5 "$T/down.log")")"
+[ -z "$(shims)" ] && [ ! -e "$PIDFILE" ] || fail "after down: shims '$(shims)', pid file $(ls "$PIDFILE" 2>&1)"
+# squid logs a CONNECT when it ends: the shim's, at wg-quick down.
+connected() { [ $(($(grep -c CONNECT "$SQUID_DIR/access.log" || true) - connects0)) -ge 1 ]; }
+wait_for 5 connected || fail "squid logged no CONNECT for the full tunnel"
+connects=$(($(grep -c CONNECT "$SQUID_DIR/access.log" || true) - connects0))
+ok "full tunnel through the proxy ($connects CONNECT at squid): ping answered; everything else routes into $IF; down leaves nothing"
 echo "PASS test_wgquick"
