@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,7 +259,6 @@ static const char *target_host(const struct session *s)
 	return c->proxy.set ? c->proxy.host : c->relay.host;
 }
 
-/* Connect to the next resolved address. Returns 0 or -1 after session_fail(). */
 /* Whether a WireGuard interface carries the route to addr (with mark, as the connection
  * would be sent): then the connection would travel inside the tunnel it carries, the usual
  * story of a full tunnel (AllowedIPs = 0.0.0.0/0) without --fwmark. The kernel's route
@@ -316,7 +316,9 @@ static bool route_via_wireguard(const struct sockaddr_storage *addr, socklen_t l
 	return found;
 }
 
-static int conn_try_next(struct session *s)
+/* Start the attempt at the next address. Returns 1 when one is in flight (or connected
+ * at once: then s->fd is set and no attempt is), 0 when no address is left to try. */
+static int attempt_start(struct session *s)
 {
 	static const int one = 1, user_timeout = SHIM_TCP_USER_TIMEOUT_MS;
 	static struct log_ratelimit rl_mark = LOG_RATELIMIT_DEFAULT;
@@ -326,6 +328,7 @@ static int conn_try_next(struct session *s)
 
 	while (s->addr_idx < s->naddrs) {
 		unsigned i = s->addr_idx++;
+		struct epoll_event ev = { .events = EPOLLOUT };
 		int fd = socket(s->addrs[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				0);
 
@@ -337,7 +340,7 @@ static int conn_try_next(struct session *s)
 		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
 				 sizeof(user_timeout));
-		/* shim_open checked that SO_MARK is allowed. */
+		/* main.c checked at start that SO_MARK is allowed. */
 		if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
 			log_rl(&rl_mark, LOG_LEVEL_WARN, true, "%s: --fwmark", s->name);
 		if (route_via_wireguard(&s->addrs[i], s->addr_lens[i], mark, ifname))
@@ -349,42 +352,116 @@ static int conn_try_next(struct session *s)
 			       s->sh->conf->proxy.set ? "the proxy at " : "the relay at ",
 			       addr_format((struct sockaddr *)&s->addrs[i], a), ifname,
 			       mark ? ", not the mark it has now" : "");
-		s->fd = fd;
-		s->ev_mask = 0;
+		log_debug("%s: connecting to %s", s->name,
+			  addr_format((struct sockaddr *)&s->addrs[i], a));
 		if (connect(fd, (struct sockaddr *)&s->addrs[i], s->addr_lens[i]) == 0) {
-			set_events(s, EPOLLIN);
-			return on_tcp_connected(s);
+			connect_abort(s);
+			s->fd = fd;
+			s->ev_mask = 0;
+			return 1;
 		}
-		if (errno == EINPROGRESS) {
-			s->state = S_CONNECTING;
-			set_events(s, EPOLLOUT);
-			return 0;
+		if (errno != EINPROGRESS) {
+			s->last_errno = errno;
+			close(fd);
+			continue;
 		}
-		s->last_errno = errno;
-		close(fd);
-		s->fd = -1;
+		ev.data.u64 = (uint64_t)s->gen << 32 | (s->slot + TAG_SESSION);
+		if (epoll_ctl(s->sh->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			fatal("epoll_ctl");
+		s->afd[i] = fd;
+		s->nafd++;
+		s->next_attempt = s->addr_idx < s->naddrs ? s->sh->now + SHIM_HE_DELAY_MS : 0;
+		if (s->next_attempt)
+			deadline_hint(s);
+		return 1;
 	}
+	s->next_attempt = 0;
+	return 0;
+}
+
+void connect_abort(struct session *s)
+{
+	for (unsigned i = 0; i < SHIM_MAX_ADDRS; i++) {
+		if (s->afd[i] >= 0) {
+			close(s->afd[i]);
+			s->afd[i] = -1;
+		}
+	}
+	s->nafd = 0;
+	s->next_attempt = 0;
+}
+
+/* After an attempt ended or started: go on, or give up when none is left. Returns 0 or -1
+ * after session_fail(). */
+static int attempts_continue(struct session *s)
+{
+	if (s->fd >= 0) {
+		set_events(s, EPOLLIN);
+		return on_tcp_connected(s);
+	}
+	if (s->nafd)
+		return 0;
+	/* RFC 8305 §5: an attempt that failed lets the next one start at once. */
+	if (attempt_start(s))
+		return attempts_continue(s);
 	return session_fail(s, "cannot connect to %s%s: %s", s->sh->conf->proxy.set ? "proxy " : "",
 			    target_host(s), strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
 }
 
+/* Happy Eyeballs (RFC 8305): the addresses are tried in the resolver's order, families
+ * interleaved, each SHIM_HE_DELAY_MS after the previous one started while that one still
+ * waits; the first to connect is kept and the others are closed. An address that drops
+ * packets silently (IPv6 on many hotel and office networks) costs 250 ms, not the set-up's
+ * deadline. */
+static int conn_start(struct session *s)
+{
+	s->state = S_CONNECTING;
+	s->addr_idx = 0;
+	s->last_errno = 0;
+	connect_abort(s);
+	(void)attempt_start(s);
+	return attempts_continue(s);
+}
+
+void connect_tick(struct session *s)
+{
+	if (s->state != S_CONNECTING || !s->next_attempt || s->sh->now < s->next_attempt)
+		return;
+	(void)attempt_start(s);
+	(void)attempts_continue(s);
+}
+
 int tcp_check(struct session *s)
 {
-	int err = 0;
-	socklen_t len = sizeof(err);
 	char a[ADDR_STR_LEN];
 
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err == 0)
-		return on_tcp_connected(s);
-	log_debug("%s: connect to %s: %s", s->name,
-		  addr_format((struct sockaddr *)&s->addrs[s->addr_idx - 1], a), strerror(err));
-	s->last_errno = err;
-	close(s->fd);
-	s->fd = -1;
-	s->ev_mask = 0;
-	return conn_try_next(s);
+	for (unsigned i = 0; i < SHIM_MAX_ADDRS && s->fd < 0; i++) {
+		struct pollfd p = { .fd = s->afd[i], .events = POLLOUT };
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+			continue;
+		if (getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err == 0 && !(p.revents & (POLLERR | POLLHUP))) {
+			s->fd = p.fd;
+			s->afd[i] = -1;
+			s->nafd--;
+			s->ev_mask = EPOLLOUT; /* as attempt_start registered it */
+			connect_abort(s);
+			log_debug("%s: connected to %s", s->name,
+				  addr_format((struct sockaddr *)&s->addrs[i], a));
+			break;
+		}
+		log_debug("%s: connect to %s: %s", s->name,
+			  addr_format((struct sockaddr *)&s->addrs[i], a), strerror(err ? err : EIO));
+		s->last_errno = err ? err : EIO;
+		close(p.fd);
+		s->afd[i] = -1;
+		s->nafd--;
+	}
+	return attempts_continue(s);
 }
 
 static void resolve_notify(union sigval v)
@@ -408,7 +485,7 @@ static int resolve_start(struct session *s, const char *host, uint16_t port)
 		return session_fail(s, "cannot resolve %s: out of memory", host);
 	snprintf(r->host, sizeof(r->host), "%s", host);
 	snprintf(r->port, sizeof(r->port), "%u", (unsigned)port);
-	r->hints.ai_family = AF_UNSPEC;
+	r->hints.ai_family = sh->conf->family;
 	r->hints.ai_socktype = SOCK_STREAM;
 	r->hints.ai_flags = AI_NUMERICSERV;
 	r->cb.ar_name = r->host;
@@ -431,6 +508,38 @@ static int resolve_start(struct session *s, const char *host, uint16_t port)
 	return 0;
 }
 
+/* RFC 8305 §4: the resolver's order (RFC 6724), with the families alternating from the
+ * first one's: a family whose every address fails silently delays the other by one
+ * SHIM_HE_DELAY_MS at most. */
+static void interleave(struct session *s)
+{
+	struct sockaddr_storage a[SHIM_MAX_ADDRS];
+	socklen_t l[SHIM_MAX_ADDRS];
+	unsigned n = 0, take[2] = { 0, 0 };
+	int fam[2];
+
+	if (!s->naddrs)
+		return;
+	fam[0] = s->addrs[0].ss_family;
+	fam[1] = fam[0] == AF_INET ? AF_INET6 : AF_INET;
+	while (n < s->naddrs) {
+		unsigned before = n;
+
+		for (int f = 0; f < 2; f++) {
+			while (take[f] < s->naddrs && s->addrs[take[f]].ss_family != fam[f])
+				take[f]++;
+			if (take[f] < s->naddrs) {
+				a[n] = s->addrs[take[f]];
+				l[n++] = s->addr_lens[take[f]++];
+			}
+		}
+		if (n == before) /* neither family: cannot happen with SOCK_STREAM over IP */
+			return;
+	}
+	memcpy(s->addrs, a, sizeof(a[0]) * n);
+	memcpy(s->addr_lens, l, sizeof(l[0]) * n);
+}
+
 static void on_resolved(struct session *s, struct resolve *r, int rc)
 {
 	if (rc != 0) {
@@ -446,9 +555,8 @@ static void on_resolved(struct session *s, struct resolve *r, int rc)
 		s->addr_lens[s->naddrs++] = ai->ai_addrlen;
 	}
 	log_debug("%s: %s resolved to %u address(es)", s->name, r->host, s->naddrs);
-	s->addr_idx = 0;
-	s->last_errno = 0;
-	(void)conn_try_next(s);
+	interleave(s);
+	(void)conn_start(s);
 }
 
 void shim_on_resolver(struct shim *sh)
@@ -504,8 +612,14 @@ void session_connect(struct session *s)
 			v6->sin6_port = htons(port);
 			s->addr_lens[0] = sizeof(*v6);
 		}
+		if (c->family && s->addrs[0].ss_family != c->family) {
+			(void)session_fail(s, "%s: %s is not an %s address", c->family == AF_INET ?
+					   "--ipv4" : "--ipv6", host, c->family == AF_INET ?
+					   "IPv4" : "IPv6");
+			return;
+		}
 		s->naddrs = 1;
-		(void)conn_try_next(s);
+		(void)conn_start(s);
 		return;
 	}
 	(void)resolve_start(s, host, port);

@@ -49,6 +49,8 @@ static const struct option longopts[] = {
 	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 	{ "fwmark", required_argument, NULL, OPT_FWMARK },
+	{ "ipv4", no_argument, NULL, '4' },
+	{ "ipv6", no_argument, NULL, '6' },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "background", required_argument, NULL, OPT_BACKGROUND },
@@ -59,7 +61,7 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const char shortopts[] = "c:vh";
+static const char shortopts[] = "c:vh46";
 
 /* Where the settings come from while parsing: the file first, then the command line. */
 struct parse_state {
@@ -98,6 +100,10 @@ static void usage(FILE *f)
 		"                         (silence is then normal; TCP's own timeouts remain)\n"
 		"  --max-sessions N       local sources served at once (default 64); the least\n"
 		"                         recently active is evicted beyond that\n"
+		"  -4, --ipv4, -6, --ipv6 reach the relay (or the proxy) over IPv4 (IPv6) only; by\n"
+		"                         default every address of the name is tried, both\n"
+		"                         families alternating, each 250 ms after the previous\n"
+		"                         one while that one still waits (Happy Eyeballs)\n"
 		"  --fwmark N             mark the connections to the relay or proxy (SO_MARK;\n"
 		"                         decimal or 0x hex; needs CAP_NET_ADMIN) so that they\n"
 		"                         bypass a full tunnel (AllowedIPs = 0.0.0.0/0): wg-quick\n"
@@ -136,7 +142,8 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 	unsigned long n;
 	bool b = true;
 
-	if ((opt == OPT_INSECURE || opt == OPT_NO_PROXY) && value && conf_parse_bool(value, &b) < 0) {
+	if ((opt == OPT_INSECURE || opt == OPT_NO_PROXY || opt == '4' || opt == '6') && value &&
+	    conf_parse_bool(value, &b) < 0) {
 		snprintf(err, SHIM_ERR_LEN, "--%s: expected yes or no, got '%s'", opt_name(opt),
 			 value);
 		return -EINVAL;
@@ -214,6 +221,20 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 		}
 		c->keepalive_s = (unsigned)n;
 		return 0;
+	case '4':
+	case '6': {
+		int fam = opt == '4' ? AF_INET : AF_INET6;
+
+		if (b && c->family && c->family != fam) {
+			snprintf(err, SHIM_ERR_LEN, "--ipv4 and --ipv6 exclude each other");
+			return -EINVAL;
+		}
+		if (b)
+			c->family = fam;
+		else if (c->family == fam)
+			c->family = AF_UNSPEC;
+		return 0;
+	}
 	case OPT_FWMARK: {
 		char *end;
 
@@ -246,7 +267,7 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 {
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
 					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
-					 OPT_FWMARK };
+					 OPT_FWMARK, '4', '6' };
 	char msg[SHIM_ERR_LEN];
 
 	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
@@ -382,6 +403,20 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		return -EINVAL;
 	}
 	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
+	if (c->family) {
+		/* The address the shim connects to: the proxy's when there is one. */
+		bool ip = c->proxy.set ? c->proxy.host_is_ip : c->relay.host_is_ip;
+		bool v6 = c->proxy.set ? c->proxy.host_is_v6 : c->relay.host_is_v6;
+
+		if (ip && v6 != (c->family == AF_INET6)) {
+			snprintf(err, SHIM_ERR_LEN, "%s: the %s's address %.64s is not %s",
+				 c->family == AF_INET ? "--ipv4" : "--ipv6",
+				 c->proxy.set ? "proxy" : "relay",
+				 c->proxy.set ? c->proxy.host : c->relay.host,
+				 c->family == AF_INET ? "IPv4" : "IPv6");
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 

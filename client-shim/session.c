@@ -93,6 +93,7 @@ static void conn_teardown(struct session *s)
 		close(s->fd);
 		s->fd = -1;
 	}
+	connect_abort(s);
 	s->ev_mask = 0;
 	/* The CONNECT request (with Proxy-Authorization) may still be in the buffer. */
 	OPENSSL_cleanse(s->out, s->out_len);
@@ -209,6 +210,8 @@ static uint64_t session_deadline(const struct session *s)
 			d = s->open_at + SHIM_HEALTHY_MS;
 		return d;
 	default:
+		if (s->next_attempt && s->next_attempt < s->phase_deadline)
+			return s->next_attempt;
 		return s->phase_deadline;
 	}
 }
@@ -249,9 +252,12 @@ static void session_tick(struct session *s)
 		}
 		return;
 	default:
-		if (now >= s->phase_deadline)
+		if (now >= s->phase_deadline) {
 			session_fail(s, "connection set-up timed out after %u s (%s)",
 				     SHIM_CONNECT_TIMEOUT_MS / 1000, state_names[s->state]);
+			return;
+		}
+		connect_tick(s);
 		return;
 	}
 }
@@ -294,6 +300,8 @@ struct session *session_new(struct shim *sh, const struct sockaddr_storage *src,
 	s->slot = slot;
 	s->gen = ++sh->gen;
 	s->fd = -1;
+	for (unsigned i = 0; i < SHIM_MAX_ADDRS; i++)
+		s->afd[i] = -1;
 	memcpy(&s->src, src, len);
 	s->src_len = len;
 	addr_format((const struct sockaddr *)src, s->name);

@@ -59,6 +59,9 @@ enum {
 	SHIM_QUEUE_PKTS = 16,           /* datagrams held while not OPEN */
 	SHIM_QUEUE_BYTES = 32768,
 	SHIM_MAX_ADDRS = 8,
+	/* RFC 8305's Connection Attempt Delay: the next address gets its attempt this long
+	 * after the previous one started, while that one still waits (both go on) */
+	SHIM_HE_DELAY_MS = 250,
 	SHIM_CONNECT_TIMEOUT_MS = 10000, /* resolve + TCP + proxy + TLS + upgrade */
 	SHIM_HEALTHY_MS = 60000,        /* an OPEN this long resets the back-off */
 	SHIM_IDLE_MS = 180000,          /* a failed session without local traffic is closed */
@@ -108,7 +111,10 @@ struct session {
 	struct resolve *res;
 	struct sockaddr_storage addrs[SHIM_MAX_ADDRS];
 	socklen_t addr_lens[SHIM_MAX_ADDRS];
-	unsigned naddrs, addr_idx;
+	unsigned naddrs, addr_idx;     /* addr_idx: the next address to try */
+	int afd[SHIM_MAX_ADDRS];       /* CONNECTING: the attempts in flight, -1 elsewhere */
+	unsigned nafd;
+	uint64_t next_attempt;         /* CONNECTING: when the next address starts (0: none) */
 	int last_errno;
 	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
 	unsigned attempts;
@@ -189,6 +195,10 @@ int proxy_io(struct session *s);
 int tcp_check(struct session *s);
 void shim_on_resolver(struct shim *sh);
 void session_connect(struct session *s);
+/* CONNECTING: start the next address's attempt when its time has come (session_tick). */
+void connect_tick(struct session *s);
+/* Close the attempts still in flight (conn_teardown). */
+void connect_abort(struct session *s);
 
 /* ---- stream.c: the open stream ------------------------------------------------------------- */
 

@@ -208,6 +208,7 @@ struct shim_conf {
 	unsigned keepalive_s;
 	unsigned max_sessions;
 	uint32_t fwmark; /* SO_MARK on the connections to the relay or proxy; 0: none */
+	int family;      /* AF_INET (-4), AF_INET6 (-6) or AF_UNSPEC */
 };
 
 struct shim;

@@ -111,6 +111,12 @@ expect_err "shim: --fwmark 0" "--fwmark: '0' is not a mark from 1 to 4294967295"
 expect_err "shim: --fwmark 2^32" "--fwmark: '4294967296' is not a mark" \
 	"$S" -c "$T/shim.conf" --fwmark 4294967296 --check-config
 
+expect_err "shim: -4 and -6" "--ipv4 and --ipv6 exclude each other" "$S" -c "$T/shim.conf" -4 -6 \
+	--check-config
+expect_err "shim: -4 with an IPv6 relay" "--ipv4: the relay's address ::1 is not IPv4" \
+	"$S" --relay "wss://[::1]/wg" --no-proxy -4 --check-config
+expect_ok "shim: Ipv6 = yes in the file, -6 again" sh -c "printf 'Ipv6 = yes\n' | cat '$T/shim.conf' - >'$T/shim6.conf' && '$S' -c '$T/shim6.conf' -6 --check-config"
+
 # wgws-shim --background / --stop (wg-quick's PreUp / PostDown; the run itself: test_wgquick).
 expect_err "shim: --stop with another option" "--stop PIDFILE takes no other option" \
 	"$S" --stop "$T/x.pid" --relay wss://gw.example.com/wg
