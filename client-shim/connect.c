@@ -28,14 +28,16 @@
 static void on_open(struct session *s, size_t leftover)
 {
 	const struct shim_conf *c = s->sh->conf;
-	char q[32];
+	char q[32], via[ADDR_HOST_MAX + 32];
 
 	s->state = S_OPEN;
+	s->sh->relay_cur = s->relay; /* new connections go first where this one went */
+	s->relays_failed = 0;
 	s->open_at = s->last_rx = s->sh->now;
 	s->next_ping = s->sh->now + (uint64_t)c->keepalive_s * 1000;
 	deadline_hint(s);
-	log_info("%s: connected to relay %s (%s, %s)", s->name, c->relay_str, s->sh->via,
-		 SSL_get_version(s->ssl));
+	log_info("%s: connected to relay %s (%s, %s)", s->name, c->relay_strs[s->relay],
+		 session_via(s, via, sizeof(via)), SSL_get_version(s->ssl));
 	if (s->q_len) {
 		snprintf(q, sizeof(q), "%u", s->q_pkts);
 		if (ws_send(s, WS_OP_BINARY, s->q, s->q_len) == 0) {
@@ -105,7 +107,7 @@ static int upgrade_start(struct session *s)
 
 	if (ws_new_key(s->key) < 0)
 		return session_fail(s, "no randomness for Sec-WebSocket-Key");
-	n = ws_build_upgrade((char *)s->out, SHIM_OUT_CAP, &s->sh->conf->relay, s->key);
+	n = ws_build_upgrade((char *)s->out, SHIM_OUT_CAP, session_relay(s), s->key);
 	if (n < 0)
 		return session_fail(s, "upgrade request too long");
 	s->out_off = 0;
@@ -160,7 +162,7 @@ static int tls_start(struct session *s)
 {
 	if (s->sh->conf->insecure)
 		log_warnx("%s: --insecure: NOT verifying the relay's certificate", s->name);
-	s->ssl = tls_new(s->sh->ctx, s->fd, &s->sh->conf->relay, s->sh->verify);
+	s->ssl = tls_new(s->sh->ctx, s->fd, session_relay(s), s->sh->verify);
 	if (!s->ssl)
 		return session_fail(s, "cannot create a TLS session");
 	s->state = S_TLS;
@@ -214,16 +216,18 @@ int proxy_io(struct session *s)
 	if (code / 100 != 2)
 		return session_fail(s, "proxy refused CONNECT: %s", why);
 	s->in_len = 0;
-	log_debug("%s: proxy CONNECT %s: %s", s->name, s->sh->target, why);
+	log_debug("%s: proxy CONNECT to %s: %s", s->name, s->sh->conf->relay_strs[s->relay], why);
 	return tls_start(s);
 }
 
 static int proxy_start(struct session *s)
 {
 	const struct shim_proxy *p = &s->sh->conf->proxy;
-	char auth[SHIM_CRED_MAX * 4 / 3 + 8] = "";
+	const struct shim_url *r = session_relay(s);
+	char auth[SHIM_CRED_MAX * 4 / 3 + 8] = "", target[ADDR_HOST_MAX + 16];
 	int n;
 
+	url_format_hostport(r->host, r->host_is_v6, r->port, target, sizeof(target));
 	if (p->cred[0])
 		EVP_EncodeBlock((unsigned char *)auth, (const unsigned char *)p->cred,
 				(int)strlen(p->cred));
@@ -233,7 +237,7 @@ static int proxy_start(struct session *s)
 		     "%s%s%s"
 		     "User-Agent: wgws-shim/" WGWS_VERSION "\r\n"
 		     "\r\n",
-		     s->sh->target, s->sh->target, auth[0] ? "Proxy-Authorization: Basic " : "",
+		     target, target, auth[0] ? "Proxy-Authorization: Basic " : "",
 		     auth, auth[0] ? "\r\n" : "");
 	OPENSSL_cleanse(auth, sizeof(auth));
 	if (n < 0 || n >= SHIM_OUT_CAP)
@@ -247,7 +251,7 @@ static int proxy_start(struct session *s)
 
 static int on_tcp_connected(struct session *s)
 {
-	if (s->sh->conf->proxy.set)
+	if (session_proxied(s))
 		return proxy_start(s);
 	return tls_start(s);
 }
@@ -256,7 +260,7 @@ static const char *target_host(const struct session *s)
 {
 	const struct shim_conf *c = s->sh->conf;
 
-	return c->proxy.set ? c->proxy.host : c->relay.host;
+	return session_proxied(s) ? c->proxy.host : c->relays[s->relay].host;
 }
 
 /* Whether a WireGuard interface carries the route to addr (with mark, as the connection
@@ -349,7 +353,7 @@ static int attempt_start(struct session *s)
 			       "this connection would travel inside the tunnel it carries (a full "
 			       "tunnel?). Give --fwmark the interface's FwMark (wg-quick's is "
 			       "51820 unless the file sets one)%s", s->name,
-			       s->sh->conf->proxy.set ? "the proxy at " : "the relay at ",
+			       session_proxied(s) ? "the proxy at " : "the relay at ",
 			       addr_format((struct sockaddr *)&s->addrs[i], a), ifname,
 			       mark ? ", not the mark it has now" : "");
 		log_debug("%s: connecting to %s", s->name,
@@ -404,7 +408,7 @@ static int attempts_continue(struct session *s)
 	/* RFC 8305 §5: an attempt that failed lets the next one start at once. */
 	if (attempt_start(s))
 		return attempts_continue(s);
-	return session_fail(s, "cannot connect to %s%s: %s", s->sh->conf->proxy.set ? "proxy " : "",
+	return session_fail(s, "cannot connect to %s%s: %s", session_proxied(s) ? "proxy " : "",
 			    target_host(s), strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
 }
 
@@ -588,9 +592,16 @@ void shim_on_resolver(struct shim *sh)
 void session_connect(struct session *s)
 {
 	const struct shim_conf *c = s->sh->conf;
-	const char *host = target_host(s);
-	uint16_t port = c->proxy.set ? c->proxy.port : c->relay.port;
-	bool is_ip = c->proxy.set ? c->proxy.host_is_ip : c->relay.host_is_ip;
+	const char *host;
+	uint16_t port;
+	bool is_ip;
+
+	s->relay = s->sh->relay_cur;
+	if (s->relays_failed) /* the last set-up failed: the next relay, at once */
+		s->relay = (s->relay + s->relays_failed) % c->nrelays;
+	host = target_host(s);
+	port = session_proxied(s) ? c->proxy.port : c->relays[s->relay].port;
+	is_ip = session_proxied(s) ? c->proxy.host_is_ip : c->relays[s->relay].host_is_ip;
 
 	s->state = S_RESOLVING;
 	s->phase_deadline = s->sh->now + SHIM_CONNECT_TIMEOUT_MS;

@@ -68,6 +68,7 @@ struct parse_state {
 	struct shim_conf *conf;
 	bool from_cli;
 	bool pins_from_file;
+	bool relays_from_file;
 	const char *proxy_arg; /* --proxy as given (kept until the end to honour --no-proxy) */
 	char proxy_buf[1024];
 };
@@ -84,7 +85,9 @@ static void usage(FILE *f)
 		"  --listen IP:PORT       local UDP address for WireGuard's Endpoint\n"
 		"                         (numeric, IPv4 or [IPv6]; default 127.0.0.1:51820)\n"
 		"  --relay URL            wss://HOST[:PORT]/PATH (required; port 443 and path /wg\n"
-		"                         by default; ws:// is refused)\n"
+		"                         by default; ws:// is refused). May be repeated: when a\n"
+		"                         relay cannot be reached the next one is tried at once,\n"
+		"                         and the one that works is kept\n"
 		"  --ca FILE              verify the relay against these CAs instead of the system's\n"
 		"  --pin sha256//BASE64   accept the relay only with this public key (curl's\n"
 		"                         --pinnedpubkey format); the chain is then not verified.\n"
@@ -158,16 +161,25 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 		snprintf(c->listen_str, sizeof(c->listen_str), "%s", value);
 		return 0;
 	case 'r':
-		if (url_parse_relay(value, &c->relay, msg) < 0) {
+		if (ps->from_cli && ps->relays_from_file) {
+			c->nrelays = 0; /* the command line replaces the file's relays */
+			ps->relays_from_file = false;
+		}
+		if (c->nrelays == SHIM_RELAY_MAX) {
+			snprintf(err, SHIM_ERR_LEN, "--relay: at most %d relays", SHIM_RELAY_MAX);
+			return -EINVAL;
+		}
+		if (url_parse_relay(value, &c->relays[c->nrelays], msg) < 0) {
 			snprintf(err, SHIM_ERR_LEN, "--relay: %.240s", msg);
 			return -EINVAL;
 		}
-		if (strlen(value) >= sizeof(c->relay_str)) {
+		if (strlen(value) >= sizeof(c->relay_strs[0])) {
 			snprintf(err, SHIM_ERR_LEN, "--relay: URL too long");
 			return -EINVAL;
 		}
-		snprintf(c->relay_str, sizeof(c->relay_str), "%s", value);
-		c->relay_set = true;
+		snprintf(c->relay_strs[c->nrelays++], sizeof(c->relay_strs[0]), "%s", value);
+		if (!ps->from_cli)
+			ps->relays_from_file = true;
 		return 0;
 	case OPT_CA:
 		if (strlen(value) >= sizeof(c->ca_file)) {
@@ -283,12 +295,13 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 	return -EINVAL;
 }
 
-/* The proxy from the environment, unless no_proxy excludes the relay's host. */
+/* The proxy from the environment, for the relays whose host no_proxy does not match. */
 static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
 {
 	static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy" };
 	const char *np = getenv("no_proxy");
 	char msg[SHIM_ERR_LEN];
+	unsigned direct = 0;
 
 	if (!np || !*np)
 		np = getenv("NO_PROXY");
@@ -297,10 +310,16 @@ static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
 
 		if (!v || !*v)
 			continue;
-		if (np && url_no_proxy_matches(np, c->relay.host)) {
-			log_debug("%s set, but no_proxy matches %s: direct", vars[i], c->relay.host);
-			return 0;
+		for (unsigned r = 0; r < c->nrelays; r++) {
+			c->relay_direct[r] = np && url_no_proxy_matches(np, c->relays[r].host);
+			if (c->relay_direct[r]) {
+				log_debug("%s set, but no_proxy matches %s: direct", vars[i],
+					  c->relays[r].host);
+				direct++;
+			}
 		}
+		if (direct == c->nrelays)
+			return 0;
 		if (url_parse_proxy(v, true, &c->proxy, msg) < 0) {
 			snprintf(err, SHIM_ERR_LEN, "environment %s: %.220s", vars[i], msg);
 			return -EINVAL;
@@ -380,7 +399,7 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		}
 	}
 
-	if (!c->relay_set) {
+	if (!c->nrelays) {
 		snprintf(err, SHIM_ERR_LEN, "--relay is required (wss://HOST[:PORT]/PATH)");
 		return -EINVAL;
 	}
@@ -403,16 +422,20 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		return -EINVAL;
 	}
 	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
-	if (c->family) {
-		/* The address the shim connects to: the proxy's when there is one. */
-		bool ip = c->proxy.set ? c->proxy.host_is_ip : c->relay.host_is_ip;
-		bool v6 = c->proxy.set ? c->proxy.host_is_v6 : c->relay.host_is_v6;
+	/* The addresses the shim connects to: the proxy's, and the relays reached directly. */
+	for (unsigned r = 0; c->family && r <= c->nrelays; r++) {
+		bool proxy = r == c->nrelays;
+		bool ip, v6;
 
+		if (proxy ? !c->proxy.set : c->proxy.set && !c->relay_direct[r])
+			continue;
+		ip = proxy ? c->proxy.host_is_ip : c->relays[r].host_is_ip;
+		v6 = proxy ? c->proxy.host_is_v6 : c->relays[r].host_is_v6;
 		if (ip && v6 != (c->family == AF_INET6)) {
 			snprintf(err, SHIM_ERR_LEN, "%s: the %s's address %.64s is not %s",
 				 c->family == AF_INET ? "--ipv4" : "--ipv6",
-				 c->proxy.set ? "proxy" : "relay",
-				 c->proxy.set ? c->proxy.host : c->relay.host,
+				 proxy ? "proxy" : "relay",
+				 proxy ? c->proxy.host : c->relays[r].host,
 				 c->family == AF_INET ? "IPv4" : "IPv6");
 			return -EINVAL;
 		}

@@ -140,6 +140,7 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 {
 	struct shim *sh = s->sh;
 	char why[SHIM_ERR_LEN];
+	bool setup = s->state != S_OPEN;
 	uint64_t delay;
 	va_list ap;
 
@@ -153,6 +154,18 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 		session_free(s);
 		return -1;
 	}
+	/* Several relays: one that cannot be reached (or refuses us) gives way to the next at
+	 * once; when every one has failed in a row, the back-off. */
+	if (setup && sh->conf->nrelays > 1 && ++s->relays_failed < sh->conf->nrelays) {
+		unsigned next = (sh->relay_cur + s->relays_failed) % sh->conf->nrelays;
+
+		s->state = S_BACKOFF;
+		s->retry_at = sh->now;
+		deadline_hint(s);
+		log_warnx("%s: %s; trying relay %s", s->name, why, sh->conf->relay_strs[next]);
+		return -1;
+	}
+	s->relays_failed = 0;
 	s->attempts++;
 	delay = shim_backoff_ms(s->attempts, prng_next(sh));
 	s->state = S_BACKOFF;
@@ -309,7 +322,8 @@ struct session *session_new(struct shim *sh, const struct sockaddr_storage *src,
 	sh->slots[slot] = s;
 	sh->nsess++;
 	conn_teardown(s); /* initialises the parser and the decoder */
-	log_info("%s: new local source, connecting to %s", s->name, sh->conf->relay_str);
+	log_info("%s: new local source, connecting to %s", s->name,
+		 sh->conf->relay_strs[sh->relay_cur]);
 	return s;
 }
 
@@ -344,17 +358,6 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 	sh->verify = !conf->insecure && conf->npins == 0;
 	sh->epfd = sh->udp_fd = sh->sig_fd = sh->res_fd = -1;
 	sh->now = now_ms();
-	url_format_hostport(conf->relay.host, conf->relay.host_is_v6, conf->relay.port,
-			    sh->target, sizeof(sh->target));
-	if (conf->proxy.set) {
-		char hp[ADDR_HOST_MAX + 16];
-
-		snprintf(sh->via, sizeof(sh->via), "via proxy %s",
-			 url_format_hostport(conf->proxy.host, conf->proxy.host_is_v6,
-					     conf->proxy.port, hp, sizeof(hp)));
-	} else {
-		snprintf(sh->via, sizeof(sh->via), "direct");
-	}
 	if (RAND_bytes((unsigned char *)&sh->prng, sizeof(sh->prng)) != 1 || !sh->prng)
 		sh->prng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() ^ sh->now;
 	sh->slots = calloc(conf->max_sessions, sizeof(*sh->slots));
@@ -434,12 +437,33 @@ static void shim_shutdown(struct shim *sh)
 	log_info("shutting down, %u open session(s) closed", closed);
 }
 
+const char *session_via(const struct session *s, char *buf, size_t len)
+{
+	const struct shim_proxy *p = &s->sh->conf->proxy;
+	char hp[ADDR_HOST_MAX + 16];
+
+	if (!session_proxied(s))
+		return "direct";
+	snprintf(buf, len, "via proxy %s",
+		 url_format_hostport(p->host, p->host_is_v6, p->port, hp, sizeof(hp)));
+	return buf;
+}
+
 int shim_run(struct shim *sh)
 {
 	struct epoll_event evs[64];
+	const struct shim_conf *c = sh->conf;
 
-	log_info("listening on %s for WireGuard, relay %s (%s)", sh->conf->listen_str,
-		 sh->conf->relay_str, sh->via);
+	for (unsigned r = 0; r < c->nrelays; r++) {
+		bool proxied = c->proxy.set && !c->relay_direct[r];
+		char hp[ADDR_HOST_MAX + 16];
+
+		log_info("listening on %s for WireGuard, relay %s (%s%s)%s", c->listen_str,
+			 c->relay_strs[r], proxied ? "via proxy " : "direct",
+			 proxied ? url_format_hostport(c->proxy.host, c->proxy.host_is_v6,
+						       c->proxy.port, hp, sizeof(hp)) : "",
+			 c->nrelays > 1 ? (r ? ", then" : ", first") : "");
+	}
 	while (!sh->stop) {
 		uint64_t next;
 		bool ready;

@@ -118,6 +118,8 @@ struct session {
 	int last_errno;
 	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
 	unsigned attempts;
+	unsigned relay;          /* the relay (conf->relays) this connection goes to */
+	unsigned relays_failed;  /* relays that failed in a row, at set-up, since the last OPEN */
 	bool want_write;
 	bool rx_ready;                  /* more to read (budget spent or bytes inside OpenSSL) */
 	char key[WS_KEY_LEN + 1];
@@ -156,8 +158,7 @@ struct shim {
 	uint64_t next_due;
 	bool rx_ready_any; /* some session stopped reading on its budget (session_read) */
 	bool stop;
-	char target[ADDR_HOST_MAX + 16]; /* "host:port" of the relay, for CONNECT */
-	char via[ADDR_HOST_MAX + 32];    /* "direct" or "via proxy host:port" */
+	unsigned relay_cur; /* the relay new connections go to first: the last one that worked */
 	/* recvmmsg batch */
 	uint8_t *rbuf;
 	struct mmsghdr rmsg[SHIM_BATCH];
@@ -216,5 +217,18 @@ void sendq_flush(struct shim *sh);
 void sendq_release(struct session *s, const uint8_t *p, size_t len);
 void sendq_add(struct session *s, const uint8_t *rec, size_t len);
 void shim_on_udp(struct shim *sh);
+
+/* The relay s connects to, whether through the proxy, and how, in words (for logs). */
+static inline const struct shim_url *session_relay(const struct session *s)
+{
+	return &s->sh->conf->relays[s->relay];
+}
+
+static inline bool session_proxied(const struct session *s)
+{
+	return s->sh->conf->proxy.set && !s->sh->conf->relay_direct[s->relay];
+}
+
+const char *session_via(const struct session *s, char *buf, size_t len);
 
 #endif

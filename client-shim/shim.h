@@ -29,6 +29,7 @@ enum {
 	SHIM_PIN_LEN = 32,        /* SHA-256 */
 	SHIM_PIN_B64_LEN = 44,    /* base64 of 32 bytes, with one '=' */
 	SHIM_PIN_MAX = 8,
+	SHIM_RELAY_MAX = 8,
 	SHIM_DEFAULT_KEEPALIVE_S = 15,
 	SHIM_DEFAULT_MAX_SESSIONS = 64,
 	SHIM_MAX_SESSIONS_LIMIT = 4096,
@@ -196,9 +197,11 @@ struct shim_conf {
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
 	char listen_str[ADDR_STR_LEN];
-	bool relay_set;
-	struct shim_url relay;
-	char relay_str[SHIM_PATH_MAX + ADDR_HOST_MAX + 16]; /* as given, for logs */
+	/* --relay, repeated: tried in turn when one fails; the one that works is kept */
+	struct shim_url relays[SHIM_RELAY_MAX];
+	char relay_strs[SHIM_RELAY_MAX][SHIM_PATH_MAX + ADDR_HOST_MAX + 16]; /* as given */
+	bool relay_direct[SHIM_RELAY_MAX]; /* no_proxy matches it: no proxy for this one */
+	unsigned nrelays;
 	char ca_file[4096];
 	uint8_t pins[SHIM_PIN_MAX][SHIM_PIN_LEN];
 	unsigned npins;

@@ -7,7 +7,9 @@
 # first (RFC 6724). The gateway drops every TCP segment to its IPv6 address's port 443.
 #  - the first ping through WireGuard (its handshake through the shim included) is answered
 #    within 1 s; the shim tried IPv6 first and connected over IPv4;
-#  - with -4 the shim never tries IPv6.
+#  - with -4 the shim never tries IPv6;
+#  - two relays (--relay twice) and the first killed during traffic: pings through WireGuard
+#    go through the second within 2 s.
 # Direct, no proxy: the client's UDP is blocked, TCP to the gateway is not.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -97,4 +99,25 @@ first_ping -4
 ! grep -q "connecting to \[" "$SHIM_LOG" || fail "with -4 the shim tried IPv6: $(grep -m1 'connecting to \[' "$SHIM_LOG")"
 grep -q "connected to $G_DIRECT:443" "$SHIM_LOG" || fail "with -4 the shim did not connect to $G_DIRECT"
 ok "with -4: no IPv6 attempt, connected to $G_DIRECT:443, first ping in $RTT_MS ms"
+stop_pid "$SHIM_PID"
+
+say "two relays (--relay twice), the first killed during traffic"
+spawn_ns "$NS_G" "$T/relay-b.log" "$WGWS_BUILD/wgws-relay" --listen "[::]:8443" --cert "$CERT" \
+	--key "$KEY" --metrics 127.0.0.1:9101
+RELAY_B=$SPAWNED
+wait_for 10 sh -c "ip netns exec $NS_G ss -Hltn 'sport = :8443' | grep -q ." ||
+	fail "the second relay does not listen on 8443"
+first_ping -4 --relay "wss://$GW_NAME:8443/wg"
+grep -q "connected to relay wss://$GW_NAME/wg " "$SHIM_LOG" || fail "the shim did not start on the first relay"
+t0=$(now_ms)
+stop_pid "$RELAY_PID" KILL 5
+RELAY_PID=""
+up_again() { in_c ping -n -q -c 1 -W 1 "$TUN_G" >/dev/null 2>&1; }
+wait_for 5 up_again || fail "no ping through WireGuard 5 s after the first relay was killed"
+ms=$(($(now_ms) - t0))
+[ "$ms" -lt 2000 ] || fail "traffic moved to the second relay only after $ms ms"
+grep -q "connected to relay wss://$GW_NAME:8443/wg " "$SHIM_LOG" ||
+	fail "the shim is not on the second relay: $(oneline "$(grep -E 'connected|trying' "$SHIM_LOG")")"
+ok "ping through WireGuard again $ms ms after the first relay was killed:" \
+	"$(grep -o 'trying relay [^ ]*' "$SHIM_LOG" | head -1), connected there"
 echo "PASS test_eyeballs"
