@@ -86,7 +86,8 @@ static const char usage_text[] =
 	"                          a local wgws-shim)\n"
 	"  --relay-url URL         the relay (wss://HOST[:PORT]/PATH): generated configs start\n"
 	"                          wgws-shim towards it from wg-quick's PreUp and stop it\n"
-	"                          in PostDown\n"
+	"                          in PostDown. Repeat it for every gateway's relay: the\n"
+	"                          shim tries them in turn (at most 8)\n"
 	"  --relay-pin sha256//BASE64  the relay's public key pin for those shims (wgws-shim\n"
 	"                          --pin; repeat while rotating keys); without it the shim\n"
 	"                          verifies the relay's certificate against the system CAs\n"
@@ -303,14 +304,20 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 	case OPT_RELAY_URL:
 		/* It goes into a PreUp line, which wg-quick runs with bash: only the characters
 		 * of a host, a port and a plain path. */
-		if (strncmp(v, "wss://", 6) || !v[6] || v[6] == '/' || strlen(v) > 512 ||
+		if (cfg->n_relay_urls == PROV_MAX_RELAYS) {
+			snprintf(err, CONF_ERR_LEN, "--relay-url: at most %d", PROV_MAX_RELAYS);
+			return -EINVAL;
+		}
+		if (strncmp(v, "wss://", 6) || !v[6] || v[6] == '/' ||
+		    strlen(v) > PROV_RELAY_URL_MAX ||
 		    v[strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 			       ".-_~:/[]%")]) {
 			snprintf(err, CONF_ERR_LEN, "--relay-url: '%s' is not wss://HOST[:PORT]/PATH "
 				 "(letters, digits and . - _ ~ : / [ ] %% only)", v);
 			return -EINVAL;
 		}
-		return set_str(&cfg->relay_url, v);
+		strcpy(cfg->relay_urls[cfg->n_relay_urls++], v);
+		return 0;
 	case OPT_RELAY_PIN: {
 		uint8_t raw[64];
 		size_t n;
@@ -411,7 +418,7 @@ static void read_token(struct prov_cfg *cfg)
 static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check_only)
 {
 	char err[CONF_ERR_LEN];
-	unsigned cli_pins = 0;
+	unsigned cli_pins = 0, cli_urls = 0;
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -463,6 +470,8 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			/* The command line's pins replace the file's (as wgws-shim's --pin). */
 			if (c == OPT_RELAY_PIN && !cli_pins++)
 				cfg->n_relay_pins = 0;
+			if (c == OPT_RELAY_URL && !cli_urls++)
+				cfg->n_relay_urls = 0;
 			if (set_option(cfg, c, optarg, err) < 0)
 				fatalx("%s", err);
 		}

@@ -187,13 +187,15 @@ char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 	    "\n# Each packet crosses the relay as one record of up to MTU + 32 bytes: keep it\n"
 	    "# within the relay's --max-record.\n"
 	    "MTU = %u\n", prov.cfg.client_mtu ? prov.cfg.client_mtu : PROV_DEFAULT_CLIENT_MTU);
-	if (prov.cfg.relay_url) {
+	if (prov.cfg.n_relay_urls) {
 		put(&buf, &len, &cap,
 		    "# wgws-shim carries this tunnel to the gateway over wss:// (HTTPS), for\n"
 		    "# networks that block UDP: wg-quick starts it first and stops it last. A\n"
 		    "# proxy comes from https_proxy (wgws-shim --help).\n"
-		    "PreUp = wgws-shim --background /run/wgws-shim-%%i.pid --listen %s --relay %s",
-		    prov.cfg.client_endpoint, prov.cfg.relay_url);
+		    "PreUp = wgws-shim --background /run/wgws-shim-%%i.pid --listen %s",
+		    prov.cfg.client_endpoint);
+		for (unsigned i = 0; i < prov.cfg.n_relay_urls; i++)
+			put(&buf, &len, &cap, " --relay %s", prov.cfg.relay_urls[i]);
 		for (unsigned i = 0; i < prov.cfg.n_relay_pins; i++)
 			put(&buf, &len, &cap, " --pin %s", prov.cfg.relay_pins[i]);
 		if (full)

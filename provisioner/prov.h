@@ -26,6 +26,8 @@ enum {
 	PROV_MAX_ALLOWED = 8,     /* allowed IPs per peer: its addresses plus a few routes */
 	PROV_NAME_MAX = 64,
 	PROV_MAX_PINS = 4,        /* --relay-pin, repeated while the relay's key rotates */
+	PROV_MAX_RELAYS = 8,      /* --relay-url, repeated (wgws-shim takes 8 --relay) */
+	PROV_RELAY_URL_MAX = 512,
 	PROV_DEFAULT_CLIENT_MTU = 1420, /* WireGuard's own default */
 	PROV_CLIENT_FWMARK = 51820, /* a full tunnel's FwMark (wg-quick's own default) */
 };
@@ -754,7 +756,10 @@ struct prov_cfg {
 	enum wgdev_kind backend;
 	char *uapi_dir;
 	char client_endpoint[64];       /* Endpoint in generated configs: the local shim */
-	char *relay_url;                /* for the shim command line in generated configs */
+	/* --relay-url, repeated: every gateway's relay, for the shim command line in generated
+	 * configs (the shim tries them in turn) */
+	char relay_urls[PROV_MAX_RELAYS][PROV_RELAY_URL_MAX + 1];
+	unsigned n_relay_urls;
 	char relay_pins[PROV_MAX_PINS][8 + 44 + 1]; /* sha256//BASE64, for that command line */
 	unsigned n_relay_pins;
 	unsigned client_mtu;            /* MTU in generated configs */

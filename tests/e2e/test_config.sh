@@ -96,6 +96,9 @@ expect_err "provisioner: JitBudget = 0" "jit4.conf:2: --jit-budget: '0' is not a
 expect_ok "provisioner: --relay-url, two --relay-pin, --client-mtu" "$P" serve -c "$T/prov.conf" \
 	--relay-url "wss://gw.example.com:8443/wg" --relay-pin "$PIN" \
 	--relay-pin "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" --client-mtu 1380 --check-config
+expect_err "provisioner: nine --relay-url" "--relay-url: at most 8" "$P" serve -c "$T/prov.conf" \
+	$(for i in 1 2 3 4 5 6 7 8 9; do printf -- '--relay-url wss://gw%s.example.com/wg ' "$i"; done) \
+	--check-config
 expect_err "provisioner: a shell character in --relay-url" "is not wss://HOST\[:PORT\]/PATH" \
 	"$P" serve -c "$T/prov.conf" --relay-url 'wss://gw.example.com/wg$(id)' --check-config
 expect_err "provisioner: --relay-url without a host" "is not wss://HOST" \

@@ -127,7 +127,7 @@ in_c ping -n -q -c 1 -W 2 "$P_CLIENT" >/dev/null || fail "the client cannot reac
 stop_pid "$PROV_PID"
 spawn_ns "$NS_G" "$T/prov2.log" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
 	--api "unix:$SOCK" --pool4 10.202.0.0/24 --relay-url "wss://$GW_NAME/wg" --relay-pin "$PIN" \
-	--client-allowed-ips 0.0.0.0/0
+	--relay-url "wss://$GW_NAME:8443/wg" --client-allowed-ips 0.0.0.0/0
 PROV_PID=$SPAWNED
 wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
 IF=wgf$$ CONF=$T/$IF.conf PIDFILE=/run/wgws-shim-$IF.pid
@@ -139,7 +139,9 @@ for want in "FwMark = 51820" "AllowedIPs = 0.0.0.0/0"; do
 done
 grep -q -- "^PreUp = wgws-shim .* --fwmark 51820$" "$CONF" ||
 	fail "the PreUp does not mark: $(grep PreUp "$CONF")"
-ok "the config has FwMark = 51820 and the PreUp's shim --fwmark 51820"
+grep -qF -- "--relay wss://$GW_NAME/wg --relay wss://$GW_NAME:8443/wg --pin" "$CONF" ||
+	fail "the PreUp does not name both relays, in order: $(grep PreUp "$CONF")"
+ok "the config has FwMark = 51820, the PreUp's shim --fwmark 51820 and both --relay-url, in order"
 
 # Without the mark, the shim's connection to the proxy would go into the tunnel: it says so
 # when it connects. (Without PersistentKeepalive, WireGuard first sends at the ping, once
