@@ -3,6 +3,7 @@
  * deadlines and idle end; the table of sessions by local source; and the event loop that
  * drives them, with the shim's public entry points (shim.h). */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ static void conn_teardown(struct session *s)
 	}
 	connect_abort(s);
 	s->ev_mask = 0;
+	s->probe_at = s->last_tx = 0;
 	/* The CONNECT request (with Proxy-Authorization) may still be in the buffer. */
 	OPENSSL_cleanse(s->out, s->out_len);
 	s->out_off = s->out_len = 0;
@@ -205,6 +207,99 @@ static void session_on_io(struct session *s, uint32_t events)
 }
 
 /* Deadline of s's next timer event. */
+/* Ask the relay whether the connection still works: a ping, whose answer (or any data)
+ * clears probe_at (stream.c); session_tick ends the connection if none comes in time. */
+static void probe(struct session *s, const char *why)
+{
+	if (s->state != S_OPEN || s->probe_at)
+		return;
+	s->probe_at = s->sh->now;
+	s->probe_why = why;
+	log_debug("%s: probing the connection: %s", s->name, why);
+	deadline_hint(s);
+	if (ws_send(s, WS_OP_PING, NULL, 0) == 0)
+		(void)session_flush(s);
+}
+
+/* As session_fail(), but the next attempt starts at once: the failure says nothing about
+ * the relay (the network changed under a connection), so no back-off. */
+static void __attribute__((format(printf, 2, 3))) reconnect_now(struct session *s,
+								 const char *fmt, ...)
+{
+	char why[SHIM_ERR_LEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	conn_teardown(s);
+	s->state = S_BACKOFF;
+	s->retry_at = s->sh->now;
+	s->attempts = 0;
+	s->relays_failed = 0;
+	deadline_hint(s);
+	log_warnx("%s: %s; reconnecting now", s->name, why);
+}
+
+/* Whether the address the connection's socket is bound to is still the host's. */
+static bool local_addr_present(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t len = sizeof(a);
+	struct ifaddrs *ifa0;
+	bool found = false;
+
+	if (getsockname(fd, (struct sockaddr *)&a, &len) < 0 || getifaddrs(&ifa0) < 0)
+		return true; /* cannot tell: the probe will */
+	for (struct ifaddrs *i = ifa0; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != a.ss_family)
+			continue;
+		if (a.ss_family == AF_INET)
+			found = !memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr,
+					&((struct sockaddr_in *)&a)->sin_addr, 4);
+		else if (a.ss_family == AF_INET6)
+			found = !memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+					&((struct sockaddr_in6 *)&a)->sin6_addr, 16);
+	}
+	freeifaddrs(ifa0);
+	return found;
+}
+
+/* The network changed (an address, a route, a link: another Wi-Fi, a NAT rebinding, a
+ * cable): a connection may be dead without a word, which TCP would find in ~30 s and the
+ * keepalive in 45. One whose local address is gone is replaced at once; the others are
+ * probed; sessions waiting in back-off try again now. */
+static void net_changed(struct shim *sh)
+{
+	log_debug("the network changed: looking at the connections");
+	for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
+		struct session *s = sh->slots[i];
+
+		if (!s)
+			continue;
+		switch (s->state) {
+		case S_BACKOFF:
+			s->retry_at = sh->now;
+			s->attempts = 0;
+			s->relays_failed = 0;
+			deadline_hint(s);
+			break;
+		case S_OPEN:
+			if (!local_addr_present(s->fd))
+				reconnect_now(s, "the network changed: the connection's address "
+						 "is gone");
+			else
+				probe(s, "the network changed");
+			break;
+		default:
+			if (s->fd >= 0 && !local_addr_present(s->fd))
+				reconnect_now(s, "the network changed during set-up: its address "
+						 "is gone");
+			break;
+		}
+	}
+}
+
 static uint64_t session_deadline(const struct session *s)
 {
 	const struct shim_conf *c = s->sh->conf;
@@ -221,6 +316,10 @@ static uint64_t session_deadline(const struct session *s)
 		}
 		if (s->attempts && s->open_at + SHIM_HEALTHY_MS < d)
 			d = s->open_at + SHIM_HEALTHY_MS;
+		if (s->probe_at && s->probe_at + SHIM_PROBE_MS < d)
+			d = s->probe_at + SHIM_PROBE_MS;
+		else if (!s->probe_at && s->last_tx > s->last_rx && s->last_rx + SHIM_STALL_MS < d)
+			d = s->last_rx + SHIM_STALL_MS;
 		return d;
 	default:
 		if (s->next_attempt && s->next_attempt < s->phase_deadline)
@@ -251,6 +350,13 @@ static void session_tick(struct session *s)
 	case S_OPEN:
 		if (s->attempts && now >= s->open_at + SHIM_HEALTHY_MS)
 			s->attempts = 0;
+		if (s->probe_at && now >= s->probe_at + SHIM_PROBE_MS) {
+			reconnect_now(s, "no answer from the relay within %u ms of a ping (%s)",
+				      SHIM_PROBE_MS, s->probe_why);
+			return;
+		}
+		if (!s->probe_at && s->last_tx > s->last_rx && now >= s->last_rx + SHIM_STALL_MS)
+			probe(s, "traffic out, nothing back for 3 s");
 		if (!c->keepalive_s)
 			return;
 		if (now >= s->last_rx + dead_ms(c)) {
@@ -356,7 +462,7 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 	sh->conf = conf;
 	sh->ctx = ctx;
 	sh->verify = !conf->insecure && conf->npins == 0;
-	sh->epfd = sh->udp_fd = sh->sig_fd = sh->res_fd = -1;
+	sh->epfd = sh->udp_fd = sh->sig_fd = sh->res_fd = sh->nl_fd = -1;
 	sh->now = now_ms();
 	if (RAND_bytes((unsigned char *)&sh->prng, sizeof(sh->prng)) != 1 || !sh->prng)
 		sh->prng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() ^ sh->now;
@@ -405,6 +511,16 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 	ev.data.u64 = TAG_RESOLVER;
 	if (epoll_ctl(sh->epfd, EPOLL_CTL_ADD, sh->res_fd, &ev) < 0)
 		goto out_errno;
+	if ((ret = netwatch_open()) < 0) {
+		errno = -ret;
+		log_warn("cannot watch the network for changes (rtnetlink): after one, a dead "
+			 "connection is found by its traffic or the keepalive");
+	} else {
+		sh->nl_fd = ret;
+		ev.data.u64 = TAG_NETLINK;
+		if (epoll_ctl(sh->epfd, EPOLL_CTL_ADD, sh->nl_fd, &ev) < 0)
+			goto out_errno;
+	}
 	*out = sh;
 	return 0;
 out_errno:
@@ -470,8 +586,12 @@ int shim_run(struct shim *sh)
 		int timeout, n;
 
 		sh->now = now_ms();
+		if (sh->net_due && sh->now >= sh->net_due) {
+			sh->net_due = 0;
+			net_changed(sh);
+		}
 		if (sh->now >= sh->next_due) {
-			next = UINT64_MAX;
+			next = sh->net_due ? sh->net_due : UINT64_MAX;
 			for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
 				struct session *s = sh->slots[i];
 
@@ -522,6 +642,13 @@ int shim_run(struct shim *sh)
 			case TAG_RESOLVER:
 				shim_on_resolver(sh);
 				continue;
+			case TAG_NETLINK:
+				if (netwatch_read(sh->nl_fd) > 0 && !sh->net_due) {
+					sh->net_due = sh->now + SHIM_NET_SETTLE_MS;
+					if (sh->net_due < sh->next_due)
+						sh->next_due = sh->net_due;
+				}
+				continue;
 			}
 			slot = (unsigned)(tag & 0xffffffff) - TAG_SESSION;
 			if (slot >= sh->conf->max_sessions)
@@ -569,6 +696,8 @@ void shim_close(struct shim *sh)
 		close(sh->sig_fd);
 	if (sh->res_fd >= 0)
 		close(sh->res_fd);
+	if (sh->nl_fd >= 0)
+		close(sh->nl_fd);
 	if (sh->epfd >= 0)
 		close(sh->epfd);
 	free(sh->rbuf);

@@ -63,6 +63,12 @@ enum {
 	 * after the previous one started, while that one still waits (both go on) */
 	SHIM_HE_DELAY_MS = 250,
 	SHIM_CONNECT_TIMEOUT_MS = 10000, /* resolve + TCP + proxy + TLS + upgrade */
+	/* A connection that carries traffic out and brings nothing back for SHIM_STALL_MS, or
+	 * any connection after the network changed, is asked (a WebSocket ping); without an
+	 * answer within SHIM_PROBE_MS it is dead: a new one at once, not TCP's 30 s. */
+	SHIM_STALL_MS = 3000,
+	SHIM_PROBE_MS = 1000,
+	SHIM_NET_SETTLE_MS = 100, /* changes this close together are looked at once */
 	SHIM_HEALTHY_MS = 60000,        /* an OPEN this long resets the back-off */
 	SHIM_IDLE_MS = 180000,          /* a failed session without local traffic is closed */
 	SHIM_DEAD_MIN_MS = 45000,
@@ -72,7 +78,7 @@ enum {
 	SHIM_UDP_BUF = 4 << 20,         /* SO_RCVBUF / SO_SNDBUF of the local UDP socket */
 };
 
-enum { TAG_UDP = 0, TAG_SIGNAL = 1, TAG_RESOLVER = 2, TAG_SESSION = 16 };
+enum { TAG_UDP = 0, TAG_SIGNAL = 1, TAG_RESOLVER = 2, TAG_NETLINK = 3, TAG_SESSION = 16 };
 
 enum sess_state {
 	S_RESOLVING,
@@ -117,6 +123,9 @@ struct session {
 	uint64_t next_attempt;         /* CONNECTING: when the next address starts (0: none) */
 	int last_errno;
 	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
+	uint64_t last_tx;  /* OPEN: when WireGuard's datagrams last left for the relay */
+	uint64_t probe_at; /* OPEN: when the pending probe (a ping) was sent; 0: none */
+	const char *probe_why;
 	unsigned attempts;
 	unsigned relay;          /* the relay (conf->relays) this connection goes to */
 	unsigned relays_failed;  /* relays that failed in a row, at set-up, since the last OPEN */
@@ -144,6 +153,8 @@ struct shim {
 	SSL_CTX *ctx;
 	bool verify;
 	int epfd, udp_fd, sig_fd, res_fd;
+	int nl_fd;         /* rtnetlink: the network's changes (netwatch.c); -1 without */
+	uint64_t net_due;  /* when to look at the sessions after a change; 0: none pending */
 	struct session **slots;
 	unsigned nsess;
 	uint32_t gen;

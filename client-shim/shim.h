@@ -3,7 +3,8 @@
  * are pure (no I/O, no allocation) so the unit tests can drive them; tls.c wraps
  * OpenSSL; session.c, connect.c, stream.c and udp.c run the sessions: the sockets, the
  * state machine and the data path (their shared structures: session.h); daemon.c the
- * background mode for wg-quick's hooks; main.c the command line and the configuration. */
+ * background mode for wg-quick's hooks; netwatch.c the network's changes; main.c the command
+ * line and the configuration. */
 #ifndef WGWS_SHIM_H
 #define WGWS_SHIM_H
 
@@ -226,6 +227,14 @@ int shim_run(struct shim *sh);
 
 /* Release everything; NULL is a no-op. */
 void shim_close(struct shim *sh);
+
+/* ---- netwatch.c: address, route and link changes ------------------------------------ */
+
+/* A non-blocking rtnetlink socket that receives every address, route and link change:
+ * the descriptor, or -errno. */
+int netwatch_open(void);
+/* Drain it; how many changes it held (a lost batch, ENOBUFS, counts as one). */
+int netwatch_read(int fd);
 
 /* ---- daemon.c: in the background, for wg-quick's PreUp and PostDown ------------------ */
 

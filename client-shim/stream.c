@@ -182,6 +182,7 @@ int session_read(struct session *s)
 		n = SSL_read(s->ssl, in, SHIM_IN_CAP);
 		if (n > 0) {
 			s->last_rx = s->sh->now;
+			s->probe_at = 0; /* the relay answers: whatever was asked, the path works */
 			s->in_slot = (s->in_slot + 1) % SHIM_IN_SLOTS;
 			if (ws_input(s, in, (size_t)n) < 0)
 				return -1;
@@ -274,4 +275,6 @@ void emit_batch(struct shim *sh, struct session *s, unsigned i0)
 	ws_mask(s->out + s->out_len + h, total, mask, 0);
 	s->out_len += h + total;
 	s->tx_pkts += count;
+	s->last_tx = sh->now;
+	deadline_hint(s); /* traffic out after the last answer starts the stall clock */
 }
