@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
@@ -36,6 +37,7 @@ enum {
 	OPT_BACKGROUND,
 	OPT_STOP,
 	OPT_FWMARK,
+	OPT_PROXY_PASSWORD_FILE,
 };
 
 static const struct option longopts[] = {
@@ -49,6 +51,7 @@ static const struct option longopts[] = {
 	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 	{ "fwmark", required_argument, NULL, OPT_FWMARK },
+	{ "proxy-password-file", required_argument, NULL, OPT_PROXY_PASSWORD_FILE },
 	{ "ipv4", no_argument, NULL, '4' },
 	{ "ipv6", no_argument, NULL, '6' },
 	{ "config", required_argument, NULL, 'c' },
@@ -69,6 +72,7 @@ struct parse_state {
 	bool from_cli;
 	bool pins_from_file;
 	bool relays_from_file;
+	char password_file[4096];
 	const char *proxy_arg; /* --proxy as given (kept until the end to honour --no-proxy) */
 	char proxy_buf[1024];
 };
@@ -96,6 +100,11 @@ static void usage(FILE *f)
 		"  --proxy URL            http://[user:pass@]host[:port] HTTP CONNECT proxy (port\n"
 		"                         1080 if omitted); default: https_proxy, HTTPS_PROXY or\n"
 		"                         http_proxy, except for hosts in no_proxy / NO_PROXY\n"
+		"  --proxy-password-file FILE  the proxy user's password, the file's first line\n"
+		"                         (the user goes in the URL: http://USER@host:port). A\n"
+		"                         password is refused on the command line, where every\n"
+		"                         local user sees it (ps); it may also be in the -c file's\n"
+		"                         Proxy = or in https_proxy. Never logged\n"
 		"  --no-proxy             connect directly, ignoring the environment\n"
 		"  --keepalive SECONDS    WebSocket ping interval (default 15); the relay is\n"
 		"                         declared dead after 3 intervals (at least 45 s) without\n"
@@ -210,7 +219,9 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 	case OPT_INSECURE:
 		c->insecure = b;
 		return 0;
-	case OPT_PROXY:
+	case OPT_PROXY: {
+		const char *pw;
+
 		if (strlen(value) >= sizeof(ps->proxy_buf)) {
 			snprintf(err, SHIM_ERR_LEN, "--proxy: URL too long");
 			return -EINVAL;
@@ -221,6 +232,24 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 			snprintf(err, SHIM_ERR_LEN, "--proxy: %.240s", msg);
 			return -EINVAL;
 		}
+		pw = strchr(c->proxy.cred, ':');
+		if (ps->from_cli && pw && pw[1]) {
+			/* every local user sees argv (ps, /proc/PID/cmdline) */
+			OPENSSL_cleanse(&c->proxy, sizeof(c->proxy));
+			snprintf(err, SHIM_ERR_LEN, "--proxy: a password on the command line is "
+				 "visible to every local user (ps); give the user in the URL and "
+				 "the password with --proxy-password-file, or the whole URL in the "
+				 "-c file (Proxy = ...) or in https_proxy");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	case OPT_PROXY_PASSWORD_FILE:
+		if (strlen(value) >= sizeof(ps->password_file)) {
+			snprintf(err, SHIM_ERR_LEN, "--proxy-password-file: path too long");
+			return -EINVAL;
+		}
+		snprintf(ps->password_file, sizeof(ps->password_file), "%s", value);
 		return 0;
 	case OPT_NO_PROXY:
 		c->no_proxy = b;
@@ -279,7 +308,7 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 {
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
 					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
-					 OPT_FWMARK, '4', '6' };
+					 OPT_FWMARK, '4', '6', OPT_PROXY_PASSWORD_FILE };
 	char msg[SHIM_ERR_LEN];
 
 	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
@@ -327,6 +356,47 @@ static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
 		log_debug("proxy from %s", vars[i]);
 		return 0;
 	}
+	return 0;
+}
+
+/* --proxy-password-file: the first line of path is the password of the proxy URL's user. */
+static int password_from_file(struct shim_conf *c, const char *path,
+			      char err[static SHIM_ERR_LEN])
+{
+	char line[SHIM_CRED_MAX];
+	size_t ulen, plen;
+	struct stat st;
+	FILE *f;
+
+	if (!c->proxy.set || !c->proxy.user[0]) {
+		snprintf(err, SHIM_ERR_LEN, "--proxy-password-file needs a proxy with a user "
+			 "(--proxy http://USER@host:port, or in https_proxy)");
+		return -EINVAL;
+	}
+	if (!(f = fopen(path, "re"))) {
+		snprintf(err, SHIM_ERR_LEN, "--proxy-password-file %.200s: %s", path,
+			 strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+		log_warnx("--proxy-password-file %s can be read by others (mode %03o): chmod 600",
+			  path, (unsigned)(st.st_mode & 0777));
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	ulen = strlen(c->proxy.user);
+	plen = strlen(line);
+	if (!plen || ulen + 1 + plen >= sizeof(c->proxy.cred)) {
+		OPENSSL_cleanse(line, sizeof(line));
+		snprintf(err, SHIM_ERR_LEN, "--proxy-password-file %.200s: %s", path,
+			 plen ? "password too long" : "no password on its first line");
+		return -EINVAL;
+	}
+	memcpy(c->proxy.cred, c->proxy.user, ulen); /* lengths checked above */
+	c->proxy.cred[ulen] = ':';
+	memcpy(c->proxy.cred + ulen + 1, line, plen + 1);
+	OPENSSL_cleanse(line, sizeof(line));
 	return 0;
 }
 
@@ -422,6 +492,8 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		return -EINVAL;
 	}
 	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
+	if (ps.password_file[0] && password_from_file(c, ps.password_file, err) < 0)
+		return -EINVAL;
 	/* The addresses the shim connects to: the proxy's, and the relays reached directly. */
 	for (unsigned r = 0; c->family && r <= c->nrelays; r++) {
 		bool proxy = r == c->nrelays;

@@ -45,6 +45,8 @@ int netwatch_read(int fd)
 		struct sockaddr_nl from;
 		socklen_t flen = sizeof(from);
 		ssize_t n = recvfrom(fd, buf.b, sizeof(buf.b), 0, (struct sockaddr *)&from, &flen);
+		const struct nlmsghdr *h = &buf.h;
+		size_t left, step;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -52,11 +54,10 @@ int netwatch_read(int fd)
 			/* ENOBUFS: the kernel dropped some: something changed all the same */
 			return errno == ENOBUFS ? changes + 1 : changes;
 		}
-		int len = (int)n;
-
 		if (flen != sizeof(from) || from.nl_pid != 0)
 			continue;
-		for (struct nlmsghdr *h = &buf.h; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+		left = (size_t)n;
+		while (left >= sizeof(*h) && h->nlmsg_len >= sizeof(*h) && h->nlmsg_len <= left) {
 			switch (h->nlmsg_type) {
 			case RTM_NEWADDR:
 			case RTM_DELADDR:
@@ -67,6 +68,11 @@ int netwatch_read(int fd)
 				changes++;
 				break;
 			}
+			step = NLMSG_ALIGN(h->nlmsg_len);
+			if (step >= left)
+				break;
+			left -= step;
+			h = (const struct nlmsghdr *)((const char *)h + step);
 		}
 	}
 }

@@ -155,29 +155,48 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outsz)
 	return 0;
 }
 
+/* s with the password of its user:password@ (if any) replaced by "***", into buf: what an
+ * error message may quote of a proxy URL. */
+static const char *mask_password(const char *s, char *buf, size_t len)
+{
+	const char *a = strstr(s, "://"), *end, *at, *colon;
+
+	a = a ? a + 3 : s;
+	end = a + strcspn(a, "/?#");
+	at = memrchr(a, '@', (size_t)(end - a));
+	colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
+	if (!colon)
+		snprintf(buf, len, "%s", s);
+	else
+		snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - s), s, at);
+	return buf;
+}
+
 int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 		    char err[static SHIM_ERR_LEN])
 {
-	char auth[ADDR_HOST_MAX + 16];
+	char auth[ADDR_HOST_MAX + 16], shown[128]; /* s for messages: masked, cut */
 	const char *a = s, *end, *at;
 	size_t alen;
+
+	mask_password(s, shown, sizeof(shown));
 
 	memset(p, 0, sizeof(*p));
 	if (strncasecmp(s, "https://", 8) == 0) {
 		snprintf(err, SHIM_ERR_LEN,
 			 "'%s': https:// proxies are not supported, use an http:// proxy "
-			 "(the tunnel inside is TLS anyway)", s);
+			 "(the tunnel inside is TLS anyway)", shown);
 		return -EINVAL;
 	}
 	if (strncasecmp(s, "http://", 7) == 0) {
 		a = s + 7;
 	} else if (strstr(s, "://") || !allow_bare) {
-		snprintf(err, SHIM_ERR_LEN, "'%s': expected http://[user:pass@]host:port", s);
+		snprintf(err, SHIM_ERR_LEN, "'%s': expected http://[user:pass@]host:port", shown);
 		return -EINVAL;
 	}
 	end = a + strcspn(a, "/?#");
 	if (*end != '\0' && strcmp(end, "/") != 0) {
-		snprintf(err, SHIM_ERR_LEN, "'%s': a proxy URL has no path", s);
+		snprintf(err, SHIM_ERR_LEN, "'%s': a proxy URL has no path", shown);
 		return -EINVAL;
 	}
 	at = memrchr(a, '@', (size_t)(end - a));
@@ -187,7 +206,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 
 		if (pct_decode(a, (size_t)(at - a), p->cred, sizeof(p->cred)) < 0 ||
 		    pct_decode(a, ulen, p->user, sizeof(p->user)) < 0 || p->user[0] == '\0') {
-			snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", s);
+			snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", shown);
 			goto out_wipe;
 		}
 		if (!colon) {
@@ -195,7 +214,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 			size_t n = strlen(p->cred);
 
 			if (n + 2 > sizeof(p->cred)) {
-				snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", s);
+				snprintf(err, SHIM_ERR_LEN, "'%s': bad proxy credentials", shown);
 				goto out_wipe;
 			}
 			p->cred[n] = ':';
@@ -205,13 +224,13 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 	}
 	alen = (size_t)(end - a);
 	if (alen >= sizeof(auth)) {
-		snprintf(err, SHIM_ERR_LEN, "'%s': host too long", s);
+		snprintf(err, SHIM_ERR_LEN, "'%s': host too long", shown);
 		goto out_wipe;
 	}
 	memcpy(auth, a, alen);
 	auth[alen] = '\0';
 	if (parse_authority(auth, SHIM_DEFAULT_PROXY_PORT, p->host, &p->port, &p->host_is_ip,
-			    &p->host_is_v6, s, err) < 0)
+			    &p->host_is_v6, shown, err) < 0)
 		goto out_wipe;
 	p->set = true;
 	return 0;

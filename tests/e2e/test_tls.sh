@@ -2,6 +2,8 @@
 # The shim's TLS and proxy failure modes, all through squid: a wrong pin, the right pin, an
 # untrusted self-signed certificate without pin or CA, --ca with the certificate, and a proxy
 # that refuses CONNECT (407, then 403) — reported with its status and retried, never fatal.
+# A proxy with Basic authentication: the password from --proxy-password-file works, a wrong
+# one is named 407, one in --proxy on the command line is refused; it is in no argv or log.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -76,4 +78,32 @@ for code in 407 403; do
 	grep -m1 "proxy refused CONNECT" "$SHIM_LOG" | sed 's/^/     shim said: /'
 	stop_shim
 done
+
+say "proxy with Basic authentication: the password from a file, never from argv"
+stop_squid
+start_squid 900 407
+PW=s3cret-pw-$$
+printf 'alice:%s\n' "$(openssl passwd -apr1 "$PW")" >"$SQUID_DIR/passwd"
+chown proxy:proxy "$SQUID_DIR/passwd"
+(umask 077 && printf '%s\n' "$PW" >"$T/proxy.pw" && printf 'wrong\n' >"$T/wrong.pw")
+PROXY_URL=http://alice@$P_CLIENT:$PROXY_PORT
+out=$(in_c "$WGWS_BUILD/wgws-shim" --relay "wss://$GW_NAME/wg" --pin "$PIN" \
+	--proxy "http://alice:$PW@$P_CLIENT:$PROXY_PORT" 2>&1) && fail "a password in --proxy was accepted"
+grep -q "a password on the command line is visible to every local user" <<<"$out" ||
+	fail "a password in --proxy: $(oneline "$out")"
+! grep -q "$PW" <<<"$out" || fail "the refusal shows the password: $(oneline "$out")"
+ok "a password in --proxy on the command line is refused (without quoting it)"
+start_shim --pin "$PIN" --proxy "$PROXY_URL" --proxy-password-file "$T/wrong.pw"
+bg_ping_start "$T/bgping-wrong.log"
+wait_for 15 shim_refused 407 1 || fail "a wrong password: no 'proxy refused CONNECT: 407'"
+bg_ping_stop
+ok "a wrong password: $(grep -m1 'proxy refused CONNECT' "$SHIM_LOG" | sed 's/.*: proxy/proxy/')"
+stop_shim
+start_shim --pin "$PIN" --proxy "$PROXY_URL" --proxy-password-file "$T/proxy.pw"
+args=$(tr '\0' ' ' <"/proc/$SHIM_PID/cmdline")
+! grep -q "$PW" <<<"$args" || fail "the password is in the shim's command line: $args"
+expect_connect "Basic authentication (--proxy-password-file)"
+grep -q " alice " "$SQUID_DIR/access.log" || fail "squid did not log user alice"
+! grep -rq "$PW" "$T"/shim-*.log || fail "a shim log holds the password"
+ok "squid logged the CONNECT as alice; the password is in no argv and no shim log"
 echo "PASS test_tls"

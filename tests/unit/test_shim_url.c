@@ -193,6 +193,33 @@ static const struct np_case np_cases[] = {
 	{ " , ,", "gw", false },
 };
 
+/* A refused proxy URL is quoted in the error, never with its password. */
+static void test_proxy_errors_masked(void **state)
+{
+	static const char *const bad[] = {
+		"https://alice:s3cretpw@proxy:3128",   /* https:// */
+		"http://alice:s3cretpw@proxy:3128/x",  /* a path */
+		"http://alice:s3cretpw@/",             /* no host */
+		"http://alice:s3cretpw@proxy:99999",   /* bad port */
+		"socks5://alice:s3cretpw@proxy:1080",  /* another scheme */
+		"http://alice:s3cret%zzpw@proxy:3128", /* bad escape in the password */
+	};
+	char err[SHIM_ERR_LEN];
+	struct shim_proxy p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (url_parse_proxy(bad[i], false, &p, err) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		if (strstr(err, "s3cret"))
+			fail_msg("%s: the error shows the password: %s", bad[i], err);
+		if (!strstr(err, "alice"))
+			fail_msg("%s: the error does not name the URL: %s", bad[i], err);
+		assert_false(p.set);
+	}
+}
+
 static void test_no_proxy(void **state)
 {
 	for (size_t i = 0; i < sizeof(np_cases) / sizeof(np_cases[0]); i++) {
@@ -259,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_relay_urls),   cmocka_unit_test(test_relay_ws_message),
 		cmocka_unit_test(test_proxy_urls),   cmocka_unit_test(test_no_proxy),
 		cmocka_unit_test(test_pins),         cmocka_unit_test(test_format_hostport),
+		cmocka_unit_test(test_proxy_errors_masked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
