@@ -439,6 +439,8 @@ int tcp_check(struct session *s)
 {
 	char a[ADDR_STR_LEN];
 
+	bool failed = false;
+
 	for (unsigned i = 0; i < SHIM_MAX_ADDRS && s->fd < 0; i++) {
 		struct pollfd p = { .fd = s->afd[i], .events = POLLOUT };
 		int err = 0;
@@ -464,7 +466,12 @@ int tcp_check(struct session *s)
 		close(p.fd);
 		s->afd[i] = -1;
 		s->nafd--;
+		failed = true;
 	}
+	/* RFC 8305 §5: a failed attempt lets the next address start at once, even while
+	 * others still wait. */
+	if (s->fd < 0 && failed && s->nafd)
+		(void)attempt_start(s);
 	return attempts_continue(s);
 }
 
@@ -596,9 +603,8 @@ void session_connect(struct session *s)
 	uint16_t port;
 	bool is_ip;
 
-	s->relay = s->sh->relay_cur;
-	if (s->relays_failed) /* the last set-up failed: the next relay, at once */
-		s->relay = (s->relay + s->relays_failed) % c->nrelays;
+	if (!s->relays_failed) /* else session_fail() chose the next relay */
+		s->relay = s->sh->relay_cur;
 	host = target_host(s);
 	port = session_proxied(s) ? c->proxy.port : c->relays[s->relay].port;
 	is_ip = session_proxied(s) ? c->proxy.host_is_ip : c->relays[s->relay].host_is_ip;

@@ -41,15 +41,17 @@ static void __attribute__((noreturn)) parent_wait(int rd, pid_t child)
 {
 	char c;
 	ssize_t n;
-	int st;
+	pid_t r;
+	int st = 0;
 
 	while ((n = read(rd, &c, 1)) < 0 && errno == EINTR)
 		;
 	if (n == 1)
 		_exit(0);
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+	while ((r = waitpid(child, &st, 0)) < 0 && errno == EINTR)
 		;
-	_exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
+	/* the child ended before it was ready: its status, or 1 whatever else happened */
+	_exit(r == child && WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
 }
 
 int daemon_start(const char *pidfile, char err[static SHIM_ERR_LEN])
@@ -79,7 +81,9 @@ int daemon_start(const char *pidfile, char err[static SHIM_ERR_LEN])
 				 strerror(e));
 		return -e;
 	}
-	if (pipe2(p, O_CLOEXEC) < 0 || (child = fork()) < 0) {
+	/* A crash's leftover pid must not be read by a --stop meanwhile: empty until the child
+	 * writes its own. */
+	if (ftruncate(fd, 0) < 0 || pipe2(p, O_CLOEXEC) < 0 || (child = fork()) < 0) {
 		snprintf(err, SHIM_ERR_LEN, "cannot go to the background: %s", strerror(errno));
 		close(fd);
 		return -errno;
@@ -95,7 +99,7 @@ int daemon_start(const char *pidfile, char err[static SHIM_ERR_LEN])
 	dm.ready = p[1];
 	dm.pid = getpid();
 	atexit(pidfile_remove); /* fatalx() before daemon_ready() too */
-	if (ftruncate(fd, 0) < 0 || dprintf(fd, "%ld\n", (long)dm.pid) < 0) {
+	if (dprintf(fd, "%ld\n", (long)dm.pid) < 0) {
 		snprintf(err, SHIM_ERR_LEN, "cannot write the pid file %s: %s", pidfile,
 			 strerror(errno));
 		return -errno;
@@ -142,13 +146,15 @@ void daemon_ready(void)
 	dm.ready = -1;
 }
 
-static bool locked(int fd)
+/* Whether a shim holds fd's lock: 1, 0, or -1 when flock cannot tell (then nothing is
+ * removed: a live shim's file must not go). */
+static int locked(int fd)
 {
 	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
 		flock(fd, LOCK_UN);
-		return false;
+		return 0;
 	}
-	return errno == EWOULDBLOCK;
+	return errno == EWOULDBLOCK ? 1 : -1;
 }
 
 static void nap_ms(unsigned ms)
@@ -163,11 +169,11 @@ static void nap_ms(unsigned ms)
 static bool released_within(int fd, unsigned ms)
 {
 	for (unsigned t = 0; t < ms; t += 20) {
-		if (!locked(fd))
+		if (locked(fd) == 0)
 			return true;
 		nap_ms(20);
 	}
-	return !locked(fd);
+	return locked(fd) == 0;
 }
 
 int daemon_stop(const char *pidfile)
@@ -185,7 +191,13 @@ int daemon_stop(const char *pidfile)
 		fprintf(stderr, "wgws-shim: cannot open %s: %s\n", pidfile, strerror(errno));
 		return 1;
 	}
-	if (!locked(fd)) {
+	switch (locked(fd)) {
+	case -1:
+		fprintf(stderr, "wgws-shim: cannot tell whether a shim holds %s: %s\n", pidfile,
+			strerror(errno));
+		close(fd);
+		return 1;
+	case 0:
 		(void)unlink(pidfile);
 		close(fd);
 		printf("wgws-shim: not running (removed the stale %s)\n", pidfile);

@@ -72,6 +72,8 @@ struct parse_state {
 	bool from_cli;
 	bool pins_from_file;
 	bool relays_from_file;
+	bool family_from_file;
+	bool env_all_direct; /* a proxy in the environment, but no_proxy matches every relay */
 	char password_file[4096];
 	const char *proxy_arg; /* --proxy as given (kept until the end to honour --no-proxy) */
 	char proxy_buf[1024];
@@ -266,6 +268,12 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 	case '6': {
 		int fam = opt == '4' ? AF_INET : AF_INET6;
 
+		if (ps->from_cli && ps->family_from_file) {
+			c->family = AF_UNSPEC; /* the command line's choice replaces the file's */
+			ps->family_from_file = false;
+		}
+		if (!ps->from_cli && b)
+			ps->family_from_file = true;
 		if (b && c->family && c->family != fam) {
 			snprintf(err, SHIM_ERR_LEN, "--ipv4 and --ipv6 exclude each other");
 			return -EINVAL;
@@ -325,7 +333,7 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 }
 
 /* The proxy from the environment, for the relays whose host no_proxy does not match. */
-static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
+static int proxy_from_env(struct shim_conf *c, bool *all_direct, char err[static SHIM_ERR_LEN])
 {
 	static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy" };
 	const char *np = getenv("no_proxy");
@@ -347,8 +355,10 @@ static int proxy_from_env(struct shim_conf *c, char err[static SHIM_ERR_LEN])
 				direct++;
 			}
 		}
-		if (direct == c->nrelays)
+		if (direct == c->nrelays) {
+			*all_direct = true;
 			return 0;
+		}
 		if (url_parse_proxy(v, true, &c->proxy, msg) < 0) {
 			snprintf(err, SHIM_ERR_LEN, "environment %s: %.220s", vars[i], msg);
 			return -EINVAL;
@@ -483,16 +493,20 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 	}
 	if (c->no_proxy) {
 		if (ps.proxy_arg) {
+			char shown[128];
+
 			snprintf(err, SHIM_ERR_LEN, "--proxy '%s' and --no-proxy exclude each other",
-				 ps.proxy_arg);
+				 url_mask_password(ps.proxy_arg, shown, sizeof(shown)));
 			return -EINVAL;
 		}
 		memset(&c->proxy, 0, sizeof(c->proxy));
-	} else if (!ps.proxy_arg && proxy_from_env(c, err) < 0) {
+	} else if (!ps.proxy_arg && proxy_from_env(c, &ps.env_all_direct, err) < 0) {
 		return -EINVAL;
 	}
 	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
-	if (ps.password_file[0] && password_from_file(c, ps.password_file, err) < 0)
+	if (ps.password_file[0] && ps.env_all_direct)
+		log_debug("--proxy-password-file unused: no_proxy matches every relay");
+	else if (ps.password_file[0] && password_from_file(c, ps.password_file, err) < 0)
 		return -EINVAL;
 	/* The addresses the shim connects to: the proxy's, and the relays reached directly. */
 	for (unsigned r = 0; c->family && r <= c->nrelays; r++) {

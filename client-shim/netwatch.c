@@ -17,8 +17,10 @@ int netwatch_open(void)
 {
 	struct sockaddr_nl sa = {
 		.nl_family = AF_NETLINK,
+		/* Not RTMGRP_LINK: a laptop's Wi-Fi sends link messages all the time, and a
+		 * link that goes down or up changes routes and addresses anyway. */
 		.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
-			     RTMGRP_IPV6_ROUTE | RTMGRP_LINK,
+			     RTMGRP_IPV6_ROUTE,
 	};
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
 
@@ -63,8 +65,6 @@ int netwatch_read(int fd)
 			case RTM_DELADDR:
 			case RTM_NEWROUTE:
 			case RTM_DELROUTE:
-			case RTM_NEWLINK:
-			case RTM_DELLINK:
 				changes++;
 				break;
 			}

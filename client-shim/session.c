@@ -96,7 +96,7 @@ static void conn_teardown(struct session *s)
 	}
 	connect_abort(s);
 	s->ev_mask = 0;
-	s->probe_at = s->last_tx = 0;
+	s->probe_at = s->tx_unanswered = 0;
 	/* The CONNECT request (with Proxy-Authorization) may still be in the buffer. */
 	OPENSSL_cleanse(s->out, s->out_len);
 	s->out_off = s->out_len = 0;
@@ -142,7 +142,7 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 {
 	struct shim *sh = s->sh;
 	char why[SHIM_ERR_LEN];
-	bool setup = s->state != S_OPEN;
+	bool setup = s->state != S_OPEN && s->state != S_BACKOFF;
 	uint64_t delay;
 	va_list ap;
 
@@ -159,12 +159,12 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 	/* Several relays: one that cannot be reached (or refuses us) gives way to the next at
 	 * once; when every one has failed in a row, the back-off. */
 	if (setup && sh->conf->nrelays > 1 && ++s->relays_failed < sh->conf->nrelays) {
-		unsigned next = (sh->relay_cur + s->relays_failed) % sh->conf->nrelays;
-
+		/* from this session's relay: relay_cur moves whenever another session opens */
+		s->relay = (s->relay + 1) % sh->conf->nrelays;
 		s->state = S_BACKOFF;
 		s->retry_at = sh->now;
 		deadline_hint(s);
-		log_warnx("%s: %s; trying relay %s", s->name, why, sh->conf->relay_strs[next]);
+		log_warnx("%s: %s; trying relay %s", s->name, why, sh->conf->relay_strs[s->relay]);
 		return -1;
 	}
 	s->relays_failed = 0;
@@ -318,8 +318,8 @@ static uint64_t session_deadline(const struct session *s)
 			d = s->open_at + SHIM_HEALTHY_MS;
 		if (s->probe_at && s->probe_at + SHIM_PROBE_MS < d)
 			d = s->probe_at + SHIM_PROBE_MS;
-		else if (!s->probe_at && s->last_tx > s->last_rx && s->last_rx + SHIM_STALL_MS < d)
-			d = s->last_rx + SHIM_STALL_MS;
+		else if (!s->probe_at && s->tx_unanswered && s->tx_unanswered + SHIM_STALL_MS < d)
+			d = s->tx_unanswered + SHIM_STALL_MS;
 		return d;
 	default:
 		if (s->next_attempt && s->next_attempt < s->phase_deadline)
@@ -355,8 +355,10 @@ static void session_tick(struct session *s)
 				      SHIM_PROBE_MS, s->probe_why);
 			return;
 		}
-		if (!s->probe_at && s->last_tx > s->last_rx && now >= s->last_rx + SHIM_STALL_MS)
+		if (!s->probe_at && s->tx_unanswered && now >= s->tx_unanswered + SHIM_STALL_MS) {
 			probe(s, "traffic out, nothing back for 3 s");
+			return; /* a failed write in probe() may have ended (or freed) the session */
+		}
 		if (!c->keepalive_s)
 			return;
 		if (now >= s->last_rx + dead_ms(c)) {

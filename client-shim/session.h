@@ -67,7 +67,7 @@ enum {
 	 * any connection after the network changed, is asked (a WebSocket ping); without an
 	 * answer within SHIM_PROBE_MS it is dead: a new one at once, not TCP's 30 s. */
 	SHIM_STALL_MS = 3000,
-	SHIM_PROBE_MS = 1000,
+	SHIM_PROBE_MS = 2000, /* a pong may queue behind up to SHIM_OUT_CAP on a slow path */
 	SHIM_NET_SETTLE_MS = 100, /* changes this close together are looked at once */
 	SHIM_HEALTHY_MS = 60000,        /* an OPEN this long resets the back-off */
 	SHIM_IDLE_MS = 180000,          /* a failed session without local traffic is closed */
@@ -123,7 +123,7 @@ struct session {
 	uint64_t next_attempt;         /* CONNECTING: when the next address starts (0: none) */
 	int last_errno;
 	uint64_t phase_deadline, retry_at, open_at, last_rx, next_ping, last_local;
-	uint64_t last_tx;  /* OPEN: when WireGuard's datagrams last left for the relay */
+	uint64_t tx_unanswered; /* OPEN: the first traffic out since the relay last sent; 0 */
 	uint64_t probe_at; /* OPEN: when the pending probe (a ping) was sent; 0: none */
 	const char *probe_why;
 	unsigned attempts;

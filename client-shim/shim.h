@@ -64,6 +64,10 @@ struct shim_proxy {
 int url_parse_relay(const char *s, struct shim_url *u, char err[static SHIM_ERR_LEN])
 	__attribute__((warn_unused_result));
 
+/* s with the password of a user:password@ in it (if any) replaced by "***", into buf: what
+ * a message may quote of a proxy URL. Returns buf. */
+const char *url_mask_password(const char *s, char *buf, size_t len);
+
 /* Parse a proxy URL (http:// only; allow_bare accepts "host:port" without a scheme, as
  * found in environment variables). Returns 0 or -EINVAL with a message in err. */
 int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
@@ -228,10 +232,10 @@ int shim_run(struct shim *sh);
 /* Release everything; NULL is a no-op. */
 void shim_close(struct shim *sh);
 
-/* ---- netwatch.c: address, route and link changes ------------------------------------ */
+/* ---- netwatch.c: address and route changes ----------------------------------------- */
 
-/* A non-blocking rtnetlink socket that receives every address, route and link change:
- * the descriptor, or -errno. */
+/* A non-blocking rtnetlink socket that receives every address and route change: the
+ * descriptor, or -errno. */
 int netwatch_open(void);
 /* Drain it; how many changes it held (a lost batch, ENOBUFS, counts as one). */
 int netwatch_read(int fd);

@@ -182,7 +182,8 @@ int session_read(struct session *s)
 		n = SSL_read(s->ssl, in, SHIM_IN_CAP);
 		if (n > 0) {
 			s->last_rx = s->sh->now;
-			s->probe_at = 0; /* the relay answers: whatever was asked, the path works */
+			/* the relay answers: whatever was asked, the path works */
+			s->probe_at = s->tx_unanswered = 0;
 			s->in_slot = (s->in_slot + 1) % SHIM_IN_SLOTS;
 			if (ws_input(s, in, (size_t)n) < 0)
 				return -1;
@@ -275,6 +276,9 @@ void emit_batch(struct shim *sh, struct session *s, unsigned i0)
 	ws_mask(s->out + s->out_len + h, total, mask, 0);
 	s->out_len += h + total;
 	s->tx_pkts += count;
-	s->last_tx = sh->now;
-	deadline_hint(s); /* traffic out after the last answer starts the stall clock */
+	if (!s->tx_unanswered) {
+		/* the first traffic out since the relay last sent: the stall clock starts */
+		s->tx_unanswered = sh->now;
+		deadline_hint(s);
+	}
 }

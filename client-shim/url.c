@@ -155,15 +155,14 @@ static int pct_decode(const char *s, size_t n, char *out, size_t outsz)
 	return 0;
 }
 
-/* s with the password of its user:password@ (if any) replaced by "***", into buf: what an
- * error message may quote of a proxy URL. */
-static const char *mask_password(const char *s, char *buf, size_t len)
+const char *url_mask_password(const char *s, char *buf, size_t len)
 {
-	const char *a = strstr(s, "://"), *end, *at, *colon;
+	const char *a = strstr(s, "://"), *at, *colon;
 
 	a = a ? a + 3 : s;
-	end = a + strcspn(a, "/?#");
-	at = memrchr(a, '@', (size_t)(end - a));
+	/* The last '@' anywhere: a password may hold an unencoded '/', '?' or '#' that the
+	 * parser then takes for the end of the authority. Too much masked beats too little. */
+	at = strrchr(a, '@');
 	colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
 	if (!colon)
 		snprintf(buf, len, "%s", s);
@@ -179,7 +178,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 	const char *a = s, *end, *at;
 	size_t alen;
 
-	mask_password(s, shown, sizeof(shown));
+	url_mask_password(s, shown, sizeof(shown));
 
 	memset(p, 0, sizeof(*p));
 	if (strncasecmp(s, "https://", 8) == 0) {

@@ -9,7 +9,7 @@
 #  2. cut silently, the address removed, then restored (the same network again): again within
 #     2 s of the address coming back;
 #  3. cut silently, no change the shim can see: the connection carries pings out and nothing
-#     comes back; the shim declares it dead within 3 + 1 s (a probe, not TCP's timeout), and
+#     comes back; the shim declares it dead within 3 + 2 s (a probe, not TCP's timeout), and
 #     once the path works again the tunnel follows.
 # Each time the shim is the same process on the same local UDP port: WireGuard notices
 # nothing but lost packets.
@@ -98,19 +98,19 @@ same_shim
 ok "ping answered $MS ms after $NEW_ADDR came back; same shim, same port"
 
 say "3. cut silently, nothing else: a connection that carries traffic and gets nothing back"
-n0=$(log_count "$SHIM_LOG" "no answer from the relay within 1000 ms of a ping (traffic out, nothing back for 3 s)")
+n0=$(log_count "$SHIM_LOG" "no answer from the relay within 2000 ms of a ping (traffic out, nothing back for 3 s)")
 cut
 t0=$(now_ms)
 probed() {
-	[ "$(log_count "$SHIM_LOG" "no answer from the relay within 1000 ms of a ping (traffic out, nothing back for 3 s)")" -gt "$n0" ]
+	[ "$(log_count "$SHIM_LOG" "no answer from the relay within 2000 ms of a ping (traffic out, nothing back for 3 s)")" -gt "$n0" ]
 }
-wait_for 8 probed || fail "the shim did not find the connection dead within 8 s"
+wait_for 10 probed || fail "the shim did not find the connection dead within 10 s"
 dead_ms=$(($(now_ms) - t0))
 uncut
 t1=$(now_ms)
 wait_for 15 answers || fail "no ping through WireGuard 15 s after the path came back"
 same_shim
-ok "declared dead $dead_ms ms after the cut (stall 3 s + probe 1 s); ping again" \
+ok "declared dead $dead_ms ms after the cut (stall 3 s + probe 2 s); ping again" \
 	"$(($(now_ms) - t1)) ms after the path came back (the new connection's SYN retransmitted)"
 bg_ping_stop
 echo "PASS test_netchange"

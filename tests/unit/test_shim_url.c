@@ -203,6 +203,7 @@ static void test_proxy_errors_masked(void **state)
 		"http://alice:s3cretpw@proxy:99999",   /* bad port */
 		"socks5://alice:s3cretpw@proxy:1080",  /* another scheme */
 		"http://alice:s3cret%zzpw@proxy:3128", /* bad escape in the password */
+		"http://alice:s3cret/pw@proxy:3128",   /* an unencoded '/' in the password */
 	};
 	char err[SHIM_ERR_LEN];
 	struct shim_proxy p;
