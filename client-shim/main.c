@@ -99,7 +99,7 @@ static void usage(FILE *f)
 		"                         --pinnedpubkey format); the chain is then not verified.\n"
 		"                         May be repeated (key rotation)\n"
 		"  --insecure             verify nothing about the relay (testing only; loud)\n"
-		"  --proxy URL            http://[user:pass@]host[:port] HTTP CONNECT proxy (port\n"
+		"  --proxy URL            http://[user@]host[:port] HTTP CONNECT proxy (port\n"
 		"                         1080 if omitted); default: https_proxy, HTTPS_PROXY or\n"
 		"                         http_proxy, except for hosts in no_proxy / NO_PROXY\n"
 		"  --proxy-password-file FILE  the proxy user's password, the file's first line\n"
@@ -136,7 +136,11 @@ static void usage(FILE *f)
 		"                         wg-quick's PostDown\n"
 		"  -v, --verbose          debug logging\n"
 		"  -h, --help             this text\n"
-		"  --version              print the version\n");
+		"  --version              print the version\n"
+		"\n"
+		"Exit status: 0 when stopped by a signal (or --stop, --check-config succeeded),\n"
+		"1 when it cannot run (a port in use, no permission, a missing CA file), 2 for a\n"
+		"usage or configuration error, named with the option at fault.\n");
 }
 
 static const char *opt_name(int opt)
@@ -446,7 +450,7 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 			exit(daemon_stop(optarg));
 		case '?':
 			usage(stderr);
-			exit(1);
+			exit(2);
 		}
 	}
 	if (optind < argc) {
@@ -584,8 +588,11 @@ int main(int argc, char **argv)
 	log_init("wgws-shim", 0);
 	if (!conf)
 		fatalx("out of memory");
-	if (parse_config(argc, argv, conf, &check, &verbose, &background, err) < 0)
-		fatalx("%s", err);
+	if (parse_config(argc, argv, conf, &check, &verbose, &background, err) < 0) {
+		/* a usage or configuration error: 2, as getopt's own (runtime failures: 1) */
+		fprintf(stderr, "wgws-shim: fatal: %s (see --help)\n", err);
+		exit(2);
+	}
 	log_init("wgws-shim", verbose);
 	if (tls_ctx_open(&ctx, conf->ca_file, conf->npins, conf->insecure, err) < 0)
 		fatalx("%s", err);

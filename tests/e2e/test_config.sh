@@ -120,6 +120,21 @@ expect_err "shim: -4 with an IPv6 relay" "--ipv4: the relay's address ::1 is not
 	"$S" --relay "wss://[::1]/wg" --no-proxy -4 --check-config
 expect_ok "shim: Ipv6 = yes in the file, -6 again" sh -c "printf 'Ipv6 = yes\n' | cat '$T/shim.conf' - >'$T/shim6.conf' && '$S' -c '$T/shim6.conf' -6 --check-config"
 
+# The shim's exit status: 2 for a usage or configuration error, 1 when it cannot run.
+shim_rc() { # WANT ARGS...
+	local want=$1 rc=0
+	shift
+	"$S" "$@" >/dev/null 2>&1 || rc=$?
+	[ "$rc" = "$want" ] || fail "wgws-shim $*: exit $rc, expected $want"
+}
+shim_rc 2 --no-such-option
+shim_rc 2 --relay ws://gw.example.com/wg --check-config
+shim_rc 2 -c "$T/shim.conf" --fwmark 0 --check-config
+shim_rc 2 --stop "$T/x.pid" --relay wss://gw.example.com/wg
+shim_rc 1 -c "$T/shim.conf" --ca "$T/no-such-ca.pem" --check-config
+ok "shim exit status: 2 for usage and configuration errors (an unknown option, a bad value," \
+	"--stop with others), 1 for a CA file that cannot be read"
+
 # wgws-shim --background / --stop (wg-quick's PreUp / PostDown; the run itself: test_wgquick).
 expect_err "shim: --stop with another option" "--stop PIDFILE takes no other option" \
 	"$S" --stop "$T/x.pid" --relay wss://gw.example.com/wg
