@@ -275,7 +275,8 @@ static bool route_via_wireguard(const struct sockaddr_storage *addr, socklen_t l
 {
 	struct sockaddr_storage src;
 	socklen_t slen = sizeof(src);
-	struct ifaddrs *ifa0, *ifa;
+	struct ifaddrs *ifa0;
+	const char *name;
 	bool found = false;
 	char path[128], line[128];
 	FILE *f;
@@ -290,22 +291,12 @@ static bool route_via_wireguard(const struct sockaddr_storage *addr, socklen_t l
 		return false;
 	}
 	close(fd);
-	for (ifa = ifa0; ifa && !found; ifa = ifa->ifa_next) {
-		const struct sockaddr *a = ifa->ifa_addr;
-
-		if (!a || a->sa_family != src.ss_family)
-			continue;
-		if (a->sa_family == AF_INET ?
-		    !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			    &((struct sockaddr_in *)&src)->sin_addr, 4) :
-		    !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			    &((struct sockaddr_in6 *)&src)->sin6_addr, 16)) {
-			snprintf(ifname, IF_NAMESIZE, "%s", ifa->ifa_name);
-			found = true;
-		}
+	if ((name = ifaddr_find(ifa0, &src)) && !strchr(name, '/')) {
+		snprintf(ifname, IF_NAMESIZE, "%s", name);
+		found = true;
 	}
 	freeifaddrs(ifa0);
-	if (!found || strchr(ifname, '/'))
+	if (!found)
 		return false;
 	snprintf(path, sizeof(path), "/var/run/wireguard/%s.sock", ifname);
 	if (access(path, F_OK) == 0)

@@ -241,28 +241,34 @@ static void __attribute__((format(printf, 2, 3))) reconnect_now(struct session *
 	log_warnx("%s: %s; reconnecting now", s->name, why);
 }
 
-/* Whether the address the connection's socket is bound to is still the host's. */
-static bool local_addr_present(int fd)
+const char *ifaddr_find(const struct ifaddrs *list, const struct sockaddr_storage *a)
+{
+	for (const struct ifaddrs *i = list; i; i = i->ifa_next) {
+		const struct sockaddr *ia = i->ifa_addr;
+
+		if (!ia || ia->sa_family != a->ss_family)
+			continue;
+		if (ia->sa_family == AF_INET &&
+		    !memcmp(&((const struct sockaddr_in *)ia)->sin_addr,
+			    &((const struct sockaddr_in *)a)->sin_addr, 4))
+			return i->ifa_name;
+		if (ia->sa_family == AF_INET6 &&
+		    !memcmp(&((const struct sockaddr_in6 *)ia)->sin6_addr,
+			    &((const struct sockaddr_in6 *)a)->sin6_addr, 16))
+			return i->ifa_name;
+	}
+	return NULL;
+}
+
+/* Whether the address fd is bound to is still one of list's (the host's). */
+static bool local_addr_present(const struct ifaddrs *list, int fd)
 {
 	struct sockaddr_storage a;
 	socklen_t len = sizeof(a);
-	struct ifaddrs *ifa0;
-	bool found = false;
 
-	if (getsockname(fd, (struct sockaddr *)&a, &len) < 0 || getifaddrs(&ifa0) < 0)
+	if (!list || getsockname(fd, (struct sockaddr *)&a, &len) < 0)
 		return true; /* cannot tell: the probe will */
-	for (struct ifaddrs *i = ifa0; i && !found; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != a.ss_family)
-			continue;
-		if (a.ss_family == AF_INET)
-			found = !memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr,
-					&((struct sockaddr_in *)&a)->sin_addr, 4);
-		else if (a.ss_family == AF_INET6)
-			found = !memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
-					&((struct sockaddr_in6 *)&a)->sin6_addr, 16);
-	}
-	freeifaddrs(ifa0);
-	return found;
+	return ifaddr_find(list, &a) != NULL;
 }
 
 /* The network changed (an address, a route, a link: another Wi-Fi, a NAT rebinding, a
@@ -271,7 +277,11 @@ static bool local_addr_present(int fd)
  * probed; sessions waiting in back-off try again now. */
 static void net_changed(struct shim *sh)
 {
+	struct ifaddrs *list = NULL;
+
 	log_debug("the network changed: looking at the connections");
+	if (getifaddrs(&list) < 0)
+		list = NULL; /* then every connection is probed */
 	for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
 		struct session *s = sh->slots[i];
 
@@ -285,19 +295,21 @@ static void net_changed(struct shim *sh)
 			deadline_hint(s);
 			break;
 		case S_OPEN:
-			if (!local_addr_present(s->fd))
+			if (!local_addr_present(list, s->fd))
 				reconnect_now(s, "the network changed: the connection's address "
 						 "is gone");
 			else
 				probe(s, "the network changed");
 			break;
 		default:
-			if (s->fd >= 0 && !local_addr_present(s->fd))
+			if (s->fd >= 0 && !local_addr_present(list, s->fd))
 				reconnect_now(s, "the network changed during set-up: its address "
 						 "is gone");
 			break;
 		}
 	}
+	if (list)
+		freeifaddrs(list);
 }
 
 static uint64_t session_deadline(const struct session *s)

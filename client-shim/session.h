@@ -242,4 +242,8 @@ static inline bool session_proxied(const struct session *s)
 
 const char *session_via(const struct session *s, char *buf, size_t len);
 
+struct ifaddrs;
+/* The name of the interface in list (getifaddrs) that holds address a, or NULL. */
+const char *ifaddr_find(const struct ifaddrs *list, const struct sockaddr_storage *a);
+
 #endif
