@@ -23,7 +23,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 endif
 
 RELAY_PKGS := libwebsockets openssl libseccomp
-SHIM_PKGS := openssl
+SHIM_PKGS := openssl libcurl
 PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson libseccomp
 TEST_PKGS := cmocka
 
@@ -106,7 +106,7 @@ $(B)/%: $(B)/tools/%.o $(B)/libprov.a $(B)/libcommon.a
 # test_shim_* the shim's, test_prov_* the provisioner's.
 SHIM_LIB_OBJ := $(filter-out $(B)/client-shim/main.o,$(SHIM_OBJ))
 $(B)/tests/test_shim_%: $(B)/tests/test_shim_%.o $(SHIM_LIB_OBJ) $(B)/libcommon.a
-	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) openssl)
+	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) $(SHIM_PKGS))
 $(B)/tests/test_prov_%: $(B)/tests/test_prov_%.o $(B)/libprov.a $(B)/libcommon.a
 	$(call msg,LD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(TEST_PKGS) $(PROV_PKGS))
 $(B)/tests/test_sandbox: $(B)/tests/test_sandbox.o $(B)/libcommon.a
@@ -164,7 +164,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp
+FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp libcurl
 FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -D_GNU_SOURCE -Icommon \
 	-Iclient-shim -Iprovisioner -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -199,7 +199,7 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
-	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev
+	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
 	python3 iputils-ping procps systemd
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.

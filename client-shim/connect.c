@@ -158,110 +158,27 @@ int tls_handshake(struct session *s)
 									sizeof(buf)));
 }
 
-static int tls_start(struct session *s)
+int tls_start(struct session *s)
 {
 	if (s->sh->conf->insecure)
 		log_warnx("%s: --insecure: NOT verifying the relay's certificate", s->name);
 	s->ssl = tls_new(s->sh->ctx, s->fd, session_relay(s), s->sh->verify);
+	if (s->ssl && s->curl) { /* through an https:// proxy: its TLS carries ours */
+		BIO *b = proxy_bio(s);
+
+		if (b)
+			SSL_set_bio(s->ssl, b, b);
+		else {
+			SSL_free(s->ssl);
+			s->ssl = NULL;
+		}
+	}
 	if (!s->ssl)
 		return session_fail(s, "cannot create a TLS session");
 	s->state = S_TLS;
 	return tls_handshake(s);
 }
 
-/* Send CONNECT, then read the reply without consuming a byte past its header: peek, and
- * take only what belongs to the header, so whatever follows stays in the socket for TLS. */
-int proxy_io(struct session *s)
-{
-	char why[WS_WHY_LEN];
-	size_t end;
-	ssize_t n;
-	int code;
-
-	while (s->out_off < s->out_len) {
-		n = send(s->fd, s->out + s->out_off, s->out_len - s->out_off, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			set_events(s, EPOLLOUT);
-			return 0;
-		}
-		if (n < 0)
-			return session_fail(s, "proxy: send: %s", strerror(errno));
-		s->out_off += (size_t)n;
-	}
-	OPENSSL_cleanse(s->out, s->out_len); /* it held the proxy credentials */
-	s->out_off = s->out_len = 0;
-	set_events(s, EPOLLIN);
-	for (;;) {
-		size_t room = WS_HTTP_HDR_MAX - s->in_len;
-
-		n = recv(s->fd, s->in + s->in_len, room, MSG_PEEK);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return 0;
-		if (n < 0)
-			return session_fail(s, "proxy: %s", strerror(errno));
-		if (n == 0)
-			return session_fail(s, "proxy closed the connection before replying");
-		end = ws_header_end(s->in, s->in_len + (size_t)n);
-		n = end ? (ssize_t)(end - s->in_len) : n;
-		if (recv(s->fd, s->in + s->in_len, (size_t)n, 0) != n)
-			return session_fail(s, "proxy: short read");
-		s->in_len += (size_t)n;
-		if (end)
-			break;
-		if (s->in_len >= WS_HTTP_HDR_MAX)
-			return session_fail(s, "proxy reply header over %u bytes", WS_HTTP_HDR_MAX);
-	}
-	if (ws_parse_status((const char *)s->in, s->in_len, &code, why) < 0)
-		return session_fail(s, "proxy sent a malformed reply: '%s'", why);
-	if (code / 100 != 2)
-		return session_fail(s, "proxy refused CONNECT: %s", why);
-	s->in_len = 0;
-	log_debug("%s: proxy CONNECT to %s: %s", s->name, s->sh->conf->relay_strs[s->relay], why);
-	return tls_start(s);
-}
-
-static int proxy_start(struct session *s)
-{
-	const struct shim_proxy *p = &s->sh->conf->proxy;
-	const struct shim_url *r = session_relay(s);
-	char auth[SHIM_CRED_MAX * 4 / 3 + 8] = "", target[ADDR_HOST_MAX + 16];
-	int n;
-
-	url_format_hostport(r->host, r->host_is_v6, r->port, target, sizeof(target));
-	if (p->cred[0])
-		EVP_EncodeBlock((unsigned char *)auth, (const unsigned char *)p->cred,
-				(int)strlen(p->cred));
-	n = snprintf((char *)s->out, SHIM_OUT_CAP,
-		     "CONNECT %s HTTP/1.1\r\n"
-		     "Host: %s\r\n"
-		     "%s%s%s"
-		     "User-Agent: wgws-shim/" WGWS_VERSION "\r\n"
-		     "\r\n",
-		     target, target, auth[0] ? "Proxy-Authorization: Basic " : "",
-		     auth, auth[0] ? "\r\n" : "");
-	OPENSSL_cleanse(auth, sizeof(auth));
-	if (n < 0 || n >= SHIM_OUT_CAP)
-		return session_fail(s, "CONNECT request too long");
-	s->out_off = 0;
-	s->out_len = (size_t)n;
-	s->in_len = 0;
-	s->state = S_PROXY;
-	return proxy_io(s);
-}
-
-static int on_tcp_connected(struct session *s)
-{
-	if (session_proxied(s))
-		return proxy_start(s);
-	return tls_start(s);
-}
-
-static const char *target_host(const struct session *s)
-{
-	const struct shim_conf *c = s->sh->conf;
-
-	return session_proxied(s) ? c->proxy.host : c->relays[s->relay].host;
-}
 
 /* Whether a WireGuard interface carries the route to addr (with mark, as the connection
  * would be sent): then the connection would travel inside the tunnel it carries, the usual
@@ -311,44 +228,48 @@ static bool route_via_wireguard(const struct sockaddr_storage *addr, socklen_t l
 	return found;
 }
 
-/* Start the attempt at the next address. Returns 1 when one is in flight (or connected
- * at once: then s->fd is set and no attempt is), 0 when no address is left to try. */
-static int attempt_start(struct session *s)
+int conn_socket(struct session *s, const struct sockaddr *a, socklen_t len, bool proxy)
 {
 	static const int one = 1, user_timeout = SHIM_TCP_USER_TIMEOUT_MS;
 	static struct log_ratelimit rl_mark = LOG_RATELIMIT_DEFAULT;
 	static struct log_ratelimit rl_route = LOG_RATELIMIT_DEFAULT;
 	const uint32_t mark = s->sh->conf->fwmark;
-	char ifname[IF_NAMESIZE], a[ADDR_STR_LEN];
+	char ifname[IF_NAMESIZE], as[ADDR_STR_LEN];
+	int fd = socket(a->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+	/* main.c checked at start that SO_MARK is allowed. */
+	if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+		log_rl(&rl_mark, LOG_LEVEL_WARN, true, "%s: --fwmark", s->name);
+	if (route_via_wireguard((const struct sockaddr_storage *)a, len, mark, ifname))
+		log_rl(&rl_route, LOG_LEVEL_WARN, false,
+		       "%s: the route to %s%s goes out through %s, a WireGuard interface: this "
+		       "connection would travel inside the tunnel it carries (a full tunnel?). "
+		       "Give --fwmark the interface's FwMark (wg-quick's is 51820 unless the file "
+		       "sets one)%s", s->name, proxy ? "the proxy at " : "the relay at ",
+		       addr_format(a, as), ifname, mark ? ", not the mark it has now" : "");
+	log_debug("%s: connecting to %s%s", s->name, proxy ? "the proxy at " : "",
+		  addr_format(a, as));
+	return fd;
+}
+
+/* Start the attempt at the next address. Returns 1 when one is in flight (or connected
+ * at once: then s->fd is set and no attempt is), 0 when no address is left to try. */
+static int attempt_start(struct session *s)
+{
 	while (s->addr_idx < s->naddrs) {
 		unsigned i = s->addr_idx++;
 		struct epoll_event ev = { .events = EPOLLOUT };
-		int fd = socket(s->addrs[i].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				0);
+		int fd = conn_socket(s, (struct sockaddr *)&s->addrs[i], s->addr_lens[i], false);
 
 		if (fd < 0) {
-			s->last_errno = errno;
+			s->last_errno = -fd;
 			continue;
 		}
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
-				 sizeof(user_timeout));
-		/* main.c checked at start that SO_MARK is allowed. */
-		if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
-			log_rl(&rl_mark, LOG_LEVEL_WARN, true, "%s: --fwmark", s->name);
-		if (route_via_wireguard(&s->addrs[i], s->addr_lens[i], mark, ifname))
-			log_rl(&rl_route, LOG_LEVEL_WARN, false,
-			       "%s: the route to %s%s goes out through %s, a WireGuard interface: "
-			       "this connection would travel inside the tunnel it carries (a full "
-			       "tunnel?). Give --fwmark the interface's FwMark (wg-quick's is "
-			       "51820 unless the file sets one)%s", s->name,
-			       session_proxied(s) ? "the proxy at " : "the relay at ",
-			       addr_format((struct sockaddr *)&s->addrs[i], a), ifname,
-			       mark ? ", not the mark it has now" : "");
-		log_debug("%s: connecting to %s", s->name,
-			  addr_format((struct sockaddr *)&s->addrs[i], a));
 		if (connect(fd, (struct sockaddr *)&s->addrs[i], s->addr_lens[i]) == 0) {
 			connect_abort(s);
 			s->fd = fd;
@@ -392,15 +313,15 @@ static int attempts_continue(struct session *s)
 {
 	if (s->fd >= 0) {
 		set_events(s, EPOLLIN);
-		return on_tcp_connected(s);
+		return tls_start(s);
 	}
 	if (s->nafd)
 		return 0;
 	/* RFC 8305 §5: an attempt that failed lets the next one start at once. */
 	if (attempt_start(s))
 		return attempts_continue(s);
-	return session_fail(s, "cannot connect to %s%s: %s", session_proxied(s) ? "proxy " : "",
-			    target_host(s), strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
+	return session_fail(s, "cannot connect to %s: %s", session_relay(s)->host,
+			    strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
 }
 
 /* Happy Eyeballs (RFC 8305): the addresses are tried in the resolver's order, families
@@ -596,13 +517,16 @@ void session_connect(struct session *s)
 
 	if (!s->relays_failed) /* else session_fail() chose the next relay */
 		s->relay = s->sh->relay_cur;
-	host = target_host(s);
-	port = session_proxied(s) ? c->proxy.port : c->relays[s->relay].port;
-	is_ip = session_proxied(s) ? c->proxy.host_is_ip : c->relays[s->relay].host_is_ip;
-
-	s->state = S_RESOLVING;
 	s->phase_deadline = s->sh->now + SHIM_CONNECT_TIMEOUT_MS;
 	deadline_hint(s);
+	if (session_proxied(s)) {
+		(void)proxy_start(s);
+		return;
+	}
+	host = c->relays[s->relay].host;
+	port = c->relays[s->relay].port;
+	is_ip = c->relays[s->relay].host_is_ip;
+	s->state = S_RESOLVING;
 	s->naddrs = 0;
 	s->addr_idx = 0;
 	s->last_errno = 0;

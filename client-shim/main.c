@@ -1,12 +1,14 @@
 /* wgws-shim: carries a local WireGuard's UDP datagrams to a wgws relay over wss://, through
- * an HTTP CONNECT proxy when needed. This file owns the command line and the [Shim] section
- * of a -c file (one table, one setter), validates everything before anything is opened,
+ * a proxy when needed (HTTP CONNECT, HTTPS, SOCKS5). This file owns the command line and
+ * the [Shim] section of a -c file (one table, one setter), validates everything before
+ * anything is opened,
  * builds the TLS context and hands over to the sessions' event loop (session.c).
  *
  * The shim deliberately does not use libwebsockets: lws 4.1.6's client proxy turns a proxy's
  * 403/407 into a generic "proxy not h1" and has no no_proxy, and we need both. It is its own
  * small WebSocket client instead: one epoll loop, non-blocking sockets, OpenSSL for TLS and
- * hand-written RFC 6455 client framing (ws.c). */
+ * hand-written RFC 6455 client framing (ws.c). The proxy leg is libcurl's (proxy.c): every
+ * proxy authentication scheme and SOCKS5, which we do not write by hand. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -38,6 +40,7 @@ enum {
 	OPT_STOP,
 	OPT_FWMARK,
 	OPT_PROXY_PASSWORD_FILE,
+	OPT_PROXY_CA,
 };
 
 static const struct option longopts[] = {
@@ -52,6 +55,7 @@ static const struct option longopts[] = {
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 	{ "fwmark", required_argument, NULL, OPT_FWMARK },
 	{ "proxy-password-file", required_argument, NULL, OPT_PROXY_PASSWORD_FILE },
+	{ "proxy-ca", required_argument, NULL, OPT_PROXY_CA },
 	{ "ipv4", no_argument, NULL, '4' },
 	{ "ipv6", no_argument, NULL, '6' },
 	{ "config", required_argument, NULL, 'c' },
@@ -99,14 +103,22 @@ static void usage(FILE *f)
 		"                         --pinnedpubkey format); the chain is then not verified.\n"
 		"                         May be repeated (key rotation)\n"
 		"  --insecure             verify nothing about the relay (testing only; loud)\n"
-		"  --proxy URL            http://[user@]host[:port] HTTP CONNECT proxy (port\n"
-		"                         1080 if omitted); default: https_proxy, HTTPS_PROXY or\n"
-		"                         http_proxy, except for hosts in no_proxy / NO_PROXY\n"
+		"  --proxy URL            SCHEME://[user@]host[:port]: http:// (CONNECT), https://\n"
+		"                         (CONNECT inside TLS with the proxy), socks5:// or\n"
+		"                         socks5h:// (the proxy resolves the relay's name); port\n"
+		"                         1080 if omitted (443 for https://). Authentication as the\n"
+		"                         proxy asks: Basic, Digest, NTLM (user DOMAIN\\name), or\n"
+		"                         Negotiate with your Kerberos ticket (kinit; no user\n"
+		"                         needed). Default: https_proxy, HTTPS_PROXY or\n"
+		"                         http_proxy. Relays in no_proxy / NO_PROXY (names,\n"
+		"                         domains, addresses, CIDRs like 10.0.0.0/8) go direct\n"
 		"  --proxy-password-file FILE  the proxy user's password, the file's first line\n"
 		"                         (the user goes in the URL: http://USER@host:port). A\n"
 		"                         password is refused on the command line, where every\n"
 		"                         local user sees it (ps); it may also be in the -c file's\n"
 		"                         Proxy = or in https_proxy. Never logged\n"
+		"  --proxy-ca FILE        verify an https:// proxy against these CAs instead of\n"
+		"                         the system's\n"
 		"  --no-proxy             connect directly, ignoring the environment\n"
 		"  --keepalive SECONDS    WebSocket ping interval (default 15); the relay is\n"
 		"                         declared dead after 3 intervals (at least 45 s) without\n"
@@ -257,6 +269,13 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 		}
 		snprintf(ps->password_file, sizeof(ps->password_file), "%s", value);
 		return 0;
+	case OPT_PROXY_CA:
+		if (strlen(value) >= sizeof(c->proxy_ca)) {
+			snprintf(err, SHIM_ERR_LEN, "--proxy-ca: path too long");
+			return -EINVAL;
+		}
+		snprintf(c->proxy_ca, sizeof(c->proxy_ca), "%s", value);
+		return 0;
 	case OPT_NO_PROXY:
 		c->no_proxy = b;
 		return 0;
@@ -336,30 +355,37 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 	return -EINVAL;
 }
 
-/* The proxy from the environment, for the relays whose host no_proxy does not match. */
-static int proxy_from_env(struct shim_conf *c, bool *all_direct, char err[static SHIM_ERR_LEN])
+/* The relays no_proxy (or NO_PROXY) names go direct, whichever way the proxy was given
+ * (as curl). True when that is every relay. */
+static bool apply_no_proxy(struct shim_conf *c)
 {
-	static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy" };
 	const char *np = getenv("no_proxy");
-	char msg[SHIM_ERR_LEN];
 	unsigned direct = 0;
 
 	if (!np || !*np)
 		np = getenv("NO_PROXY");
+	for (unsigned r = 0; r < c->nrelays; r++) {
+		c->relay_direct[r] = np && url_no_proxy_matches(np, c->relays[r].host);
+		if (c->relay_direct[r]) {
+			log_debug("no_proxy matches %s: direct", c->relays[r].host);
+			direct++;
+		}
+	}
+	return direct == c->nrelays;
+}
+
+/* The proxy from the environment, for the relays whose host no_proxy does not match. */
+static int proxy_from_env(struct shim_conf *c, bool *all_direct, char err[static SHIM_ERR_LEN])
+{
+	static const char *const vars[] = { "https_proxy", "HTTPS_PROXY", "http_proxy" };
+	char msg[SHIM_ERR_LEN];
+
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		const char *v = getenv(vars[i]);
 
 		if (!v || !*v)
 			continue;
-		for (unsigned r = 0; r < c->nrelays; r++) {
-			c->relay_direct[r] = np && url_no_proxy_matches(np, c->relays[r].host);
-			if (c->relay_direct[r]) {
-				log_debug("%s set, but no_proxy matches %s: direct", vars[i],
-					  c->relays[r].host);
-				direct++;
-			}
-		}
-		if (direct == c->nrelays) {
+		if (apply_no_proxy(c)) {
 			*all_direct = true;
 			return 0;
 		}
@@ -506,6 +532,13 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 		memset(&c->proxy, 0, sizeof(c->proxy));
 	} else if (!ps.proxy_arg && proxy_from_env(c, &ps.env_all_direct, err) < 0) {
 		return -EINVAL;
+	} else if (ps.proxy_arg && apply_no_proxy(c)) {
+		log_info("no_proxy matches every relay: --proxy is not used");
+	}
+	if (c->proxy_ca[0] && c->proxy.scheme != PROXY_HTTPS) {
+		snprintf(err, SHIM_ERR_LEN, "--proxy-ca is for an https:// proxy%s",
+			 c->proxy.set ? ", and this one is not" : ", and none is used");
+		return -EINVAL;
 	}
 	OPENSSL_cleanse(ps.proxy_buf, sizeof(ps.proxy_buf));
 	if (ps.password_file[0] && ps.env_all_direct)
@@ -538,8 +571,8 @@ static void log_start(const struct shim_conf *c)
 	char hp[ADDR_HOST_MAX + 16];
 
 	if (c->proxy.set)
-		log_info("using proxy http://%s%s%s", c->proxy.user, c->proxy.user[0] ? "@" : "",
-			 url_format_hostport(c->proxy.host, c->proxy.host_is_v6, c->proxy.port, hp,
+		log_info("using proxy %s://%s%s%s", url_proxy_scheme(c->proxy.scheme), c->proxy.user,
+			 c->proxy.user[0] ? "@" : "", url_format_hostport(c->proxy.host, c->proxy.host_is_v6, c->proxy.port, hp,
 					     sizeof(hp)));
 	else
 		log_info("no proxy: connecting to the relay directly");

@@ -90,6 +90,7 @@ static void conn_teardown(struct session *s)
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 	}
+	proxy_abort(s); /* after SSL_free: an https:// proxy's BIO uses the transfer */
 	if (s->fd >= 0) {
 		close(s->fd);
 		s->fd = -1;
@@ -183,8 +184,7 @@ static void session_on_io(struct session *s, uint32_t events)
 	case S_CONNECTING:
 		(void)tcp_check(s);
 		break;
-	case S_PROXY:
-		(void)proxy_io(s);
+	case S_PROXY: /* its sockets are curl's (TAG_CURL) */
 		break;
 	case S_TLS:
 		(void)tls_handshake(s);
@@ -525,6 +525,10 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 	ev.data.u64 = TAG_RESOLVER;
 	if (epoll_ctl(sh->epfd, EPOLL_CTL_ADD, sh->res_fd, &ev) < 0)
 		goto out_errno;
+	if (conf->proxy.set && (ret = proxy_open(sh)) < 0) {
+		log_warnx("cannot initialise libcurl for the proxy");
+		goto out_close;
+	}
 	if ((ret = netwatch_open()) < 0) {
 		errno = -ret;
 		log_warn("cannot watch the network for changes (rtnetlink): after one, a dead "
@@ -604,8 +608,12 @@ int shim_run(struct shim *sh)
 			sh->net_due = 0;
 			net_changed(sh);
 		}
+		if (sh->curl_due && sh->now >= sh->curl_due)
+			proxy_on_timer(sh);
 		if (sh->now >= sh->next_due) {
 			next = sh->net_due ? sh->net_due : UINT64_MAX;
+			if (sh->curl_due && sh->curl_due < next)
+				next = sh->curl_due;
 			for (unsigned i = 0; i < sh->conf->max_sessions; i++) {
 				struct session *s = sh->slots[i];
 
@@ -664,6 +672,10 @@ int shim_run(struct shim *sh)
 				}
 				continue;
 			}
+			if ((uint32_t)tag == TAG_CURL) {
+				proxy_on_event(sh, (int)(tag >> 32), evs[i].events);
+				continue;
+			}
 			slot = (unsigned)(tag & 0xffffffff) - TAG_SESSION;
 			if (slot >= sh->conf->max_sessions)
 				continue;
@@ -695,6 +707,7 @@ void shim_close(struct shim *sh)
 		for (unsigned i = 0; i < sh->conf->max_sessions; i++)
 			if (sh->slots[i])
 				session_free(sh->slots[i]);
+	proxy_close(sh);
 	/* requests still running in glibc keep their memory; the process is ending */
 	for (struct resolve *r = sh->resolves, *next; r; r = next) {
 		next = r->next;

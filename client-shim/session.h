@@ -24,10 +24,12 @@
  * unpredictable to protect caching intermediaries from crafted plaintext, and inside TLS no
  * intermediary sees them, so a fast PRNG is enough.
  *
- * Four files run them, one concept each, sharing the structures below:
+ * Five files run them, one concept each, sharing the structures below:
  *   session.c  a session's life (state, failure and back-off, deadlines), the table of
  *              sessions and the event loop;
- *   connect.c  the way to OPEN: resolve, TCP, proxy CONNECT, TLS, WebSocket upgrade;
+ *   connect.c  the way to OPEN: resolve, TCP (Happy Eyeballs), TLS, WebSocket upgrade;
+ *   proxy.c    the proxy leg, by libcurl: resolve, TCP, the proxy's TLS (https://), CONNECT
+ *              or SOCKS5 and every authentication scheme, then the socket handed back;
  *   stream.c   the open TLS + WebSocket stream: WS messages out, records in;
  *   udp.c      the local UDP socket: WireGuard's datagrams in (recvmmsg), records out to it
  *              (sendmmsg, UDP GSO). */
@@ -38,6 +40,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <curl/curl.h>
 #include <openssl/ssl.h>
 
 #include "shim.h"
@@ -78,7 +81,10 @@ enum {
 	SHIM_UDP_BUF = 4 << 20,         /* SO_RCVBUF / SO_SNDBUF of the local UDP socket */
 };
 
-enum { TAG_UDP = 0, TAG_SIGNAL = 1, TAG_RESOLVER = 2, TAG_NETLINK = 3, TAG_SESSION = 16 };
+/* epoll tags: the low 32 bits; a session's generation (or a libcurl socket's descriptor)
+ * above them */
+enum { TAG_UDP = 0, TAG_SIGNAL = 1, TAG_RESOLVER = 2, TAG_NETLINK = 3, TAG_CURL = 4,
+       TAG_SESSION = 16 };
 
 enum sess_state {
 	S_RESOLVING,
@@ -115,6 +121,12 @@ struct session {
 	SSL *ssl;
 	uint32_t ev_mask; /* registered with epoll; 0 when not registered */
 	struct resolve *res;
+	/* PROXY: libcurl's transfer (proxy.c); it stays after OPEN through an https:// proxy,
+	 * whose TLS carries ours (curl_easy_send/recv under s->ssl) */
+	CURL *curl;
+	bool curl_owns_fd; /* s->fd is curl's: closed by curl_easy_cleanup, not by us */
+	char proxy_status[WS_WHY_LEN]; /* the proxy's last CONNECT status line, "" if none */
+	char proxy_err[CURL_ERROR_SIZE]; /* curl's words for a failure (CURLOPT_ERRORBUFFER) */
 	struct sockaddr_storage addrs[SHIM_MAX_ADDRS];
 	socklen_t addr_lens[SHIM_MAX_ADDRS];
 	unsigned naddrs, addr_idx;     /* addr_idx: the next address to try */
@@ -160,6 +172,8 @@ struct shim {
 	uint32_t gen;
 	struct session *last_hit;
 	struct resolve *resolves;
+	CURLM *curlm;      /* every session's proxy leg (proxy.c); NULL without a proxy */
+	uint64_t curl_due; /* libcurl's timer: when it wants to be called; 0: none */
 	uint64_t prng;
 	uint64_t now;
 	/* No session's deadline is before next_due (it may be earlier than the earliest: a
@@ -203,7 +217,12 @@ struct session *session_lookup(struct shim *sh, const struct sockaddr_storage *s
 
 int upgrade_io(struct session *s);
 int tls_handshake(struct session *s);
-int proxy_io(struct session *s);
+/* The TCP (or proxied) connection is up in s->fd: TLS with the relay. */
+int tls_start(struct session *s);
+/* A non-blocking TCP socket for a's family with the shim's options (TCP_NODELAY,
+ * keepalive, TCP_USER_TIMEOUT, --fwmark), warning when the route to a goes through a
+ * WireGuard interface; proxy: a is the proxy's. The descriptor, or -errno. */
+int conn_socket(struct session *s, const struct sockaddr *a, socklen_t len, bool proxy);
 int tcp_check(struct session *s);
 void shim_on_resolver(struct shim *sh);
 void session_connect(struct session *s);
@@ -211,6 +230,31 @@ void session_connect(struct session *s);
 void connect_tick(struct session *s);
 /* Close the attempts still in flight (conn_teardown). */
 void connect_abort(struct session *s);
+
+/* ---- proxy.c: the proxy leg, by libcurl ---------------------------------------------------- */
+
+/* libcurl (CURLOPT_CONNECT_ONLY with a proxy tunnel) does the proxy's part of the way: the
+ * proxy's name resolved (its threaded resolver) and its addresses raced (Happy Eyeballs,
+ * SHIM_HE_DELAY_MS), the proxy's own TLS for https://, then an HTTP CONNECT with Basic,
+ * Digest, NTLM or Negotiate (Kerberos) as the proxy asks, or SOCKS5 (socks5h:// lets the
+ * proxy resolve the relay's name). Its sockets are on the shim's epoll (TAG_CURL, with the
+ * descriptor above), its timer is the loop's curl_due: nothing blocks the other sessions.
+ * When the tunnel is up, the socket is the session's: taken from curl for http:// and
+ * SOCKS (curl forgets it), or, for https://, left in curl, whose TLS then carries ours
+ * through a BIO over curl_easy_send/recv. */
+int proxy_open(struct shim *sh);
+void proxy_close(struct shim *sh);
+/* PROXY: start s's transfer. Returns 0, or -1 after session_fail(). */
+int proxy_start(struct session *s);
+/* End s's transfer, if any (conn_teardown): curl closes the sockets it still owns. */
+void proxy_abort(struct session *s);
+/* epoll reported events on curl's socket fd, or its timer is due: let curl go on, then
+ * hand finished transfers to their sessions. */
+void proxy_on_event(struct shim *sh, int fd, uint32_t events);
+void proxy_on_timer(struct shim *sh);
+/* A BIO that reads and writes s's tunnel through curl (curl_easy_recv/send): for the
+ * relay's TLS inside an https:// proxy's. NULL when out of memory. */
+BIO *proxy_bio(struct session *s);
 
 /* ---- stream.c: the open stream ------------------------------------------------------------- */
 

@@ -48,9 +48,17 @@ struct shim_url {
 	char path[SHIM_PATH_MAX];
 };
 
-/* A parsed http://[user:pass@]host[:port][/]. */
+enum proxy_scheme {
+	PROXY_HTTP,    /* http://: CONNECT */
+	PROXY_HTTPS,   /* https://: CONNECT inside TLS with the proxy */
+	PROXY_SOCKS5,  /* socks5://: SOCKS5, the relay's name resolved here */
+	PROXY_SOCKS5H, /* socks5h://: SOCKS5, the relay's name resolved by the proxy */
+};
+
+/* A parsed SCHEME://[user[:pass]@]host[:port][/]. */
 struct shim_proxy {
 	bool set;
+	enum proxy_scheme scheme;
 	char host[ADDR_HOST_MAX + 1];
 	uint16_t port;
 	bool host_is_ip;
@@ -68,13 +76,18 @@ int url_parse_relay(const char *s, struct shim_url *u, char err[static SHIM_ERR_
  * a message may quote of a proxy URL. Returns buf. */
 const char *url_mask_password(const char *s, char *buf, size_t len);
 
-/* Parse a proxy URL (http:// only; allow_bare accepts "host:port" without a scheme, as
- * found in environment variables). Returns 0 or -EINVAL with a message in err. */
+/* Parse a proxy URL: http://, https://, socks5:// or socks5h://, the port 1080 by default
+ * (443 for https://), as curl; allow_bare accepts "host:port" without a scheme (http), as
+ * found in environment variables. Returns 0 or -EINVAL with a message in err. */
 int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 		    char err[static SHIM_ERR_LEN]) __attribute__((warn_unused_result));
 
+/* The scheme's name as in a URL ("http", "socks5h", ...). */
+const char *url_proxy_scheme(enum proxy_scheme s);
+
 /* True when host is excluded from proxying by a no_proxy list (comma-separated, "*" = all,
- * domain-suffix match with or without a leading '.', case-insensitive, ":port" ignored). */
+ * domain-suffix match with or without a leading '.', case-insensitive, ":port" ignored;
+ * an IP address also matches an entry ADDRESS/PREFIX of its family, as curl 7.86 does). */
 bool url_no_proxy_matches(const char *no_proxy, const char *host);
 
 /* Parse "sha256//BASE64" (curl's --pinnedpubkey format) into pin. Returns 0 or -EINVAL. */
@@ -212,6 +225,7 @@ struct shim_conf {
 	unsigned npins;
 	bool insecure;
 	struct shim_proxy proxy; /* the proxy in use (from --proxy or the environment) */
+	char proxy_ca[4096];     /* --proxy-ca: CAs for an https:// proxy; "": the system's */
 	bool no_proxy;
 	unsigned keepalive_s;
 	unsigned max_sessions;

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -180,19 +181,27 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 
 	url_mask_password(s, shown, sizeof(shown));
 
+	uint16_t default_port = SHIM_DEFAULT_PROXY_PORT;
+
 	memset(p, 0, sizeof(*p));
-	if (strncasecmp(s, "https://", 8) == 0) {
-		snprintf(err, SHIM_ERR_LEN,
-			 "'%s': https:// proxies are not supported, use an http:// proxy "
-			 "(the tunnel inside is TLS anyway)", shown);
+	p->scheme = PROXY_HTTP;
+	for (int i = PROXY_SOCKS5H; i >= PROXY_HTTP; i--) {
+		const char *name = url_proxy_scheme((enum proxy_scheme)i);
+		size_t n = strlen(name);
+
+		if (strncasecmp(s, name, n) == 0 && strncmp(s + n, "://", 3) == 0) {
+			p->scheme = (enum proxy_scheme)i;
+			a = s + n + 3;
+			break;
+		}
+	}
+	if (a == s && (strstr(s, "://") || !allow_bare)) {
+		snprintf(err, SHIM_ERR_LEN, "'%s': expected http://, https://, socks5:// or "
+			 "socks5h://[user@]host[:port]", shown);
 		return -EINVAL;
 	}
-	if (strncasecmp(s, "http://", 7) == 0) {
-		a = s + 7;
-	} else if (strstr(s, "://") || !allow_bare) {
-		snprintf(err, SHIM_ERR_LEN, "'%s': expected http://[user:pass@]host:port", shown);
-		return -EINVAL;
-	}
+	if (p->scheme == PROXY_HTTPS)
+		default_port = 443;
 	end = a + strcspn(a, "/?#");
 	if (*end != '\0' && strcmp(end, "/") != 0) {
 		snprintf(err, SHIM_ERR_LEN, "'%s': a proxy URL has no path", shown);
@@ -228,7 +237,7 @@ int url_parse_proxy(const char *s, bool allow_bare, struct shim_proxy *p,
 	}
 	memcpy(auth, a, alen);
 	auth[alen] = '\0';
-	if (parse_authority(auth, SHIM_DEFAULT_PROXY_PORT, p->host, &p->port, &p->host_is_ip,
+	if (parse_authority(auth, default_port, p->host, &p->port, &p->host_is_ip,
 			    &p->host_is_v6, shown, err) < 0)
 		goto out_wipe;
 	p->set = true;
@@ -238,6 +247,48 @@ out_wipe:
 	/* Not even part of a password stays behind (pct_decode() may have stopped midway). */
 	memset(p, 0, sizeof(*p));
 	return -EINVAL;
+}
+
+const char *url_proxy_scheme(enum proxy_scheme s)
+{
+	static const char *const names[] = {
+		[PROXY_HTTP] = "http", [PROXY_HTTPS] = "https", [PROXY_SOCKS5] = "socks5",
+		[PROXY_SOCKS5H] = "socks5h",
+	};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+/* Does the address host (text) lie in the network e[0..n) "ADDRESS/PREFIX" of its family? */
+static bool cidr_matches(const char *host, const char *e, size_t n)
+{
+	unsigned char h[16], net[16];
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	int fam = strchr(host, ':') ? AF_INET6 : AF_INET, max = fam == AF_INET6 ? 128 : 32;
+	unsigned long bits;
+
+	if (n >= sizeof(buf))
+		return false;
+	memcpy(buf, e, n);
+	buf[n] = '\0';
+	if (!(slash = strchr(buf, '/')))
+		return false;
+	*slash = '\0';
+	if (!isdigit((unsigned char)slash[1]))
+		return false;
+	bits = strtoul(slash + 1, &end, 10);
+	if (*end || bits > (unsigned long)max || inet_pton(fam, host, h) != 1 ||
+	    inet_pton(fam, buf, net) != 1)
+		return false;
+	for (unsigned i = 0; i < bits / 8; i++)
+		if (h[i] != net[i])
+			return false;
+	if (bits % 8) {
+		unsigned char m = (unsigned char)(0xff << (8 - bits % 8));
+
+		return (h[bits / 8] & m) == (net[bits / 8] & m);
+	}
+	return true;
 }
 
 /* Does host (a name) equal domain or end with ".domain"? Both compared without case. */
@@ -275,6 +326,12 @@ bool url_no_proxy_matches(const char *no_proxy, const char *host)
 			n--;
 		if (n == 1 && e[0] == '*')
 			return true;
+		if (host_ip && memchr(e, '/', n)) {
+			if (cidr_matches(host, e, n))
+				return true;
+			p = next;
+			continue;
+		}
 		/* drop ":port": "[v6]:port", "name:port", "v4:port"; bare v6 keeps its colons */
 		if (n > 0 && e[0] == '[') {
 			const char *rb = memchr(e, ']', n);

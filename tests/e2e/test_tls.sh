@@ -58,8 +58,13 @@ say "--ca with the gateway's certificate"
 start_shim --ca "$CERT"
 expect_connect "--ca"
 
-# shim_refused CODE N: at least N attempts logged as refused with CODE.
-shim_refused() { [ "$(log_count "$SHIM_LOG" "proxy refused CONNECT: $1")" -ge "$2" ]; }
+# shim_refused PATTERN N: at least N attempts logged with PATTERN.
+shim_refused() { [ "$(log_count "$SHIM_LOG" "$1")" -ge "$2" ]; }
+PROXY_AT="the proxy at $P_CLIENT:$PROXY_PORT"
+declare -A REFUSAL=(
+	[407]="$PROXY_AT wants authentication (407 Proxy Authentication Required; it offers Basic)"
+	[403]="$PROXY_AT refused CONNECT to $GW_NAME:443: 403 Forbidden"
+)
 
 for code in 407 403; do
 	say "proxy refuses CONNECT with $code"
@@ -67,15 +72,16 @@ for code in 407 403; do
 	start_squid 900 "$code"
 	start_shim --pin "$PIN"
 	bg_ping_start "$T/bgping-$SHIM_N.log"
-	wait_for 15 shim_refused "$code" 2 ||
-		fail "proxy $code: expected 2 attempts logged as 'proxy refused CONNECT: $code'" \
-			"(got $(log_count "$SHIM_LOG" "proxy refused CONNECT: $code"))"
+	pat=${REFUSAL[$code]}
+	wait_for 15 shim_refused "$pat" 2 ||
+		fail "proxy $code: expected 2 attempts logged as '$pat'" \
+			"(got $(log_count "$SHIM_LOG" "$pat"))"
 	bg_ping_stop
 	alive "$SHIM_PID" || fail "proxy $code: the shim exited"
 	[ "$(log_count "$SHIM_LOG" "connected to relay")" = 0 ] || fail "proxy $code: shim connected"
-	ok "proxy $code: $(log_count "$SHIM_LOG" "proxy refused CONNECT: $code") refused attempts" \
+	ok "proxy $code: $(log_count "$SHIM_LOG" "$pat") refused attempts" \
 		"logged, shim still running, no connection"
-	grep -m1 "proxy refused CONNECT" "$SHIM_LOG" | sed 's/^/     shim said: /'
+	grep -m1 -F "$pat" "$SHIM_LOG" | sed 's/^/     shim said: /'
 	stop_shim
 done
 
@@ -95,9 +101,10 @@ grep -q "a password on the command line is visible to every local user" <<<"$out
 ok "a password in --proxy on the command line is refused (without quoting it)"
 start_shim --pin "$PIN" --proxy "$PROXY_URL" --proxy-password-file "$T/wrong.pw"
 bg_ping_start "$T/bgping-wrong.log"
-wait_for 15 shim_refused 407 1 || fail "a wrong password: no 'proxy refused CONNECT: 407'"
+pat="$PROXY_AT refused the credentials of user 'alice' (407 Proxy Authentication Required"
+wait_for 15 shim_refused "$pat" 1 || fail "a wrong password: no '$pat'"
 bg_ping_stop
-ok "a wrong password: $(grep -m1 'proxy refused CONNECT' "$SHIM_LOG" | sed 's/.*: proxy/proxy/')"
+ok "a wrong password: $(grep -m1 -F "$pat" "$SHIM_LOG" | sed 's/.*: the proxy/the proxy/')"
 stop_shim
 start_shim --pin "$PIN" --proxy "$PROXY_URL" --proxy-password-file "$T/proxy.pw"
 args=$(tr '\0' ' ' <"/proc/$SHIM_PID/cmdline")

@@ -6,8 +6,9 @@
  * Input: "A\nB" (B may be absent), A and B made C strings at their first NUL. A goes to every
  * parser; url_no_proxy_matches() gets A as the list and B as the host. Checked beyond ASan:
  * a parsed relay URL formats back (host:port and path) to a URL that parses to the same thing
- * and always yields an upgrade request; a parsed proxy's credentials are "user:password" with
- * the user first; a list matches the same with an empty entry appended and still matches with
+ * and always yields an upgrade request; a parsed proxy formats back (scheme://host:port) to
+ * the same scheme, host and port, and its credentials are "user:password" with the user
+ * first; a list matches the same with an empty entry appended and still matches with
  * any entry appended; a parsed pin encodes back to the text it came from (but for the spare
  * bits of its last character). */
 #include <errno.h>
@@ -48,8 +49,8 @@ static void check_relay(const char *s)
 
 static void check_proxy(const char *s, bool allow_bare)
 {
-	char err[SHIM_ERR_LEN];
-	struct shim_proxy p;
+	char err[SHIM_ERR_LEN], hp[ADDR_HOST_MAX + 16], again_s[ADDR_HOST_MAX + 32];
+	struct shim_proxy p, again;
 	size_t ulen;
 
 	if (url_parse_proxy(s, allow_bare, &p, err) < 0) {
@@ -58,6 +59,11 @@ static void check_proxy(const char *s, bool allow_bare)
 		return;
 	}
 	if (!p.set || !p.host[0] || p.port == 0)
+		abort();
+	url_format_hostport(p.host, p.host_is_v6, p.port, hp, sizeof(hp));
+	snprintf(again_s, sizeof(again_s), "%s://%s", url_proxy_scheme(p.scheme), hp);
+	if (url_parse_proxy(again_s, false, &again, err) < 0 || again.scheme != p.scheme ||
+	    strcmp(again.host, p.host) || again.port != p.port || again.cred[0])
 		abort();
 	if (!p.cred[0]) {
 		if (p.user[0])

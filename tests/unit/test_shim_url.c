@@ -99,6 +99,7 @@ struct proxy_case {
 	const char *user;
 	const char *cred;
 	bool is_v6;
+	enum proxy_scheme scheme;
 };
 
 static const struct proxy_case proxy_cases[] = {
@@ -121,8 +122,18 @@ static const struct proxy_case proxy_cases[] = {
 	{ .name = "bare allowed", .in = "proxy.corp:3128", .bare = true,
 	  .ok = true, .host = "proxy.corp", .port = 3128, .user = "", .cred = "" },
 	{ .name = "bare refused", .in = "proxy.corp:3128", .bare = false },
-	{ .name = "https", .in = "https://proxy:3128", .bare = true },
-	{ .name = "socks", .in = "socks5://proxy:1080", .bare = true },
+	{ .name = "https", .in = "https://proxy:3129", .bare = false, .ok = true, .host = "proxy",
+	  .port = 3129, .user = "", .cred = "", .scheme = PROXY_HTTPS },
+	{ .name = "https default port", .in = "https://u@proxy", .bare = true, .ok = true,
+	  .host = "proxy", .port = 443, .user = "u", .cred = "u:", .scheme = PROXY_HTTPS },
+	{ .name = "socks5", .in = "socks5://proxy", .bare = false, .ok = true, .host = "proxy",
+	  .port = 1080, .user = "", .cred = "", .scheme = PROXY_SOCKS5 },
+	{ .name = "socks5h", .in = "SOCKS5H://u:p@[fd00::1]:9", .bare = false, .ok = true,
+	  .host = "fd00::1", .port = 9, .user = "u", .cred = "u:p", .is_v6 = true,
+	  .scheme = PROXY_SOCKS5H },
+	{ .name = "socks4", .in = "socks4://proxy:1080", .bare = true },
+	{ .name = "socks5 no slashes", .in = "socks5:proxy:1080", .bare = false },
+	{ .name = "ftp", .in = "ftp://proxy:21", .bare = true },
 	{ .name = "path", .in = "http://proxy:3128/x", .bare = false },
 	{ .name = "bad escape", .in = "http://u:%zz@proxy:1", .bare = false },
 	{ .name = "short escape", .in = "http://u:%4@proxy:1", .bare = false },
@@ -153,9 +164,10 @@ static void test_proxy_urls(void **state)
 			continue;
 		}
 		if (!p.set || strcmp(p.host, c->host) || p.port != c->port ||
-		    strcmp(p.user, c->user) || strcmp(p.cred, c->cred) || p.host_is_v6 != c->is_v6)
-			fail_msg("%s: got host '%s' port %u user '%s' cred '%s'", c->name, p.host,
-				 p.port, p.user, p.cred);
+		    strcmp(p.user, c->user) || strcmp(p.cred, c->cred) || p.host_is_v6 != c->is_v6 ||
+		    p.scheme != c->scheme)
+			fail_msg("%s: got %s host '%s' port %u user '%s' cred '%s'", c->name,
+				 url_proxy_scheme(p.scheme), p.host, p.port, p.user, p.cred);
 	}
 }
 
@@ -191,17 +203,37 @@ static const struct np_case np_cases[] = {
 	{ "2001:DB8::1", "2001:db8::1", true },
 	{ "2001:db8::1", "2001:db8::2", false },
 	{ " , ,", "gw", false },
+	/* CIDRs (curl 7.86's no_proxy): for addresses of their family only */
+	{ "10.0.0.0/8", "10.200.3.4", true },
+	{ "10.0.0.0/8", "11.0.0.1", false },
+	{ "192.168.1.0/24,a.com", "192.168.1.255", true },
+	{ "192.168.1.0/24", "192.168.2.1", false },
+	{ "10.1.2.3/32", "10.1.2.3", true },
+	{ "10.1.2.3/32", "10.1.2.4", false },
+	{ "0.0.0.0/0", "203.0.113.9", true },
+	{ "10.0.0.0/33", "10.0.0.1", false },
+	{ "10.0.0.0/", "10.0.0.1", false },
+	{ "10.0.0.0/x", "10.0.0.1", false },
+	{ "10.0.0.0/-1", "10.0.0.1", false },
+	{ "10.0.0.0/8", "gw.example.com", false },
+	{ "10.0.0.0/8", "::ffff:10.0.0.1", false },
+	{ "fd00::/8", "fd12:3456::1", true },
+	{ "fd00::/8", "fe80::1", false },
+	{ "2001:db8:1::/47", "2001:db8:1:ffff::1", true },
+	{ "2001:db8:1::/47", "2001:db8:2::1", false },
+	{ "::/0", "::1", true },
+	{ "fd00::/129", "fd00::1", false },
+	{ "fd00::/8", "10.0.0.1", false },
 };
 
 /* A refused proxy URL is quoted in the error, never with its password. */
 static void test_proxy_errors_masked(void **state)
 {
 	static const char *const bad[] = {
-		"https://alice:s3cretpw@proxy:3128",   /* https:// */
 		"http://alice:s3cretpw@proxy:3128/x",  /* a path */
 		"http://alice:s3cretpw@/",             /* no host */
 		"http://alice:s3cretpw@proxy:99999",   /* bad port */
-		"socks5://alice:s3cretpw@proxy:1080",  /* another scheme */
+		"socks4://alice:s3cretpw@proxy:1080",  /* another scheme */
 		"http://alice:s3cret%zzpw@proxy:3128", /* bad escape in the password */
 		"http://alice:s3cret/pw@proxy:3128",   /* an unencoded '/' in the password */
 	};
