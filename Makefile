@@ -197,11 +197,13 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 -include $(wildcard $(FB)/*/*.d $(FB)/*/*/*.d)
 
 # --- packages -------------------------------------------------------------------------
-# Build: compiler, pkg-config and -dev packages. Tests and demo: the real components.
+# Build: compiler, pkg-config and -dev packages. Tests and demo: the real components (squid
+# built with OpenSSL, for https_port and ssl-bump; dante for SOCKS5; an MIT Kerberos KDC).
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
 	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev
-DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid iperf3 curl openssl \
-	python3 iputils-ping procps systemd
+DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid-openssl iperf3 curl openssl \
+	python3 iputils-ping procps systemd \
+	dante-server krb5-kdc krb5-admin-server krb5-user
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).

@@ -1,8 +1,8 @@
 /* wgws-shim: carries a local WireGuard's UDP datagrams to a wgws relay over wss://, through
  * a proxy when needed (HTTP CONNECT, HTTPS, SOCKS5). This file owns the command line and
  * the [Shim] section of a -c file (one table, one setter), validates everything before
- * anything is opened,
- * builds the TLS context and hands over to the sessions' event loop (session.c).
+ * anything is opened, builds the TLS context and hands over to the sessions' event loop
+ * (session.c).
  *
  * The shim deliberately does not use libwebsockets: lws 4.1.6's client proxy turns a proxy's
  * 403/407 into a generic "proxy not h1" and has no no_proxy, and we need both. It is its own

@@ -177,8 +177,11 @@ static int proxy_failed(struct session *s, CURLcode rc, const char *errbuf)
 	if (code && code / 100 != 2)
 		return session_fail(s, "the proxy at %s refused CONNECT to %s: %s", at, target,
 				    s->proxy_status[0] ? s->proxy_status : "no reason given");
+	if (rc == CURLE_PEER_FAILED_VERIFICATION)
+		return session_fail(s, "the proxy at %s is not trusted: %s (give its CA with "
+				    "--proxy-ca)", at, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	if (rc == CURLE_PROXY || rc == CURLE_SSL_CONNECT_ERROR ||
-	    rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_RECV_ERROR ||
+	    rc == CURLE_RECV_ERROR ||
 	    rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_WEIRD_SERVER_REPLY)
 		return session_fail(s, "the proxy at %s (%s): %s", at,
 				    url_proxy_scheme(p->scheme), errbuf[0] ? errbuf :

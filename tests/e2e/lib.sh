@@ -275,7 +275,9 @@ unblock_client_udp() { in_c nft delete table inet wgws_block; }
 
 # --- squid ----------------------------------------------------------------------------
 # start_squid [READ_TIMEOUT_S] [MODE]: squid in the proxy namespace on $P_CLIENT:3128 allowing
-# CONNECT to port 443 only; MODE "ok" (default), "403" (denies all) or "407" (wants auth).
+# CONNECT to port 443 only; MODE "ok" (default), "403" (denies all), "407" (wants Basic auth)
+# or "auth" (the auth_param and http_access lines in $SQUID_AUTH). $SQUID_EXTRA: more lines
+# (another http_port or https_port, say).
 start_squid() {
 	local rt=${1:-900} mode=${2:-ok} d access
 	SQUID_N=$((SQUID_N + 1))
@@ -294,10 +296,12 @@ acl authed proxy_auth REQUIRED
 http_access deny !authed
 http_access allow CONNECT SSL_ports"
 		;;
+	auth) access=$SQUID_AUTH ;;
 	*) fail "start_squid: unknown mode $mode" ;;
 	esac
 	cat >"$d/squid.conf" <<EOF
 http_port $P_CLIENT:$PROXY_PORT
+${SQUID_EXTRA:-}
 visible_hostname wgws-test-proxy
 pid_filename $d/squid.pid
 cache_log $d/cache.log
