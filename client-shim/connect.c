@@ -36,6 +36,13 @@ static void on_open(struct session *s, size_t leftover)
 	s->open_at = s->last_rx = s->sh->now;
 	s->next_ping = s->sh->now + (uint64_t)c->keepalive_s * 1000;
 	deadline_hint(s);
+	if (s->check) {
+		if (check_opened(s) < 0)
+			return;
+		if (leftover)
+			(void)ws_input(s, s->in, leftover);
+		return;
+	}
 	log_info("%s: connected to relay %s (%s, %s)", s->name, c->relay_strs[s->relay],
 		 session_via(s, via, sizeof(via)), SSL_get_version(s->ssl));
 	if (s->q_len) {
@@ -92,6 +99,10 @@ int upgrade_io(struct session *s)
 					    WS_HTTP_HDR_MAX);
 	}
 	ret = ws_check_upgrade((const char *)s->in, end, s->key, why);
+	if (ret == -EACCES && strncmp(why, "404", 3) == 0)
+		return session_fail(s, "the relay has no WebSocket endpoint at path %s (%s): check "
+				    "the path of --relay (the relay's default is /wg)",
+				    session_relay(s)->path, why);
 	if (ret == -EACCES)
 		return session_fail(s, "relay refused upgrade: %s", why);
 	if (ret < 0)
@@ -117,26 +128,53 @@ static int upgrade_start(struct session *s)
 	return upgrade_io(s);
 }
 
+/* What a certificate that failed its check says about who sent it: through a proxy, one that
+ * the relay did not issue itself points at a TLS-inspecting proxy. */
+static const char *cert_story(struct session *s, const struct tls_peer *p, char *buf,
+			      size_t len)
+{
+	if (!p->subject[0])
+		return "";
+	if (session_proxied(s) && !p->self_issued)
+		snprintf(buf, len, "; the certificate ('%.100s') was issued by '%.100s', not by the "
+			 "relay: a TLS-inspecting proxy is in the way (it must let %.100s through "
+			 "untouched)",
+			 p->subject, p->issuer, session_relay(s)->host);
+	else
+		snprintf(buf, len, "; the certificate is '%.100s', issued by '%.100s'", p->subject,
+			 p->issuer);
+	return buf;
+}
+
 int tls_handshake(struct session *s)
 {
 	const struct shim_conf *c = s->sh->conf;
-	char buf[SHIM_ERR_LEN], have[SHIM_PIN_B64_LEN + 1];
+	char buf[SHIM_ERR_LEN], story[SHIM_ERR_LEN];
+	struct tls_peer peer;
 	int n, err;
 	long vr;
 
 	ERR_clear_error();
 	n = SSL_connect(s->ssl);
 	if (n == 1) {
+		if (tls_peer_describe(s->ssl, &peer) < 0)
+			return session_fail(s, "relay sent no certificate");
 		if (c->npins) {
-			int ret = tls_check_pin(s->ssl, (const uint8_t(*)[SHIM_PIN_LEN])c->pins,
-						c->npins, have);
+			uint8_t md[SHIM_PIN_LEN];
+			bool match = false;
 
-			if (ret == -ENOENT)
-				return session_fail(s, "relay sent no certificate to pin");
-			if (ret < 0)
-				return session_fail(s, "relay certificate pin mismatch "
-						       "(server has sha256//%s)", have);
+			if (tls_spki_sha256(SSL_get0_peer_certificate(s->ssl), md) == 0)
+				for (unsigned i = 0; i < c->npins && !match; i++)
+					match = CRYPTO_memcmp(md, c->pins[i], SHIM_PIN_LEN) == 0;
+			if (!match)
+				return session_fail(s, "relay certificate pin mismatch (server has "
+						    "sha256//%s)%s", peer.pin,
+						    cert_story(s, &peer, story, sizeof(story)));
 		}
+		check_step(s, "TLS (%s) with %s: certificate '%s' issued by '%s', pin sha256//%s, "
+			   "%s", SSL_get_version(s->ssl), session_relay(s)->host, peer.subject,
+			   peer.issuer, peer.pin, c->npins ? "trusted by its pin" : c->insecure ?
+			   "NOT verified (--insecure)" : "verified against the CAs");
 		return upgrade_start(s);
 	}
 	err = SSL_get_error(s->ssl, n);
@@ -151,8 +189,11 @@ int tls_handshake(struct session *s)
 	vr = SSL_get_verify_result(s->ssl);
 	if (s->sh->verify && vr != X509_V_OK) {
 		ERR_clear_error();
-		return session_fail(s, "relay certificate verify failed: %s",
-				    X509_verify_cert_error_string(vr));
+		if (tls_peer_describe(s->ssl, &peer) < 0)
+			peer.subject[0] = '\0';
+		return session_fail(s, "relay certificate verify failed: %s%s",
+				    X509_verify_cert_error_string(vr),
+				    cert_story(s, &peer, story, sizeof(story)));
 	}
 	return session_fail(s, "TLS handshake failed: %s", ssl_err_str(s->ssl, n, err, buf,
 									sizeof(buf)));
@@ -312,6 +353,12 @@ void connect_abort(struct session *s)
 static int attempts_continue(struct session *s)
 {
 	if (s->fd >= 0) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		char a[ADDR_STR_LEN];
+
+		if (s->check && getpeername(s->fd, (struct sockaddr *)&peer, &plen) == 0)
+			check_step(s, "TCP to %s", addr_format((struct sockaddr *)&peer, a));
 		set_events(s, EPOLLIN);
 		return tls_start(s);
 	}
@@ -478,6 +525,16 @@ static void on_resolved(struct session *s, struct resolve *r, int rc)
 		s->addr_lens[s->naddrs++] = ai->ai_addrlen;
 	}
 	log_debug("%s: %s resolved to %u address(es)", s->name, r->host, s->naddrs);
+	if (s->check) {
+		char list[SHIM_MAX_ADDRS * ADDR_STR_LEN], a[ADDR_STR_LEN];
+		size_t o = 0;
+
+		list[0] = '\0';
+		for (unsigned i = 0; i < s->naddrs; i++)
+			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "",
+					      addr_format((struct sockaddr *)&s->addrs[i], a));
+		check_step(s, "resolved %s: %s", r->host, s->naddrs ? list : "no address");
+	}
 	interleave(s);
 	(void)conn_start(s);
 }
@@ -515,7 +572,7 @@ void session_connect(struct session *s)
 	uint16_t port;
 	bool is_ip;
 
-	if (!s->relays_failed) /* else session_fail() chose the next relay */
+	if (!s->relays_failed && !s->check) /* else session_fail() (or check.c) chose it */
 		s->relay = s->sh->relay_cur;
 	s->phase_deadline = s->sh->now + SHIM_CONNECT_TIMEOUT_MS;
 	deadline_hint(s);

@@ -35,6 +35,7 @@ enum {
 	OPT_KEEPALIVE,
 	OPT_MAX_SESSIONS,
 	OPT_CHECK_CONFIG,
+	OPT_CHECK,
 	OPT_VERSION,
 	OPT_BACKGROUND,
 	OPT_STOP,
@@ -60,6 +61,7 @@ static const struct option longopts[] = {
 	{ "ipv6", no_argument, NULL, '6' },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "check", no_argument, NULL, OPT_CHECK },
 	{ "background", required_argument, NULL, OPT_BACKGROUND },
 	{ "stop", required_argument, NULL, OPT_STOP },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -138,6 +140,12 @@ static void usage(FILE *f)
 		"  -c, --config FILE      read [Shim] Key = Value settings (keys are the long option\n"
 		"                         names); the command line overrides the file\n"
 		"  --check-config         validate the configuration, print \"configuration ok\", exit\n"
+		"  --check                connect to each relay once (resolve, proxy, TLS, upgrade,\n"
+		"                         a ping answered through the relay), print each step and\n"
+		"                         what broke in plain words, exit 0 only if every relay\n"
+		"                         works. Does not bind --listen (a running shim may have\n"
+		"                         it). Without --check the shim checks its first relay\n"
+		"                         once at start and logs the result\n"
 		"  --background PIDFILE   once the local port is bound, go to the background and\n"
 		"                         exit 0; exit non-zero with the reason if it cannot start.\n"
 		"                         Logs then go to syslog (or stay on stderr if that is a\n"
@@ -339,14 +347,15 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 {
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
 					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
-					 OPT_FWMARK, '4', '6', OPT_PROXY_PASSWORD_FILE };
+					 OPT_FWMARK, '4', '6', OPT_PROXY_PASSWORD_FILE,
+					 OPT_PROXY_CA };
 	char msg[SHIM_ERR_LEN];
 
 	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
 		if (!conf_key_matches(key, opt_name(file_opts[i])))
 			continue;
 		if (conf_set(arg, file_opts[i], value, msg) < 0) {
-			snprintf(err, CONF_ERR_LEN, "%s", msg);
+			snprintf(err, CONF_ERR_LEN, "%.*s", CONF_ERR_LEN - 1, msg);
 			return -EINVAL;
 		}
 		return 0;
@@ -441,7 +450,9 @@ static int password_from_file(struct shim_conf *c, const char *path,
 }
 
 /* Parse flags (and the -c file first). Exits on -h/--version; returns 0 or -EINVAL. */
-static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check, int *verbose,
+enum { RUN_SERVE, RUN_CHECK_CONFIG, RUN_CHECK };
+
+static int parse_config(int argc, char **argv, struct shim_conf *c, int *run, int *verbose,
 			const char **background, char err[static SHIM_ERR_LEN])
 {
 	struct parse_state ps = { .conf = c };
@@ -498,7 +509,14 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 			(*verbose)++;
 			break;
 		case OPT_CHECK_CONFIG:
-			*check = true;
+		case OPT_CHECK:
+			if (*run != RUN_SERVE && *run != (opt == OPT_CHECK ? RUN_CHECK :
+							   RUN_CHECK_CONFIG)) {
+				snprintf(err, SHIM_ERR_LEN, "--check and --check-config exclude "
+					 "each other");
+				return -EINVAL;
+			}
+			*run = opt == OPT_CHECK ? RUN_CHECK : RUN_CHECK_CONFIG;
 			break;
 		case OPT_BACKGROUND:
 			*background = optarg;
@@ -511,6 +529,10 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, bool *check,
 
 	if (!c->nrelays) {
 		snprintf(err, SHIM_ERR_LEN, "--relay is required (wss://HOST[:PORT]/PATH)");
+		return -EINVAL;
+	}
+	if (*run == RUN_CHECK && *background) {
+		snprintf(err, SHIM_ERR_LEN, "--check and --background exclude each other");
 		return -EINVAL;
 	}
 	if (c->insecure && c->npins) {
@@ -572,8 +594,8 @@ static void log_start(const struct shim_conf *c)
 
 	if (c->proxy.set)
 		log_info("using proxy %s://%s%s%s", url_proxy_scheme(c->proxy.scheme), c->proxy.user,
-			 c->proxy.user[0] ? "@" : "", url_format_hostport(c->proxy.host, c->proxy.host_is_v6, c->proxy.port, hp,
-					     sizeof(hp)));
+			 c->proxy.user[0] ? "@" : "", url_format_hostport(c->proxy.host,
+			 c->proxy.host_is_v6, c->proxy.port, hp, sizeof(hp)));
 	else
 		log_info("no proxy: connecting to the relay directly");
 	if (c->fwmark)
@@ -615,13 +637,13 @@ int main(int argc, char **argv)
 	struct shim *sh = NULL;
 	SSL_CTX *ctx = NULL;
 	const char *background = NULL;
-	bool check = false;
+	int run = RUN_SERVE;
 	int verbose = 0, ret;
 
 	log_init("wgws-shim", 0);
 	if (!conf)
 		fatalx("out of memory");
-	if (parse_config(argc, argv, conf, &check, &verbose, &background, err) < 0) {
+	if (parse_config(argc, argv, conf, &run, &verbose, &background, err) < 0) {
 		/* a usage or configuration error: 2, as getopt's own (runtime failures: 1) */
 		fprintf(stderr, "wgws-shim: fatal: %s (see --help)\n", err);
 		exit(2);
@@ -629,7 +651,7 @@ int main(int argc, char **argv)
 	log_init("wgws-shim", verbose);
 	if (tls_ctx_open(&ctx, conf->ca_file, conf->npins, conf->insecure, err) < 0)
 		fatalx("%s", err);
-	if (check) {
+	if (run == RUN_CHECK_CONFIG) {
 		printf("configuration ok\n");
 		SSL_CTX_free(ctx);
 		free(conf);
@@ -641,7 +663,7 @@ int main(int argc, char **argv)
 	if (background && daemon_start(background, err) < 0)
 		fatalx("%s", err);
 	log_start(conf);
-	if (shim_open(&sh, conf, ctx) < 0)
+	if (shim_open(&sh, conf, ctx, run == RUN_CHECK ? CHECK_ONLY : CHECK_START) < 0)
 		fatalx("cannot start");
 	if (background)
 		daemon_ready();

@@ -174,6 +174,10 @@ static int proxy_failed(struct session *s, CURLcode rc, const char *errbuf)
 				    s->proxy_status : "407",
 				    auth_names(avail, schemes, sizeof(schemes)), hp);
 	}
+	if (code == 502 || code == 503 || code == 504)
+		return session_fail(s, "the proxy at %s could not reach the relay %s: %s (is the "
+				    "relay down, or its name unknown there?)", at, target,
+				    s->proxy_status[0] ? s->proxy_status : "no reason given");
 	if (code && code / 100 != 2)
 		return session_fail(s, "the proxy at %s refused CONNECT to %s: %s", at, target,
 				    s->proxy_status[0] ? s->proxy_status : "no reason given");
@@ -209,6 +213,17 @@ static void proxy_done(struct session *s, CURLcode rc)
 	}
 	log_debug("%s: proxy tunnel to %s: %s", s->name, sh->conf->relay_strs[s->relay],
 		  s->proxy_status[0] ? s->proxy_status : "SOCKS5 granted");
+	if (s->check) {
+		const char *ip = NULL;
+		long port = 0;
+
+		(void)curl_easy_getinfo(s->curl, CURLINFO_PRIMARY_IP, &ip);
+		(void)curl_easy_getinfo(s->curl, CURLINFO_PRIMARY_PORT, &port);
+		check_step(s, "the proxy (%s) at %s port %ld opened a tunnel to %s: %s",
+			   url_proxy_scheme(sh->conf->proxy.scheme), ip ? ip : "?", port,
+			   sh->conf->relay_strs[s->relay], s->proxy_status[0] ? s->proxy_status :
+			   "SOCKS5 request granted");
+	}
 	s->proxy_status[0] = '\0';
 	/* Off curl's epoll registration; the session registers it under its own tag. */
 	(void)epoll_ctl(sh->epfd, EPOLL_CTL_DEL, fd, NULL);

@@ -112,7 +112,7 @@ static void conn_teardown(struct session *s)
 		fatalx("frame_dec_init");
 }
 
-static void session_free(struct session *s)
+void session_free(struct session *s)
 {
 	struct shim *sh = s->sh;
 
@@ -151,6 +151,10 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	conn_teardown(s);
+	if (s->check) {
+		check_failed(s, why);
+		return -1;
+	}
 	if (sh->now - s->last_local >= SHIM_IDLE_MS) {
 		log_warnx("%s: %s; no local traffic for %llu s, session closed", s->name, why,
 			  (unsigned long long)(sh->now - s->last_local) / 1000);
@@ -233,6 +237,10 @@ static void __attribute__((format(printf, 2, 3))) reconnect_now(struct session *
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	conn_teardown(s);
+	if (s->check) {
+		check_failed(s, why);
+		return;
+	}
 	s->state = S_BACKOFF;
 	s->retry_at = s->sh->now;
 	s->attempts = 0;
@@ -442,8 +450,6 @@ struct session *session_new(struct shim *sh, const struct sockaddr_storage *src,
 	sh->slots[slot] = s;
 	sh->nsess++;
 	conn_teardown(s); /* initialises the parser and the decoder */
-	log_info("%s: new local source, connecting to %s", s->name,
-		 sh->conf->relay_strs[sh->relay_cur]);
 	return s;
 }
 
@@ -463,7 +469,8 @@ struct session *session_lookup(struct shim *sh, const struct sockaddr_storage *s
 	return NULL;
 }
 
-int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
+int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx,
+	      enum shim_check check)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct shim *sh = calloc(1, sizeof(*sh));
@@ -475,6 +482,7 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 		return -ENOMEM;
 	sh->conf = conf;
 	sh->ctx = ctx;
+	sh->check = check;
 	sh->verify = !conf->insecure && conf->npins == 0;
 	sh->epfd = sh->udp_fd = sh->sig_fd = sh->res_fd = sh->nl_fd = -1;
 	sh->now = now_ms();
@@ -499,6 +507,8 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 		log_warn("cannot set up the event loop");
 		goto out_close;
 	}
+	if (check == CHECK_ONLY)
+		goto no_udp; /* --check never takes the port of a shim that serves */
 	sh->udp_fd = socket(conf->listen.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (sh->udp_fd < 0 || bind(sh->udp_fd, (const struct sockaddr *)&conf->listen,
 				   conf->listen_len) < 0) {
@@ -519,6 +529,7 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
 	ev.data.u64 = TAG_UDP;
 	if (epoll_ctl(sh->epfd, EPOLL_CTL_ADD, sh->udp_fd, &ev) < 0)
 		goto out_errno;
+no_udp:
 	ev.data.u64 = TAG_SIGNAL;
 	if (epoll_ctl(sh->epfd, EPOLL_CTL_ADD, sh->sig_fd, &ev) < 0)
 		goto out_errno;
@@ -588,7 +599,7 @@ int shim_run(struct shim *sh)
 	struct epoll_event evs[64];
 	const struct shim_conf *c = sh->conf;
 
-	for (unsigned r = 0; r < c->nrelays; r++) {
+	for (unsigned r = 0; sh->check != CHECK_ONLY && r < c->nrelays; r++) {
 		bool proxied = c->proxy.set && !c->relay_direct[r];
 		char hp[ADDR_HOST_MAX + 16];
 
@@ -598,6 +609,7 @@ int shim_run(struct shim *sh)
 						       c->proxy.port, hp, sizeof(hp)) : "",
 			 c->nrelays > 1 ? (r ? ", then" : ", first") : "");
 	}
+	check_begin(sh);
 	while (!sh->stop) {
 		uint64_t next;
 		bool ready;
@@ -695,6 +707,8 @@ int shim_run(struct shim *sh)
 				(void)session_read(s);
 		}
 	}
+	if (sh->check == CHECK_ONLY)
+		return sh->check_failed || sh->check_relay < c->nrelays ? 1 : 0;
 	shim_shutdown(sh);
 	return 0;
 }

@@ -32,7 +32,9 @@
  *              or SOCKS5 and every authentication scheme, then the socket handed back;
  *   stream.c   the open TLS + WebSocket stream: WS messages out, records in;
  *   udp.c      the local UDP socket: WireGuard's datagrams in (recvmmsg), records out to it
- *              (sendmmsg, UDP GSO). */
+ *              (sendmmsg, UDP GSO);
+ *   check.c    check sessions: the whole way to one relay and a ping answered through it,
+ *              each step reported, for --check and the start-up check. */
 #ifndef WGWS_SHIM_SESSION_H
 #define WGWS_SHIM_SESSION_H
 
@@ -141,6 +143,8 @@ struct session {
 	unsigned attempts;
 	unsigned relay;          /* the relay (conf->relays) this connection goes to */
 	unsigned relays_failed;  /* relays that failed in a row, at set-up, since the last OPEN */
+	bool check;              /* a check session (check.c), not WireGuard's */
+	uint64_t check_t0;       /* when its current step started */
 	bool want_write;
 	bool rx_ready;                  /* more to read (budget spent or bytes inside OpenSSL) */
 	char key[WS_KEY_LEN + 1];
@@ -184,6 +188,8 @@ struct shim {
 	bool rx_ready_any; /* some session stopped reading on its budget (session_read) */
 	bool stop;
 	unsigned relay_cur; /* the relay new connections go to first: the last one that worked */
+	enum shim_check check;
+	unsigned check_relay, check_failed; /* CHECK_ONLY: the relay being checked; failures */
 	/* recvmmsg batch */
 	uint8_t *rbuf;
 	struct mmsghdr rmsg[SHIM_BATCH];
@@ -255,6 +261,25 @@ void proxy_on_timer(struct shim *sh);
 /* A BIO that reads and writes s's tunnel through curl (curl_easy_recv/send): for the
  * relay's TLS inside an https:// proxy's. NULL when out of memory. */
 BIO *proxy_bio(struct session *s);
+
+/* ---- check.c: check sessions ---------------------------------------------------------------- */
+
+/* A check session goes the whole way to one relay like any other, reporting each step,
+ * then sends a WebSocket ping; the relay's pong ends it. It carries no datagrams, never backs
+ * off and never goes to another relay: its first failure ends it, in words. --check
+ * (CHECK_ONLY) checks every relay in turn and prints each step on stdout; the start-up check
+ * (CHECK_START) checks the first relay once and logs the result. */
+void check_begin(struct shim *sh);
+/* A step went well: its description (stdout for --check, the debug log otherwise). */
+void __attribute__((format(printf, 2, 3))) check_step(struct session *s, const char *fmt, ...);
+/* session_fail() of a check session: report why, end it. */
+void check_failed(struct session *s, const char *why);
+/* OPEN: the ping. Returns 0, or -1 when s is gone. */
+int check_opened(struct session *s);
+/* The pong: report the round trip, end s. Returns -1: s is gone. */
+int check_pong(struct session *s);
+/* Free a session (session.c), for check.c. */
+void session_free(struct session *s);
 
 /* ---- stream.c: the open stream ------------------------------------------------------------- */
 

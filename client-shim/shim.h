@@ -24,7 +24,7 @@
 #endif
 
 enum {
-	SHIM_ERR_LEN = 256,
+	SHIM_ERR_LEN = 512,
 	SHIM_PATH_MAX = 1024,     /* request target of the relay URL */
 	SHIM_CRED_MAX = 256,      /* decoded "user:pass" of a proxy */
 	SHIM_PIN_LEN = 32,        /* SHA-256 */
@@ -209,6 +209,19 @@ int tls_spki_sha256(X509 *cert, uint8_t out[static SHIM_PIN_LEN])
 int tls_check_pin(SSL *ssl, const uint8_t (*pins)[SHIM_PIN_LEN], unsigned npins,
 		  char have[static SHIM_PIN_B64_LEN + 1]) __attribute__((warn_unused_result));
 
+/* What the relay's certificate says: its subject's and issuer's common names (or their
+ * whole names when they have none), printable, and whether it issued itself. */
+struct tls_peer {
+	char subject[128];
+	char issuer[128];
+	bool self_issued;
+	char pin[SHIM_PIN_B64_LEN + 1]; /* base64 of its SPKI's SHA-256, as --pin takes it */
+};
+
+/* Describe the certificate ssl's peer sent (after the handshake, or after one that failed
+ * its verification). Returns 0, or -ENOENT when it sent none. */
+int tls_peer_describe(SSL *ssl, struct tls_peer *out) __attribute__((warn_unused_result));
+
 /* ---- main.c / session.c: configuration and the running shim (session.h) -------------- */
 
 struct shim_conf {
@@ -233,14 +246,24 @@ struct shim_conf {
 	int family;      /* AF_INET (-4), AF_INET6 (-6) or AF_UNSPEC */
 };
 
+/* How the shim checks its way to the relays (check.c). */
+enum shim_check {
+	CHECK_START, /* serve, and at start connect once to the first relay and log the result */
+	CHECK_ONLY,  /* --check: each relay in turn, every step on stdout, then exit */
+	CHECK_NONE,  /* serve, no start-up check */
+};
+
 struct shim;
 
 /* Open the UDP socket, epoll, signal and resolver descriptors for conf (which must outlive
  * the shim). Returns 0 or -errno (logged). */
-int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx)
+int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx,
+	      enum shim_check check)
 	__attribute__((warn_unused_result));
 
-/* Run the event loop until SIGINT/SIGTERM; close open sessions with 1000. Returns 0. */
+/* Run the event loop until SIGINT/SIGTERM; close open sessions with 1000. Returns 0; with
+ * CHECK_ONLY, when every relay has been checked: 0 when each works, 1 otherwise (or when a
+ * signal stopped it first). */
 int shim_run(struct shim *sh);
 
 /* Release everything; NULL is a no-op. */

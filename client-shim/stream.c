@@ -149,6 +149,9 @@ int ws_input(struct session *s, const uint8_t *p, size_t len)
 			return session_fail(s, "relay closed the WebSocket (code %u)",
 					    (unsigned)ev.close_code);
 		case WS_EV_PONG:
+			if (s->check)
+				return check_pong(s);
+			break;
 		case WS_EV_NONE:
 			break;
 		}

@@ -127,3 +127,41 @@ int tls_check_pin(SSL *ssl, const uint8_t (*pins)[SHIM_PIN_LEN], unsigned npins,
 	EVP_EncodeBlock((unsigned char *)have, md, SHIM_PIN_LEN);
 	return -EPERM;
 }
+
+/* The common name of n, else the whole name on one line; printable ASCII only. */
+static void name_str(const X509_NAME *n, char *buf, size_t len)
+{
+	int i = n ? X509_NAME_get_index_by_NID(n, NID_commonName, -1) : -1;
+	const ASN1_STRING *v = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i)) : NULL;
+
+	buf[0] = '\0';
+	if (v)
+		snprintf(buf, len, "%.*s", ASN1_STRING_length(v),
+			 (const char *)ASN1_STRING_get0_data(v));
+	else if (n)
+		X509_NAME_oneline(n, buf, (int)len);
+	for (char *c = buf; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '\'')
+			*c = '?';
+}
+
+int tls_peer_describe(SSL *ssl, struct tls_peer *out)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	STACK_OF(X509) *chain;
+	uint8_t md[SHIM_PIN_LEN];
+
+	memset(out, 0, sizeof(*out));
+	/* a handshake that failed its verification may have kept only the chain */
+	if (!cert && (chain = SSL_get_peer_cert_chain(ssl)) && sk_X509_num(chain) > 0)
+		cert = sk_X509_value(chain, 0);
+	if (!cert)
+		return -ENOENT;
+	name_str(X509_get_subject_name(cert), out->subject, sizeof(out->subject));
+	name_str(X509_get_issuer_name(cert), out->issuer, sizeof(out->issuer));
+	out->self_issued = X509_NAME_cmp(X509_get_subject_name(cert),
+					 X509_get_issuer_name(cert)) == 0;
+	if (tls_spki_sha256(cert, md) == 0)
+		EVP_EncodeBlock((unsigned char *)out->pin, md, SHIM_PIN_LEN);
+	return 0;
+}

@@ -132,6 +132,8 @@ void shim_on_udp(struct shim *sh)
 				}
 				sh->rsess[i] = s;
 				s->batch_n = 0;
+				log_info("%s: new local source, connecting to %s", s->name,
+					 sh->conf->relay_strs[sh->relay_cur]);
 				session_connect(s); /* may fail at once, but never frees s */
 			}
 			sh->rsess[i] = s;
