@@ -352,6 +352,9 @@ void connect_abort(struct session *s)
  * after session_fail(). */
 static int attempts_continue(struct session *s)
 {
+	const struct shim_url *r = session_relay(s);
+	char hp[ADDR_HOST_MAX + 16];
+
 	if (s->fd >= 0) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
@@ -367,7 +370,8 @@ static int attempts_continue(struct session *s)
 	/* RFC 8305 §5: an attempt that failed lets the next one start at once. */
 	if (attempt_start(s))
 		return attempts_continue(s);
-	return session_fail(s, "cannot connect to %s: %s", session_relay(s)->host,
+	return session_fail(s, "cannot connect to the relay at %s: %s",
+			    url_format_hostport(r->host, r->host_is_v6, r->port, hp, sizeof(hp)),
 			    strerror(s->last_errno ? s->last_errno : EHOSTUNREACH));
 }
 

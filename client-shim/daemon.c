@@ -112,16 +112,11 @@ int daemon_start(const char *pidfile, char err[static SHIM_ERR_LEN])
  * would wait for the shim's end. */
 static bool keep_stderr(void)
 {
-	const char *js = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
 	struct stat st;
 
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;
-	if (S_ISREG(st.st_mode))
-		return true;
-	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
-	       dev == (unsigned long long)st.st_dev && ino == (unsigned long long)st.st_ino;
+	return S_ISREG(st.st_mode) || log_stderr_is_journal();
 }
 
 void daemon_ready(void)

@@ -158,9 +158,15 @@ static void usage(FILE *f)
 		"  -h, --help             this text\n"
 		"  --version              print the version\n"
 		"\n"
-		"Exit status: 0 when stopped by a signal (or --stop, --check-config succeeded),\n"
-		"1 when it cannot run (a port in use, no permission, a missing CA file), 2 for a\n"
-		"usage or configuration error, named with the option at fault.\n");
+		"Signals: SIGTERM or SIGINT stop it (open connections closed cleanly); SIGUSR1\n"
+		"logs one status line per session (state, relay, traffic, drops).\n"
+		"Log lines start with the time (UTC), or with a syslog priority when stderr is\n"
+		"the journal.\n"
+		"\n"
+		"Exit status: 0 when stopped by a signal (or --stop, --check-config, --check\n"
+		"succeeded), 1 when it cannot run (a port in use, no permission, a missing CA\n"
+		"file) or --check found a relay that does not work, 2 for a usage or\n"
+		"configuration error, named with the option at fault.\n");
 }
 
 static const char *opt_name(int opt)

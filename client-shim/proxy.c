@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 
 #include "log.h"
 #include "session.h"
@@ -286,6 +287,26 @@ void proxy_on_timer(struct shim *sh)
 	check_done(sh);
 }
 
+/* Set a proxy user name or password. libcurl before 8.8.0 percent-decodes them (curl
+ * issue 13265): give it an escaped copy there, so "50%41off" stays itself. */
+static int set_cred(CURL *e, CURLoption opt, const char *v)
+{
+	static int decodes = -1;
+	char *esc;
+	int ret;
+
+	if (decodes < 0)
+		decodes = curl_version_info(CURLVERSION_NOW)->version_num < 0x080800;
+	if (!decodes || !*v)
+		return curl_easy_setopt(e, opt, v) == CURLE_OK ? 0 : -EINVAL;
+	if (!(esc = curl_easy_escape(e, v, 0)))
+		return -ENOMEM;
+	ret = curl_easy_setopt(e, opt, esc) == CURLE_OK ? 0 : -EINVAL;
+	OPENSSL_cleanse(esc, strlen(esc));
+	curl_free(esc);
+	return ret;
+}
+
 /* The URL curl "connects" to: only its host and port matter (CONNECT host:port, or SOCKS5's
  * destination); http:// so that curl does no TLS of its own with the relay. */
 static int relay_url(const struct shim_url *r, char *buf, size_t len)
@@ -338,10 +359,15 @@ int proxy_start(struct session *s)
 			       c->family == AF_INET6 ? CURL_IPRESOLVE_V6 : CURL_IPRESOLVE_WHATEVER);
 	SET(CURLOPT_USERAGENT, "wgws-shim/" WGWS_VERSION);
 	/* An empty user still lets curl answer a 407 (Negotiate needs no name: the Kerberos
-	 * ticket cache has it). The password is given apart, never in a URL. */
-	SET(CURLOPT_PROXYUSERNAME, p->user);
+	 * ticket cache has it); to a SOCKS5 proxy it would offer empty credentials, so none
+	 * there. The password is given apart, never in a URL. */
+	if (p->user[0] || p->scheme == PROXY_HTTP || p->scheme == PROXY_HTTPS)
+		ok = ok && set_cred(e, CURLOPT_PROXYUSERNAME, p->user) == 0;
 	if (p->user[0])
-		SET(CURLOPT_PROXYPASSWORD, p->cred + strlen(p->user) + 1);
+		ok = ok && set_cred(e, CURLOPT_PROXYPASSWORD, p->cred + strlen(p->user) + 1) == 0;
+	/* Ending a transfer that still resolves must not wait for the lookup (curl >= 7.87
+	 * then leaves its thread to finish alone): an unreachable DNS would stop the loop. */
+	SET(CURLOPT_QUICK_EXIT, 1L);
 	if (p->scheme == PROXY_HTTPS && c->proxy_ca[0])
 		SET(CURLOPT_PROXY_CAINFO, c->proxy_ca);
 #undef SET
@@ -378,8 +404,12 @@ void proxy_abort(struct session *s)
 
 int proxy_open(struct shim *sh)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(sh->curlm = curl_multi_init()))
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -ENOMEM;
+	if (!(sh->curlm = curl_multi_init())) {
+		curl_global_cleanup();
+		return -ENOMEM;
+	}
 	if (curl_multi_setopt(sh->curlm, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
 	    curl_multi_setopt(sh->curlm, CURLMOPT_SOCKETDATA, sh) != CURLM_OK ||
 	    curl_multi_setopt(sh->curlm, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
@@ -401,6 +431,15 @@ void proxy_close(struct shim *sh)
 
 /* ---- the relay's TLS through an https:// proxy's: a BIO over curl_easy_send/recv ------ */
 
+/* curl's TLS with the proxy failed: say so (OpenSSL only sees a failed read or write, which
+ * ssl_err_str() words from errno). */
+static void bio_error(struct session *s, CURLcode rc)
+{
+	log_warnx_ratelimited("%s: the TLS connection with the proxy failed: %s", s->name,
+			      curl_easy_strerror(rc));
+	errno = EPROTO;
+}
+
 static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 {
 	struct session *s = BIO_get_data(b);
@@ -412,6 +451,8 @@ static int bio_write(BIO *b, const char *buf, size_t len, size_t *written)
 		BIO_set_retry_write(b);
 		return 0;
 	}
+	if (rc != CURLE_OK)
+		bio_error(s, rc);
 	return rc == CURLE_OK;
 }
 
@@ -426,7 +467,11 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *got)
 		BIO_set_retry_read(b);
 		return 0;
 	}
-	return rc == CURLE_OK && *got > 0; /* 0 bytes: the proxy closed the tunnel */
+	if (rc != CURLE_OK)
+		bio_error(s, rc);
+	else if (*got == 0)
+		errno = 0; /* the proxy closed the tunnel: "connection closed" */
+	return rc == CURLE_OK && *got > 0;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)

@@ -23,7 +23,7 @@
 #include "session.h"
 
 static const char *const state_names[] = {
-	[S_RESOLVING] = "resolving", [S_CONNECTING] = "connecting", [S_PROXY] = "proxy CONNECT",
+	[S_RESOLVING] = "resolving", [S_CONNECTING] = "connecting", [S_PROXY] = "via the proxy",
 	[S_TLS] = "TLS handshake", [S_UPGRADE] = "WebSocket upgrade", [S_OPEN] = "open",
 	[S_BACKOFF] = "back-off",
 };
@@ -498,6 +498,7 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx,
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
 	/* blocked before getaddrinfo_a() starts threads, so they inherit the mask */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (sh->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
@@ -594,6 +595,48 @@ const char *session_via(const struct session *s, char *buf, size_t len)
 	return buf;
 }
 
+/* SIGUSR1: what every session is doing, one line each, at info level. */
+static void shim_status(struct shim *sh)
+{
+	const struct shim_conf *c = sh->conf;
+	unsigned open = 0;
+
+	for (unsigned i = 0; i < c->max_sessions; i++)
+		open += sh->slots[i] && sh->slots[i]->state == S_OPEN;
+	log_info("status: %u session%s (%u open, at most %u), relay %s first, %llu datagrams "
+		 "dropped for want of a session", sh->nsess, sh->nsess == 1 ? "" : "s", open,
+		 c->max_sessions, c->relay_strs[sh->relay_cur],
+		 (unsigned long long)sh->drop_nosession);
+	for (unsigned i = 0; i < c->max_sessions; i++) {
+		struct session *s = sh->slots[i];
+		char via[ADDR_HOST_MAX + 64], what[SHIM_ERR_LEN];
+
+		if (!s)
+			continue;
+		if (s->state == S_OPEN)
+			snprintf(what, sizeof(what), "open for %llu s to %s (%s, %s), last heard "
+				 "%.1f s ago", (unsigned long long)(sh->now - s->open_at) / 1000,
+				 c->relay_strs[s->relay], session_via(s, via, sizeof(via)),
+				 SSL_get_version(s->ssl), (double)(sh->now - s->last_rx) / 1000.0);
+		else if (s->state == S_BACKOFF)
+			snprintf(what, sizeof(what), "waiting to reconnect to %s (attempt %u) in %.1f s",
+				 c->relay_strs[s->relay], s->attempts + 1,
+				 s->retry_at > sh->now ? (double)(s->retry_at - sh->now) / 1000.0 : 0.0);
+		else
+			snprintf(what, sizeof(what), "%s to %s (%s)", state_names[s->state],
+				 c->relay_strs[s->relay], session_via(s, via, sizeof(via)));
+		log_info("status: %s: %s; datagrams sent %llu, received %llu, dropped %llu "
+			 "(queue %llu, back-pressure %llu, oversized %llu, local %llu); idle %.1f s",
+			 s->name, what, (unsigned long long)s->tx_pkts,
+			 (unsigned long long)s->rx_pkts,
+			 (unsigned long long)(s->drop_queue + s->drop_full + s->drop_big +
+					      s->drop_udp),
+			 (unsigned long long)s->drop_queue, (unsigned long long)s->drop_full,
+			 (unsigned long long)s->drop_big, (unsigned long long)s->drop_udp,
+			 (double)(sh->now - s->last_local) / 1000.0);
+	}
+}
+
 int shim_run(struct shim *sh)
 {
 	struct epoll_event evs[64];
@@ -641,6 +684,9 @@ int shim_run(struct shim *sh)
 			sh->next_due = next;
 		}
 		next = sh->next_due;
+		/* a tick may have started a proxy transfer: curl's timer was set after next */
+		if (sh->curl_due && sh->curl_due < next)
+			next = sh->curl_due;
 		ready = sh->rx_ready_any;
 		if (ready)
 			timeout = 0;
@@ -668,9 +714,14 @@ int shim_run(struct shim *sh)
 			case TAG_SIGNAL: {
 				struct signalfd_siginfo si;
 
-				if (read(sh->sig_fd, &si, sizeof(si)) == sizeof(si))
+				while (read(sh->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGUSR1) {
+						shim_status(sh);
+						continue;
+					}
 					log_info("received signal %u", si.ssi_signo);
-				sh->stop = true;
+					sh->stop = true;
+				}
 				continue;
 			}
 			case TAG_RESOLVER:

@@ -1,10 +1,13 @@
-/* Logging to stderr, one line per event: "prog: level: message"; or to syslog. See log.h. */
+/* Logging to stderr, one line per event: "TIME prog: level: message" (or "<PRIO>prog: level:
+ * message" into the journal); or to syslog. See log.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -12,11 +15,42 @@ static const char *log_prog = "wgws";
 static int log_verbosity;
 static uint64_t (*log_clock)(void);
 static bool log_syslog;
+static bool log_journal;
+
+bool log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return js && fstat(STDERR_FILENO, &st) == 0 &&
+	       sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	       dev == (unsigned long long)st.st_dev && ino == (unsigned long long)st.st_ino;
+}
 
 void log_init(const char *prog, int verbosity)
 {
 	log_prog = prog;
 	log_verbosity = verbosity;
+	log_journal = log_stderr_is_journal();
+}
+
+/* The start of a stderr line: the time, or the journal's priority. */
+static const char *line_head(int prio, char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+
+	if (log_journal) {
+		snprintf(buf, len, "<%d>", prio);
+		return buf;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(ts.tv_nsec / 1000000));
+	return buf;
 }
 
 void log_to_syslog(void)
@@ -34,23 +68,23 @@ bool log_is_debug(void)
 static void __attribute__((format(printf, 2, 0)))
 vlog_rl(const char *level, const char *fmt, va_list ap, const char *suffix, uint32_t suppressed)
 {
-	char line[1024], note[64] = "";
+	char line[1024], note[64] = "", head[64];
 	int saved = errno;
+	int prio = level[0] == 'f' ? LOG_ERR : level[0] == 'w' ? LOG_WARNING :
+		   level[0] == 'i' ? LOG_INFO : LOG_DEBUG;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
 	if (suppressed)
 		snprintf(note, sizeof(note), " (%lu similar line%s suppressed)",
 			 (unsigned long)suppressed, suppressed == 1 ? "" : "s");
-	if (log_syslog) {
-		int prio = level[0] == 'f' ? LOG_ERR : level[0] == 'w' ? LOG_WARNING :
-			   level[0] == 'i' ? LOG_INFO : LOG_DEBUG;
-
+	if (log_syslog)
 		syslog(prio, "%s%s%s%s", line, suffix ? ": " : "", suffix ? suffix : "", note);
-	} else if (suffix) {
-		fprintf(stderr, "%s: %s: %s: %s%s\n", log_prog, level, line, suffix, note);
-	} else {
-		fprintf(stderr, "%s: %s: %s%s\n", log_prog, level, line, note);
-	}
+	else if (suffix)
+		fprintf(stderr, "%s%s: %s: %s: %s%s\n", line_head(prio, head, sizeof(head)),
+			log_prog, level, line, suffix, note);
+	else
+		fprintf(stderr, "%s%s: %s: %s%s\n", line_head(prio, head, sizeof(head)), log_prog,
+			level, line, note);
 	errno = saved;
 }
 

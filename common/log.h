@@ -1,5 +1,8 @@
-/* Logging for all wgws programs: one line per event on stderr, with a level prefix (or
- * to syslog, log_to_syslog()).
+/* Logging for all wgws programs: one line per event on stderr, "prog: level: message" (or
+ * to syslog, log_to_syslog()). Each line starts with the time (UTC, ms: 2026-12-02T04:10:11.123Z)
+ * unless stderr is the journal's stream (JOURNAL_STREAM names it, as under systemd), which
+ * stamps lines itself: there each line starts with its syslog priority instead ("<4>" for a
+ * warning, sd-daemon(3)), so journalctl -p works.
  * Modelled on OpenBSD's log.c: log_warn() appends strerror(errno), log_warnx() does not;
  * fatal()/fatalx() log and exit(1). errno is preserved by every call. common/ modules
  * never log; they return errors and let the program decide. */
@@ -16,8 +19,11 @@ enum log_level {
 	LOG_LEVEL_DEBUG = 2,
 };
 
-/* prog names the program in each line; verbosity is the number of -v flags (0 = info). */
+/* prog names the program in each line; verbosity is the number of -v flags (0 = info).
+ * Looks at stderr again: call it after redirecting stderr. */
 void log_init(const char *prog, int verbosity);
+/* Whether stderr is the journal's stream (JOURNAL_STREAM's device and inode are stderr's). */
+bool log_stderr_is_journal(void);
 bool log_is_debug(void);
 /* From now on, lines go to syslog (LOG_DAEMON, tagged prog[pid], the level as priority),
  * not stderr: for a program that has detached from its terminal (wgws-shim --background). */

@@ -6,7 +6,9 @@
 # with ssl-bump and a CA of its own) under --pin and under --ca, a wrong pin, a wrong path
 # (404), the relay down (behind the proxy, and direct); the healthy path prints every step
 # and the relay's pin and exits 0, with two relays too. A shim that serves checks its first
-# relay once at start and logs the result, before WireGuard sends anything.
+# relay once at start and logs the result, before WireGuard sends anything. Day two: its log
+# lines start with the time, or with the syslog priority when stderr is the journal's stream;
+# SIGUSR1 logs one status line per session.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -118,7 +120,7 @@ say "the relay down"
 stop_relay
 check "relay down, behind the proxy" 1 "could not reach the relay $GW_NAME:443: 503 Service Unavailable" \
 	--relay "$RELAY" --proxy "$PROXY" --pin "$PIN"
-check "relay down, direct" 1 "cannot connect to $GW_NAME: Connection refused" \
+check "relay down, direct" 1 "cannot connect to the relay at $GW_NAME:443: Connection refused" \
 	--relay "$RELAY" --no-proxy --pin "$PIN"
 check "two relays, both down" 1 "verdict: 2 of 2 relays do not work from here" \
 	--relay "$RELAY" --relay "wss://$G_DIRECT/wg" --no-proxy --pin "$PIN"
@@ -137,5 +139,34 @@ wait_for 10 grep -qF "start-up check: $RELAY does not work from here: relay cert
 	"$SHIM_LOG" || fail "a wrong pin: no failed start-up check logged"
 alive "$SHIM_PID" || fail "a failed start-up check stopped the shim"
 ok "start-up check, wrong pin: logged at once, the shim serves on"
+stop_shim
+
+say "day two: timestamps, the journal's priorities, SIGUSR1"
+start_shim --pin "$PIN"
+wait_for 10 grep -qF "start-up check: $RELAY works" "$SHIM_LOG" || fail "no start-up check"
+stamp='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z wgws-shim: (info|warning|debug): '
+bad=$(grep -cvE "$stamp" "$SHIM_LOG" || true)
+[ "$bad" = 0 ] || fail "$bad log lines without a timestamp: $(grep -m1 -vE "$stamp" "$SHIM_LOG")"
+ok "every line starts with the time: $(head -c 60 "$SHIM_LOG")..."
+# A datagram from a local port makes a session, which connects.
+in_c python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x' * 148, ('127.0.0.1', $SHIM_PORT))"
+wait_shim_connected 10
+kill -USR1 "$SHIM_PID"
+status_logged() { grep -q "status: 127.0.0.1:[0-9]*: open for [0-9]* s to $RELAY" "$SHIM_LOG"; }
+wait_for 5 status_logged || fail "SIGUSR1: no status line for the open session"
+grep -qF "status: 1 session (1 open, at most 64)" "$SHIM_LOG" || fail "SIGUSR1: no summary line"
+alive "$SHIM_PID" || fail "SIGUSR1 stopped the shim"
+ok "SIGUSR1: $(grep -m1 "status: 127.0.0.1" "$SHIM_LOG" | sed 's/.*status: //')"
+stop_shim
+# The journal's stream: stderr whose device and inode JOURNAL_STREAM names (as systemd sets it).
+: >"$T/journal.log"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$T/journal.log") spawn_ns "$NS_C" "$T/journal.log" \
+	"$WGWS_BUILD/wgws-shim" --listen "127.0.0.1:$SHIM_PORT" --relay "$RELAY" --pin "sha256//$(head -c 32 /dev/zero | base64)" --no-proxy
+SHIM_PID=$SPAWNED
+journal_warned() { grep -q '^<4>wgws-shim: warning: start-up check' "$T/journal.log"; }
+wait_for 10 journal_warned || fail "journal: no '<4>' warning: $(head -3 "$T/journal.log")"
+grep -q '^<6>wgws-shim: info: ' "$T/journal.log" || fail "journal: no '<6>' info line"
+! grep -qE '^[0-9]{4}-' "$T/journal.log" || fail "journal: a line with a timestamp"
+ok "into the journal: priorities, no timestamps: $(head -c 50 "$T/journal.log")..."
 stop_shim
 echo "PASS test_check"

@@ -9,7 +9,9 @@
 #   - squid as an https:// proxy (https_port, its own CA given with --proxy-ca),
 #   - dante as a SOCKS5 proxy, socks5:// (the relay's name resolved by the client) and
 #     socks5h:// (resolved by the proxy);
-# a wrong Digest password is named with 407 and the scheme, and retried; the proxy's name
+# a wrong Digest password is named with 407 and the scheme, and retried (the right one holds a
+# '%41', which libcurl before 8.8 would decode: it is passed escaped); dante also offers
+# username authentication, which a shim without a user must not pick; the proxy's name
 # resolving to an IPv6 address that drops silently and an IPv4 one that works costs under 1 s
 # (Happy Eyeballs, curl's); no password appears in any ps output or any log of the shim.
 set -eu
@@ -25,7 +27,7 @@ C_KNET=10.201.4.1 K_ADDR=10.201.4.2
 P6=2001:db8:201:3::2 C6=2001:db8:201:3::1 # the proxy's IPv6 address that drops silently
 PNAME=proxy.wgws.test REALM=WGWS.TEST
 SOCKS_PORT=1080 HTTPS_PROXY_PORT=3129
-DIGEST_PW=digest-pw-$$ NTLM_PW=ntlm-pw-$$ KRB_PW=krb-pw-$$ WRONG_PW=wrong-pw-$$
+DIGEST_PW=digest%41pw-$$ NTLM_PW=ntlm-pw-$$ KRB_PW=krb-pw-$$ WRONG_PW=wrong-pw-$$
 DANTE_PID=""
 
 dump_logs() {
@@ -267,7 +269,7 @@ cat >"$T/danted.conf" <<EOF
 logoutput: $T/danted.log
 internal: $P_CLIENT port = $SOCKS_PORT
 external: $P_GNET
-socksmethod: none
+socksmethod: username none
 clientmethod: none
 user.privileged: root
 user.unprivileged: nobody

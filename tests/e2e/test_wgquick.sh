@@ -92,7 +92,12 @@ in_c ping -n -q -c 3 -i 0.3 -W 3 -s 2000 "$GW" >"$T/ping2000.log" 2>&1 ||
 	fail "a 2,000-byte ping: $(oneline "$(cat "$T/ping2000.log")")"
 expect "records over --max-record (closed with 1009)" \
 	"$(relay_metric 'wgws_relay_packets_dropped_total{reason="oversize"}')" 0
-expect "tunnels opened (one all along)" "$(relay_metric wgws_relay_connections_total)" 1
+# Two connections: the shim's start-up check (closed at once), then the tunnel, all along.
+expect "connections (the start-up check, then one tunnel all along)" \
+	"$(relay_metric wgws_relay_connections_total)" 2
+grep -qF "start-up check: wss://$GW_NAME/wg works from here" "$T/up.log" ||
+	fail "wg-quick up showed no start-up check"
+[ "$(log_count "$RELAY_LOG" ": closed after")" = 1 ] || fail "a tunnel was closed: $(oneline "$(grep "closed after" "$RELAY_LOG")")"
 ok "ping, iperf3 $mbps Mbit/s for 2 s, a 2,000-byte ping answered (fragmented inside), no tunnel closed"
 
 say "the PreUp's command again, while its shim runs"
