@@ -157,6 +157,14 @@ wait_for 5 status_logged || fail "SIGUSR1: no status line for the open session"
 grep -qF "status: 1 session (1 open, at most 64)" "$SHIM_LOG" || fail "SIGUSR1: no summary line"
 alive "$SHIM_PID" || fail "SIGUSR1 stopped the shim"
 ok "SIGUSR1: $(grep -m1 "status: 127.0.0.1" "$SHIM_LOG" | sed 's/.*status: //')"
+# Reconnecting through the proxy from a back-off, with WireGuard quiet: curl's transfer is
+# started by the loop's timer alone (a lost timer once left it for the 10 s deadline).
+stop_relay
+wait_for 10 grep -q "reconnecting in" "$SHIM_LOG" || fail "the relay's end was not noticed"
+start_relay
+t0=$(now_ms)
+wait_for 9 shim_connected 2 || fail "no reconnection through the proxy within 9 s, no traffic"
+ok "reconnected through the proxy $(($(now_ms) - t0)) ms after the relay came back, no traffic"
 stop_shim
 # The journal's stream: stderr whose device and inode JOURNAL_STREAM names (as systemd sets it).
 : >"$T/journal.log"
