@@ -35,6 +35,30 @@ int netwatch_open(void)
 	return fd;
 }
 
+int netwatch_count(const void *buf, size_t len)
+{
+	const struct nlmsghdr *h = buf;
+	size_t left = len, step;
+	int changes = 0;
+
+	while (left >= sizeof(*h) && h->nlmsg_len >= sizeof(*h) && h->nlmsg_len <= left) {
+		switch (h->nlmsg_type) {
+		case RTM_NEWADDR:
+		case RTM_DELADDR:
+		case RTM_NEWROUTE:
+		case RTM_DELROUTE:
+			changes++;
+			break;
+		}
+		step = NLMSG_ALIGN(h->nlmsg_len);
+		if (step >= left)
+			break;
+		left -= step;
+		h = (const struct nlmsghdr *)((const char *)h + step);
+	}
+	return changes;
+}
+
 int netwatch_read(int fd)
 {
 	union {
@@ -47,8 +71,6 @@ int netwatch_read(int fd)
 		struct sockaddr_nl from;
 		socklen_t flen = sizeof(from);
 		ssize_t n = recvfrom(fd, buf.b, sizeof(buf.b), 0, (struct sockaddr *)&from, &flen);
-		const struct nlmsghdr *h = &buf.h;
-		size_t left, step;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -58,21 +80,6 @@ int netwatch_read(int fd)
 		}
 		if (flen != sizeof(from) || from.nl_pid != 0)
 			continue;
-		left = (size_t)n;
-		while (left >= sizeof(*h) && h->nlmsg_len >= sizeof(*h) && h->nlmsg_len <= left) {
-			switch (h->nlmsg_type) {
-			case RTM_NEWADDR:
-			case RTM_DELADDR:
-			case RTM_NEWROUTE:
-			case RTM_DELROUTE:
-				changes++;
-				break;
-			}
-			step = NLMSG_ALIGN(h->nlmsg_len);
-			if (step >= left)
-				break;
-			left -= step;
-			h = (const struct nlmsghdr *)((const char *)h + step);
-		}
+		changes += netwatch_count(buf.b, (size_t)n);
 	}
 }

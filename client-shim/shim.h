@@ -276,6 +276,9 @@ void shim_close(struct shim *sh);
 int netwatch_open(void);
 /* Drain it; how many changes it held (a lost batch, ENOBUFS, counts as one). */
 int netwatch_read(int fd);
+/* The address and route changes in one datagram of netlink messages buf[0..len) (pure: the
+ * fuzz harness's way in). Stops at the first message whose length does not fit. */
+int netwatch_count(const void *buf, size_t len);
 
 /* ---- daemon.c: in the background, for wg-quick's PreUp and PostDown ------------------ */
 
