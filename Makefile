@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # wgws — one non-recursive GNU Makefile. `make help` lists the targets.
 #   make [V=1] [WERROR=1] [SANITIZE=1]   build build/wgws-relay and build/wgws-shim
 #   make test                            unit tests, then namespace tests when root
@@ -238,7 +239,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n '3,10p' Makefile
 
 .SECONDARY:
 

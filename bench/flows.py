@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """bench/flows.py: N idle UDP flows for make bench's scale step (bench/scale.sh).
 
     flows.py --to 127.0.0.1:PORT[,PORT...] --count N [--per-second R] [--every S]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # bench/jit.sh [JIT_BENCH_ARGS...]: run jit_bench against a wireguard-go device made for it, in
 # a network namespace of its own, and print its table. Root only (wireguard-go, namespaces).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jit_bench: the cost of the provisioner's JIT decision (jit_decide in provisioner/jit.c),
  * called directly, no sockets, against a real SQLite store of N peers and a real device
  * (wireguard-go over UAPI unless -b says otherwise). Issue 4, "Performance".

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # bench/prov.sh: make bench step 5, the provisioner (issue 5), each figure against its baseline
 # in the same run:
 #   a. API create latency at 0, 100,000 and 1,000,000 stored peers, through the HTTP API of a

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # make bench: the tunnel measured the way an operator would judge it, each figure against its
 # baseline in the same run (issue 5). Steps 1-2 here, 3-5 in scripts of their own:
 #   1. datagram throughput udpload send -> wgws-shim -> TLS -> wgws-relay -> udpload sink, at

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # bench/scale.sh: step 4 of make bench (bench/run.sh), many tunnels through one relay.
 #
 # For each size N (1,000, then as many as the open-file limit allows, up to 10,000; QUICK:

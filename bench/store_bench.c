@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store_create latency at 0, 100k and 1M stored peers (provisioner/store.c), and the query
  * plan of every statement the store prepares.
  *

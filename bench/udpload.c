@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* udpload: a UDP load generator, sink/echo and echo client for wgws's benchmarks (issue 5).
  * One binary, no library beyond libc; IPv4 and IPv6 (numeric addresses, "[::1]:PORT").
  *

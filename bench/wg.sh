@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # bench/wg.sh: step 3 of make bench (bench/run.sh), real WireGuard through the tunnel.
 #
 # tests/e2e/lib.sh's corporate network: two wireguard-go (client, gateway) in namespaces, squid

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Makes a self-signed certificate and key for a wgws relay (EC P-256, openssl CLI) and prints
 # the SPKI pin the shim accepts with --pin (base64 of SHA-256 of the DER SubjectPublicKeyInfo,
 # the format of curl --pinnedpubkey). Writes DIR/HOST.crt and DIR/HOST.key (mode 0600).

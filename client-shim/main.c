@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-shim: carries a local WireGuard's UDP datagrams to a wgws relay over wss://, through
  * a proxy when needed (HTTP CONNECT, HTTPS, SOCKS5). This file owns the command line and
  * the [Shim] section of a -c file (one table, one setter), validates everything before

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-shim private header: one section per .c file. The shim carries the datagrams of
  * local WireGuard sources over one wss:// connection each (DESIGN.md §4). url.c and ws.c
  * are pure (no I/O, no allocation) so the unit tests can drive them; tls.c wraps

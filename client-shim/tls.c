@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* TLS for the shim, on OpenSSL 3.0: one client SSL_CTX built at start-up (TLS >= 1.2), and
  * per connection an SSL with SNI and the relay's host name or IP address to check. Two
  * ways to trust the relay: the certificate chain (system store or --ca) with the host name

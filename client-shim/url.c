@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* URL-shaped inputs of the shim: the relay URL (wss:// only), proxy URLs (http:// only, with
  * optional percent-encoded credentials), the no_proxy list and curl-style public key pins.
  * Pure string work: no I/O, no allocation, no name resolution. Every error message names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The WebSocket client side of RFC 6455, as the shim needs it and no more: the HTTP/1.1
  * upgrade request, checking the relay's 101 answer (accept key, "wgws" subprotocol), the
  * status line of a proxy's CONNECT reply, client frame headers with their mask, and an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Numeric socket addresses and "host[:port]" splitting. No name resolution here. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Socket addresses as users type them: "192.0.2.1:443", "[2001:db8::1]:443", and host
  * names with an optional port for the places that resolve later (proxy, relay URL).
  * No resolution happens here: numeric parsing only, so it is safe in an event loop. */

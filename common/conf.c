@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wg-style configuration files, parsed one line at a time. See conf.h. */
 #include <ctype.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wg-style configuration files: "[Section]" lines and "Key = Value" lines, blank lines, and
  * comments from a '#' at the start of a line or after a space or tab to the end of the
  * line ("Token = ab#cd" keeps its '#'). An empty value is an error. conf_parse_line() parses one line in place (easy to fuzz); conf_load()

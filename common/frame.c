@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Incremental decoder for "u16 length ‖ datagram" records. No I/O, no allocation.
  * Whole records are returned as views into the caller's input; only a record that
  * straddles two feeds is copied, once, into the decoder's own buffer. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The wgws record stream: every direction of a tunnel is a byte stream of records
  * "u16 big-endian length ‖ one WireGuard datagram", carried in WebSocket binary messages
  * without regard to message boundaries. Length 0 is a keepalive and carries nothing.

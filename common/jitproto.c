@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JIT channel's address conversions, names and message checks (the contract is in
  * jitproto.h). */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The JIT channel between wgws-relay and wgws-provisioner on one gateway.
  *
  * A unix SOCK_SEQPACKET socket the provisioner listens on (--jit-socket); the relay

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging to stderr, one line per event: "TIME prog: level: message" (or "<PRIO>prog: level:
  * message" into the journal); or to syslog. See log.h. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging for all wgws programs: one line per event on stderr, "prog: level: message" (or
  * to syslog, log_to_syslog()). Each line starts with the time (UTC, ms: 2026-12-02T04:10:11.123Z)
  * unless stderr is the journal's stream (JOURNAL_STREAM names it, as under systemd), which

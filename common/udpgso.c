@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "udpgso.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* UDP GSO batches: several datagrams of one length to one destination handed to the kernel as
  * one message (UDP_SEGMENT, Linux >= 4.18), which takes them through its UDP/IP output once
  * and cuts them into the same datagrams. For the relay (WS -> WireGuard) and the shim

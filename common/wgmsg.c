@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* WireGuard message shapes (type word and size), checked without any key. */
 #include "wgmsg.h"
 

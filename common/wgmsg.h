@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shapes of WireGuard messages, as the relay may check them without any key: the first
  * four bytes are a little-endian message type (1..4, the three high bytes zero) and each
  * type has a fixed size. Transport data is 32 bytes of header and tag around a plaintext

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The peer API: HTTP/1.1 and JSON, served by libwebsockets on a unix socket (and, when
  * configured, on TCP where every request needs the bearer token). Input is hostile until
  * checked: bodies are bounded by Content-Length before a byte is read, JSON must be an

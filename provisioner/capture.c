@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Copies of WireGuard handshake initiations that plain UDP clients send to the device
  * (reference §5.2): an AF_PACKET socket on one interface with a hand-written classic BPF
  * filter, so the kernel copies only the datagrams that look like an initiation to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses with a prefix length, as they appear in AllowedIPs and in the API. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* WAL checkpoints in a thread of their own, on a connection of their own.
  *
  * The store runs with automatic checkpoints off, so commits stay a WAL append. Copying the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* `wgws-provisioner peer add|del|show|list`: a small blocking HTTP/1.1 client of the daemon's
  * API (unix socket by default, or TCP with the bearer token). It prints what the daemon
  * says: JSON, a wg-quick config (--config), or one line per peer (list). A daemon that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The garbage collector. Every --gc-interval:
  *  1. expired peers (ttl_seconds) are deleted: from the device first, then from the store;
  *  2. with --gc-idle, the device is dumped (its only O(installed) operation) and peers whose

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Just-in-time peers: a stored peer goes into the device when its first handshake
  * initiation arrives, and not before (reference §5, §7.2).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* WireGuard keys as text: standard base64 (what wg(8) prints and wg-quick reads) and URL-safe
  * base64 (what goes in API paths). libsodium does the decoding, constant-time. And which
  * public keys a peer may not have: only canonical u-coordinates of points that are not of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-provisioner: keeps WireGuard peers in SQLite and puts them into the device one at a
  * time. `serve` is the daemon: one libwebsockets event loop runs the API (unix socket by
  * default), the GC and WAL checkpoints; the store and device calls it makes take tens of

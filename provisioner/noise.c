@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The responder's half of WireGuard's first handshake message (Noise_IKpsk2, reference §2.4):
  * check mac1, recover the initiator's static public key, decrypt its TAI64N timestamp. This is
  * what lets the provisioner learn who is knocking before the kernel knows the peer. The

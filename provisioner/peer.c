@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What happens to one peer across the store and the device, in the order that keeps them
  * safe: a peer is installed only once it is durable in the store; it leaves the device
  * before it leaves the store, so its address is never handed out while the kernel could

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-provisioner: private header, one section per file.
  *
  * The provisioner keeps WireGuard peers in SQLite and puts them into the device one peer at

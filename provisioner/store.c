@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The peer store: one SQLite file in WAL mode, written only by the provisioner's event loop.
  *
  * It owns the peer table (keyed by the raw 32-byte public key, WITHOUT ROWID), the IPv4

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The userspace backend: wireguard-go and boringtun through the cross-platform UAPI text
  * protocol on DIR/IFNAME.sock (reference/wireguard-jit.md §4).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The device behind one interface: picks the kernel (netlink) or userspace (UAPI) backend
  * for an interface. AUTO asks the kernel first: a kernel WireGuard device answers genl;
  * wireguard-go's TUN device does not, and has a UAPI socket instead. */

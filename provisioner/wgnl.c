@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The kernel backend: WireGuard's generic netlink family through libmnl
  * (reference/wireguard-jit.md §3).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One tunnel: a WebSocket connection and the UDP socket connected to WireGuard for it.
  *
  * WS→UDP: the payload bytes of the client's messages are a record stream; each record must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Everything on the relay that is plain HTTP: /healthz, 404 for any other path, 426 for the
  * tunnel path without an upgrade, the end of each connection (for admit.c), and the
  * Prometheus text (served by metrics.c). Upgrades that ask for no subprotocol of ours

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The relay's end of the JIT channel (the contract is common/jitproto.h): one unix
  * SOCK_SEQPACKET connection to wgws-provisioner, adopted into the service loop as a raw
  * descriptor. Each tunnel's newest handshake initiation is held (struct jit_hold, in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-relay: the gateway side of wgws. An HTTPS server whose one path upgrades to a
  * WebSocket (subprotocol "wgws") and relays length-prefixed WireGuard datagrams to the
  * local WireGuard UDP port, one connected UDP socket per tunnel, all in one event loop:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgws-relay: private header, one section per file. */
 #ifndef WGWS_RELAY_H
 #define WGWS_RELAY_H

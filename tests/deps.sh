@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Install the Debian packages named on the command line that are not installed yet.
 # Needs root for apt-get; prints what it does, does nothing when everything is present.
 set -eu

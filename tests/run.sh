@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Runs the test suite: every unit test binary given on the command line, then every
 # tests/e2e/test_*.sh. An e2e script exits 0 (pass), 77 (skipped; its last output line
 # says why) or anything else (fail). Logs go to build/test-logs/. Ends with one line

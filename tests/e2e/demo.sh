@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # `make demo`: WireGuard through a network that blocks UDP, shown end to end in three network
 # namespaces (client, proxy with squid, gateway with the relay), then torn down.
 set -eu

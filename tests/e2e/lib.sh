@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared helpers for the wgws end-to-end tests; sourced (bash) by every tests/e2e/*.sh after
 # `set -eu`. Builds a small corporate network in three network namespaces, runs wireguard-go,
 # squid, the relay and the shim inside them, and tears everything down on exit.

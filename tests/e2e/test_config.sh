@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The three programs' configuration: -c FILE with the long option names as keys, flags
 # given together with it, --check-config, and errors that name the file, the line and the key.
 # No root, no network: --check-config validates and exits before opening anything.

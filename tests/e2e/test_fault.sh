@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The relay dies (kill -9) under traffic and comes back: the shim reconnects by itself, ping
 # across WireGuard resumes within 5 s of the restart, and the shim's local UDP port does not
 # change (WireGuard never notices beyond lost packets).

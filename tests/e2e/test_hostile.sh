@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Hostile WebSocket clients against the relay (--max-record 2048) while a real tunnel runs.
 # An nftables counter in the gateway namespace counts datagrams the relay sends to WireGuard
 # (127.0.0.1:51820) that carry the marker DE AD BE EF at payload offset 4. A well-formed

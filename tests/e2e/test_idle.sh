@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # An idle tunnel survives a proxy that cuts idle connections: squid has read_timeout 10 s,
 # the shim pings every 5 s (--keepalive 5); after 40 s without any WireGuard traffic the
 # tunnel still works on the first connection. Contrast: with --keepalive 0 squid cuts it.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # JIT peers through the relay (issue 4), end to end with UDP blocked for the client: a
 # wireguard-go client → wgws-shim → squid → wgws-relay --jit-socket → wgws-provisioner --jit
 # → a wireguard-go gateway that starts without the client's peer. Witnesses independent of

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # JIT for plain UDP clients on wireguard-go (issue 4): the provisioner's --capture sees a copy
 # of the client's first initiation on the gateway's interface, installs the stored peer with
 # the sender as its endpoint and, because wireguard-go (like the kernel) does not initiate on

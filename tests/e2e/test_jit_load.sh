@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # JIT under load (issue 4): 1,000 distinct stored clients and 100 unknown keys send their
 # first handshake initiation through one relay at the same moment (tests/tools/jitload.py,
 # one tunnel each, initiations from jit-initgen). Every known key is installed exactly once

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # JIT peers for plain UDP clients (provisioner/capture.c and jit.c) against real kernel
 # WireGuard, in one QEMU guest booted by tests/kernel/run-guest.sh: two namespaces joined
 # by a veth, a kernel wg0 with no peers and wgws-provisioner --jit --capture on the

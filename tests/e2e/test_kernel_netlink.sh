@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The provisioner's netlink backend (provisioner/wgnl.c) against real kernel WireGuard. The
 # host has no WireGuard module, so everything runs in one QEMU guest booted by
 # tests/kernel/run-guest.sh; tests/kernel/guest_netlink.sh drives build/wgdev-tool there and

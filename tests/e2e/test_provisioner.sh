@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # wgws-provisioner end to end, against a real wireguard-go gateway in a namespace and a
 # wireguard-go client in another, with `wg show` as the independent witness:
 #  1. API: POST makes a key pair and a wg-quick config; a client brought up from that config

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # wgws-provisioner crash safety: a client fires creates (and every 10th a delete) one after
 # another at a provisioner serving a wireguard-go interface; after ~1.2 s the daemon is
 # killed with SIGKILL mid-stream and restarted on the same SQLite file, twice. Then: every

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The relay's HTTP face, without WireGuard: /healthz 200, other paths 404, the upgrade on /wg
 # with subprotocol wgws (101) and nowhere else, records forwarded both ways to a UDP stand-in,
 # a 127.0.0.1 listener that really is 127.0.0.1 only, metrics, and SIGTERM with an open

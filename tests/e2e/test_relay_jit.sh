@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The relay's side of JIT (--jit-socket, issue 4), without WireGuard or a real provisioner:
 # tests/tools/fakeprov.py answers each request with what the initiation's sender index asks
 # for (verdict, delay, silence, garbage) and logs what it got; udpsink.py stands in for

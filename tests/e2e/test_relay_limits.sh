@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The relay's limits and its resilience, without WireGuard (a UDP echo stands in for it):
 #  - --max-pending caps connections still in TLS/upgrade (the oldest make room), and the count
 #    returns to 0 when the 3 s first-byte deadline cuts silent ones;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The shim's TLS and proxy failure modes, all through squid: a wrong pin, the right pin, an
 # untrusted self-signed certificate without pin or CA, --ca with the certificate, and a proxy
 # that refuses CONNECT (407, then 403) — reported with its status and retried, never fatal.

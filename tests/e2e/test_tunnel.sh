@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # WireGuard through the relay when UDP is blocked: plain WireGuard works, then fails once
 # nftables drops the client's UDP; through squid + relay + shim it works again, at no less
 # than 25 % of the plain-UDP throughput, both ways (iperf3 and iperf3 -R).

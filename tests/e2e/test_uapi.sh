@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The provisioner's UAPI backend (provisioner/uapi.c) against a real wireguard-go, driven by
 # build/wgdev-tool, with `wg show` as the independent witness: device info, install / re-install
 # / update / remove of single peers, a 1,000-peer bulk install and removal (rates printed),

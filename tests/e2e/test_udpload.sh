@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # The benchmark load tool (bench/udpload.c) works, directly over loopback: 1,000 packets at a
 # fixed rate arrive exactly (no loss, reordering or duplicate) and were paced, not burst; the
 # sink's sequence accounting catches a crafted reordering, a duplicate and three foreign

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer harness for the config line parser: any bytes, one line at a time. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Guest side of tests/e2e/test_kernel_jit.sh (run by tests/kernel/run-guest.sh with busybox
 # sh, wgws-provisioner on PATH): the JIT capture path (provisioner/capture.c + jit.c)
 # against real kernel WireGuard. Two network namespaces joined by a veth: gw holds wg0 (a

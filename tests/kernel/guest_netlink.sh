@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Guest side of tests/e2e/test_kernel_netlink.sh (run by tests/kernel/run-guest.sh with
 # busybox sh, wgdev-tool on PATH): drives the provisioner's netlink backend against the
 # real kernel WireGuard and checks every result with `wg show` as an independent witness.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Runs a shell script inside a QEMU (TCG) guest that has real kernel WireGuard, and exits
 # with the script's status.
 #

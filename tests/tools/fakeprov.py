@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """fakeprov: a stand-in for wgws-provisioner's JIT socket, to test the relay's holding (stdlib).
 
 Listens on a unix SOCK_SEQPACKET socket (mode 0666, so a relay that dropped to another user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jit-initgen: client keys and valid WireGuard handshake initiations for the JIT tests, made
  * with the provisioner's own primitives (libsodium X25519 for the key pairs,
  * noise_create_initiation for the message), and the responder's check of them

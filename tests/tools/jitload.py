@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """jitload: many wgws tunnels at once, each sending handshake initiations through wgws-relay
 and waiting for WireGuard's handshake response (python3 stdlib only, asyncio).
 

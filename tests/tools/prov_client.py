@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A small client of wgws-provisioner's HTTP API on a unix socket, for the e2e crash test.
 
   prov_client.py create SOCK OUT SECONDS [MAX [DELETE_EVERY]]

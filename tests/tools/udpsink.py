@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """udpsink: bind a UDP address and count the datagrams and bytes that arrive (stdlib only).
 
 Prints "datagrams N bytes M" (plus "marked N" with --marker: datagrams containing the marker

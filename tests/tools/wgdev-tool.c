@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wgdev-tool: drives the provisioner's device backends (provisioner/wgdev.c) from the command
  * line, for tests that check the result with `wg show` as an independent witness — in a
  * QEMU guest against kernel WireGuard, or in a namespace against wireguard-go.

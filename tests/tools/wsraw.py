@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """wsraw: a hostile WebSocket client for testing the wgws relay (python3 stdlib only).
 
 Connects over TCP (optionally through an HTTP CONNECT proxy), does TLS without verification,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checks for table-driven cmocka tests: each failure names the case being run (set cur_case
  * at the top of every case) and shows the expression, its value and the expected one.
  * Include after <cmocka.h>, once the file has its cur_case: a const char * it points at each

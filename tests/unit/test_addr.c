@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/addr.h: numeric socket address parsing and formatting, host:port
  * splitting, and address equality. Tables of inputs; every parsed address is checked
  * field by field and formatted back. */

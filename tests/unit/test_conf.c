@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/conf.h: the one-line parser, the file loader (on temporary files
  * under /tmp, removed afterwards), key matching and bounded unsigned parsing. */
 #include <errno.h>

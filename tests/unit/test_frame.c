@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/frame.h: the incremental "u16 BE length ‖ datagram" decoder.
  * Every test drives the decoder through its public header only. Streams are built here,
  * fed in chunks chosen by the test (every split offset, one byte at a time, random sizes),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the AF_PACKET capture of handshake initiations (provisioner/capture.c)
  * through prov.h.
  *

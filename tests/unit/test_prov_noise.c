@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the responder-side initiation decoder (provisioner/noise.c) through prov.h.
  *
  * Known answers: the Noise constants C0/H0, the wireguard-go KDF vectors (on the same OpenSSL

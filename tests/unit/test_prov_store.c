@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the provisioner's peer store (provisioner/store.c) through prov.h only.
  * Every test gets its own database in a mkdtemp() directory under /tmp, removed afterwards.
  * Time is always passed in explicitly, so hold-downs and expiry are exact, not slept for.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for provisioner/uapi.c: the set request builders (exact text, table-driven),
  * the errno reply parser (both signs), and the get parser against replies captured from a
  * real wireguard-go (tests/unit/data/uapi/wggo_*.txt, each checked against `wg show dump` of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for provisioner/wgnl.c: the generic netlink messages the kernel backend sends.
  * The builders are the ones install/update/remove/dump use. Each case is compared byte for
  * byte with a message written out here by hand from the attribute tables; the first of each

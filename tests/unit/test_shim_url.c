@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for client-shim/url.c: relay URLs, proxy URLs, no_proxy matching and pins.
  * Table-driven; every failure names its case. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for client-shim/ws.c: the accept key, the upgrade request and response, proxy
  * status lines, client frame headers and masking, and the incremental server frame parser
  * (fed whole, at every split offset and byte by byte; hostile frames rejected). Also the

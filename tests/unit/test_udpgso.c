@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/udpgso.h: how datagrams are grouped into UDP GSO messages (a table of
  * length sequences and the message sizes they must give), and the real kernel: the messages
  * sent with sendmmsg() to a loopback socket arrive as exactly the datagrams put in, in order.

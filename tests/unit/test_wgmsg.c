@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for common/wgmsg.h: which byte strings have the shape of a WireGuard message.
  * One table of (type word, length) cases; each message is built in a heap buffer of exactly
  * its length so that a classifier reading past len is caught by ASan. */
