@@ -2,7 +2,8 @@
 /* Unit tests for common/log.h's rate-limited lines: scripted calls on a fake clock, each with
  * the exact line it must print on stderr (captured in a memfd) or none: the burst, the lines
  * suppressed after it, the count shown once the interval has passed, the verbosity filter,
- * errno, and the per-call-site macros. */
+ * errno, and the per-call-site macros. Every line starts with the time (checked, then cut
+ * off before the comparison), or with its syslog priority when stderr is the journal's. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -58,7 +61,7 @@ static void capture(void)
 		fail_msg("cannot capture stderr: %s", strerror(errno));
 }
 
-static const char *restore(void)
+static const char *restore_raw(void)
 {
 	static char buf[4096];
 	ssize_t n;
@@ -68,6 +71,41 @@ static const char *restore(void)
 	n = pread(capture_fd, buf, sizeof(buf) - 1, 0);
 	buf[n > 0 ? n : 0] = '\0';
 	return buf;
+}
+
+enum { STAMP_LEN = 25 }; /* "2026-12-02T04:10:11.123Z " */
+
+/* Whether p starts with a time stamp as log.c writes it. */
+static bool is_stamp(const char *p)
+{
+	static const char form[] = "dddd-dd-ddTdd:dd:dd.dddZ ";
+
+	for (int i = 0; i < STAMP_LEN; i++)
+		if (form[i] == 'd' ? p[i] < '0' || p[i] > '9' : p[i] != form[i])
+			return false;
+	return true;
+}
+
+/* What was printed, each line's time stamp checked and cut off. */
+static const char *restore(void)
+{
+	static char out[4096];
+	const char *in = restore_raw();
+	size_t o = 0;
+
+	while (*in) {
+		const char *nl = strchr(in, '\n');
+		size_t len = nl ? (size_t)(nl + 1 - in) : strlen(in);
+
+		EXPECT(is_stamp(in));
+		if (!is_stamp(in) || len < STAMP_LEN)
+			return in;
+		memcpy(out + o, in + STAMP_LEN, len - STAMP_LEN);
+		o += len - STAMP_LEN;
+		in += len;
+	}
+	out[o] = '\0';
+	return out;
 }
 
 enum call { RL_WARNX, RL_WARN, RL_INFO, RL_DEBUG };
@@ -246,12 +284,58 @@ static void test_monotonic(void **state)
 	EXPECT_EQ(rl.suppressed, 2);
 }
 
+/* The time stamp is now's, in UTC; into the journal's stream the priority replaces it. */
+static void test_heads(void **state)
+{
+	char want[32], js[64];
+	const char *got;
+	struct stat st;
+	struct tm tm;
+	time_t now = time(NULL);
+
+	(void)state;
+	snprintf(cur_case, sizeof(cur_case), "the time stamp");
+	log_init("t", 0);
+	capture();
+	log_info("now");
+	got = restore_raw();
+	gmtime_r(&now, &tm);
+	strftime(want, sizeof(want), "%Y-%m-%dT%H:", &tm); /* to the hour: not flaky at :59 */
+	EXPECT(is_stamp(got));
+	EXPECT(strncmp(got, want, strlen(want)) == 0 || tm.tm_min == 59);
+	EXPECT_STREQ(got + STAMP_LEN, "t: info: now\n");
+
+	snprintf(cur_case, sizeof(cur_case), "stderr is the journal's stream");
+	EXPECT_EQ(fstat(capture_fd, &st), 0);
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	capture();
+	log_init("t", 1);
+	log_warnx("w");
+	log_info("i");
+	log_debug("d");
+	got = restore_raw();
+	EXPECT_STREQ(got, "<4>t: warning: w\n<6>t: info: i\n<7>t: debug: d\n");
+
+	snprintf(cur_case, sizeof(cur_case), "JOURNAL_STREAM names another file");
+	setenv("JOURNAL_STREAM", "1:2", 1);
+	capture();
+	log_init("t", 0);
+	log_warnx("w");
+	got = restore_raw();
+	EXPECT(is_stamp(got));
+	unsetenv("JOURNAL_STREAM");
+	log_init("t", 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_script),
 		cmocka_unit_test(test_macros),
 		cmocka_unit_test(test_monotonic),
+		cmocka_unit_test(test_heads),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
