@@ -17,6 +17,8 @@ options:
   -o, --out DIR   output directory (default: the current directory)
   -d, --days N    validity in days (default: 825)
   -f, --force     overwrite existing HOST.crt / HOST.key
+  -r, --reuse-key renew: a new HOST.crt for the existing HOST.key, so the pin stays the
+                  same and pinned clients keep working (then SIGHUP the relay)
   -h, --help      this text
 
 example: ${0##*/} gw.example.com 192.0.2.10 -o /etc/wgws
@@ -28,13 +30,14 @@ die() {
 	exit 1
 }
 
-host="" ips="" dir=. days=825 force=0
+host="" ips="" dir=. days=825 force=0 reuse=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-h | --help) usage; exit 0 ;;
 	-o | --out) [ $# -ge 2 ] || die "$1 needs a directory"; dir=$2; shift ;;
 	-d | --days) [ $# -ge 2 ] || die "$1 needs a number"; days=$2; shift ;;
 	-f | --force) force=1 ;;
+	-r | --reuse-key) reuse=1 ;;
 	-*) usage >&2; exit 2 ;;
 	*)
 		if [ -z "$host" ]; then
@@ -65,17 +68,25 @@ done
 mkdir -p "$dir"
 crt=$dir/$host.crt
 key=$dir/$host.key
-if [ "$force" = 0 ]; then
+if [ "$reuse" = 1 ]; then
+	[ -r "$key" ] || die "--reuse-key: no readable $key to reuse"
+elif [ "$force" = 0 ]; then
 	for f in "$crt" "$key"; do
-		[ ! -e "$f" ] || die "$f exists (use --force to overwrite)"
+		[ ! -e "$f" ] || die "$f exists (use --force to overwrite, --reuse-key to renew)"
 	done
 fi
 
 umask 077
 tmpkey=$(mktemp "$dir/.$host.key.XXXXXX")
 trap 'rm -f "$tmpkey"' EXIT
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmpkey" 2>/dev/null ||
-	die "openssl genpkey failed"
+if [ "$reuse" = 1 ]; then
+	# the same key, and the same owner and mode as before (the relay's user may read it)
+	cp -p "$key" "$tmpkey" || die "cannot copy $key"
+else
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmpkey" \
+		2>/dev/null || die "openssl genpkey failed"
+	chmod 600 "$tmpkey"
+fi
 openssl req -new -x509 -key "$tmpkey" -out "$crt.tmp" -days "$days" -sha256 \
 	-subj "/CN=$host" -addext "subjectAltName=$san" \
 	-addext "basicConstraints=critical,CA:FALSE" \
@@ -84,9 +95,12 @@ openssl req -new -x509 -key "$tmpkey" -out "$crt.tmp" -days "$days" -sha256 \
 	rm -f "$crt.tmp"
 	die "openssl req failed"
 }
-chmod 600 "$tmpkey"
 chmod 644 "$crt.tmp"
-mv -f "$tmpkey" "$key"
+if [ "$reuse" = 1 ]; then
+	rm -f "$tmpkey"
+else
+	mv -f "$tmpkey" "$key"
+fi
 mv -f "$crt.tmp" "$crt"
 trap - EXIT
 
@@ -94,6 +108,6 @@ pin=$(openssl x509 -in "$crt" -noout -pubkey | openssl pkey -pubin -outform DER 
 	openssl dgst -sha256 -binary | openssl base64 -A)
 
 echo "certificate: $crt ($san, $days days)"
-echo "key:         $key (mode 0600)"
+echo "key:         $key ($([ "$reuse" = 1 ] && echo "reused, unchanged" || echo "mode 0600"))"
 echo "pin:         sha256//$pin"
 echo "shim flag:   --pin sha256//$pin"

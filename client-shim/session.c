@@ -499,6 +499,7 @@ int shim_open(struct shim **out, const struct shim_conf *conf, SSL_CTX *ctx,
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	/* blocked before getaddrinfo_a() starts threads, so they inherit the mask */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (sh->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
@@ -717,6 +718,12 @@ int shim_run(struct shim *sh)
 				while (read(sh->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGUSR1) {
 						shim_status(sh);
+						continue;
+					}
+					if (si.ssi_signo == SIGHUP) {
+						log_info("SIGHUP: nothing to reload (the shim reads its "
+							 "settings at start: restart it to change "
+							 "them); still serving");
 						continue;
 					}
 					log_info("received signal %u", si.ssi_signo);

@@ -523,9 +523,14 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	}
 }
 
+static volatile sig_atomic_t got_hup;
+
 static void on_signal(int sig)
 {
-	got_signal = sig;
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_signal = sig;
 	if (prov.ctx)
 		lws_cancel_service(prov.ctx);
 }
@@ -791,6 +796,7 @@ static int serve(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
@@ -825,8 +831,14 @@ static int serve(int argc, char **argv)
 		 prov.cfg.api_tcp ? addr_format((struct sockaddr *)&prov.cfg.api_addr,
 						(char[ADDR_STR_LEN]){ 0 })
 				  : prov.cfg.api_path);
-	while (!got_signal && lws_service(prov.ctx, 0) >= 0)
-		;
+	while (!got_signal && lws_service(prov.ctx, 0) >= 0) {
+		if (got_hup) {
+			got_hup = 0;
+			/* Its settings shape the store (pools) and the device: read at start only. */
+			log_info("SIGHUP: nothing to reload (the provisioner reads its settings at "
+				 "start: restart it to change them); still serving");
+		}
+	}
 	log_info("signal %d: stopping", (int)got_signal);
 	jit_stop();
 	lws_context_destroy(prov.ctx);

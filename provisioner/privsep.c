@@ -58,9 +58,11 @@ int priv_start(struct priv **out, struct wgdev *dev, const char *capture_if)
 	if (pid == 0) {
 		struct sigaction sa = { .sa_handler = SIG_IGN };
 
-		/* The engine decides when to stop: it closes the channel, we see EOF. */
+		/* The engine decides when to stop: it closes the channel, we see EOF. A SIGHUP
+		 * (a reload, a terminal's hangup) is the engine's to answer. */
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
 		sigaction(SIGPIPE, &sa, NULL);
 		close(sv[0]);
 		ret = priv_serve(sv[1], dev, capture_if);

@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -72,7 +73,8 @@ struct queue {
 };
 
 static struct {
-	SSL_CTX *ctx;
+	SSL_CTX *ctx;                  /* the thread's (and before it starts, init's) */
+	_Atomic(SSL_CTX *) next_ctx;   /* a reload's, for the thread to take at its next job */
 	pthread_t thread;
 	bool running;
 	atomic_bool stop;
@@ -213,13 +215,13 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
-int handshake_init(const char *cert, const char *key, const char **what)
+SSL_CTX *handshake_ctx_new(const char *cert, const char *key, const char **what)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
 	*what = "SSL_CTX_new";
 	if (!ctx)
-		return -ENOMEM;
+		return NULL;
 	/* As lws's vhost: TLS 1.2 and 1.3. No tickets, no session cache: wgws-shim never
 	 * resumes, and a ticket is CPU and bytes for nothing. A client that closes its TCP
 	 * connection without close_notify (as wgws-shim does) ends its tunnel like one that
@@ -239,13 +241,23 @@ int handshake_init(const char *cert, const char *key, const char **what)
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		*what = "the key (--key)";
+		/* OpenSSL 3 compares the key with the certificate already here */
+		*what = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH ?
+			"the key against the certificate: they do not match" : "the key (--key)";
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*what = "the key against the certificate";
+		*what = "the key against the certificate: they do not match";
 		goto fail;
 	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int handshake_init(SSL_CTX *ctx, const char **what)
+{
 	/* lws's SSL_new calls must reach ours, or lws would start a second handshake. */
 	hs.real_ssl_new = (SSL * (*)(SSL_CTX *)) dlsym(RTLD_NEXT, "SSL_new");
 	if (!hs.real_ssl_new || dlsym(RTLD_DEFAULT, "SSL_new") != (void *)SSL_new) {
@@ -261,10 +273,24 @@ int handshake_init(const char *cert, const char *key, const char **what)
 	}
 	hs.ctx = ctx;
 	return 0;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return -EINVAL;
+}
+
+void handshake_set_ctx(SSL_CTX *ctx)
+{
+	SSL_CTX *old = atomic_exchange(&hs.next_ctx, ctx);
+
+	SSL_CTX_free(old); /* one the thread never took: a second reload came first */
+}
+
+int handshake_cert_expiry(SSL_CTX *ctx, time_t *not_after)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	struct tm tm;
+
+	if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+		return -ENOENT;
+	*not_after = timegm(&tm);
+	return 0;
 }
 
 /* ---- the thread ---- */
@@ -319,6 +345,12 @@ static void start(struct handshake *h)
 		return;
 	}
 	lws_dll2_add_head(&h->active, &hs.active);
+	if (atomic_load(&hs.next_ctx)) {
+		/* SIGHUP's certificate: every handshake from now on; the sessions made with the
+		 * old one hold their own reference to it */
+		SSL_CTX_free(hs.ctx);
+		hs.ctx = atomic_exchange(&hs.next_ctx, NULL);
+	}
 	h->ssl = SSL_new(hs.ctx);
 	if (!h->ssl || !SSL_set_fd(h->ssl, h->fd) ||
 	    epoll_ctl(hs.epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
@@ -464,4 +496,5 @@ void handshake_stop(void)
 	hs.in.efd = hs.out.efd = hs.epfd = -1;
 	SSL_CTX_free(hs.ctx);
 	hs.ctx = NULL;
+	SSL_CTX_free(atomic_exchange(&hs.next_ctx, NULL));
 }

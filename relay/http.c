@@ -107,6 +107,15 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_tls_handshake_failures_total TLS handshakes that failed (not TLS, no shared version or cipher, closed midway).\n"
 	    "# TYPE wgws_relay_tls_handshake_failures_total counter\n"
 	    "wgws_relay_tls_handshake_failures_total %llu\n", (unsigned long long)st->tls_failures);
+	PUT("# HELP wgws_relay_certificate_expiry_timestamp_seconds When the certificate new connections get expires (Unix time; 0 unknown).\n"
+	    "# TYPE wgws_relay_certificate_expiry_timestamp_seconds gauge\n"
+	    "wgws_relay_certificate_expiry_timestamp_seconds %lld\n",
+	    (long long)relay.cert_not_after);
+	PUT("# HELP wgws_relay_reloads_total SIGHUP reloads of the configuration, certificate and key, by result.\n"
+	    "# TYPE wgws_relay_reloads_total counter\n"
+	    "wgws_relay_reloads_total{result=\"ok\"} %llu\n"
+	    "wgws_relay_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)st->reloads, (unsigned long long)st->reloads_failed);
 	PUT("# HELP wgws_relay_accept_errors_total accept() failures (e.g. out of descriptors) and connections lws could not take.\n"
 	    "# TYPE wgws_relay_accept_errors_total counter\n"
 	    "wgws_relay_accept_errors_total %llu\n", (unsigned long long)st->accept_errors);

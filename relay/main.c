@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 
 #include <ev.h>
+#include <openssl/err.h>
 
 #include "conf.h"
 #include "sandbox.h"
@@ -93,7 +94,7 @@ static void on_pass_end(struct ev_loop *l, ev_prepare *w, int revents)
 	if (d > relay.st.pass_max_us)
 		relay.st.pass_max_us = d;
 }
-static ev_signal sig_watch[2]; /* SIGTERM, SIGINT */
+static ev_signal sig_watch[3]; /* SIGTERM, SIGINT, SIGHUP */
 static ev_timer shutdown_timer;
 static uint64_t shutdown_deadline;
 
@@ -147,7 +148,18 @@ static const char usage_text[] =
 	"  --check-config          validate the configuration and exit\n"
 	"  -v, --verbose           more logging (twice: libwebsockets' own notices too)\n"
 	"  -h, --help              this text\n"
-	"  --version               print the version\n";
+	"  --version               print the version\n"
+	"\n"
+	"Signals: SIGTERM or SIGINT close every tunnel and exit. SIGHUP reloads the -c file,\n"
+	"the flags and the certificate and key: new connections get the new certificate,\n"
+	"open tunnels keep theirs; --rate-per-ip, --max-conns-per-ip, --max-pending-per-ip\n"
+	"and --idle-timeout change at once, any other change is logged and waits for a\n"
+	"restart; a reload that fails changes nothing and says why. It runs as --user, so\n"
+	"the key must be readable by that user (e.g. group wgws, mode 640).\n"
+	"\n"
+	"Exit status: 0 after SIGTERM/SIGINT (or --check-config succeeded), 1 when it cannot\n"
+	"run (a listener that cannot bind, a key that does not match), 2 for a usage or\n"
+	"configuration error, named with the option at fault.\n";
 
 enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
@@ -312,22 +324,31 @@ static void check_readable(const char *what, const char *path)
 	fclose(f);
 }
 
-/* Parse -c first (file), then every other flag over it. */
-static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_only)
+/* A usage or configuration error: said, with a pointer to --help, exit 2. */
+static void __attribute__((noreturn)) usage_error(const char *msg)
 {
-	char err[CONF_ERR_LEN];
-	struct passwd *pw;
+	fprintf(stderr, "wgws-relay: fatal: %s (see --help)\n", msg);
+	exit(2);
+}
+
+/* Parse -c first (file), then every other flag over it, into cfg (defaults first). For
+ * start-up and for SIGHUP (reloading: -h and --version are ignored). 0, or -EINVAL with err
+ * naming the option at fault. */
+static int load_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_only,
+		     bool reloading, char err[static CONF_ERR_LEN])
+{
 	int c;
 
 	cfg_defaults(cfg);
 	opterr = 0;
+	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
 		if (c == 'c' &&
 		    conf_load_options(optarg, "Relay", long_opts, 'c', set_option, cfg, err) < 0)
-			fatalx("%s", err);
+			return -EINVAL;
 	}
 	optind = 0;
-	opterr = 1;
+	opterr = !reloading;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -336,33 +357,57 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 			cfg->verbosity++;
 			break;
 		case 'h':
+			if (reloading)
+				break;
 			fputs(usage_text, stdout);
 			exit(0);
 		case OPT_VERSION:
+			if (reloading)
+				break;
 			printf("wgws-relay %s\n", RELAY_VERSION);
 			exit(0);
 		case OPT_CHECK_CONFIG:
 			*check_only = true;
 			break;
 		case '?':
+			if (reloading)
+				break;
 			fputs(usage_text, stderr);
 			exit(2);
 		default:
 			if (set_option(cfg, c, optarg, err) < 0)
-				fatalx("%s", err);
+				return -EINVAL;
 		}
 	}
-	if (optind < argc)
-		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
-	if (!cfg->has_listen)
-		fatalx("--listen ADDR:PORT is required (see --help)");
-	if (!cfg->cert || !cfg->key)
-		fatalx("--cert FILE and --key FILE are required (see --help)");
+	if (optind < argc) {
+		snprintf(err, CONF_ERR_LEN, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!cfg->has_listen) {
+		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required");
+		return -EINVAL;
+	}
+	if (!cfg->cert || !cfg->key) {
+		snprintf(err, CONF_ERR_LEN, "--cert FILE and --key FILE are required");
+		return -EINVAL;
+	}
+	if (cfg->has_metrics && addr_equal((struct sockaddr *)&cfg->metrics,
+					   (struct sockaddr *)&cfg->listen)) {
+		snprintf(err, CONF_ERR_LEN, "--metrics and --listen must differ");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_only)
+{
+	char err[CONF_ERR_LEN];
+	struct passwd *pw;
+
+	if (load_args(cfg, argc, argv, check_only, false, err) < 0)
+		usage_error(err);
 	check_readable("--cert", cfg->cert);
 	check_readable("--key", cfg->key);
-	if (cfg->has_metrics && addr_equal((struct sockaddr *)&cfg->metrics,
-					   (struct sockaddr *)&cfg->listen))
-		fatalx("--metrics and --listen must differ");
 	pw = getpwnam(cfg->user);
 	if (getuid() == 0 && !pw)
 		fatalx("--user: no such user '%s'%s", cfg->user, strcmp(cfg->user, RELAY_USER) ? "" :
@@ -372,6 +417,151 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 	if (cfg->max_record < 1452)
 		log_warnx("--max-record %lu is below 1452, the size of a full WireGuard packet at "
 			  "the default MTU 1420: such packets will be refused", cfg->max_record);
+}
+
+static void cfg_free(struct relay_cfg *cfg)
+{
+	free(cfg->cert);
+	free(cfg->key);
+	free(cfg->user);
+	cfg->cert = cfg->key = cfg->user = NULL;
+}
+
+/* OpenSSL's first queued error, in words (or fallback), the queue emptied. */
+static const char *ssl_error(const char *fallback, char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "%s", fallback);
+	ERR_clear_error();
+	return buf;
+}
+
+/* t as "2027-03-01 12:00 UTC" (a static buffer: one use per line). */
+static const char *ctime_utc(time_t t)
+{
+	static char buf[32];
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm);
+	return buf;
+}
+
+enum { CERT_WARN_DAYS = 30 };
+
+/* Load cert and key as the relay will serve them (a real TLS context: the chain parsed, the
+ * key matched against it) and say when the certificate expires: a warning within
+ * CERT_WARN_DAYS, or once it has. NULL with err filled when they cannot be used. */
+static SSL_CTX *tls_load(const char *cert, const char *key, time_t *not_after,
+			 char err[static CONF_ERR_LEN])
+{
+	const char *what;
+	char why[192];
+	SSL_CTX *ctx = handshake_ctx_new(cert, key, &what);
+	time_t now = time(NULL);
+
+	if (!ctx) {
+		snprintf(err, CONF_ERR_LEN, "%.64s: %.180s", what,
+			 ssl_error("no detail from OpenSSL", why, sizeof(why)));
+		return NULL;
+	}
+	*not_after = 0;
+	if (handshake_cert_expiry(ctx, not_after) == 0) {
+		if (*not_after <= now)
+			log_warnx("--cert %s EXPIRED %ld day(s) ago: clients that verify it refuse "
+				  "the relay (pinned ones still connect)", cert,
+				  (long)((now - *not_after) / 86400));
+		else if (*not_after - now < (time_t)CERT_WARN_DAYS * 86400)
+			log_warnx("--cert %s expires in %ld day(s): renew it, then SIGHUP (new "
+				  "connections get the new one, open tunnels stay)", cert,
+				  (long)((*not_after - now) / 86400));
+	}
+	return ctx;
+}
+
+/* Whether path can be read now, as the user the relay runs as after start-up. */
+static int readable_now(const char *opt, const char *path, char err[static CONF_ERR_LEN])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC); /* not access(): outside the sandbox's list */
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno == EACCES && geteuid() != 0)
+		snprintf(err, CONF_ERR_LEN, "%s %.100s: not readable by uid %u, whom the relay runs "
+			 "as: let it read the file (e.g. chgrp %.32s FILE; chmod 640 FILE)", opt,
+			 path, (unsigned)geteuid(), relay.cfg.user);
+	else
+		snprintf(err, CONF_ERR_LEN, "%s %.160s: %s", opt, path, strerror(errno));
+	return -1;
+}
+
+/* SIGHUP: the configuration again (file and flags, as at start) and the certificate and key.
+ * New connections get the new certificate; open tunnels keep theirs. The few settings that
+ * can change at once do; any other change is named and waits for a restart. A reload that
+ * fails changes nothing and says why. */
+static void reload(void)
+{
+	struct relay_cfg next;
+	char err[CONF_ERR_LEN], changed[512] = "", restart[512] = "";
+	bool check = false;
+	SSL_CTX *ctx;
+	time_t not_after;
+
+	log_info("SIGHUP: reloading the configuration, the certificate and the key");
+	if (load_args(&next, relay.argc, relay.argv, &check, true, err) < 0 ||
+	    readable_now("--cert", next.cert, err) < 0 || readable_now("--key", next.key, err) < 0 ||
+	    !(ctx = tls_load(next.cert, next.key, &not_after, err))) {
+		relay.st.reloads_failed++;
+		log_warnx("reload failed, nothing changed (the old certificate stays): %s", err);
+		cfg_free(&next);
+		return;
+	}
+	handshake_set_ctx(ctx);
+	relay.cert_not_after = not_after;
+#define LIVE(field, name)                                                                    	do {                                                                                 		if (next.field != relay.cfg.field) {                                         			snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),       				 " %s %lu -> %lu;", name, relay.cfg.field, next.field);       			relay.cfg.field = next.field;                                        		}                                                                            	} while (0)
+#define RESTART(differs, name)                                                               	do {                                                                                 		if (differs)                                                                 			snprintf(restart + strlen(restart), sizeof(restart) - strlen(restart),       				 " %s", name);                                               	} while (0)
+	LIVE(rate_per_ip, "--rate-per-ip");
+	LIVE(max_conns_per_ip, "--max-conns-per-ip");
+	LIVE(max_pending_per_ip, "--max-pending-per-ip");
+	LIVE(idle_timeout_s, "--idle-timeout");
+	RESTART(!addr_equal((struct sockaddr *)&next.listen, (struct sockaddr *)&relay.cfg.listen),
+		"--listen");
+	RESTART(next.has_metrics != relay.cfg.has_metrics ||
+		(next.has_metrics && !addr_equal((struct sockaddr *)&next.metrics,
+						 (struct sockaddr *)&relay.cfg.metrics)),
+		"--metrics");
+	RESTART(!addr_equal((struct sockaddr *)&next.wg, (struct sockaddr *)&relay.cfg.wg), "--wg");
+	RESTART(strcmp(next.path, relay.cfg.path) != 0, "--path");
+	RESTART(strcmp(next.user, relay.cfg.user) != 0, "--user");
+	RESTART(strcmp(next.jit_socket, relay.cfg.jit_socket) != 0, "--jit-socket");
+	RESTART(next.max_conns != relay.cfg.max_conns, "--max-conns");
+	RESTART(next.max_pending != relay.cfg.max_pending, "--max-pending");
+	RESTART(next.max_record != relay.cfg.max_record, "--max-record");
+	RESTART(next.queue_bytes != relay.cfg.queue_bytes, "--queue-bytes");
+	RESTART(next.keepalive_s != relay.cfg.keepalive_s, "--keepalive");
+	RESTART(next.header_timeout_s != relay.cfg.header_timeout_s, "--header-timeout");
+	RESTART(next.verbosity != relay.cfg.verbosity, "-v");
+#undef LIVE
+#undef RESTART
+	if (strcmp(next.cert, relay.cfg.cert) || strcmp(next.key, relay.cfg.key)) {
+		set_str(&relay.cfg.cert, next.cert);
+		set_str(&relay.cfg.key, next.key);
+	}
+	relay.st.reloads++;
+	log_info("reloaded: new connections get the certificate from %s (expires %s); open "
+		 "tunnels (%u) keep theirs%s%s", relay.cfg.cert,
+		 not_after ? ctime_utc(not_after) : "?", relay.conns_active,
+		 changed[0] ? "; changed now:" : "", changed);
+	if (restart[0])
+		log_warnx("reload: changed, but only a restart applies it:%s (the old values stay)",
+			  restart);
+	cfg_free(&next);
 }
 
 /* The address the kernel would send from toward --wg: tunnels' sockets bind to it (port 0)
@@ -537,6 +727,15 @@ static void confine(void)
 	}
 }
 
+static void on_hup(struct ev_loop *l, ev_signal *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+	if (!relay.shutting_down)
+		reload();
+}
+
 /* While shutting down: leave the loop once every tunnel is closed, or at the deadline. */
 static void shutdown_check(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -630,15 +829,24 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	char addr[ADDR_STR_LEN];
 	bool check_only = false;
+	char err[CONF_ERR_LEN];
+	SSL_CTX *tls_ctx;
 	void *foreign_loops[1];
 	int tunnel_fd, metrics_fd = -1, ret;
 	const char *what;
 
 	log_init("wgws-relay", 0);
+	relay.argc = argc;
+	relay.argv = argv;
 	parse_args(&relay.cfg, argc, argv, &check_only);
 	log_init("wgws-relay", relay.cfg.verbosity);
+	if (!(tls_ctx = tls_load(relay.cfg.cert, relay.cfg.key, &relay.cert_not_after, err)))
+		fatalx("%s", err);
 	if (check_only) {
-		printf("configuration ok\n");
+		SSL_CTX_free(tls_ctx);
+		printf("configuration ok (the certificate and key match%s%s)\n",
+		       relay.cert_not_after ? "; it expires " : "",
+		       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "");
 		return 0;
 	}
 
@@ -664,8 +872,10 @@ int main(int argc, char **argv)
 		fatalx("cannot create the event loop (libev)");
 	ev_signal_init(&sig_watch[0], on_signal, SIGTERM);
 	ev_signal_init(&sig_watch[1], on_signal, SIGINT);
+	ev_signal_init(&sig_watch[2], on_hup, SIGHUP);
 	ev_signal_start(loop, &sig_watch[0]);
 	ev_signal_start(loop, &sig_watch[1]);
+	ev_signal_start(loop, &sig_watch[2]);
 	ev_check_init(&pass_start, on_pass_start);
 	ev_set_priority(&pass_start, EV_MAXPRI);
 	ev_check_start(loop, &pass_start);
@@ -690,7 +900,7 @@ int main(int argc, char **argv)
 	tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
 	if (relay.cfg.has_metrics)
 		metrics_fd = listen_or_die("--metrics", &relay.cfg.metrics, relay.cfg.metrics_len);
-	if ((ret = handshake_init(relay.cfg.cert, relay.cfg.key, &what)) < 0)
+	if ((ret = handshake_init(tls_ctx, &what)) < 0)
 		fatalx("cannot set up TLS for the handshake thread: %s", what);
 	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
 	jit_start();
@@ -724,10 +934,9 @@ int main(int argc, char **argv)
 	ev_prepare_stop(loop, &pass_end);
 	ev_signal_stop(loop, &sig_watch[0]);
 	ev_signal_stop(loop, &sig_watch[1]);
+	ev_signal_stop(loop, &sig_watch[2]);
 	ev_loop_destroy(loop);
 	free(relay.udp_buf);
-	free(relay.cfg.cert);
-	free(relay.cfg.key);
-	free(relay.cfg.user);
+	cfg_free(&relay.cfg);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "addr.h"
 #include "frame.h"
@@ -94,6 +95,7 @@ enum relay_evict {
 
 struct relay_stats {
 	uint64_t conns_total;
+	uint64_t reloads, reloads_failed; /* SIGHUP */
 	uint64_t pkts_ws_to_udp, bytes_ws_to_udp;
 	uint64_t pkts_udp_to_ws, bytes_udp_to_ws;
 	uint64_t ws_messages_out;
@@ -138,6 +140,9 @@ struct relay {
 	socklen_t udp_local_len;
 	lws_sorted_usec_list_t sweep;
 	struct relay_stats st;
+	int argc;          /* the command line, read again on SIGHUP */
+	char **argv;
+	time_t cert_not_after; /* the certificate new connections get expires then (0: ?) */
 	/* Scratch for recvmmsg: the service loop is single-threaded, so one set serves all. */
 	uint8_t *udp_buf;          /* RELAY_UDP_BATCH * max_record */
 };
@@ -246,10 +251,19 @@ void admit_release(struct lws *wsi);
 struct handshake;
 typedef void handshake_done_fn(void *owner, SSL *ssl);
 
-/* Load the certificate chain and key into the thread's SSL_CTX (before privileges are
- * dropped) and check that SSL_new reaches our interposer. 0 or -errno; *what names the
- * step that failed. */
-int handshake_init(const char *cert, const char *key, const char **what);
+/* A server SSL_CTX as the thread uses, with the certificate chain and key loaded and
+ * checked against each other; NULL with *what naming the step that failed (OpenSSL's
+ * error queue says more). For --check-config and SIGHUP too. */
+SSL_CTX *handshake_ctx_new(const char *cert, const char *key, const char **what);
+/* Take ctx (handshake_ctx_new's, loaded before privileges are dropped) as the thread's, and
+ * check that SSL_new reaches our interposer. 0 or -errno (ctx freed); *what names the step
+ * that failed. */
+int handshake_init(SSL_CTX *ctx, const char **what);
+/* From the next handshake on, the thread uses ctx (handshake_ctx_new's; handshake.c owns
+ * it now). Open tunnels keep the session they have. */
+void handshake_set_ctx(SSL_CTX *ctx);
+/* When ctx's certificate expires (notAfter, Unix time). 0 or -ENOENT. */
+int handshake_cert_expiry(SSL_CTX *ctx, time_t *not_after);
 /* Start the thread; done runs on the loop for each finished handshake, with ssl NULL when
  * it failed. Call before the sandbox (its filter reaches the thread through TSYNC). */
 int handshake_start(struct ev_loop *loop, handshake_done_fn *done);

@@ -500,6 +500,12 @@ ok "creates $CREATED, deletes $DELETED (1 by expiry), stored $n_stored, installe
 
 # --- 4b. GC: idle peers ---------------------------------------------------------------
 say "4b. GC: restart with --gc-idle 2 --gc-interval 1"
+# SIGHUP (a reload, a terminal's hangup) never kills it, nor its privileged half.
+kill -HUP "$PROV_PID"
+wait_for 5 grep -q "SIGHUP: nothing to reload" "$PROV_LOG" || fail "SIGHUP: nothing logged"
+healthy "$SOCK" && alive "$PROV_PID" || fail "SIGHUP stopped the provisioner"
+pgrep -P "$PROV_PID" >/dev/null || fail "SIGHUP stopped the privileged half"
+ok "SIGHUP: logged, the provisioner and its privileged half serve on"
 stop_pid "$PROV_PID" TERM 5
 expect "exit status on SIGTERM" "$STOP_RC" 0
 # A peer the store does not know, holding a pool address: the restart must warn about it.
