@@ -844,9 +844,8 @@ int main(int argc, char **argv)
 		fatalx("%s", err);
 	if (check_only) {
 		SSL_CTX_free(tls_ctx);
-		printf("configuration ok (the certificate and key match%s%s)\n",
-		       relay.cert_not_after ? "; it expires " : "",
-		       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "");
+		printf("configuration ok\ncertificate and key match; the certificate expires %s\n",
+		       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "(unknown)");
 		return 0;
 	}
 
