@@ -23,16 +23,29 @@ ifeq ($(SANITIZE),1)
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-RELAY_PKGS := libwebsockets openssl libseccomp
-SHIM_PKGS := openssl libcurl
-PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson libseccomp
+RELAY_PKGS := libwebsockets openssl libseccomp libsystemd
+SHIM_PKGS := openssl libcurl libsystemd
+PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson libseccomp libsystemd
 TEST_PKGS := cmocka
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
 
-ALL_CFLAGS := $(WARN) $(CFLAGS) $(SAN) -D_GNU_SOURCE -Icommon -MMD -MP
-ALL_LDFLAGS := $(LDFLAGS) $(SAN)
+# Hardening, as Debian's dpkg-buildflags and beyond: PIE, full RELRO (BIND_NOW), a
+# non-executable stack, stack protector and clash protection, CET where the CPU has it,
+# FORTIFY (the _chk variants; not with the sanitizers, which intercept the same calls, and
+# not over a _FORTIFY_SOURCE the caller's CPPFLAGS chose). The caller's CPPFLAGS, CFLAGS
+# and LDFLAGS come after ours and win.
+HARDEN_CFLAGS := -fPIE -fstack-protector-strong -fstack-clash-protection -fcf-protection
+HARDEN_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack
+ifneq ($(SANITIZE),1)
+ifeq ($(findstring _FORTIFY_SOURCE,$(CPPFLAGS)),)
+HARDEN_CPPFLAGS := -D_FORTIFY_SOURCE=2
+endif
+endif
+ALL_CFLAGS := $(WARN) $(HARDEN_CPPFLAGS) $(CPPFLAGS) $(HARDEN_CFLAGS) $(CFLAGS) $(SAN) \
+	-D_GNU_SOURCE -Icommon -MMD -MP
+ALL_LDFLAGS := $(HARDEN_LDFLAGS) $(LDFLAGS) $(SAN)
 
 ifneq ($(V),1)
 Q := @
@@ -61,7 +74,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(B)/%,$(wildcard tests/tools/*.c))
 # bench/udpload.c: the UDP load tool (libc only); in all because make test smoke-tests it.
 BENCH_TOOLS := $(B)/udpload
 
-.PHONY: all test unit e2e deps demo bench fuzz install clean help check-deps
+.PHONY: all test unit e2e deps demo bench fuzz install uninstall units man clean help check-deps
 all: $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 
 # Objects are rebuilt whenever the flags change (plain vs SANITIZE=1, WERROR, CFLAGS).
@@ -165,7 +178,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp libcurl
+FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp libcurl libsystemd
 FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -D_GNU_SOURCE -Icommon \
 	-Iclient-shim -Iprovisioner -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -201,10 +214,11 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components (squid
 # built with OpenSSL, for https_port and ssl-bump; dante for SOCKS5; an MIT Kerberos KDC).
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
-	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev
+	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev libsystemd-dev \
+	scdoc
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid-openssl iperf3 curl openssl \
 	python3 iputils-ping procps systemd \
-	dante-server krb5-kdc krb5-admin-server krb5-user
+	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).
@@ -224,16 +238,82 @@ check-deps:
 demo: check-deps $(PROGS)
 	$(Q)tests/e2e/demo.sh
 
-# The daemons' default user (wgws-relay --user, wgws-provisioner --user): created on this
-# host by a root install, as by make deps.
-install: $(PROGS)
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 755 certs/mkcert.sh $(DESTDIR)$(PREFIX)/bin/wgws-mkcert
+# --- install ----------------------------------------------------------------------------
+# GNU-style directories, each overridable (make install PREFIX=/usr sysconfdir=/etc ...):
+# the shim and wgws-mkcert in bindir, the daemons in sbindir, systemd units, sysusers.d,
+# man pages and example configurations (docs/INSTALL.md lists every file). DESTDIR for
+# staging (packages). A root install without DESTDIR also creates the user wgws
+# (systemd-sysusers, else useradd).
+prefix ?= $(PREFIX)
+exec_prefix ?= $(prefix)
+bindir ?= $(exec_prefix)/bin
+sbindir ?= $(exec_prefix)/sbin
+libdir ?= $(exec_prefix)/lib
+datarootdir ?= $(prefix)/share
+mandir ?= $(datarootdir)/man
+docdir ?= $(datarootdir)/doc/wgws
+sysconfdir ?= /etc
+systemdunitdir ?= $(libdir)/systemd/system
+sysusersdir ?= $(libdir)/sysusers.d
+INSTALL ?= install
+
+UNITS := wgws-relay.service wgws-relay.socket wgws-provisioner.service wgws-shim@.service
+UNIT_OUT := $(UNITS:%=$(B)/dist/%)
+# Man pages: scdoc sources in man/, built into $(B)/man/.
+MAN_SRC := $(wildcard man/*.scd)
+MANS := $(MAN_SRC:man/%.scd=$(B)/man/%)
+EXAMPLES := dist/examples/relay.conf dist/examples/provisioner.conf dist/examples/shim.conf
+
+# The units name the installed paths: rebuilt whenever those change.
+DIRS_STAMP := $(B)/.dirs
+$(shell mkdir -p $(B); echo '$(bindir) $(sbindir) $(sysconfdir)' | cmp -s - $(DIRS_STAMP) || \
+	echo '$(bindir) $(sbindir) $(sysconfdir)' > $(DIRS_STAMP))
+$(B)/dist/%: dist/systemd/%.in $(DIRS_STAMP)
+	@mkdir -p $(@D)
+	$(call msg,GEN,$@)sed -e 's|@BINDIR@|$(bindir)|g' -e 's|@SBINDIR@|$(sbindir)|g' \
+		-e 's|@SYSCONFDIR@|$(sysconfdir)|g' $< >$@
+$(B)/dist/%: dist/systemd/%
+	@mkdir -p $(@D)
+	$(call msg,GEN,$@)cp $< $@
+units: $(UNIT_OUT)
+
+$(B)/man/%: man/%.scd
+	@mkdir -p $(@D)
+	$(call msg,SCDOC,$@)scdoc <$< >$@.tmp && mv $@.tmp $@
+man: $(MANS)
+all: $(UNIT_OUT) $(MANS)
+
+install: $(PROGS) $(UNIT_OUT) $(MANS)
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(systemdunitdir) \
+		$(DESTDIR)$(sysusersdir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 \
+		$(DESTDIR)$(mandir)/man8 $(DESTDIR)$(docdir)/examples
+	$(INSTALL) -m 755 $(B)/wgws-shim $(DESTDIR)$(bindir)/wgws-shim
+	$(INSTALL) -m 755 certs/mkcert.sh $(DESTDIR)$(bindir)/wgws-mkcert
+	$(INSTALL) -m 755 $(B)/wgws-relay $(B)/wgws-provisioner $(DESTDIR)$(sbindir)/
+	$(INSTALL) -m 644 $(UNIT_OUT) $(DESTDIR)$(systemdunitdir)/
+	$(INSTALL) -m 644 dist/sysusers.d/wgws.conf $(DESTDIR)$(sysusersdir)/wgws.conf
+	$(INSTALL) -m 644 $(B)/man/wgws-shim.1 $(DESTDIR)$(mandir)/man1/
+	$(INSTALL) -m 644 $(B)/man/wgws.conf.5 $(DESTDIR)$(mandir)/man5/
+	$(INSTALL) -m 644 $(B)/man/wgws-relay.8 $(B)/man/wgws-provisioner.8 $(DESTDIR)$(mandir)/man8/
+	$(INSTALL) -m 644 $(EXAMPLES) $(DESTDIR)$(docdir)/examples/
+	$(INSTALL) -m 644 README.md LICENSE docs/PROTOCOL.md docs/THREAT.md $(DESTDIR)$(docdir)/
 	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd wgws >/dev/null; then \
 		echo "install: creating the system user wgws"; \
+		systemd-sysusers $(sysusersdir)/wgws.conf 2>/dev/null || \
 		useradd --system --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin --user-group wgws; fi
+
+# Removes what install put there (not the user wgws, nor anything in sysconfdir).
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/wgws-shim $(DESTDIR)$(bindir)/wgws-mkcert \
+		$(DESTDIR)$(sbindir)/wgws-relay $(DESTDIR)$(sbindir)/wgws-provisioner \
+		$(UNITS:%=$(DESTDIR)$(systemdunitdir)/%) $(DESTDIR)$(sysusersdir)/wgws.conf \
+		$(DESTDIR)$(mandir)/man1/wgws-shim.1 $(DESTDIR)$(mandir)/man5/wgws.conf.5 \
+		$(DESTDIR)$(mandir)/man8/wgws-relay.8 $(DESTDIR)$(mandir)/man8/wgws-provisioner.8 \
+		$(EXAMPLES:dist/examples/%=$(DESTDIR)$(docdir)/examples/%) \
+		$(DESTDIR)$(docdir)/README.md $(DESTDIR)$(docdir)/LICENSE \
+		$(DESTDIR)$(docdir)/PROTOCOL.md $(DESTDIR)$(docdir)/THREAT.md
+	-rmdir $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) 2>/dev/null
 
 clean:
 	rm -rf $(B)

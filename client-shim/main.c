@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -674,6 +675,8 @@ int main(int argc, char **argv)
 		fatalx("cannot start");
 	if (background)
 		daemon_ready();
+	else if (run != RUN_CHECK)
+		(void)sd_notify(0, "READY=1"); /* Type=notify (wgws-shim@.service): the port is bound */
 	ret = shim_run(sh);
 	shim_close(sh);
 	SSL_CTX_free(ctx);

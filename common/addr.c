@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 
@@ -132,4 +133,31 @@ bool addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 		       x->sin6_scope_id == y->sin6_scope_id;
 	}
 	return false;
+}
+
+int addr_bind_probe(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+const char *addr_bind_error(int err, const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	unsigned port = ntohs(ss->ss_family == AF_INET ?
+			      ((const struct sockaddr_in *)ss)->sin_port :
+			      ((const struct sockaddr_in6 *)ss)->sin6_port);
+
+	snprintf(buf, len, "%s%s", strerror(err),
+		 err == EACCES && port < 1024 ?
+			 " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)" :
+		 err == EADDRNOTAVAIL ? " (the address is not on this host)" :
+		 err == EADDRINUSE ? " (another program listens there)" : "");
+	return buf;
 }

@@ -32,4 +32,14 @@ const char *addr_format(const struct sockaddr *sa, char buf[static ADDR_STR_LEN]
 /* True when both are the same family, address and port. */
 bool addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
+/* Whether a TCP listener could bind ss now (a socket bound, then closed; SO_REUSEADDR, as
+ * listeners have): 0 or -errno. For listeners a library binds without saying why it could
+ * not. */
+int addr_bind_probe(const struct sockaddr_storage *ss, socklen_t len);
+
+/* A listener that cannot bind ss (err: errno) in words for a fatal message: strerror, and
+ * when it helps, why ("a port below 1024 needs root or CAP_NET_BIND_SERVICE", "the address
+ * is not on this host"). Returns buf. */
+const char *addr_bind_error(int err, const struct sockaddr_storage *ss, char *buf, size_t len);
+
 #endif

@@ -94,6 +94,7 @@ static const char *const daemon_calls[] = {
 	"futex", "getrandom", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
 	"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_yield",
 	"sched_getaffinity", "uname", "getrusage", "prlimit64", "tgkill",
+	"getdents64", /* process_open_fds: /proc/self/fd listed (procmetrics.c) */
 };
 
 /* AddressSanitizer's runtime at exit: LeakSanitizer stops the world from a tracer of its own

@@ -17,6 +17,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "procmetrics.h"
 #include "prov.h"
 
 enum {
@@ -25,11 +26,25 @@ enum {
 	API_LIST_DEFAULT = 100,
 	API_LIST_MAX = 1000,
 	API_TTL_MAX = 10 * 365 * 86400,
-	API_METRICS_MAX = 16384,
+	API_METRICS_MAX = 32768,
 	API_QUERY_MAX = 1024, /* a listing's whole query string, with a NUL */
 };
 
 enum api_method { M_OTHER, M_GET, M_POST, M_DELETE };
+static const char *const method_names[API_METHODS] = { "other", "GET", "POST", "DELETE" };
+static const unsigned code_values[API_CODES - 1] = { 200, 201, 204, 400, 401, 403, 404, 405,
+						     409, 411, 413, 415, 429, 500, 503 };
+static const char *const code_names[API_CODES] = { "200", "201", "204", "400", "401", "403",
+						   "404", "405", "409", "411", "413", "415",
+						   "429", "500", "503", "other" };
+
+static unsigned api_code_index(unsigned status)
+{
+	for (unsigned i = 0; i < API_CODES - 1; i++)
+		if (code_values[i] == status)
+			return i;
+	return API_CODES - 1;
+}
 
 /* Per HTTP connection (lws allocates and zeroes it). A handler only prepares the answer;
  * it is written from LWS_CALLBACK_HTTP_WRITEABLE, where lws expects the transaction to end
@@ -62,7 +77,7 @@ static int reply_answer(struct lws *wsi, unsigned status, const char *ctype, str
 		return 0;
 	}
 	r->answered = true;
-	prov.st.api_requests++;
+	prov.st.api_by[r->method][api_code_index(status)]++;
 	if (status >= 400)
 		prov.st.api_errors++;
 	r->ans = *a;
@@ -672,34 +687,47 @@ static size_t render_jit(char *buf, size_t size)
 	    "wgws_provisioner_jit_initiations_total{path=\"capture\"} %llu\n",
 	    (unsigned long long)j->initiations[JIT_PATH_RELAY],
 	    (unsigned long long)j->initiations[JIT_PATH_CAPTURE]);
-	PUT("# TYPE wgws_provisioner_jit_mac1_failures_total counter\n"
+	PUT("# HELP wgws_provisioner_jit_mac1_failures_total Initiations whose mac1 does not match the device key (not for this gateway).\n"
+	    "# TYPE wgws_provisioner_jit_mac1_failures_total counter\n"
 	    "wgws_provisioner_jit_mac1_failures_total %llu\n"
+	    "# HELP wgws_provisioner_jit_bad_initiations_total Initiations that failed to decrypt with the device key.\n"
 	    "# TYPE wgws_provisioner_jit_bad_initiations_total counter\n"
 	    "wgws_provisioner_jit_bad_initiations_total %llu\n"
+	    "# HELP wgws_provisioner_jit_unknown_keys_total Initiations from a public key the store does not have.\n"
 	    "# TYPE wgws_provisioner_jit_unknown_keys_total counter\n"
 	    "wgws_provisioner_jit_unknown_keys_total %llu\n"
+	    "# HELP wgws_provisioner_jit_negative_cache_hits_total Unknown keys answered from memory (--jit-negative-ttl).\n"
 	    "# TYPE wgws_provisioner_jit_negative_cache_hits_total counter\n"
 	    "wgws_provisioner_jit_negative_cache_hits_total %llu\n"
+	    "# HELP wgws_provisioner_jit_replays_refused_total Initiations refused as replays (an old timestamp for the key).\n"
 	    "# TYPE wgws_provisioner_jit_replays_refused_total counter\n"
 	    "wgws_provisioner_jit_replays_refused_total %llu\n"
 	    "# HELP wgws_provisioner_jit_rate_limited_total Initiations refused with the client "
 	    "address over --jit-rate, before any public-key work.\n"
 	    "# TYPE wgws_provisioner_jit_rate_limited_total counter\n"
 	    "wgws_provisioner_jit_rate_limited_total %llu\n"
+	    "# HELP wgws_provisioner_jit_installs_total Peers installed just in time.\n"
 	    "# TYPE wgws_provisioner_jit_installs_total counter\n"
 	    "wgws_provisioner_jit_installs_total %llu\n"
+	    "# HELP wgws_provisioner_jit_already_live_total Initiations from peers already in the device.\n"
 	    "# TYPE wgws_provisioner_jit_already_live_total counter\n"
 	    "wgws_provisioner_jit_already_live_total %llu\n"
+	    "# HELP wgws_provisioner_jit_errors_total JIT decisions that failed (store or device errors).\n"
 	    "# TYPE wgws_provisioner_jit_errors_total counter\n"
 	    "wgws_provisioner_jit_errors_total %llu\n"
+	    "# HELP wgws_provisioner_jit_relay_connections_total Relay connections accepted on --jit-socket.\n"
 	    "# TYPE wgws_provisioner_jit_relay_connections_total counter\n"
 	    "wgws_provisioner_jit_relay_connections_total %llu\n"
+	    "# HELP wgws_provisioner_jit_relay_refused_total Connections on --jit-socket refused (not root or --jit-user).\n"
 	    "# TYPE wgws_provisioner_jit_relay_refused_total counter\n"
 	    "wgws_provisioner_jit_relay_refused_total %llu\n"
+	    "# HELP wgws_provisioner_jit_relay_protocol_errors_total Relay connections closed for a malformed message.\n"
 	    "# TYPE wgws_provisioner_jit_relay_protocol_errors_total counter\n"
 	    "wgws_provisioner_jit_relay_protocol_errors_total %llu\n"
+	    "# HELP wgws_provisioner_jit_answers_dropped_total Answers to a relay dropped because its socket was full.\n"
 	    "# TYPE wgws_provisioner_jit_answers_dropped_total counter\n"
 	    "wgws_provisioner_jit_answers_dropped_total %llu\n"
+	    "# HELP wgws_provisioner_jit_capture_malformed_total Captured packets (--capture) that were not a well-formed initiation.\n"
 	    "# TYPE wgws_provisioner_jit_capture_malformed_total counter\n"
 	    "wgws_provisioner_jit_capture_malformed_total %llu\n",
 	    (unsigned long long)j->mac1_failures, (unsigned long long)j->bad_initiations,
@@ -750,31 +778,47 @@ size_t api_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_provisioner_peers_installed Peers the store has as installed in the device.\n"
 	    "# TYPE wgws_provisioner_peers_installed gauge\n"
 	    "wgws_provisioner_peers_installed %llu\n", (unsigned long long)installed);
-	PUT("# TYPE wgws_provisioner_creates_total counter\n"
+	PUT("# HELP wgws_provisioner_creates_total Peers created through the API.\n"
+	    "# TYPE wgws_provisioner_creates_total counter\n"
 	    "wgws_provisioner_creates_total %llu\n"
+	    "# HELP wgws_provisioner_deletes_total Peers deleted through the API.\n"
 	    "# TYPE wgws_provisioner_deletes_total counter\n"
 	    "wgws_provisioner_deletes_total %llu\n"
+	    "# HELP wgws_provisioner_installs_total Peers installed into the device.\n"
 	    "# TYPE wgws_provisioner_installs_total counter\n"
 	    "wgws_provisioner_installs_total %llu\n"
+	    "# HELP wgws_provisioner_install_errors_total Device installs that failed.\n"
 	    "# TYPE wgws_provisioner_install_errors_total counter\n"
 	    "wgws_provisioner_install_errors_total %llu\n"
+	    "# HELP wgws_provisioner_removals_total Peers removed from the device.\n"
 	    "# TYPE wgws_provisioner_removals_total counter\n"
 	    "wgws_provisioner_removals_total %llu\n"
+	    "# HELP wgws_provisioner_gc_runs_total Garbage collection runs.\n"
 	    "# TYPE wgws_provisioner_gc_runs_total counter\n"
 	    "wgws_provisioner_gc_runs_total %llu\n"
+	    "# HELP wgws_provisioner_gc_removed_total Peers the garbage collector removed (idle or expired).\n"
 	    "# TYPE wgws_provisioner_gc_removed_total counter\n"
 	    "wgws_provisioner_gc_removed_total %llu\n"
+	    "# HELP wgws_provisioner_expired_total Peers deleted when their TTL ran out.\n"
 	    "# TYPE wgws_provisioner_expired_total counter\n"
 	    "wgws_provisioner_expired_total %llu\n"
-	    "# TYPE wgws_provisioner_api_requests_total counter\n"
-	    "wgws_provisioner_api_requests_total %llu\n"
+	    "# HELP wgws_provisioner_api_errors_total API requests answered with a status of 400 or more.\n"
 	    "# TYPE wgws_provisioner_api_errors_total counter\n"
 	    "wgws_provisioner_api_errors_total %llu\n",
 	    (unsigned long long)st->creates, (unsigned long long)st->deletes,
 	    (unsigned long long)st->installs, (unsigned long long)st->install_errors,
 	    (unsigned long long)st->removals, (unsigned long long)st->gc_runs,
 	    (unsigned long long)st->gc_removed, (unsigned long long)st->expired,
-	    (unsigned long long)st->api_requests, (unsigned long long)st->api_errors);
+	    (unsigned long long)st->api_errors);
+	PUT("# HELP wgws_provisioner_api_requests_total API requests answered, by method and "
+	    "status code.\n"
+	    "# TYPE wgws_provisioner_api_requests_total counter\n");
+	for (unsigned m = 0; m < API_METHODS; m++)
+		for (unsigned c = 0; c < API_CODES; c++)
+			if (st->api_by[m][c] || (m == 1 && c == 0))
+				PUT("wgws_provisioner_api_requests_total{method=\"%s\",code=\"%s\"} "
+				    "%llu\n", method_names[m], code_names[c],
+				    (unsigned long long)st->api_by[m][c]);
 	len += render_hist(buf + len, size - len, "wgws_provisioner_create_seconds",
 			   "API create: request complete to peer durable and installed.",
 			   &st->create_latency);
@@ -794,22 +838,28 @@ size_t api_render_metrics(char *buf, size_t size)
 		PUT("# HELP wgws_provisioner_checkpoints_total WAL checkpoints (in their own thread).\n"
 		    "# TYPE wgws_provisioner_checkpoints_total counter\n"
 		    "wgws_provisioner_checkpoints_total %llu\n"
+		    "# HELP wgws_provisioner_checkpoint_failures_total WAL checkpoints that failed.\n"
 		    "# TYPE wgws_provisioner_checkpoint_failures_total counter\n"
 		    "wgws_provisioner_checkpoint_failures_total %llu\n"
+		    "# HELP wgws_provisioner_checkpoint_seconds_total Time spent in WAL checkpoints.\n"
 		    "# TYPE wgws_provisioner_checkpoint_seconds_total counter\n"
 		    "wgws_provisioner_checkpoint_seconds_total %.6f\n"
+		    "# HELP wgws_provisioner_checkpoint_seconds_max The longest WAL checkpoint.\n"
 		    "# TYPE wgws_provisioner_checkpoint_seconds_max gauge\n"
 		    "wgws_provisioner_checkpoint_seconds_max %.6f\n"
 		    "# HELP wgws_provisioner_checkpoint_wal_frames WAL frames at the last checkpoint, and copied back by it.\n"
 		    "# TYPE wgws_provisioner_checkpoint_wal_frames gauge\n"
 		    "wgws_provisioner_checkpoint_wal_frames %d\n"
+		    "# HELP wgws_provisioner_checkpoint_copied_frames WAL frames the last checkpoint copied back.\n"
 		    "# TYPE wgws_provisioner_checkpoint_copied_frames gauge\n"
 		    "wgws_provisioner_checkpoint_copied_frames %d\n",
 		    (unsigned long long)runs, (unsigned long long)failures, sum, max, wal, copied);
 	}
-	PUT("# TYPE wgws_provisioner_info gauge\n"
+	PUT("# HELP wgws_provisioner_info The device this provisioner serves, and how.\n"
+	    "# TYPE wgws_provisioner_info gauge\n"
 	    "wgws_provisioner_info{version=\"%s\",backend=\"%s\",interface=\"%s\"} 1\n",
 	    PROV_VERSION, prov.dev->ops->name, prov.cfg.ifname);
+	len += metrics_build_process(buf + len, size - len, "wgws_provisioner", PROV_VERSION);
 	return len;
 full:
 	while (len && buf[len - 1] != '\n')

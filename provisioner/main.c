@@ -14,6 +14,8 @@
 #include <pwd.h>
 #include <libwebsockets.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #include "addr.h"
 #include "conf.h"
 #include "log.h"
+#include "procmetrics.h"
 #include "prov.h"
 #include "sandbox.h"
 
@@ -396,6 +399,20 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 	}
 }
 
+/* A usage or configuration error: said, with a pointer to --help, exit 2 (runtime failures:
+ * 1, fatalx). */
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("wgws-provisioner: fatal: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
+}
+
 static void read_token(struct prov_cfg *cfg)
 {
 	struct stat st;
@@ -445,7 +462,7 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
 		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c', set_option,
 						  cfg, err) < 0)
-			fatalx("%s", err);
+			usage_error("%s", err);
 	optind = 0;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
@@ -474,22 +491,22 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			if (c == OPT_RELAY_URL && !cli_urls++)
 				cfg->n_relay_urls = 0;
 			if (set_option(cfg, c, optarg, err) < 0)
-				fatalx("%s", err);
+				usage_error("%s", err);
 		}
 	}
 	if (optind < argc)
-		fatalx("unexpected argument '%s' (see --help)", argv[optind]);
+		usage_error("unexpected argument '%s'", argv[optind]);
 	if (!cfg->ifname[0] || !cfg->db_path)
-		fatalx("--interface IF and --db FILE are required (see --help)");
+		usage_error("--interface IF and --db FILE are required");
 	if (!cfg->has_pool4 && !cfg->has_pool6)
-		fatalx("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
+		usage_error("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
 	if (cfg->jit && !cfg->jit_socket[0] && !cfg->capture_if[0])
-		fatalx("--jit needs --jit-socket PATH (a relay) and/or --capture IFNAME (plain UDP "
+		usage_error("--jit needs --jit-socket PATH (a relay) and/or --capture IFNAME (plain UDP "
 		       "clients): otherwise no peer would ever be installed");
 	if (!cfg->jit && (cfg->jit_socket[0] || cfg->capture_if[0]))
-		fatalx("--jit-socket and --capture need --jit");
+		usage_error("--jit-socket and --capture need --jit");
 	if (geteuid() == 0 && strcmp(cfg->user, "root") && !getpwnam(cfg->user))
-		fatalx("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
+		usage_error("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
 		       "/usr/sbin/nologin %s; make deps does it for wgws)", cfg->user, cfg->user);
 	if (cfg->gc_idle_s == GC_IDLE_UNSET)
 		cfg->gc_idle_s = cfg->jit ? 900 : 0;
@@ -498,7 +515,7 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			  "handshake; a peer removed sooner loses its traffic until the client "
 			  "initiates again", cfg->gc_idle_s);
 	if (cfg->api_tcp && !token_path)
-		fatalx("--api tcp:… needs --token-file: the API must not be open to anyone");
+		usage_error("--api tcp:… needs --token-file: the API must not be open to anyone");
 	if (token_path)
 		read_token(cfg);
 	if (cfg->has_pool4) {
@@ -598,6 +615,20 @@ static void lws_emit(int level, const char *line)
 		log_debug("lws: %.*s", (int)n, line);
 }
 
+/* lws 4.1.6 creates a TCP vhost whose bind failed and says nothing: bind it ourselves first
+ * (and let go), so that a listener that cannot be had is fatal, with the reason. */
+static void bind_or_die(const char *what, const struct sockaddr_storage *ss)
+{
+	char addr[ADDR_STR_LEN], why[160];
+	socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+						   sizeof(struct sockaddr_in6);
+	int ret = addr_bind_probe(ss, len);
+
+	if (ret < 0)
+		fatalx("%s%s: %s", what, addr_format((const struct sockaddr *)ss, addr),
+		       addr_bind_error(-ret, ss, why, sizeof(why)));
+}
+
 static void create_vhosts(struct prov_cfg *cfg)
 {
 	struct lws_vhost *vh;
@@ -631,6 +662,8 @@ static void create_vhosts(struct prov_cfg *cfg)
 		info.iface = cfg->api_path;
 		info.port = 0;
 	}
+	if (cfg->api_tcp)
+		bind_or_die("--api tcp:", &cfg->api_addr);
 	/* A unix socket is created 0600 (umask): never wider, not even until a chmod. */
 	old_mask = umask(0177);
 	vh = lws_create_vhost(prov.ctx, &info);
@@ -657,6 +690,7 @@ static void create_vhosts(struct prov_cfg *cfg)
 			inet_ntop(AF_INET6, &sin6->sin6_addr, iface, sizeof(iface));
 		}
 		info.iface = iface;
+		bind_or_die("--metrics ", &cfg->metrics);
 		if (!lws_create_vhost(prov.ctx, &info))
 			fatalx("cannot listen on --metrics %s",
 			       addr_format((struct sockaddr *)&cfg->metrics, addr));
@@ -820,6 +854,8 @@ static int serve(int argc, char **argv)
 		sa.sa_handler = on_test_sigusr2;
 		sigaction(SIGUSR2, &sa, NULL);
 	}
+	/* Type=notify: serving from here on (before the sandbox: no new calls after it) */
+	(void)sd_notifyf(0, "READY=1\nSTATUS=serving %s", prov.cfg.ifname);
 	confine_engine();
 
 	(void)store_count(prov.store, &stored, &installed);
@@ -854,6 +890,7 @@ static int serve(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	log_init("wgws-provisioner", 0);
+	procmetrics_init();
 	if (argc >= 2 && !strcmp(argv[1], "serve"))
 		return serve(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "peer"))

@@ -777,10 +777,15 @@ struct prov_cfg {
 	int verbosity;
 };
 
+/* API requests are counted by method (api.c's enum api_method) and status (a fixed set,
+ * then "other"). */
+enum { API_METHODS = 4, API_CODES = 16 };
+
 struct prov_stats {
 	uint64_t creates, deletes, installs, removals, install_errors;
 	uint64_t gc_runs, gc_removed, expired;
-	uint64_t api_requests, api_errors;
+	uint64_t api_by[API_METHODS][API_CODES]; /* answered requests, by method and status */
+	uint64_t api_errors;
 	struct hist create_latency, install_latency;
 };
 

@@ -175,6 +175,15 @@ static void queue_init(struct queue *q)
 	q->tail = &q->head;
 }
 
+/* Wake whoever waits on efd. A write fails only when the counter is already at its
+ * maximum: then the waiter wakes anyway. */
+static void efd_kick(int efd)
+{
+	if (write(efd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0) {
+		/* EAGAIN: already signalled */
+	}
+}
+
 static void queue_push(struct queue *q, struct handshake *h)
 {
 	h->next = NULL;
@@ -182,7 +191,7 @@ static void queue_push(struct queue *q, struct handshake *h)
 	*q->tail = h;
 	q->tail = &h->next;
 	pthread_mutex_unlock(&q->lock);
-	(void)write(q->efd, &(uint64_t){ 1 }, sizeof(uint64_t));
+	efd_kick(q->efd);
 }
 
 /* Everything on q, in order. */
@@ -191,7 +200,9 @@ static struct handshake *queue_take(struct queue *q)
 	struct handshake *h;
 	uint64_t n;
 
-	(void)read(q->efd, &n, sizeof(n));
+	if (read(q->efd, &n, sizeof(n)) < 0) {
+		/* EAGAIN: nothing was signalled since; the queue is looked at all the same */
+	}
 	pthread_mutex_lock(&q->lock);
 	h = q->head;
 	q->head = NULL;
@@ -481,7 +492,7 @@ void handshake_stop(void)
 {
 	if (hs.running) {
 		atomic_store(&hs.stop, true);
-		(void)write(hs.in.efd, &(uint64_t){ 1 }, sizeof(uint64_t));
+		efd_kick(hs.in.efd);
 		pthread_join(hs.thread, NULL);
 		hs.running = false;
 		on_out(hs.loop, &hs.out_io, 0);

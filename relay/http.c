@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "procmetrics.h"
 #include "relay.h"
 
 static const char *const drop_names[DROP_MAX] = {
@@ -198,6 +199,14 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_info Build information.\n"
 	    "# TYPE wgws_relay_info gauge\n"
 	    "wgws_relay_info{version=\"%s\"} 1\n", RELAY_VERSION);
+	{
+		size_t n = metrics_build_process(buf + len, size - len, "wgws_relay",
+						 RELAY_VERSION);
+
+		if (!n)
+			goto full;
+		len += n;
+	}
 	return len;
 full:
 	while (len && buf[len - 1] != '\n')

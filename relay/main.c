@@ -26,10 +26,12 @@
 
 #include <ev.h>
 #include <openssl/err.h>
+#include <systemd/sd-daemon.h>
 
 #include "conf.h"
 #include "sandbox.h"
 #include "log.h"
+#include "procmetrics.h"
 #include "relay.h"
 
 struct relay relay;
@@ -105,7 +107,9 @@ static const char usage_text[] =
 	"their datagrams go to the local WireGuard port, one UDP socket per connection.\n"
 	"Once it serves it has no capabilities, no_new_privs and a seccomp allow-list.\n"
 	"\n"
-	"  --listen ADDR:PORT      HTTPS address, e.g. 0.0.0.0:443, [::]:443, 127.0.0.1:8443\n"
+	"  --listen ADDR:PORT      HTTPS address, e.g. 0.0.0.0:443, [::]:443, 127.0.0.1:8443;\n"
+	"                          not needed when systemd passes the listening socket\n"
+	"                          (wgws-relay.socket: port 443 without ever being root)\n"
 	"  --cert FILE             TLS certificate chain (PEM)\n"
 	"  --key FILE              TLS private key (PEM)\n"
 	"  --path PATH             the path that upgrades (default /wg)\n"
@@ -383,8 +387,8 @@ static int load_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_o
 		snprintf(err, CONF_ERR_LEN, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (!cfg->has_listen) {
-		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required");
+	if (!cfg->has_listen && !getenv("LISTEN_FDS")) { /* systemd's socket: see main() */
+		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required (or a systemd socket)");
 		return -EINVAL;
 	}
 	if (!cfg->cert || !cfg->key) {
@@ -530,8 +534,8 @@ static void reload(void)
 	LIVE(max_conns_per_ip, "--max-conns-per-ip");
 	LIVE(max_pending_per_ip, "--max-pending-per-ip");
 	LIVE(idle_timeout_s, "--idle-timeout");
-	RESTART(!addr_equal((struct sockaddr *)&next.listen, (struct sockaddr *)&relay.cfg.listen),
-		"--listen");
+	RESTART(!relay.activated && !addr_equal((struct sockaddr *)&next.listen,
+						 (struct sockaddr *)&relay.cfg.listen), "--listen");
 	RESTART(next.has_metrics != relay.cfg.has_metrics ||
 		(next.has_metrics && !addr_equal((struct sockaddr *)&next.metrics,
 						 (struct sockaddr *)&relay.cfg.metrics)),
@@ -651,24 +655,48 @@ static void create_vhosts(struct relay_cfg *cfg)
 		fatalx("cannot create the internal vhost");
 }
 
+/* The listening socket systemd passed (wgws-relay.socket: 443 without ever being root), or
+ * -1 when there is none. Its address becomes --listen's (for the logs and the checks). */
+static int activated_listener(void)
+{
+	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int n = sd_listen_fds(1), fd = SD_LISTEN_FDS_START;
+
+	if (n <= 0)
+		return -1;
+	if (n > 1)
+		fatalx("systemd passed %d sockets: the relay takes one (a single ListenStream=)", n);
+	if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		fatalx("the socket systemd passed is not a listening TCP socket");
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		fatal("the socket systemd passed");
+	if (relay.cfg.has_listen && !addr_equal((struct sockaddr *)&ss,
+						(struct sockaddr *)&relay.cfg.listen))
+		log_warnx("--listen %s ignored: systemd passed a socket on %s",
+			  addr_format((struct sockaddr *)&relay.cfg.listen, a),
+			  addr_format((struct sockaddr *)&ss, b));
+	memcpy(&relay.cfg.listen, &ss, len);
+	relay.cfg.listen_len = len;
+	relay.cfg.has_listen = true;
+	relay.activated = true;
+	return fd;
+}
+
 /* Bind one listener, or exit saying why. */
 static int listen_or_die(const char *what, const struct sockaddr_storage *ss, socklen_t len)
 {
-	char addr[ADDR_STR_LEN];
+	char addr[ADDR_STR_LEN], why[160];
 	int fd = admit_listen(ss, len);
-	unsigned port = ntohs(ss->ss_family == AF_INET ?
-			      ((const struct sockaddr_in *)ss)->sin_port :
-			      ((const struct sockaddr_in6 *)ss)->sin6_port);
 
 	if (fd >= 0)
 		return fd;
-	addr_format((const struct sockaddr *)ss, addr);
-	if (fd == -EACCES && port < 1024)
-		fatalx("%s %s: %s (a port below 1024 needs root or CAP_NET_BIND_SERVICE)", what,
-		       addr, strerror(-fd));
-	if (fd == -EADDRNOTAVAIL)
-		fatalx("%s %s: %s (the address is not on this host)", what, addr, strerror(-fd));
-	fatalx("%s %s: %s", what, addr, strerror(-fd));
+	fatalx("%s %s: %s", what, addr_format((const struct sockaddr *)ss, addr),
+	       addr_bind_error(-fd, ss, why, sizeof(why)));
 }
 
 static void drop_privileges(const char *user)
@@ -836,6 +864,7 @@ int main(int argc, char **argv)
 	const char *what;
 
 	log_init("wgws-relay", 0);
+	procmetrics_init();
 	relay.argc = argc;
 	relay.argv = argv;
 	parse_args(&relay.cfg, argc, argv, &check_only);
@@ -896,7 +925,9 @@ int main(int argc, char **argv)
 	if (!relay.ctx)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&relay.cfg);
-	tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
+	tunnel_fd = activated_listener();
+	if (tunnel_fd < 0)
+		tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
 	if (relay.cfg.has_metrics)
 		metrics_fd = listen_or_die("--metrics", &relay.cfg.metrics, relay.cfg.metrics_len);
 	if ((ret = handshake_init(tls_ctx, &what)) < 0)
@@ -910,10 +941,15 @@ int main(int argc, char **argv)
 	}
 	if (metrics_fd >= 0)
 		metrics_start(loop, metrics_fd);
+	/* Type=notify: serving from here on (before the sandbox: no new calls after it) */
+	(void)sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s",
+			 addr_format((struct sockaddr *)&relay.cfg.listen, addr),
+			 relay.activated ? " (socket from systemd)" : "");
 	confine();
 
-	log_info("listening on %s, path %s, relaying to WireGuard at %s",
-		 addr_format((struct sockaddr *)&relay.cfg.listen, addr), relay.cfg.path,
+	log_info("listening on %s%s, path %s, relaying to WireGuard at %s",
+		 addr_format((struct sockaddr *)&relay.cfg.listen, addr),
+		 relay.activated ? " (a socket from systemd)" : "", relay.cfg.path,
 		 addr_format((struct sockaddr *)&relay.cfg.wg, (char[ADDR_STR_LEN]){ 0 }));
 	if (relay.cfg.has_metrics)
 		log_info("metrics on http://%s/metrics",

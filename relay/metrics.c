@@ -19,7 +19,7 @@
 
 enum {
 	METRICS_REQ_MAX = 2048,
-	METRICS_BODY_MAX = 16384,
+	METRICS_BODY_MAX = 32768,
 };
 
 struct mconn {

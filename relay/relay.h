@@ -143,6 +143,7 @@ struct relay {
 	int argc;          /* the command line, read again on SIGHUP */
 	char **argv;
 	time_t cert_not_after; /* the certificate new connections get expires then (0: ?) */
+	bool activated;        /* the listener came from systemd (socket activation) */
 	/* Scratch for recvmmsg: the service loop is single-threaded, so one set serves all. */
 	uint8_t *udp_buf;          /* RELAY_UDP_BATCH * max_record */
 };

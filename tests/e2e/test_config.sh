@@ -149,16 +149,5 @@ expect "shim --stop on a file nobody holds" "$out" "wgws-shim: not running (remo
 [ ! -e "$T/stale.pid" ] || fail "shim --stop left the stale pid file"
 ok "shim --stop: success when none runs, with no file or a stale one (removed)"
 
-# dist/systemd/wgws-shim@.service, as systemd reads it (the binary where this build has it).
-if command -v systemd-analyze >/dev/null; then
-	mkdir -p "$T/units"
-	sed "s|/usr/local/bin/wgws-shim|$S|" "$WGWS_TOP/dist/systemd/wgws-shim@.service" \
-		>"$T/units/wgws-shim@.service"
-	out=$(cd "$T/units" && systemd-analyze verify ./wgws-shim@laptop.service 2>&1) ||
-		fail "systemd-analyze verify wgws-shim@.service: $(oneline "$out")"
-	[ -z "$out" ] || fail "systemd-analyze verify wgws-shim@.service says: $(oneline "$out")"
-	ok "wgws-shim@.service: systemd-analyze verify finds nothing to say"
-else
-	say "skipped: systemd-analyze (systemd) is not installed: wgws-shim@.service not verified"
-fi
+# The units (all of them) are verified by test_install.sh, on an installed tree.
 echo "PASS test_config"

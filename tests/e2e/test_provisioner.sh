@@ -468,6 +468,14 @@ ok "expired after $ms ms: GET 404, gone from wg show; expired_total $ex0 → $ex
 # --- 5. metrics -----------------------------------------------------------------------
 say "5. metrics of this daemon"
 m=$(metrics)
+out=$(/usr/bin/python3 "$TOOLS/promcheck.py" wgws-provisioner <<<"$m") || fail "metrics: $out"
+ok "$out"
+grep -q '^wgws_provisioner_api_requests_total{method="POST",code="201"} [1-9]' <<<"$m" &&
+	grep -q '^wgws_provisioner_api_requests_total{method="GET",code="404"} [1-9]' <<<"$m" ||
+	fail "api_requests_total by method and code: $(grep api_requests_total <<<"$m" | tr '\n' ' ')"
+grep -q '^wgws_provisioner_build_info{version=' <<<"$m" && grep -q '^process_open_fds ' <<<"$m" ||
+	fail "no build_info or process_* in the provisioner's metrics"
+ok "API requests by method and code ($(grep -c '^wgws_provisioner_api_requests_total{' <<<"$m") series), build_info, process_*"
 mv() { awk -v n="$1" '$1 == n { print $2 }' <<<"$m"; }
 n_stored=$(curl -s --unix-socket "$SOCK" 'http://prov/v1/peers?limit=1000' >"$T/all.json" && jget 'len(d["peers"])' "$T/all.json")
 expect "creates_total" "$(mv wgws_provisioner_creates_total)" "$CREATED"
@@ -508,6 +516,28 @@ pgrep -P "$PROV_PID" >/dev/null || fail "SIGHUP stopped the privileged half"
 ok "SIGHUP: logged, the provisioner and its privileged half serve on"
 stop_pid "$PROV_PID" TERM 5
 expect "exit status on SIGTERM" "$STOP_RC" 0
+# A listener it cannot have is fatal, with the reason (lws alone would serve on without it).
+# prov_fails WANT ARGS...: serve with ARGS exits non-zero, saying WANT.
+prov_fails() {
+	local want=$1 rc=0
+	shift
+	timeout 10 ip netns exec "$NS_G" "$PROV" serve --interface "$WG_G" --db "$DB" \
+		--api "unix:$SOCK" --pool4 "$POOL4" --pool6 "$POOL6" "$@" >"$T/bindfail.log" 2>&1 ||
+		rc=$?
+	[ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -qF "$want" "$T/bindfail.log" ||
+		fail "$*: exit $rc: $(oneline "$(cat "$T/bindfail.log")")"
+	PROV_FAIL_RC=$rc
+	ok "$*: exit $rc: $(grep -m1 -F "$want" "$T/bindfail.log" | sed 's/^.*fatal: //')"
+}
+prov_fails "(the address is not on this host)" --metrics 192.0.2.1:9101
+in_g python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 9101)); s.listen(); time.sleep(20)" &
+HOLD=$!
+PIDS+=("$HOLD")
+wait_for 5 sh -c "ip netns exec $NS_G ss -Hltn 'sport = :9101' | grep -q ." || fail "no port holder"
+prov_fails "Address already in use" --metrics 127.0.0.1:9101
+stop_pid "$HOLD" KILL 2
+prov_fails "unexpected argument 'extra' (see --help)" extra
+expect "a usage error's exit status" "$PROV_FAIL_RC" 2
 # A peer the store does not know, holding a pool address: the restart must warn about it.
 FOREIGN=$(wg genkey | wg pubkey)
 in_g wg set "$WG_G" peer "$FOREIGN" allowed-ips 10.203.0.250/32

@@ -176,6 +176,16 @@ act=$(metric wgws_relay_connections_active)
 ok "metrics: wgws_relay_connections_active $act," \
 	"ws_to_udp $(metric 'wgws_relay_packets_total{dir="ws_to_udp"}')," \
 	"udp_to_ws $(metric 'wgws_relay_packets_total{dir="udp_to_ws"}')"
+# A strict parser (Debian's python3-prometheus-client), and HELP and TYPE for every family.
+out=$(run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" | /usr/bin/python3 \
+	"$TOOLS/promcheck.py" wgws-relay) || fail "metrics: $out"
+ok "$out"
+for want in wgws_relay_build_info process_resident_memory_bytes process_open_fds \
+	process_cpu_seconds_total process_start_time_seconds process_max_fds; do
+	run curl -s -m 3 "http://127.0.0.1:$MPORT/metrics" | grep -q "^$want" ||
+		fail "metrics lack $want"
+done
+ok "build_info and process_* (RSS, fds, CPU seconds, start time) are there"
 
 stop_pid "$SINK_PID" TERM 3
 grep -q "marked [1-9]" "$SINK_LOG" || fail "UDP peer saw no marked datagram: $(tail -n 1 "$SINK_LOG")"

@@ -6,7 +6,8 @@
 # certificate (wgws-shim --check prints its pin), the expiry gauge and reloads_total follow.
 # A broken replacement (a key that does not match) keeps the old certificate and says why;
 # a changed setting that needs a restart is named. SIGHUP kills neither the relay nor the
-# shim; a renewal with mkcert.sh --reuse-key keeps the pin. Start-up honesty: a listener that cannot bind (an address not on the host, a port
+# shim; a renewal with mkcert.sh --reuse-key keeps the pin. Socket activation: the relay as
+# wgws with no capability serves 443 from systemd-socket-activate and sends READY=1. Start-up honesty: a listener that cannot bind (an address not on the host, a port
 # in use, 443 without CAP_NET_BIND_SERVICE) and a key that does not match the certificate
 # (also under --check-config) exit non-zero with the reason.
 set -eu
@@ -48,7 +49,7 @@ relay_fails "an address not on the host" "(the address is not on this host)" \
 	--listen 192.0.2.1:8443 --user root
 relay_fails "--metrics on an address not on the host" "--metrics 192.0.2.1:9100" \
 	--listen 127.0.0.1:8443 --metrics 192.0.2.1:9100 --user root
-in_g python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 8443)); s.listen(); time.sleep(30)" &
+in_g python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 8443)); s.listen(); time.sleep(30)" &
 HOLD=$!
 PIDS+=("$HOLD")
 wait_for 5 sh -c "ip netns exec $NS_G ss -Hltn 'sport = :8443' | grep -q ." || fail "no port holder"
@@ -158,6 +159,40 @@ renewed() { [ "$(relay_metric wgws_relay_certificate_expiry_timestamp_seconds)" 
 wait_for 5 renewed || fail "the renewed certificate was not loaded"
 check_pin "$PIN_C" || fail "after a --reuse-key renewal the pin does not match"
 ok "renewed for 800 days with the same key: $PIN_C still matches"
+
+say "socket activation: port 443 from systemd, the relay as wgws with no capability"
+stop_relay
+# systemd-socket-activate binds 443 as root and execs setpriv, which execs the relay as wgws
+# (the same pid: LISTEN_PID holds); NOTIFY_SOCKET is a datagram socket of ours (Type=notify).
+in_g /usr/bin/python3 -c "
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind('$T/notify.sock')
+s.settimeout(20)
+open('$T/notify.ready', 'w').close()
+print(s.recv(4096).decode(), flush=True)" >"$T/notify.out" 2>&1 &
+NOTIFY=$!
+PIDS+=("$NOTIFY")
+wait_for 5 [ -e "$T/notify.ready" ] || fail "no notify socket"
+chmod 777 "$T/notify.sock"
+RELAY_N=$((RELAY_N + 1))
+RELAY_LOG=$T/relay-$RELAY_N.log
+spawn_ns "$NS_G" "$RELAY_LOG" systemd-socket-activate -E NOTIFY_SOCKET="$T/notify.sock" \
+	-l 0.0.0.0:443 setpriv --reuid=wgws --regid=wgws --init-groups --inh-caps=-all \
+	--bounding-set=-all -- "$WGWS_BUILD/wgws-relay" --cert "$CERT" --key "$KEY" \
+	--metrics "$METRICS"
+RELAY_PID=$SPAWNED
+wait_for 10 relay_healthz || fail "the socket-activated relay does not answer: $(oneline "$(cat "$RELAY_LOG")")"
+grep -q "listening on 0.0.0.0:443 (a socket from systemd)" "$RELAY_LOG" ||
+	fail "the relay does not say its socket came from systemd"
+wait "$NOTIFY" || true
+grep -q "^READY=1" "$T/notify.out" || fail "no READY=1 on NOTIFY_SOCKET: $(oneline "$(cat "$T/notify.out")")"
+rpid=$(in_g ss -Hltnp "sport = :443" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+st=$(cat "/proc/$rpid/status")
+grep -q "^Uid:[[:space:]]*$(id -u wgws)[[:space:]]" <<<"$st" && grep -q "^CapEff:[[:space:]]*0*$" <<<"$st" ||
+	fail "the relay on 443 is not wgws without capabilities: $(grep -E '^(Uid|CapEff)' <<<"$st" | tr '\n' ' ')"
+check_pin "$PIN_C" || fail "a tunnel through the socket-activated relay: $(oneline "$(cat "$T/check.out")")"
+ok "443 from systemd-socket-activate, the relay as uid $(id -u wgws) with CapEff 0, READY=1 sent; --check passes"
 
 say "SIGHUP never kills the shim"
 kill -HUP "$SHIM_PID"
