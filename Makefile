@@ -74,7 +74,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(B)/%,$(wildcard tests/tools/*.c))
 # bench/udpload.c: the UDP load tool (libc only); in all because make test smoke-tests it.
 BENCH_TOOLS := $(B)/udpload
 
-.PHONY: all test unit e2e deps demo bench fuzz install uninstall units man clean help check-deps
+.PHONY: all test unit e2e deps demo bench fuzz install uninstall units man deb clean help check-deps
 all: $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 
 # Objects are rebuilt whenever the flags change (plain vs SANITIZE=1, WERROR, CFLAGS).
@@ -226,7 +226,9 @@ DEB_BENCH := gnuplot-nox
 # make fuzz and tests/e2e/test_fuzz.sh: clang, and libFuzzer with the sanitizer runtimes
 # (libclang-rt-14-dev is only a recommendation of clang-14, which deps.sh does not install).
 DEB_FUZZ := clang libclang-rt-14-dev
-DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL) $(DEB_BENCH) $(DEB_FUZZ)
+# make deb and tests/e2e/test_deb.sh: Debian's packaging tools and lintian.
+DEB_PKG := debhelper dpkg-dev fakeroot lintian
+DEBS := $(DEB_BUILD) $(DEB_TEST) $(DEB_KERNEL) $(DEB_BENCH) $(DEB_FUZZ) $(DEB_PKG)
 
 deps:
 	$(Q)tests/deps.sh $(DEBS)
@@ -296,12 +298,25 @@ install: $(PROGS) $(UNIT_OUT) $(MANS)
 	$(INSTALL) -m 644 $(B)/man/wgws.conf.5 $(DESTDIR)$(mandir)/man5/
 	$(INSTALL) -m 644 $(B)/man/wgws-relay.8 $(B)/man/wgws-provisioner.8 $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 644 $(EXAMPLES) $(DESTDIR)$(docdir)/examples/
-	$(INSTALL) -m 644 README.md LICENSE docs/PROTOCOL.md docs/THREAT.md $(DESTDIR)$(docdir)/
+	$(INSTALL) -m 644 README.md LICENSE docs/PROTOCOL.md docs/THREAT.md docs/INSTALL.md \
+		docs/DEPLOY.md $(DESTDIR)$(docdir)/
 	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent passwd wgws >/dev/null; then \
 		echo "install: creating the system user wgws"; \
 		systemd-sysusers $(sysusersdir)/wgws.conf 2>/dev/null || \
 		useradd --system --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin --user-group wgws; fi
+
+# Debian packages (debian/, dpkg-buildpackage): wgws (relay, provisioner) and wgws-shim,
+# built in a copy of the tree under $(B)/deb/ (dpkg-buildpackage writes next to its source),
+# then checked with lintian.
+DEB_VERSION := $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog 2>/dev/null)
+deb:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/wgws-$(DEB_VERSION)
+	tar --exclude=./build --exclude=./.git -cf - . | tar -C $(B)/deb/wgws-$(DEB_VERSION) -xf -
+	cd $(B)/deb/wgws-$(DEB_VERSION) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -us -uc -b
+	lintian --fail-on error $(B)/deb/*.changes
+	@ls $(B)/deb/*.deb
 
 # Removes what install put there (not the user wgws, nor anything in sysconfdir).
 uninstall:
@@ -312,7 +327,8 @@ uninstall:
 		$(DESTDIR)$(mandir)/man8/wgws-relay.8 $(DESTDIR)$(mandir)/man8/wgws-provisioner.8 \
 		$(EXAMPLES:dist/examples/%=$(DESTDIR)$(docdir)/examples/%) \
 		$(DESTDIR)$(docdir)/README.md $(DESTDIR)$(docdir)/LICENSE \
-		$(DESTDIR)$(docdir)/PROTOCOL.md $(DESTDIR)$(docdir)/THREAT.md
+		$(DESTDIR)$(docdir)/PROTOCOL.md $(DESTDIR)$(docdir)/THREAT.md \
+		$(DESTDIR)$(docdir)/INSTALL.md $(DESTDIR)$(docdir)/DEPLOY.md
 	-rmdir $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) 2>/dev/null
 
 clean:

@@ -646,7 +646,7 @@ static void x25519_block(struct samples *x, unsigned n)
 static enum jit_verdict decide(const uint8_t *msg)
 {
 	return jit_decide(msg, NOISE_INITIATION_LEN, &source, &source, JIT_PATH_RELAY,
-			  prov_now_s());
+			  prov_now_s(), NULL);
 }
 
 static void check_verdicts(const char *what, const uint64_t *got, enum jit_verdict want)

@@ -55,10 +55,13 @@ struct jit_answer {
 	uint32_t magic;   /* JIT_MAGIC_ANSWER */
 	uint32_t verdict; /* enum jit_verdict */
 	uint64_t id;
+	uint8_t key[32];  /* the initiator's public key when the provisioner learned it (all
+			   * zero otherwise): the relay names the tunnel's WireGuard peer in its
+			   * log, so an operator goes from `wg show` to a client and back */
 };
 
 _Static_assert(sizeof(struct jit_request) == 208, "jit_request layout");
-_Static_assert(sizeof(struct jit_answer) == 16, "jit_answer layout");
+_Static_assert(sizeof(struct jit_answer) == 48, "jit_answer layout");
 
 /* Conversions; from_sockaddr gives family 0 for anything but AF_INET/AF_INET6. to_sockaddr
  * returns the sockaddr length, or 0 for family 0 or an unknown family. */

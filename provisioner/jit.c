@@ -393,7 +393,8 @@ static enum jit_verdict admit(const struct sockaddr_storage *client,
 
 enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 			    const struct sockaddr_storage *client,
-			    const struct sockaddr_storage *source, enum jit_path path, double t0)
+			    const struct sockaddr_storage *source, enum jit_path path, double t0,
+			    uint8_t *key)
 {
 	struct jit_stats *st = &prov.jit;
 	char b64[WG_KEY_B64_LEN + 1], who[ADDR_STR_LEN];
@@ -438,6 +439,8 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	}
 	addr_format((const struct sockaddr *)source, who);
 	key_b64(h.initiator_public, b64);
+	if (key)
+		memcpy(key, h.initiator_public, WG_KEY_LEN);
 
 	if (negative_hit(h.initiator_public)) {
 		st->unknown_keys++;
@@ -511,9 +514,18 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	st->installs++;
 	jitlimit_mark_live(jit.limit, &source_id, h.initiator_public, now);
 	hist_observe(&st->latency, prov_now_s() - t0);
-	log_debug("jit: peer %s installed (%s from %s)%s", b64,
-		 path == JIT_PATH_RELAY ? "relay tunnel" : "plain UDP", who,
-		 sp.installed_at ? ", again: its client was retrying" : "");
+	if (path == JIT_PATH_RELAY) {
+		char cl[ADDR_STR_LEN] = "?";
+
+		if (client && client->ss_family)
+			addr_format((const struct sockaddr *)client, cl);
+		log_info_ratelimited("jit: peer %s installed: a relay tunnel from client %s, its "
+				     "WireGuard endpoint %s%s", b64, cl, who, sp.installed_at ?
+				     " (again: its client was retrying)" : "");
+	} else {
+		log_info_ratelimited("jit: peer %s installed: plain UDP from %s%s", b64, who,
+				     sp.installed_at ? " (again: its client was retrying)" : "");
+	}
 	verdict = JIT_INSTALLED;
 out:
 	noise_half_wipe(&h);
@@ -631,7 +643,7 @@ static int serve_relay(struct jit_fd *jf)
 		(void)jit_addr_to_sockaddr(&req.client, &client);
 		ans.id = req.id;
 		ans.verdict = jit_decide(req.initiation, sizeof(req.initiation), &client, &source,
-					 JIT_PATH_RELAY, t0);
+					 JIT_PATH_RELAY, t0, ans.key);
 		if (send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
 			prov.jit.answers_dropped++; /* the relay times out and forwards */
 	}
@@ -641,7 +653,7 @@ static int serve_relay(struct jit_fd *jf)
 static void on_capture(void *arg, const uint8_t *msg, const struct sockaddr_storage *src)
 {
 	(void)arg;
-	(void)jit_decide(msg, JIT_INITIATION_LEN, src, src, JIT_PATH_CAPTURE, prov_now_s());
+	(void)jit_decide(msg, JIT_INITIATION_LEN, src, src, JIT_PATH_CAPTURE, prov_now_s(), NULL);
 }
 
 static int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,

@@ -530,9 +530,11 @@ int jit_init(void);
  * family 0: the source). `source` is what WireGuard sees it come from (the relay's UDP
  * socket for the tunnel; the sender), the key of the over-budget pass and, on the capture
  * path, the endpoint to install so the device initiates back. t0 is when it was received
- * (prov_now_s()). */
+ * (prov_now_s()). key (NULL: not wanted) receives the initiator's public key once it is
+ * known, and stays all zero when it is not. */
 enum jit_verdict jit_decide(const uint8_t *msg, size_t len, const struct sockaddr_storage *client,
-			    const struct sockaddr_storage *source, enum jit_path path, double t0);
+			    const struct sockaddr_storage *source, enum jit_path path, double t0,
+			    uint8_t *key);
 /* The lws protocol of the raw descriptors above; api_protocols() lists it. */
 const struct lws_protocols *jit_protocol(void);
 /* A peer was just created: forget it was unknown. */

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include <openssl/evp.h>
+
 #include "relay.h"
 #include "udpgso.h"
 #include "wgmsg.h"
@@ -43,7 +45,9 @@ struct conn {
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
-	char peer[48];
+	char peer[ADDR_STR_LEN];     /* the client, "ip:port": every line about this tunnel */
+	char endpoint[ADDR_STR_LEN]; /* its UDP socket: what `wg show` lists as the endpoint */
+	uint8_t wg_key[32];          /* the WireGuard peer, once the provisioner named it */
 };
 
 /* WS->UDP: the records of one chunk (out_iov), sent as out_msgs; runs of one length as UDP
@@ -111,6 +115,19 @@ static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
 		((struct sockaddr_in6 *)ss)->sin6_port = 0;
 }
 
+/* The client as "ip:port" (its TCP peer), or lws's idea of it. */
+static void peer_name(struct lws *wsi, char out[static ADDR_STR_LEN])
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		addr_format((struct sockaddr *)&ss, out);
+	else
+		lws_get_peer_simple(wsi, out, ADDR_STR_LEN);
+}
+
 /* O(tunnels), at upgrade time only: cheaper than keeping a table in step. */
 static bool ip_limit_reached(struct lws *wsi)
 {
@@ -148,6 +165,19 @@ static void jit_setup(struct conn *c)
 	jit_hold_init(&c->hold, (struct sockaddr *)&source, (struct sockaddr *)&client);
 }
 
+void conn_jit_peer(struct jit_hold *h, const uint8_t key[static 32], const char *verdict)
+{
+	struct conn *c = lws_container_of(h, struct conn, hold);
+	char b64[48];
+
+	if (!memcmp(c->wg_key, key, sizeof(c->wg_key)))
+		return; /* said already: one line per tunnel and peer, not per rekey */
+	memcpy(c->wg_key, key, sizeof(c->wg_key));
+	EVP_EncodeBlock((unsigned char *)b64, key, 32);
+	log_info_ratelimited("tunnel %s (WireGuard endpoint %s): peer %s, %s", c->peer,
+			     c->endpoint, b64, verdict);
+}
+
 static int conn_open(struct conn *c, struct lws *wsi)
 {
 	lws_sock_file_fd_type desc;
@@ -155,7 +185,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 
 	c->wsi = wsi;
 	c->udp_fd = -1;
-	lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	peer_name(wsi, c->peer);
 	peer_address(wsi, &c->peer_addr);
 	c->dec_buf = malloc(relay.cfg.max_record);
 	c->txq = malloc(LWS_PRE + relay.cfg.queue_bytes);
@@ -184,6 +214,15 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	}
 	c->udp_fd = ret;
 	lws_set_opaque_user_data(c->udp_wsi, c);
+	{
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getsockname(ret, (struct sockaddr *)&ss, &len) == 0)
+			addr_format((struct sockaddr *)&ss, c->endpoint);
+		else
+			strcpy(c->endpoint, "?");
+	}
 	if (relay.cfg.jit_socket[0])
 		jit_setup(c);
 
@@ -195,7 +234,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	relay.conns = c;
 	relay.conns_active++;
 	relay.st.conns_total++;
-	log_info_ratelimited("tunnel %s: open", c->peer);
+	log_info_ratelimited("tunnel %s: open, WireGuard endpoint %s", c->peer, c->endpoint);
 	return 0;
 }
 
@@ -213,8 +252,8 @@ static void conn_release(struct conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		relay.conns_active--;
-		log_info_ratelimited("tunnel %s: closed after %llu s, %llu packets in, %llu out",
-				     c->peer,
+		log_info_ratelimited("tunnel %s (WireGuard endpoint %s): closed after %llu s, %llu "
+				     "packets in, %llu out", c->peer, c->endpoint,
 				     (unsigned long long)(relay_now_ms() - c->opened_ms) / 1000,
 				     (unsigned long long)c->pkts_in,
 				     (unsigned long long)c->pkts_out);

@@ -311,6 +311,9 @@ static void on_answer(const struct jit_answer *a)
 		release(h, false);
 		break;
 	default: /* installed, live, or the provisioner could not tell: WireGuard decides */
+		if ((a->verdict == JIT_INSTALLED || a->verdict == JIT_LIVE) &&
+		    memcmp(a->key, (uint8_t[32]){ 0 }, 32))
+			conn_jit_peer(h, a->key, jit_verdict_name(a->verdict));
 		release(h, true);
 		break;
 	}

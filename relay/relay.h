@@ -200,6 +200,9 @@ void conn_sweep(uint64_t now_ms);
 void conn_close_all(void);
 /* Send the datagram h holds to WireGuard from h's tunnel, like any other record. */
 void conn_forward_held(struct jit_hold *h);
+/* The provisioner named the WireGuard peer of h's tunnel (key; verdict in words): logged
+ * once per tunnel and key, with the client and the tunnel's WireGuard endpoint. */
+void conn_jit_peer(struct jit_hold *h, const uint8_t key[static 32], const char *verdict);
 uint64_t relay_now_ms(void);
 
 /* ---- main.c: the loop ---- */

@@ -192,6 +192,18 @@ delta "initiations at WireGuard's port" "$(gw_count initiations)" "$S_GWINIT" 1
 delta "handshake responses from WireGuard" "$(gw_count responses)" "$S_GWRESP" 1
 expect "relay jit timeouts" "$(relay_metric "$R_TIMEOUTS")" 0
 ok "one initiation: 1 relay request, answered installed, 1 install, 1 initiation and 1 response at the gateway"
+# From `wg show` to the client and back: the endpoint WireGuard lists for the peer is the
+# relay's UDP socket, which both the relay's line and the provisioner's name, with the
+# client's address and port and the peer's key.
+ep=$(in_g wg show "$WG_G" endpoints | awk -v k="$WG_C_PUB" '$1 == k { print $2 }')
+[ -n "$ep" ] && [ "$ep" != "(none)" ] || fail "wg show lists no endpoint for the client's peer"
+rline=$(grep -F "(WireGuard endpoint $ep): peer $WG_C_PUB, installed" "$RELAY_LOG" | tail -1)
+[ -n "$rline" ] || fail "no relay line names endpoint $ep and peer $WG_C_PUB"
+pline=$(grep -F "jit: peer $WG_C_PUB installed: a relay tunnel from client " "$PROV_LOG" | tail -1)
+grep -qF "its WireGuard endpoint $ep" <<<"$pline" || fail "the provisioner's line: '$pline'"
+client=$(sed -n 's/.*tunnel \([^ ]*\) (WireGuard endpoint.*/\1/p' <<<"$rline")
+grep -qF "from client $client," <<<"$pline" || fail "relay and provisioner name different clients"
+ok "wg show endpoint $ep -> relay: client $client, peer $WG_C_PUB; the provisioner says the same"
 say "install latency (provisioner histogram): count" \
 	"$(prov_metric wgws_provisioner_jit_install_seconds_count), sum $(prov_metric wgws_provisioner_jit_install_seconds_sum) s"
 

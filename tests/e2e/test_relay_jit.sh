@@ -180,6 +180,14 @@ case "$client" in 127.0.0.1:0 | "") fail "client address: '$client'" ;; 127.0.0.
 *) fail "client address: '$client'" ;; esac
 stop_pid "$SRC_PID"
 ok "told source $told = where WireGuard saw it from (client $client)"
+# From `wg show` to a client and back: the relay's line names the client (address and port),
+# the endpoint WireGuard sees and the peer's key the provisioner answered with.
+key=$(sed -n 's/^answer id=[0-9]* verdict=installed key=\([^ ]*\)$/\1/p' "$PROV_LOG" | tail -1)
+line="tunnel $client (WireGuard endpoint $told): peer $key, installed"
+wait_for 3 grep -qF "$line" "$RELAY_LOG" || fail "the relay does not log '$line'"
+grep -qF "tunnel $client: open, WireGuard endpoint $told" "$RELAY_LOG" ||
+	fail "the open line lacks the client's port or the endpoint"
+ok "the relay logs: $line"
 
 say "newest wins"
 r0=$(metric wgws_relay_jit_requests_total)

@@ -404,9 +404,9 @@ def jit_seeds():
         "request-truncated-long": jit_request(v4, client, INITIATIONS[0]) + b"\0" * 8,
     }
     for v in range(0, 7):
-        out["answer-verdict-%d" % v] = struct.pack("<IIQ", JIT_MAGIC_ANSWER, v, 7)
-    out["answer-request-magic"] = struct.pack("<IIQ", JIT_MAGIC_REQUEST, 1, 7)
-    out["answer-long"] = struct.pack("<IIQ", JIT_MAGIC_ANSWER, 1, 7) + b"\0"
+        out["answer-verdict-%d" % v] = struct.pack("<IIQ32s", JIT_MAGIC_ANSWER, v, 7, bytes(range(32)))
+    out["answer-request-magic"] = struct.pack("<IIQ32s", JIT_MAGIC_REQUEST, 1, 7, b"")
+    out["answer-long"] = struct.pack("<IIQ32s", JIT_MAGIC_ANSWER, 1, 7, b"") + b"\0"
     return out
 
 

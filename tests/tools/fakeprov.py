@@ -4,7 +4,7 @@
 
 Listens on a unix SOCK_SEQPACKET socket (mode 0666, so a relay that dropped to another user
 can reconnect), accepts any number of relays, reads struct jit_request (common/jitproto.h:
-208 bytes) and answers struct jit_answer (16 bytes) with the same id. No crypto: what to
+208 bytes) and answers struct jit_answer (48 bytes: the id, the verdict, a key) with the same id. No crypto: what to
 answer is written in the initiation's sender index (bytes 4..7 of the datagram), unless a
 flag fixes it:
   byte 4  the verdict: 1 installed, 2 live, 3 unknown, 4 refused, 5 error, 0 = never answer,
@@ -30,16 +30,17 @@ import os
 import selectors
 import signal
 import socket
+import base64
 import struct
 import sys
 import time
 
 REQ_MAGIC, ANS_MAGIC = 0x51544A57, 0x41544A57
 REQ = struct.Struct("<IIQ20s20s148s4s")
-ANS = struct.Struct("<IIQ")
+ANS = struct.Struct("<IIQ32s")
 VERDICTS = {"installed": 1, "live": 2, "unknown": 3, "refused": 4, "error": 5}
 NAMES = {v: k for k, v in VERDICTS.items()}
-assert REQ.size == 208 and ANS.size == 16
+assert REQ.size == 208 and ANS.size == 48
 
 
 def say(*words):
@@ -58,12 +59,12 @@ def addr(raw):
 
 def garbage(kind, rid):
     if kind == 0:
-        return ANS.pack(ANS_MAGIC, 1, rid)[:8]
+        return ANS.pack(ANS_MAGIC, 1, rid, b"")[:8]
     if kind == 1:
-        return ANS.pack(ANS_MAGIC, 1, rid) + b"\0"
+        return ANS.pack(ANS_MAGIC, 1, rid, b"") + b"\0"
     if kind == 2:
-        return ANS.pack(REQ_MAGIC, 1, rid)
-    return ANS.pack(ANS_MAGIC, 99, rid)
+        return ANS.pack(REQ_MAGIC, 1, rid, b"")
+    return ANS.pack(ANS_MAGIC, 99, rid, b"")
 
 
 def main():
@@ -152,8 +153,9 @@ def main():
             if v == 0xFF:
                 out, line = garbage(init[6], rid), "garbage id=%d kind=%d" % (rid, init[6])
             else:
-                out, line = ANS.pack(ANS_MAGIC, v, rid), "answer id=%d verdict=%s" % (
-                    rid, NAMES.get(v, str(v)))
+                # the "peer's key": the initiation's ephemeral (bytes 8-40), as a stand-in
+                out, line = ANS.pack(ANS_MAGIC, v, rid, init[8:40]), "answer id=%d verdict=%s key=%s" % (
+                    rid, NAMES.get(v, str(v)), base64.b64encode(init[8:40]).decode())
             seq += 1
             heapq.heappush(pending, (time.monotonic() + delay, seq, s, out, line))
         now = time.monotonic()
