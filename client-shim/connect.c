@@ -31,6 +31,11 @@ static void on_open(struct session *s, size_t leftover)
 	char q[32], via[ADDR_HOST_MAX + 32];
 
 	s->state = S_OPEN;
+	if (c->token[0] && s->out_off == s->out_len) {
+		/* the upgrade request held the token: not a byte of it stays */
+		OPENSSL_cleanse(s->out, SHIM_OUT_CAP);
+		s->out_off = s->out_len = 0;
+	}
 	s->sh->relay_cur = s->relay; /* new connections go first where this one went */
 	s->relays_failed = 0;
 	s->open_at = s->last_rx = s->sh->now;
@@ -103,6 +108,10 @@ int upgrade_io(struct session *s)
 		return session_fail(s, "the relay has no WebSocket endpoint at path %s (%s): check "
 				    "the path of --relay (the relay's default is /wg)",
 				    session_relay(s)->path, why);
+	if (ret == -EACCES && strncmp(why, "401", 3) == 0)
+		return session_fail(s, "the relay %s (%s)", s->sh->conf->token[0] ?
+				    "refused the token of --token-file" :
+				    "wants a token: give it with --token-file", why);
 	if (ret == -EACCES)
 		return session_fail(s, "relay refused upgrade: %s", why);
 	if (ret < 0)
@@ -118,7 +127,8 @@ static int upgrade_start(struct session *s)
 
 	if (ws_new_key(s->key) < 0)
 		return session_fail(s, "no randomness for Sec-WebSocket-Key");
-	n = ws_build_upgrade((char *)s->out, SHIM_OUT_CAP, session_relay(s), s->key);
+	n = ws_build_upgrade((char *)s->out, SHIM_OUT_CAP, session_relay(s), s->key,
+			     s->sh->conf->token[0] ? s->sh->conf->token : NULL);
 	if (n < 0)
 		return session_fail(s, "upgrade request too long");
 	s->out_off = 0;

@@ -171,6 +171,31 @@ static bool released_within(int fd, unsigned ms)
 	return locked(fd) == 0;
 }
 
+/* Whether pid is gone (or a zombie: it has exited, its parent has not reaped it) within
+ * ms. */
+static bool gone_within(pid_t pid, unsigned ms)
+{
+	for (unsigned waited = 0;; waited += 10) {
+		char path[64], stat[256] = "", *p;
+		FILE *f;
+
+		if (kill(pid, 0) < 0 && errno == ESRCH)
+			return true;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+		if ((f = fopen(path, "re"))) {
+			if (!fgets(stat, sizeof(stat), f))
+				stat[0] = '\0';
+			fclose(f);
+		}
+		p = strrchr(stat, ')');
+		if (p && p[1] == ' ' && p[2] == 'Z')
+			return true;
+		if (waited >= ms)
+			return false;
+		nap_ms(10);
+	}
+}
+
 int daemon_stop(const char *pidfile)
 {
 	char buf[24] = "";
@@ -232,6 +257,11 @@ int daemon_stop(const char *pidfile)
 		(void)unlink(pidfile);
 	}
 	close(fd);
+	/* The lock goes with the pid file, in an exit handler: the process may still be
+	 * finishing (the sanitizers' checks at exit take a while). Gone means gone. */
+	if (!gone_within((pid_t)pid, DAEMON_STOP_WAIT_MS))
+		fprintf(stderr, "wgws-shim: pid %ld released %s but has not exited yet\n", pid,
+			pidfile);
 	printf("wgws-shim: stopped pid %ld\n", pid);
 	return 0;
 }

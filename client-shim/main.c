@@ -44,6 +44,7 @@ enum {
 	OPT_FWMARK,
 	OPT_PROXY_PASSWORD_FILE,
 	OPT_PROXY_CA,
+	OPT_TOKEN_FILE,
 };
 
 static const struct option longopts[] = {
@@ -59,6 +60,7 @@ static const struct option longopts[] = {
 	{ "fwmark", required_argument, NULL, OPT_FWMARK },
 	{ "proxy-password-file", required_argument, NULL, OPT_PROXY_PASSWORD_FILE },
 	{ "proxy-ca", required_argument, NULL, OPT_PROXY_CA },
+	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
 	{ "ipv4", no_argument, NULL, '4' },
 	{ "ipv6", no_argument, NULL, '6' },
 	{ "config", required_argument, NULL, 'c' },
@@ -77,6 +79,7 @@ static const char shortopts[] = "c:vh46";
 /* Where the settings come from while parsing: the file first, then the command line. */
 struct parse_state {
 	struct shim_conf *conf;
+	char token_file[4096];
 	bool from_cli;
 	bool pins_from_file;
 	bool relays_from_file;
@@ -123,6 +126,9 @@ static void usage(FILE *f)
 		"                         Proxy = or in https_proxy. Never logged\n"
 		"  --proxy-ca FILE        verify an https:// proxy against these CAs instead of\n"
 		"                         the system's\n"
+		"  --token-file FILE      send the token on FILE's first line to the relay\n"
+		"                         (Authorization: Bearer), for a relay with --tokens;\n"
+		"                         never on the command line, never logged\n"
 		"  --no-proxy             connect directly, ignoring the environment\n"
 		"  --keepalive SECONDS    WebSocket ping interval (default 15); the relay is\n"
 		"                         declared dead after 3 intervals (at least 45 s) without\n"
@@ -285,6 +291,13 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 		}
 		snprintf(ps->password_file, sizeof(ps->password_file), "%s", value);
 		return 0;
+	case OPT_TOKEN_FILE:
+		if (strlen(value) >= sizeof(ps->token_file)) {
+			snprintf(err, SHIM_ERR_LEN, "--token-file: path too long");
+			return -EINVAL;
+		}
+		snprintf(ps->token_file, sizeof(ps->token_file), "%s", value);
+		return 0;
 	case OPT_PROXY_CA:
 		if (strlen(value) >= sizeof(c->proxy_ca)) {
 			snprintf(err, SHIM_ERR_LEN, "--proxy-ca: path too long");
@@ -356,7 +369,7 @@ static int conf_file_pair(void *arg, const char *key, const char *value,
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
 					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
 					 OPT_FWMARK, '4', '6', OPT_PROXY_PASSWORD_FILE,
-					 OPT_PROXY_CA };
+					 OPT_PROXY_CA, OPT_TOKEN_FILE };
 	char msg[SHIM_ERR_LEN];
 
 	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
@@ -453,6 +466,40 @@ static int password_from_file(struct shim_conf *c, const char *path,
 	memcpy(c->proxy.cred, c->proxy.user, ulen); /* lengths checked above */
 	c->proxy.cred[ulen] = ':';
 	memcpy(c->proxy.cred + ulen + 1, line, plen + 1);
+	OPENSSL_cleanse(line, sizeof(line));
+	return 0;
+}
+
+/* --token-file: the first line of path is the relay's bearer token (RFC 6750's b64token:
+ * letters, digits, -._~+/ and trailing '='), 16 to SHIM_TOKEN_MAX characters. */
+static int token_from_file(struct shim_conf *c, const char *path, char err[static SHIM_ERR_LEN])
+{
+	char line[SHIM_TOKEN_MAX + 2];
+	struct stat st;
+	size_t n, body;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		snprintf(err, SHIM_ERR_LEN, "--token-file %.200s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+		log_warnx("--token-file %s can be read by others (mode %03o): chmod 600", path,
+			  (unsigned)(st.st_mode & 0777));
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	n = strlen(line);
+	body = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/");
+	if (n < 16 || n > SHIM_TOKEN_MAX || line[body + strspn(line + body, "=")] != '\0') {
+		OPENSSL_cleanse(line, sizeof(line));
+		snprintf(err, SHIM_ERR_LEN, "--token-file %.200s: its first line must be the token: "
+			 "16 to %d characters, letters, digits and -._~+/ (then '=')", path,
+			 SHIM_TOKEN_MAX);
+		return -EINVAL;
+	}
+	memcpy(c->token, line, n + 1);
 	OPENSSL_cleanse(line, sizeof(line));
 	return 0;
 }
@@ -574,6 +621,8 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, int *run, in
 	if (ps.password_file[0] && ps.env_all_direct)
 		log_debug("--proxy-password-file unused: no_proxy matches every relay");
 	else if (ps.password_file[0] && password_from_file(c, ps.password_file, err) < 0)
+		return -EINVAL;
+	if (ps.token_file[0] && token_from_file(c, ps.token_file, err) < 0)
 		return -EINVAL;
 	/* The addresses the shim connects to: the proxy's, and the relays reached directly. */
 	for (unsigned r = 0; c->family && r <= c->nrelays; r++) {

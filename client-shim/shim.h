@@ -36,6 +36,7 @@ enum {
 	SHIM_DEFAULT_MAX_SESSIONS = 64,
 	SHIM_MAX_SESSIONS_LIMIT = 4096,
 	SHIM_DEFAULT_PROXY_PORT = 1080, /* as curl */
+	SHIM_TOKEN_MAX = 256,     /* a relay bearer token (--token-file) */
 };
 
 /* ---- url.c: relay and proxy URLs, no_proxy, pins ------------------------------------ */
@@ -158,9 +159,10 @@ void ws_accept_key(const char *key, char out[static WS_ACCEPT_LEN + 1]);
 /* Fill key with a fresh base64 Sec-WebSocket-Key (NUL-terminated). Returns 0 or -EIO. */
 int ws_new_key(char key[static WS_KEY_LEN + 1]) __attribute__((warn_unused_result));
 
-/* Write the upgrade request for u with key into buf. Returns its length or -ENOSPC. */
-int ws_build_upgrade(char *buf, size_t bufsz, const struct shim_url *u, const char *key)
-	__attribute__((warn_unused_result));
+/* Write the upgrade request for u with key into buf, with "Authorization: Bearer token"
+ * when token is not NULL. Returns its length or -ENOSPC. */
+int ws_build_upgrade(char *buf, size_t bufsz, const struct shim_url *u, const char *key,
+		     const char *token) __attribute__((warn_unused_result));
 
 /* Offset just past the "\r\n\r\n" ending a header in buf[0..len), or 0 when not there yet. */
 size_t ws_header_end(const uint8_t *buf, size_t len);
@@ -240,6 +242,7 @@ struct shim_conf {
 	bool insecure;
 	struct shim_proxy proxy; /* the proxy in use (from --proxy or the environment) */
 	char proxy_ca[4096];     /* --proxy-ca: CAs for an https:// proxy; "": the system's */
+	char token[SHIM_TOKEN_MAX + 1]; /* --token-file: the relay's bearer token; "": none */
 	bool no_proxy;
 	unsigned keepalive_s;
 	unsigned max_sessions;

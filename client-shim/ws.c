@@ -45,7 +45,8 @@ int ws_new_key(char key[static WS_KEY_LEN + 1])
 	return 0;
 }
 
-int ws_build_upgrade(char *buf, size_t bufsz, const struct shim_url *u, const char *key)
+int ws_build_upgrade(char *buf, size_t bufsz, const struct shim_url *u, const char *key,
+		     const char *token)
 {
 	char host[ADDR_HOST_MAX + 16];
 	int n;
@@ -62,9 +63,11 @@ int ws_build_upgrade(char *buf, size_t bufsz, const struct shim_url *u, const ch
 		     "Sec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Version: 13\r\n"
 		     "Sec-WebSocket-Protocol: wgws\r\n"
+		     "%s%s%s"
 		     "User-Agent: wgws-shim/" WGWS_VERSION "\r\n"
 		     "\r\n",
-		     u->path, host, key);
+		     u->path, host, key, token ? "Authorization: Bearer " : "", token ? token : "",
+		     token ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= bufsz)
 		return -ENOSPC;
 	return n;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "relay.h"
@@ -48,6 +49,8 @@ struct conn {
 	char peer[ADDR_STR_LEN];     /* the client, "ip:port": every line about this tunnel */
 	char endpoint[ADDR_STR_LEN]; /* its UDP socket: what `wg show` lists as the endpoint */
 	uint8_t wg_key[32];          /* the WireGuard peer, once the provisioner named it */
+	int token;                   /* --tokens: its index in relay.tokens, -1 without */
+	uint8_t token_hash[32];      /* to find it again after a reload */
 };
 
 /* WS->UDP: the records of one chunk (out_iov), sent as out_msgs; runs of one length as UDP
@@ -234,7 +237,9 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	relay.conns = c;
 	relay.conns_active++;
 	relay.st.conns_total++;
-	log_info_ratelimited("tunnel %s: open, WireGuard endpoint %s", c->peer, c->endpoint);
+	log_info_ratelimited("tunnel %s: open, WireGuard endpoint %s%s%s", c->peer, c->endpoint,
+			     c->token >= 0 ? ", token " : "",
+			     c->token >= 0 ? tokens_at(relay.tokens, (unsigned)c->token)->name : "");
 	return 0;
 }
 
@@ -569,9 +574,61 @@ static int conn_check_frames(struct conn *c)
 	return 0;
 }
 
+unsigned conn_token_active(int i)
+{
+	unsigned n = 0;
+
+	for (struct conn *c = relay.conns; c; c = c->next)
+		n += c->token == i;
+	return n;
+}
+
+/* The token this upgrade offers: its index, or -1 without one, -2 for one the file does not
+ * hold (or malformed). hash receives its SHA-256. */
+static int offered_token(struct lws *wsi, uint8_t hash[static 32])
+{
+	char auth[TOKEN_MAX_LEN + 32];
+	int ret;
+
+	if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+		return -1;
+	ret = tokens_hash_bearer(auth, hash);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	if (ret == -ENOENT)
+		return -1;
+	if (ret < 0)
+		return -2;
+	ret = tokens_find_hash(relay.tokens, hash);
+	return ret < 0 ? -2 : ret;
+}
+
+void conn_tokens_changed(void)
+{
+	for (struct conn *c = relay.conns; c; c = c->next) {
+		int i = c->token >= 0 || relay.tokens ? tokens_find_hash(relay.tokens, c->token_hash)
+						      : -1;
+
+		if (!relay.tokens) {
+			c->token = -1; /* --tokens gone: anyone may; nobody is closed for it */
+			continue;
+		}
+		if (i >= 0) {
+			c->token = i; /* the same token, maybe at another line now */
+			continue;
+		}
+		relay.st.token_revoked++;
+		log_info_ratelimited("tunnel %s: its token is no longer accepted, closing (1008)",
+				     c->peer);
+		c->token = -1;
+		conn_request_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+	}
+}
+
 int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		     size_t len)
 {
+	uint8_t hash[32];
+	int tok;
 	struct conn *c = user;
 	char uri[RELAY_PATH_MAX + 1];
 	int status;
@@ -604,10 +661,37 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 			return 1;
 		}
+		if (relay.tokens) {
+			char who[ADDR_STR_LEN];
+
+			tok = offered_token(wsi, hash);
+			if (tok < 0) {
+				relay.st.rejects[REJECT_TOKEN]++;
+				peer_name(wsi, who);
+				log_info_ratelimited("%s: %s token: refusing a tunnel (401)", who,
+						     tok == -1 ? "no" : "an unknown");
+				lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+				return 1;
+			}
+			if (tokens_at(relay.tokens, (unsigned)tok)->max_conns &&
+			    conn_token_active(tok) >= tokens_at(relay.tokens, (unsigned)tok)->max_conns) {
+				relay.st.rejects[REJECT_TOKEN_LIMIT]++;
+				log_info_ratelimited("token %s: %lu tunnels, its limit: refusing one",
+						     tokens_at(relay.tokens, (unsigned)tok)->name,
+						     tokens_at(relay.tokens, (unsigned)tok)->max_conns);
+				lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+				return 1;
+			}
+		}
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
 		admit_release(wsi);
+		c->token = -1;
+		if (relay.tokens && (tok = offered_token(wsi, hash)) >= 0) {
+			c->token = tok;
+			memcpy(c->token_hash, hash, sizeof(hash));
+		}
 		if (conn_open(c, wsi) < 0) {
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, 0);
 			return -1;

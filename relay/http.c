@@ -26,6 +26,8 @@ static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_PENDING] = "pending",
 	[REJECT_SHUTDOWN] = "shutdown",
 	[REJECT_IP_RATE] = "ip_rate",
+	[REJECT_TOKEN] = "token",
+	[REJECT_TOKEN_LIMIT] = "token_limit",
 };
 
 static const char *const evict_names[EVICT_MAX] = {
@@ -108,6 +110,16 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_tls_handshake_failures_total TLS handshakes that failed (not TLS, no shared version or cipher, closed midway).\n"
 	    "# TYPE wgws_relay_tls_handshake_failures_total counter\n"
 	    "wgws_relay_tls_handshake_failures_total %llu\n", (unsigned long long)st->tls_failures);
+	if (relay.tokens) {
+		PUT("# HELP wgws_relay_token_connections Tunnels open now, by token (--tokens).\n"
+		    "# TYPE wgws_relay_token_connections gauge\n");
+		for (unsigned i = 0; i < tokens_count(relay.tokens); i++)
+			PUT("wgws_relay_token_connections{token=\"%s\"} %u\n",
+			    tokens_at(relay.tokens, i)->name, conn_token_active((int)i));
+	}
+	PUT("# HELP wgws_relay_token_revoked_total Tunnels closed (1008) because a reload took their token away.\n"
+	    "# TYPE wgws_relay_token_revoked_total counter\n"
+	    "wgws_relay_token_revoked_total %llu\n", (unsigned long long)st->token_revoked);
 	PUT("# HELP wgws_relay_certificate_expiry_timestamp_seconds When the certificate new connections get expires (Unix time; 0 unknown).\n"
 	    "# TYPE wgws_relay_certificate_expiry_timestamp_seconds gauge\n"
 	    "wgws_relay_certificate_expiry_timestamp_seconds %lld\n",

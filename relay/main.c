@@ -143,6 +143,12 @@ static const char usage_text[] =
 	"                          initiation, holding it up to 3 s: forwarded when the peer\n"
 	"                          is installed, dropped when unknown or refused; while the\n"
 	"                          provisioner is unreachable, initiations go on at once\n"
+	"  --tokens FILE           only clients that send \"Authorization: Bearer TOKEN\" with\n"
+	"                          a token FILE holds may open tunnels; FILE has one line per\n"
+	"                          token: NAME SHA256-HEX-OF-THE-TOKEN [MOST-TUNNELS] (it holds\n"
+	"                          hashes, not tokens: printf %%s TOKEN | sha256sum). Others get\n"
+	"                          401; SIGHUP reloads it and closes (1008) the tunnels of a\n"
+	"                          token that is gone\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
 	"                          (default wgws, a system user of its own: not nobody, whose\n"
 	"                          other processes could then reach what the relay can; root:\n"
@@ -169,7 +175,7 @@ enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
 	OPT_MAX_PENDING, OPT_MAX_PENDING_PER_IP, OPT_RATE_PER_IP, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
-	OPT_USER, OPT_JIT_SOCKET, OPT_CHECK_CONFIG, OPT_VERSION,
+	OPT_USER, OPT_JIT_SOCKET, OPT_TOKENS, OPT_CHECK_CONFIG, OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -191,6 +197,7 @@ static const struct option long_opts[] = {
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
+	{ "tokens", required_argument, NULL, OPT_TOKENS },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -261,6 +268,8 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		}
 		strcpy(cfg->path, v);
 		return 0;
+	case OPT_TOKENS:
+		return set_str(&cfg->tokens, v);
 	case OPT_JIT_SOCKET:
 		/* The provisioner's spelling: an absolute path that fits a sockaddr_un. */
 		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {
@@ -410,6 +419,8 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 
 	if (load_args(cfg, argc, argv, check_only, false, err) < 0)
 		usage_error(err);
+	if (cfg->tokens && tokens_load(cfg->tokens, &relay.tokens, err) < 0)
+		usage_error(err);
 	check_readable("--cert", cfg->cert);
 	check_readable("--key", cfg->key);
 	pw = getpwnam(cfg->user);
@@ -428,7 +439,8 @@ static void cfg_free(struct relay_cfg *cfg)
 	free(cfg->cert);
 	free(cfg->key);
 	free(cfg->user);
-	cfg->cert = cfg->key = cfg->user = NULL;
+	free(cfg->tokens);
+	cfg->cert = cfg->key = cfg->user = cfg->tokens = NULL;
 }
 
 /* OpenSSL's first queued error, in words (or fallback), the queue emptied. */
@@ -512,6 +524,7 @@ static int readable_now(const char *opt, const char *path, char err[static CONF_
 static void reload(void)
 {
 	struct relay_cfg next;
+	struct tokens *tokens = NULL;
 	char err[CONF_ERR_LEN], changed[512] = "", restart[512] = "";
 	bool check = false;
 	SSL_CTX *ctx;
@@ -520,7 +533,9 @@ static void reload(void)
 	log_info("SIGHUP: reloading the configuration, the certificate and the key");
 	if (load_args(&next, relay.argc, relay.argv, &check, true, err) < 0 ||
 	    readable_now("--cert", next.cert, err) < 0 || readable_now("--key", next.key, err) < 0 ||
-	    !(ctx = tls_load(next.cert, next.key, &not_after, err))) {
+	    (next.tokens && readable_now("--tokens", next.tokens, err) < 0) ||
+	    !(ctx = tls_load(next.cert, next.key, &not_after, err)) ||
+	    (next.tokens && tokens_load(next.tokens, &tokens, err) < 0 && (SSL_CTX_free(ctx), 1))) {
 		relay.st.reloads_failed++;
 		log_warnx("reload failed, nothing changed (the old certificate stays): %s", err);
 		cfg_free(&next);
@@ -528,6 +543,21 @@ static void reload(void)
 	}
 	handshake_set_ctx(ctx);
 	relay.cert_not_after = not_after;
+	if (relay.tokens || tokens) {
+		unsigned before = tokens_count(relay.tokens);
+
+		tokens_free(relay.tokens);
+		relay.tokens = tokens;
+		snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),
+			 " tokens %u -> %u%s;", before, tokens_count(tokens), tokens ? "" :
+			 " (--tokens gone: anyone may connect)");
+		conn_tokens_changed();
+	}
+	set_str(&relay.cfg.tokens, next.tokens ? next.tokens : "");
+	if (!next.tokens) {
+		free(relay.cfg.tokens);
+		relay.cfg.tokens = NULL;
+	}
 #define LIVE(field, name)                                                                    	do {                                                                                 		if (next.field != relay.cfg.field) {                                         			snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),       				 " %s %lu -> %lu;", name, relay.cfg.field, next.field);       			relay.cfg.field = next.field;                                        		}                                                                            	} while (0)
 #define RESTART(differs, name)                                                               	do {                                                                                 		if (differs)                                                                 			snprintf(restart + strlen(restart), sizeof(restart) - strlen(restart),       				 " %s", name);                                               	} while (0)
 	LIVE(rate_per_ip, "--rate-per-ip");
@@ -875,6 +905,8 @@ int main(int argc, char **argv)
 		SSL_CTX_free(tls_ctx);
 		printf("configuration ok\ncertificate and key match; the certificate expires %s\n",
 		       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "(unknown)");
+		if (relay.tokens)
+			printf("--tokens: %u tokens\n", tokens_count(relay.tokens));
 		return 0;
 	}
 
@@ -972,6 +1004,7 @@ int main(int argc, char **argv)
 	ev_signal_stop(loop, &sig_watch[2]);
 	ev_loop_destroy(loop);
 	free(relay.udp_buf);
+	tokens_free(relay.tokens);
 	cfg_free(&relay.cfg);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "addr.h"
+#include "conf.h"
 #include "frame.h"
 #include "jitproto.h"
 
@@ -57,6 +58,7 @@ struct relay_cfg {
 	unsigned long keepalive_s;     /* ping a client that has been silent this long */
 	unsigned long header_timeout_s;
 	char jit_socket[RELAY_JIT_PATH_MAX]; /* "" = no provisioner: forward every initiation */
+	char *tokens;   /* --tokens FILE: who may open tunnels; NULL: anyone */
 	int verbosity;
 };
 
@@ -82,6 +84,8 @@ enum relay_reject {
 	REJECT_PENDING,  /* closed at accept: --max-pending cancelled handshakes still held */
 	REJECT_SHUTDOWN,
 	REJECT_IP_RATE,  /* --rate-per-ip: closed at accept */
+	REJECT_TOKEN,    /* --tokens: no token, or one the file does not hold (401) */
+	REJECT_TOKEN_LIMIT, /* --tokens: that token's tunnels are at its limit (503) */
 	REJECT_MAX,
 };
 
@@ -96,6 +100,7 @@ enum relay_evict {
 struct relay_stats {
 	uint64_t conns_total;
 	uint64_t reloads, reloads_failed; /* SIGHUP */
+	uint64_t token_revoked; /* tunnels closed (1008) because a reload took their token away */
 	uint64_t pkts_ws_to_udp, bytes_ws_to_udp;
 	uint64_t pkts_udp_to_ws, bytes_udp_to_ws;
 	uint64_t ws_messages_out;
@@ -144,6 +149,7 @@ struct relay {
 	char **argv;
 	time_t cert_not_after; /* the certificate new connections get expires then (0: ?) */
 	bool activated;        /* the listener came from systemd (socket activation) */
+	struct tokens *tokens; /* --tokens, as last loaded (start or SIGHUP) */
 	/* Scratch for recvmmsg: the service loop is single-threaded, so one set serves all. */
 	uint8_t *udp_buf;          /* RELAY_UDP_BATCH * max_record */
 };
@@ -200,6 +206,10 @@ void conn_sweep(uint64_t now_ms);
 void conn_close_all(void);
 /* Send the datagram h holds to WireGuard from h's tunnel, like any other record. */
 void conn_forward_held(struct jit_hold *h);
+/* A reload changed the tokens: tunnels whose token is gone close with 1008 (policy). */
+void conn_tokens_changed(void);
+/* Open tunnels holding token i now. */
+unsigned conn_token_active(int i);
 /* The provisioner named the WireGuard peer of h's tunnel (key; verdict in words): logged
  * once per tunnel and key, with the client and the tunnel's WireGuard endpoint. */
 void conn_jit_peer(struct jit_hold *h, const uint8_t key[static 32], const char *verdict);
@@ -292,6 +302,34 @@ void handshake_adopt_done(void);
  * a burst of closes would otherwise free them all in one pass): a few, more while the pass
  * is short; all of them with all (at exit, after lws_context_destroy). */
 void handshake_free_some(bool all);
+
+/* ---- tokens.c: who may open tunnels (--tokens FILE) ---- */
+
+enum {
+	TOKEN_NAME_MAX = 32,
+	TOKENS_MAX = 4096,
+	TOKEN_MIN_LEN = 16,  /* a token shorter than this is guessable: refused */
+	TOKEN_MAX_LEN = 256,
+};
+
+struct token {
+	char name[TOKEN_NAME_MAX + 1];
+	uint8_t hash[32];        /* SHA-256 of the token */
+	unsigned long max_conns; /* tunnels at once; 0: no limit of its own */
+};
+struct tokens;
+
+/* Read a tokens file (tokens.c says its format). 0, or -errno with err naming the file, the
+ * line and the fault. */
+int tokens_load(const char *path, struct tokens **out, char err[static CONF_ERR_LEN]);
+void tokens_free(struct tokens *ts);
+unsigned tokens_count(const struct tokens *ts);
+const struct token *tokens_at(const struct tokens *ts, unsigned i);
+/* The index of the token with this hash, or -1. */
+int tokens_find_hash(const struct tokens *ts, const uint8_t hash[static 32]);
+/* SHA-256 of the token in an Authorization header's value "Bearer TOKEN". 0; -ENOENT
+ * without one; -EINVAL for a malformed or out-of-bounds token. */
+int tokens_hash_bearer(const char *authorization, uint8_t hash[static 32]);
 
 /* ---- metrics.c: the --metrics listener, a small HTTP/1.x server of our own ---- */
 

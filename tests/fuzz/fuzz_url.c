@@ -43,7 +43,9 @@ static void check_relay(const char *s)
 	    again.port != u.port || again.host_is_ip != u.host_is_ip ||
 	    again.host_is_v6 != u.host_is_v6 || strcmp(again.path, u.path))
 		abort();
-	if (ws_build_upgrade(req, sizeof(req), &u, "dGhlIHNhbXBsZSBub25jZQ==") <= 0)
+	if (ws_build_upgrade(req, sizeof(req), &u, "dGhlIHNhbXBsZSBub25jZQ==", NULL) <= 0 ||
+	    ws_build_upgrade(req, sizeof(req), &u, "dGhlIHNhbXBsZSBub25jZQ==",
+			     "0123456789abcdef0123456789") <= 0)
 		abort();
 }
 
