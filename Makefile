@@ -218,7 +218,7 @@ DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmock
 	scdoc
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid-openssl iperf3 curl openssl \
 	python3 iputils-ping procps systemd \
-	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client
+	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client haproxy
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).

@@ -42,6 +42,7 @@ enum {
 	ADMIT_HELLO_MS = 3000,     /* a connection that has sent nothing is closed after this */
 	ADMIT_BUCKETS = 1024,      /* per table, two tables */
 	ADMIT_BACKLOG = 1024,
+	ADMIT_PROXY_MAX = 512,     /* a PROXY v2 header's addresses and TLVs, at most */
 };
 
 struct admit_slot {
@@ -53,8 +54,10 @@ struct admit_slot {
 	ev_io io;                       /* waiting for the first byte */
 	int fd;
 	bool in_use;
+	bool proxied;                   /* from --proxy-protocol-from: a PROXY v2 header first */
 	uint64_t accepted_ms;
 	uint8_t src[16];                /* the source's key: IPv4 address or IPv6 /64 */
+	struct sockaddr_storage client; /* the client (PROXY v2's source, else the TCP peer) */
 };
 
 struct bucket {
@@ -206,10 +209,78 @@ static void slot_evict(struct admit_slot *s, enum relay_evict why)
 	slot_close(s);
 }
 
+/* A PROXY protocol v2 header (haproxy's proxy-protocol.txt, section 2.2) at the start of
+ * fd: the client it names into *client (family 0 for LOCAL, a health check: the TCP peer
+ * stays), the header consumed and nothing else. 1 when it is not all there yet, 0 done,
+ * -1 when it is not a valid header (the connection is then closed). */
+static int read_proxy_v2(int fd, struct sockaddr_storage *client)
+{
+	static const uint8_t sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+					 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+	uint8_t h[16 + ADMIT_PROXY_MAX];
+	ssize_t n = recv(fd, h, sizeof(h), MSG_PEEK);
+	size_t len;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 1 : -1;
+	if (n == 0 || memcmp(h, sig, (size_t)n < sizeof(sig) ? (size_t)n : sizeof(sig)))
+		return -1;
+	if (n < 16)
+		return 1;
+	if ((h[12] & 0xf0) != 0x20 || (h[12] & 0x0f) > 1)
+		return -1; /* version 2; command LOCAL (0) or PROXY (1) */
+	len = (size_t)h[14] << 8 | h[15];
+	if (len > ADMIT_PROXY_MAX)
+		return -1;
+	if ((size_t)n < 16 + len)
+		return n == (ssize_t)sizeof(h) ? -1 : 1;
+	memset(client, 0, sizeof(*client));
+	if ((h[12] & 0x0f) == 1 && h[13] == 0x11 && len >= 12) { /* TCP over IPv4 */
+		struct sockaddr_in *a = (struct sockaddr_in *)client;
+
+		a->sin_family = AF_INET;
+		memcpy(&a->sin_addr, h + 16, 4);
+		memcpy(&a->sin_port, h + 24, 2);
+	} else if ((h[12] & 0x0f) == 1 && h[13] == 0x21 && len >= 36) { /* TCP over IPv6 */
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)client;
+
+		a->sin6_family = AF_INET6;
+		memcpy(&a->sin6_addr, h + 16, 16);
+		memcpy(&a->sin6_port, h + 48, 2);
+	} else if ((h[12] & 0x0f) == 1 && h[13] != 0x00) {
+		return -1; /* PROXY for UDP or unix sockets: not a client of ours */
+	}
+	/* PROXY with family UNSPEC (0x00), or LOCAL: the TCP peer stays the client */
+	return recv(fd, h, 16 + len, 0) == (ssize_t)(16 + len) ? 0 : -1;
+}
+
+static bool slot_admit_key(struct admit_slot *s, uint64_t now_ms);
+
 static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct admit_slot *s = w->data;
 
+	if (s->proxied) {
+		struct sockaddr_storage client;
+		int ret = read_proxy_v2(s->fd, &client);
+
+		if (ret == 1)
+			return; /* the rest of the header comes; ADMIT_HELLO_MS still runs */
+		if (ret < 0) {
+			relay.st.rejects[REJECT_PROXY_PROTOCOL]++;
+			log_info_ratelimited("a connection from a --proxy-protocol-from source "
+					     "without a valid PROXY v2 header: closed");
+			ev_io_stop(loop, w);
+			slot_close(s);
+			return;
+		}
+		s->proxied = false;
+		if (client.ss_family) {
+			s->client = client;
+			if (!slot_admit_key(s, relay_now_ms()))
+				return; /* closed: the real client is over its rate */
+		}
+	}
 	ev_io_stop(loop, w);
 	s->hs = handshake_submit(s->fd, s);
 	if (!s->hs) {
@@ -300,18 +371,54 @@ static struct admit_slot *oldest_of(const uint8_t key[static 16], unsigned long 
 	return first;
 }
 
+/* s's real client is known now (PROXY v2): its rate and its share of the pending slots
+ * as any direct client's. False when s was closed for it. */
+static bool slot_admit_key(struct admit_slot *s, uint64_t now_ms)
+{
+	struct admit_slot *old;
+	unsigned long count;
+	uint8_t key[16];
+
+	src_key(&s->client, key);
+	if (!rate_allows(key, now_ms)) {
+		relay.st.rejects[REJECT_IP_RATE]++;
+		ev_io_stop(adm.loop, &s->io);
+		slot_close(s);
+		return false;
+	}
+	old = oldest_of(key, &count);
+	if (old && old != s && count >= relay.cfg.max_pending_per_ip)
+		slot_evict(old, EVICT_PER_IP);
+	memcpy(s->src, key, 16);
+	return true;
+}
+
+bool admit_client(struct lws *wsi, struct sockaddr_storage *out)
+{
+	struct admit_slot *s = lws_get_opaque_user_data(wsi);
+
+	if (!s || !s->client.ss_family)
+		return false;
+	*out = s->client;
+	return true;
+}
+
 static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now_ms)
 {
 	struct admit_slot *s;
 	unsigned long count;
 	uint8_t key[16];
+	bool proxied;
 
 	/* lws sets this on sockets it accepts itself, not on adopted ones: without it a small
 	 * write behind an unacknowledged one waits for the peer's delayed ACK (40 ms): the
 	 * 101 behind the session tickets, a tunnel's records whenever the loop ran late. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	src_key(ss, key);
-	if (!rate_allows(key, now_ms)) {
+	proxied = relay_proxy_trusted(ss);
+	/* A front end's connections are its clients': their rate and share are counted once
+	 * its PROXY header has named each (slot_admit_key). */
+	if (!proxied && !rate_allows(key, now_ms)) {
 		relay.st.rejects[REJECT_IP_RATE]++;
 		close(fd);
 		return;
@@ -325,7 +432,7 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 		return;
 	}
 	s = oldest_of(key, &count);
-	if (count >= relay.cfg.max_pending_per_ip)
+	if (!proxied && count >= relay.cfg.max_pending_per_ip)
 		slot_evict(s, EVICT_PER_IP);
 	if (!adm.free)
 		slot_evict(adm.oldest, EVICT_FULL);
@@ -336,6 +443,8 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 	s->in_use = true;
 	s->fd = fd;
 	s->accepted_ms = now_ms;
+	s->proxied = proxied;
+	s->client = *ss;
 	memcpy(s->src, key, 16);
 	s->prev = adm.newest;
 	if (adm.newest)

@@ -42,6 +42,7 @@ struct conn {
 	uint64_t opened_ms, last_traffic_ms;
 	uint64_t pkts_in, pkts_out;
 	struct sockaddr_storage peer_addr; /* port zeroed: the client's address */
+	struct sockaddr_storage client;    /* the client, port included (PROXY v2's, or TCP's) */
 	struct jit_hold hold;   /* the initiation held for the provisioner (--jit-socket) */
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
@@ -105,13 +106,22 @@ static int udp_open(void)
 	return fd;
 }
 
-static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
+/* The client, port included: admission's idea (a front end's PROXY header names it), else
+ * the TCP peer. */
+static void client_of(struct lws *wsi, struct sockaddr_storage *ss)
 {
 	socklen_t len = sizeof(*ss);
 
+	if (admit_client(wsi, ss))
+		return;
 	memset(ss, 0, sizeof(*ss));
 	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)ss, &len) < 0)
-		return;
+		memset(ss, 0, sizeof(*ss));
+}
+
+static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
+{
+	client_of(wsi, ss);
 	if (ss->ss_family == AF_INET)
 		((struct sockaddr_in *)ss)->sin_port = 0;
 	else if (ss->ss_family == AF_INET6)
@@ -122,10 +132,9 @@ static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
 static void peer_name(struct lws *wsi, char out[static ADDR_STR_LEN])
 {
 	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 
-	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len) == 0 &&
-	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+	client_of(wsi, &ss);
+	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
 		addr_format((struct sockaddr *)&ss, out);
 	else
 		lws_get_peer_simple(wsi, out, ADDR_STR_LEN);
@@ -161,10 +170,7 @@ static void jit_setup(struct conn *c)
 			 c->peer);
 		memset(&source, 0, sizeof(source));
 	}
-	len = sizeof(client);
-	memset(&client, 0, sizeof(client));
-	if (getpeername(lws_get_socket_fd(c->wsi), (struct sockaddr *)&client, &len) < 0)
-		memset(&client, 0, sizeof(client));
+	client = c->client;
 	jit_hold_init(&c->hold, (struct sockaddr *)&source, (struct sockaddr *)&client);
 }
 
@@ -188,8 +194,15 @@ static int conn_open(struct conn *c, struct lws *wsi)
 
 	c->wsi = wsi;
 	c->udp_fd = -1;
-	peer_name(wsi, c->peer);
-	peer_address(wsi, &c->peer_addr);
+	if (c->client.ss_family == AF_INET || c->client.ss_family == AF_INET6)
+		addr_format((struct sockaddr *)&c->client, c->peer);
+	else
+		lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	c->peer_addr = c->client;
+	if (c->peer_addr.ss_family == AF_INET)
+		((struct sockaddr_in *)&c->peer_addr)->sin_port = 0;
+	else if (c->peer_addr.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&c->peer_addr)->sin6_port = 0;
 	c->dec_buf = malloc(relay.cfg.max_record);
 	c->txq = malloc(LWS_PRE + relay.cfg.queue_bytes);
 	if (!c->dec_buf || !c->txq) {
@@ -686,6 +699,7 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
+		client_of(wsi, &c->client); /* before admission lets go: it knows a front end's */
 		admit_release(wsi);
 		c->token = -1;
 		if (relay.tokens && (tok = offered_token(wsi, hash)) >= 0) {

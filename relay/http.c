@@ -28,6 +28,7 @@ static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_IP_RATE] = "ip_rate",
 	[REJECT_TOKEN] = "token",
 	[REJECT_TOKEN_LIMIT] = "token_limit",
+	[REJECT_PROXY_PROTOCOL] = "proxy_protocol",
 };
 
 static const char *const evict_names[EVICT_MAX] = {

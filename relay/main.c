@@ -149,6 +149,11 @@ static const char usage_text[] =
 	"                          hashes, not tokens: printf %%s TOKEN | sha256sum). Others get\n"
 	"                          401; SIGHUP reloads it and closes (1008) the tunnels of a\n"
 	"                          token that is gone\n"
+	"  --proxy-protocol-from CIDR[,CIDR...]  connections from these front ends (haproxy,\n"
+	"                          a load balancer) start with a PROXY protocol v2 header:\n"
+	"                          its client address is the tunnel's, for the per-address\n"
+	"                          limits and the logs. Their connections without a valid\n"
+	"                          header are closed; other sources never send one\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
 	"                          (default wgws, a system user of its own: not nobody, whose\n"
 	"                          other processes could then reach what the relay can; root:\n"
@@ -175,7 +180,7 @@ enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
 	OPT_MAX_PENDING, OPT_MAX_PENDING_PER_IP, OPT_RATE_PER_IP, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
-	OPT_USER, OPT_JIT_SOCKET, OPT_TOKENS, OPT_CHECK_CONFIG, OPT_VERSION,
+	OPT_USER, OPT_JIT_SOCKET, OPT_TOKENS, OPT_PROXY_FROM, OPT_CHECK_CONFIG, OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -198,6 +203,7 @@ static const struct option long_opts[] = {
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
 	{ "tokens", required_argument, NULL, OPT_TOKENS },
+	{ "proxy-protocol-from", required_argument, NULL, OPT_PROXY_FROM },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -235,6 +241,69 @@ static int set_str(char **dst, const char *v)
 	return *dst ? 0 : -ENOMEM;
 }
 
+/* --proxy-protocol-from CIDR[,CIDR...] (repeatable): the front ends that speak PROXY v2. */
+static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
+{
+	char buf[256], *save = NULL;
+
+	if (strlen(v) >= sizeof(buf)) {
+		snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: list too long");
+		return -EINVAL;
+	}
+	strcpy(buf, v);
+	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		struct relay_net *n = &cfg->proxy_from[cfg->n_proxy_from];
+		char *slash = strchr(t, '/');
+		unsigned long bits;
+		int fam = strchr(t, ':') ? AF_INET6 : AF_INET;
+		void *dst = fam == AF_INET ? (void *)&((struct sockaddr_in *)&n->net)->sin_addr
+					   : (void *)&((struct sockaddr_in6 *)&n->net)->sin6_addr;
+
+		if (cfg->n_proxy_from == sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0])) {
+			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: at most %zu networks",
+				 sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0]));
+			return -EINVAL;
+		}
+		if (slash)
+			*slash = '\0';
+		memset(n, 0, sizeof(*n));
+		n->net.ss_family = (sa_family_t)fam;
+		if (inet_pton(fam, t, dst) != 1 ||
+		    (slash && conf_parse_uint(slash + 1, 0, fam == AF_INET ? 32 : 128, &bits) < 0)) {
+			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: '%.60s' is not an address "
+				 "or ADDRESS/PREFIX", t);
+			return -EINVAL;
+		}
+		n->bits = slash ? (unsigned)bits : fam == AF_INET ? 32 : 128;
+		cfg->n_proxy_from++;
+	}
+	return 0;
+}
+
+bool relay_proxy_trusted(const struct sockaddr_storage *ss)
+{
+	for (unsigned i = 0; i < relay.cfg.n_proxy_from; i++) {
+		const struct relay_net *n = &relay.cfg.proxy_from[i];
+		const uint8_t *a, *b;
+		unsigned bits = n->bits;
+
+		if (n->net.ss_family != ss->ss_family)
+			continue;
+		a = n->net.ss_family == AF_INET ?
+			    (const uint8_t *)&((const struct sockaddr_in *)&n->net)->sin_addr :
+			    ((const struct sockaddr_in6 *)&n->net)->sin6_addr.s6_addr;
+		b = ss->ss_family == AF_INET ?
+			    (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr :
+			    ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		if (memcmp(a, b, bits / 8))
+			continue;
+		if (bits % 8 && ((a[bits / 8] ^ b[bits / 8]) & (0xff << (8 - bits % 8)) & 0xff))
+			continue;
+		return true;
+	}
+	return false;
+}
+
 /* The one setter behind both the command line and the config file. */
 static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR_LEN])
 {
@@ -270,6 +339,8 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return 0;
 	case OPT_TOKENS:
 		return set_str(&cfg->tokens, v);
+	case OPT_PROXY_FROM:
+		return set_proxy_from(cfg, v, err);
 	case OPT_JIT_SOCKET:
 		/* The provisioner's spelling: an absolute path that fits a sockaddr_un. */
 		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {

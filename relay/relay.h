@@ -59,6 +59,9 @@ struct relay_cfg {
 	unsigned long header_timeout_s;
 	char jit_socket[RELAY_JIT_PATH_MAX]; /* "" = no provisioner: forward every initiation */
 	char *tokens;   /* --tokens FILE: who may open tunnels; NULL: anyone */
+	/* --proxy-protocol-from: front ends (haproxy) whose connections start with PROXY v2 */
+	struct relay_net { struct sockaddr_storage net; unsigned bits; } proxy_from[16];
+	unsigned n_proxy_from;
 	int verbosity;
 };
 
@@ -86,6 +89,7 @@ enum relay_reject {
 	REJECT_IP_RATE,  /* --rate-per-ip: closed at accept */
 	REJECT_TOKEN,    /* --tokens: no token, or one the file does not hold (401) */
 	REJECT_TOKEN_LIMIT, /* --tokens: that token's tunnels are at its limit (503) */
+	REJECT_PROXY_PROTOCOL, /* a --proxy-protocol-from source without a valid PROXY v2 header */
 	REJECT_MAX,
 };
 
@@ -254,6 +258,11 @@ void admit_stop(void);
 void admit_sweep(uint64_t now_ms);
 /* From lws's ESTABLISHED and WSI_DESTROY: the connection no longer holds a pending slot. */
 void admit_release(struct lws *wsi);
+/* The client of wsi while admission holds it: the PROXY v2 header's source for a front end's
+ * connection (--proxy-protocol-from), the TCP peer otherwise. False once released. */
+bool admit_client(struct lws *wsi, struct sockaddr_storage *out);
+/* Whether ss is a --proxy-protocol-from source. */
+bool relay_proxy_trusted(const struct sockaddr_storage *ss);
 
 /* ---- handshake.c: TLS handshakes on a thread of their own ---- */
 

@@ -47,17 +47,21 @@ static void test_build_upgrade(void **state)
 		int n;
 
 		assert_int_equal(url_parse_relay(cases[i].url, &u, err), 0);
-		n = ws_build_upgrade(buf, sizeof(buf), &u, "dGhlIHNhbXBsZSBub25jZQ==");
+		n = ws_build_upgrade(buf, sizeof(buf), &u, "dGhlIHNhbXBsZSBub25jZQ==", NULL);
 		if (n <= 0 || (size_t)n != strlen(buf) || !strstr(buf, cases[i].host_line) ||
 		    !strstr(buf, "\r\nSec-WebSocket-Protocol: wgws\r\n") ||
 		    !strstr(buf, "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n") ||
 		    !strstr(buf, "\r\nUpgrade: websocket\r\n") ||
 		    !strstr(buf, "\r\nSec-WebSocket-Version: 13\r\n") ||
-		    strcmp(buf + n - 4, "\r\n\r\n") != 0)
+		    strcmp(buf + n - 4, "\r\n\r\n") != 0 || strstr(buf, "Authorization"))
 			fail_msg("%s: bad request:\n%s", cases[i].url, buf);
 	}
 	assert_int_equal(strncmp(buf, "GET /wg HTTP/1.1\r\n", 18), 0);
-	assert_int_equal(ws_build_upgrade(small, sizeof(small), &u, "k"), -ENOSPC);
+	assert_int_equal(ws_build_upgrade(small, sizeof(small), &u, "k", NULL), -ENOSPC);
+	/* --token-file: one Authorization header, inside the header block */
+	assert_true(ws_build_upgrade(buf, sizeof(buf), &u, "k", "tok-0123456789abcdef") > 0);
+	assert_non_null(strstr(buf, "\r\nAuthorization: Bearer tok-0123456789abcdef\r\n"));
+	assert_true(strstr(buf, "Authorization") < strstr(buf, "\r\n\r\n"));
 }
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
