@@ -98,8 +98,9 @@ static void conn_teardown(struct session *s)
 	connect_abort(s);
 	s->ev_mask = 0;
 	s->probe_at = s->tx_unanswered = 0;
-	/* The CONNECT request (with Proxy-Authorization) may still be in the buffer. */
-	OPENSSL_cleanse(s->out, s->out_len);
+	/* The upgrade request (with --token-file's token) went through this buffer, and
+	 * out_len says nothing of it once it was written: all of it. */
+	OPENSSL_cleanse(s->out, SHIM_OUT_CAP);
 	s->out_off = s->out_len = 0;
 	s->rx_ready = false;
 	s->in_len = 0;

@@ -55,6 +55,8 @@ struct admit_slot {
 	int fd;
 	bool in_use;
 	bool proxied;                   /* from --proxy-protocol-from: a PROXY v2 header first */
+	uint16_t phave;                 /* bytes of the PROXY header read so far */
+	uint8_t phdr[16 + ADMIT_PROXY_MAX];
 	uint64_t accepted_ms;
 	uint8_t src[16];                /* the source's key: IPv4 address or IPv6 /64 */
 	struct sockaddr_storage client; /* the client (PROXY v2's source, else the TCP peer) */
@@ -210,30 +212,41 @@ static void slot_evict(struct admit_slot *s, enum relay_evict why)
 }
 
 /* A PROXY protocol v2 header (haproxy's proxy-protocol.txt, section 2.2) at the start of
- * fd: the client it names into *client (family 0 for LOCAL, a health check: the TCP peer
- * stays), the header consumed and nothing else. 1 when it is not all there yet, 0 done,
- * -1 when it is not a valid header (the connection is then closed). */
-static int read_proxy_v2(int fd, struct sockaddr_storage *client)
+ * s's connection, read into s->phdr exactly (16 bytes, then the length they announce), so
+ * that not a byte of the TLS behind it is taken: the client it names into *client (family 0
+ * for LOCAL, a health check, or UNSPEC: the TCP peer stays). 1 when it is not all there yet
+ * (nothing is left readable: the level-triggered watcher does not spin), 0 done, -1 for a
+ * connection closed before its header (-2 when it sent nothing at all), -3 for one that is
+ * not a valid header. */
+static int read_proxy_v2(struct admit_slot *s, struct sockaddr_storage *client)
 {
 	static const uint8_t sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 					 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
-	uint8_t h[16 + ADMIT_PROXY_MAX];
-	ssize_t n = recv(fd, h, sizeof(h), MSG_PEEK);
-	size_t len;
+	uint8_t *h = s->phdr;
+	size_t want = 16, len = 0;
+	ssize_t n;
 
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 1 : -1;
-	if (n == 0 || memcmp(h, sig, (size_t)n < sizeof(sig) ? (size_t)n : sizeof(sig)))
-		return -1;
-	if (n < 16)
-		return 1;
-	if ((h[12] & 0xf0) != 0x20 || (h[12] & 0x0f) > 1)
-		return -1; /* version 2; command LOCAL (0) or PROXY (1) */
-	len = (size_t)h[14] << 8 | h[15];
-	if (len > ADMIT_PROXY_MAX)
-		return -1;
-	if ((size_t)n < 16 + len)
-		return n == (ssize_t)sizeof(h) ? -1 : 1;
+	for (;;) {
+		if (s->phave >= 16) {
+			if (memcmp(h, sig, sizeof(sig)) || (h[12] & 0xf0) != 0x20 ||
+			    (h[12] & 0x0f) > 1)
+				return -3; /* version 2; command LOCAL (0) or PROXY (1) */
+			len = (size_t)h[14] << 8 | h[15];
+			if (len > ADMIT_PROXY_MAX)
+				return -3;
+			want = 16 + len;
+		}
+		if (s->phave >= want)
+			break;
+		n = recv(s->fd, h + s->phave, want - s->phave, 0);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 1 : -1;
+		if (n == 0)
+			return s->phave ? -1 : -2;
+		s->phave += (uint16_t)n;
+		if (memcmp(h, sig, s->phave < sizeof(sig) ? s->phave : sizeof(sig)))
+			return -3; /* fail early: not even the signature */
+	}
 	memset(client, 0, sizeof(*client));
 	if ((h[12] & 0x0f) == 1 && h[13] == 0x11 && len >= 12) { /* TCP over IPv4 */
 		struct sockaddr_in *a = (struct sockaddr_in *)client;
@@ -248,10 +261,9 @@ static int read_proxy_v2(int fd, struct sockaddr_storage *client)
 		memcpy(&a->sin6_addr, h + 16, 16);
 		memcpy(&a->sin6_port, h + 48, 2);
 	} else if ((h[12] & 0x0f) == 1 && h[13] != 0x00) {
-		return -1; /* PROXY for UDP or unix sockets: not a client of ours */
+		return -3; /* PROXY for UDP or unix sockets: not a client of ours */
 	}
-	/* PROXY with family UNSPEC (0x00), or LOCAL: the TCP peer stays the client */
-	return recv(fd, h, 16 + len, 0) == (ssize_t)(16 + len) ? 0 : -1;
+	return 0;
 }
 
 static bool slot_admit_key(struct admit_slot *s, uint64_t now_ms);
@@ -262,14 +274,18 @@ static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (s->proxied) {
 		struct sockaddr_storage client;
-		int ret = read_proxy_v2(s->fd, &client);
+		int ret = read_proxy_v2(s, &client);
 
 		if (ret == 1)
 			return; /* the rest of the header comes; ADMIT_HELLO_MS still runs */
 		if (ret < 0) {
-			relay.st.rejects[REJECT_PROXY_PROTOCOL]++;
-			log_info_ratelimited("a connection from a --proxy-protocol-from source "
-					     "without a valid PROXY v2 header: closed");
+			/* A front end's health check connects and closes: not worth a line. */
+			if (ret != -2) {
+				relay.st.rejects[REJECT_PROXY_PROTOCOL]++;
+				log_info_ratelimited("a connection from a --proxy-protocol-from "
+						     "source without a valid PROXY v2 header: "
+						     "closed");
+			}
 			ev_io_stop(loop, w);
 			slot_close(s);
 			return;

@@ -587,6 +587,14 @@ static int conn_check_frames(struct conn *c)
 	return 0;
 }
 
+void conn_token_counts(unsigned *active, unsigned n)
+{
+	memset(active, 0, sizeof(*active) * n);
+	for (struct conn *c = relay.conns; c; c = c->next)
+		if (c->token >= 0 && (unsigned)c->token < n)
+			active[c->token]++;
+}
+
 unsigned conn_token_active(int i)
 {
 	unsigned n = 0;
@@ -630,8 +638,9 @@ void conn_tokens_changed(void)
 			continue;
 		}
 		relay.st.token_revoked++;
-		log_info_ratelimited("tunnel %s: its token is no longer accepted, closing (1008)",
-				     c->peer);
+		log_info_ratelimited("tunnel %s: %s, closing (1008)", c->peer, c->token >= 0 ?
+				     "its token is no longer accepted" :
+				     "it has no token, and --tokens is required now");
 		c->token = -1;
 		conn_request_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
 	}

@@ -111,13 +111,6 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_tls_handshake_failures_total TLS handshakes that failed (not TLS, no shared version or cipher, closed midway).\n"
 	    "# TYPE wgws_relay_tls_handshake_failures_total counter\n"
 	    "wgws_relay_tls_handshake_failures_total %llu\n", (unsigned long long)st->tls_failures);
-	if (relay.tokens) {
-		PUT("# HELP wgws_relay_token_connections Tunnels open now, by token (--tokens).\n"
-		    "# TYPE wgws_relay_token_connections gauge\n");
-		for (unsigned i = 0; i < tokens_count(relay.tokens); i++)
-			PUT("wgws_relay_token_connections{token=\"%s\"} %u\n",
-			    tokens_at(relay.tokens, i)->name, conn_token_active((int)i));
-	}
 	PUT("# HELP wgws_relay_token_revoked_total Tunnels closed (1008) because a reload took their token away.\n"
 	    "# TYPE wgws_relay_token_revoked_total counter\n"
 	    "wgws_relay_token_revoked_total %llu\n", (unsigned long long)st->token_revoked);
@@ -219,6 +212,17 @@ size_t http_render_metrics(char *buf, size_t size)
 		if (!n)
 			goto full;
 		len += n;
+	}
+	/* Last: with thousands of tokens it is what a full buffer cuts, nothing else. */
+	if (relay.tokens) {
+		static unsigned active[TOKENS_MAX];
+
+		conn_token_counts(active, TOKENS_MAX);
+		PUT("# HELP wgws_relay_token_connections Tunnels open now, by token (--tokens).\n"
+		    "# TYPE wgws_relay_token_connections gauge\n");
+		for (unsigned i = 0; i < tokens_count(relay.tokens); i++)
+			PUT("wgws_relay_token_connections{token=\"%s\"} %u\n",
+			    tokens_at(relay.tokens, i)->name, active[i]);
 	}
 	return len;
 full:

@@ -252,18 +252,20 @@ static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
 	}
 	strcpy(buf, v);
 	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-		struct relay_net *n = &cfg->proxy_from[cfg->n_proxy_from];
+		struct relay_net *n;
 		char *slash = strchr(t, '/');
 		unsigned long bits;
 		int fam = strchr(t, ':') ? AF_INET6 : AF_INET;
-		void *dst = fam == AF_INET ? (void *)&((struct sockaddr_in *)&n->net)->sin_addr
-					   : (void *)&((struct sockaddr_in6 *)&n->net)->sin6_addr;
+		void *dst;
 
 		if (cfg->n_proxy_from == sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0])) {
 			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: at most %zu networks",
 				 sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0]));
 			return -EINVAL;
 		}
+		n = &cfg->proxy_from[cfg->n_proxy_from];
+		dst = fam == AF_INET ? (void *)&((struct sockaddr_in *)&n->net)->sin_addr
+				     : (void *)&((struct sockaddr_in6 *)&n->net)->sin6_addr;
 		if (slash)
 			*slash = '\0';
 		memset(n, 0, sizeof(*n));
@@ -280,8 +282,20 @@ static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
 	return 0;
 }
 
-bool relay_proxy_trusted(const struct sockaddr_storage *ss)
+bool relay_proxy_trusted(const struct sockaddr_storage *peer)
 {
+	struct sockaddr_storage v4;
+	const struct sockaddr_storage *ss = peer;
+
+	/* On a dual-stack listener ([::]:443) an IPv4 front end arrives as ::ffff:a.b.c.d */
+	if (peer->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)peer)->sin6_addr)) {
+		memset(&v4, 0, sizeof(v4));
+		v4.ss_family = AF_INET;
+		memcpy(&((struct sockaddr_in *)&v4)->sin_addr,
+		       ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr + 12, 4);
+		ss = &v4;
+	}
 	for (unsigned i = 0; i < relay.cfg.n_proxy_from; i++) {
 		const struct relay_net *n = &relay.cfg.proxy_from[i];
 		const uint8_t *a, *b;
@@ -635,6 +649,14 @@ static void reload(void)
 	LIVE(max_conns_per_ip, "--max-conns-per-ip");
 	LIVE(max_pending_per_ip, "--max-pending-per-ip");
 	LIVE(idle_timeout_s, "--idle-timeout");
+	if (next.n_proxy_from != relay.cfg.n_proxy_from ||
+	    memcmp(next.proxy_from, relay.cfg.proxy_from, sizeof(next.proxy_from))) {
+		snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),
+			 " --proxy-protocol-from %u -> %u networks;", relay.cfg.n_proxy_from,
+			 next.n_proxy_from);
+		memcpy(relay.cfg.proxy_from, next.proxy_from, sizeof(next.proxy_from));
+		relay.cfg.n_proxy_from = next.n_proxy_from; /* read at each accept */
+	}
 	RESTART(!relay.activated && !addr_equal((struct sockaddr *)&next.listen,
 						 (struct sockaddr *)&relay.cfg.listen), "--listen");
 	RESTART(next.has_metrics != relay.cfg.has_metrics ||

@@ -19,7 +19,7 @@
 
 enum {
 	METRICS_REQ_MAX = 2048,
-	METRICS_BODY_MAX = 32768,
+	METRICS_BODY_MAX = 262144, /* room for --tokens' TOKENS_MAX lines */
 };
 
 struct mconn {

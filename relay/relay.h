@@ -214,6 +214,8 @@ void conn_forward_held(struct jit_hold *h);
 void conn_tokens_changed(void);
 /* Open tunnels holding token i now. */
 unsigned conn_token_active(int i);
+/* active[i] = open tunnels holding token i, for i < n: one pass over the tunnels. */
+void conn_token_counts(unsigned *active, unsigned n);
 /* The provisioner named the WireGuard peer of h's tunnel (key; verdict in words): logged
  * once per tunnel and key, with the client and the tunnel's WireGuard endpoint. */
 void conn_jit_peer(struct jit_hold *h, const uint8_t key[static 32], const char *verdict);

@@ -85,9 +85,11 @@ int tokens_load(const char *path, struct tokens **out, char err[static CONF_ERR_
 	if (!ts)
 		return -ENOMEM;
 	if (!(f = fopen(path, "re"))) {
-		snprintf(err, CONF_ERR_LEN, "--tokens %.200s: %s", path, strerror(errno));
+		int e = errno ? errno : EIO;
+
+		snprintf(err, CONF_ERR_LEN, "--tokens %.200s: %s", path, strerror(e));
 		free(ts);
-		return -errno;
+		return -e;
 	}
 	while (fgets(line, sizeof(line), f)) {
 		char *p = line + strspn(line, " \t");

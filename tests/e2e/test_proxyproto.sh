@@ -1,12 +1,13 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Behind a load balancer: haproxy on the gateway's port 443 in TCP mode, sending PROXY
-# protocol v2 to the relay on 127.0.0.1:8443 (--proxy-protocol-from 127.0.0.1). The tunnel
+# protocol v2 to the relay on [::]:8443 (dual stack: haproxy's 127.0.0.1 arrives as
+# ::ffff:127.0.0.1, and --proxy-protocol-from 127.0.0.1 must still trust it). The tunnel
 # works through squid and haproxy; the relay logs the real client (squid's address and
 # port, not haproxy's 127.0.0.1), and limits by it: with --max-conns-per-ip 1 a second
 # tunnel from the same client is refused while one from another address is not (without
 # the header every tunnel would be haproxy's). A trusted source without a header is closed
-# and counted.
+# and counted; one that sends half a header and waits costs the relay no CPU meanwhile.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -26,7 +27,7 @@ wg_endpoint_shim
 certs_make
 start_squid
 RELAY_LOG=$T/relay.log
-spawn_ns "$NS_G" "$RELAY_LOG" "$WGWS_BUILD/wgws-relay" --listen 127.0.0.1:8443 --cert "$CERT" \
+spawn_ns "$NS_G" "$RELAY_LOG" "$WGWS_BUILD/wgws-relay" --listen "[::]:8443" --cert "$CERT" \
 	--key "$KEY" --metrics "$METRICS" --proxy-protocol-from 127.0.0.1/32 --max-conns-per-ip 1
 RELAY_PID=$SPAWNED
 relay_listens() { in_g ss -Hltn "sport = :8443" | grep -q .; }
@@ -89,4 +90,17 @@ after=$(relay_metric 'wgws_relay_connections_rejected_total{reason="proxy_protoc
 [ "$after" -gt "$before" ] || fail "rejected{proxy_protocol} $before -> $after"
 grep -q "without a valid PROXY v2 header: closed" "$RELAY_LOG" || fail "not logged"
 ok "closed and counted (rejected{proxy_protocol} $before -> $after)"
+
+say "half a header, then silence: the relay waits without spinning"
+t0=$(cpu_ticks "$RELAY_PID")
+in_g python3 -c "
+import socket, time
+s = socket.create_connection(('127.0.0.1', 8443))
+s.sendall(b'\r\n\r\n\x00\r\nQU')
+time.sleep(2)
+s.close()"
+ticks=$(($(cpu_ticks "$RELAY_PID") - t0))
+[ "$ticks" -lt 40 ] || fail "the relay used $ticks ticks in 2 s waiting for the rest of a header"
+alive "$RELAY_PID" || fail "the relay died"
+ok "$ticks CPU ticks in 2 s (CLK_TCK $(getconf CLK_TCK)) while half a header waited"
 echo "PASS test_proxyproto"
