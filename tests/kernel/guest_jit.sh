@@ -197,10 +197,10 @@ expect "metrics: one initiation on the capture path" \
 	"$(metric 'wgws_provisioner_jit_initiations_total{path="capture"}')" 1
 expect "metrics: one install" "$(metric wgws_provisioner_jit_installs_total)" 1
 expect "metrics: no malformed capture" "$(metric wgws_provisioner_jit_capture_malformed_total)" 0
-if grep -q "installed (plain UDP from $CL_IP:51821)" /tmp/prov.log; then
+if grep -q "installed: plain UDP from $CL_IP:51821" /tmp/prov.log; then
 	ok "log: installed from plain UDP $CL_IP:51821"
 else
-	bad "log: no 'installed (plain UDP from $CL_IP:51821)' line"
+	bad "log: no 'installed: plain UDP from $CL_IP:51821' line"
 fi
 
 # --- iv. an unknown key ----------------------------------------------------------------------
