@@ -79,24 +79,21 @@ static int on_close_socket(void *clientp, curl_socket_t fd)
 	return close(fd);
 }
 
-/* The CONNECT reply's header lines: keep the status line for the messages. */
+/* The CONNECT reply's header lines: keep the status line for the messages, parsed by the
+ * same code as the relay's 101 (ws.c: unit-tested and fuzzed), printable only. */
 static size_t on_header(char *p, size_t size, size_t n, void *userdata)
 {
 	struct session *s = userdata;
 	size_t len = size * n;
+	char why[WS_WHY_LEN];
+	int code;
 
-	if (len > 9 && strncmp(p, "HTTP/", 5) == 0) {
-		const char *sp = memchr(p, ' ', len);
-		size_t l = sp ? len - (size_t)(sp + 1 - p) : 0;
-
-		while (l && (sp[l] == '\r' || sp[l] == '\n'))
-			l--;
-		snprintf(s->proxy_status, sizeof(s->proxy_status), "%.*s", sp ? (int)l : 0,
-			 sp ? sp + 1 : "");
-		/* printable only: it goes into log lines */
-		for (char *c = s->proxy_status; *c; c++)
-			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-				*c = '?';
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		if (ws_parse_status(p, len, &code, why) == 0)
+			snprintf(s->proxy_status, sizeof(s->proxy_status), "%s", why);
+		else
+			snprintf(s->proxy_status, sizeof(s->proxy_status), "a malformed status "
+				 "line '%.100s'", why);
 	}
 	return len;
 }
