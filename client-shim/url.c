@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "cidr.h"
 #include "shim.h"
 
 static bool host_is_name(const char *h)
@@ -260,36 +261,22 @@ const char *url_proxy_scheme(enum proxy_scheme s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
-/* Does the address host (text) lie in the network e[0..n) "ADDRESS/PREFIX" of its family? */
+/* Does the address host (text) lie in the network e[0..n) "ADDRESS/PREFIX" (cidr.h)? */
 static bool cidr_matches(const char *host, const char *e, size_t n)
 {
-	unsigned char h[16], net[16];
-	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
-	int fam = strchr(host, ':') ? AF_INET6 : AF_INET, max = fam == AF_INET6 ? 128 : 32;
-	unsigned long bits;
+	char buf[CIDR_STR];
+	unsigned char a[16];
+	int fam = strchr(host, ':') ? AF_INET6 : AF_INET;
+	struct cidr net, h;
 
 	if (n >= sizeof(buf))
 		return false;
 	memcpy(buf, e, n);
 	buf[n] = '\0';
-	if (!(slash = strchr(buf, '/')))
+	if (cidr_parse(buf, &net) < 0 || inet_pton(fam, host, a) != 1)
 		return false;
-	*slash = '\0';
-	if (!isdigit((unsigned char)slash[1]))
-		return false;
-	bits = strtoul(slash + 1, &end, 10);
-	if (*end || bits > (unsigned long)max || inet_pton(fam, host, h) != 1 ||
-	    inet_pton(fam, buf, net) != 1)
-		return false;
-	for (unsigned i = 0; i < bits / 8; i++)
-		if (h[i] != net[i])
-			return false;
-	if (bits % 8) {
-		unsigned char m = (unsigned char)(0xff << (8 - bits % 8));
-
-		return (h[bits / 8] & m) == (net[bits / 8] & m);
-	}
-	return true;
+	cidr_host(fam, a, &h);
+	return cidr_overlaps(&net, &h);
 }
 
 /* Does host (a name) equal domain or end with ".domain"? Both compared without case. */

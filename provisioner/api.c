@@ -189,9 +189,9 @@ static int reply_store_error(struct lws *wsi, const char *what, int err)
 	return reply_error(wsi, 500, "the peer store failed (%s)", strerror(-err));
 }
 
-static json_t *cidr_json(const struct prov_cidr *c)
+static json_t *cidr_json(const struct cidr *c)
 {
-	char buf[PROV_CIDR_STR];
+	char buf[CIDR_STR];
 
 	return json_string(cidr_format(c, buf));
 }
@@ -236,7 +236,7 @@ static bool name_is_ok(const char *s)
 	return true;
 }
 
-static bool in_pools(const struct prov_cidr *c, const struct prov_cidr *pools, unsigned n_pools)
+static bool in_pools(const struct cidr *c, const struct cidr *pools, unsigned n_pools)
 {
 	for (unsigned i = 0; i < n_pools; i++)
 		if (cidr_overlaps(c, &pools[i]))
@@ -245,7 +245,7 @@ static bool in_pools(const struct prov_cidr *c, const struct prov_cidr *pools, u
 }
 
 unsigned api_parse_create(const char *body, size_t len, int64_t now,
-			  const struct prov_cidr *pools, unsigned n_pools,
+			  const struct cidr *pools, unsigned n_pools,
 			  const uint8_t *device_key, struct store_peer *sp, bool *have_key,
 			  char msg[static API_MSG_LEN])
 {
@@ -310,7 +310,7 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 				break;
 			}
 			json_array_foreach(v, i, e) {
-				struct prov_cidr *c = &sp->routes[i];
+				struct cidr *c = &sp->routes[i];
 
 				if (!json_is_string(e) || cidr_parse(json_string_value(e), c) < 0) {
 					snprintf(msg, API_MSG_LEN,
@@ -327,7 +327,7 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
 					break;
 				}
 				for (size_t o = 0; o < i; o++) {
-					char a[PROV_CIDR_STR], b[PROV_CIDR_STR];
+					char a[CIDR_STR], b[CIDR_STR];
 
 					if (!cidr_overlaps(c, &sp->routes[o]))
 						continue;
@@ -358,7 +358,7 @@ unsigned api_parse_create(const char *body, size_t len, int64_t now,
  * addresses to the newest peer. Names both prefixes and the peer that has the other. */
 static int reply_conflict(struct lws *wsi, const struct store_conflict *cf)
 {
-	char mine[PROV_CIDR_STR], theirs[PROV_CIDR_STR], key[WG_KEY_B64_LEN + 1];
+	char mine[CIDR_STR], theirs[CIDR_STR], key[WG_KEY_B64_LEN + 1];
 
 	cidr_format(&cf->mine, mine);
 	cidr_format(&cf->theirs, theirs);
@@ -437,7 +437,7 @@ static int api_create(struct lws *wsi, struct req *r)
 {
 	uint8_t priv[WG_KEY_LEN];
 	struct store_peer sp;
-	struct prov_cidr pools[2];
+	struct cidr pools[2];
 	char msg[API_MSG_LEN], *config;
 	unsigned n_pools = 0, status;
 	bool have_key;

@@ -164,7 +164,7 @@ static struct {
 	unsigned installed, present, failed, foreign, unmarked;
 } rc;
 
-bool prov_in_pools(const struct prov_cidr *c)
+bool prov_in_pools(const struct cidr *c)
 {
 	return (prov.cfg.has_pool4 && cidr_overlaps(c, &prov.cfg.pool4)) ||
 	       (prov.cfg.has_pool6 && cidr_overlaps(c, &prov.cfg.pool6));
@@ -185,7 +185,7 @@ static int collect_device(void *arg, const struct wgdev_peer_info *pi)
 	 * the kernel would silently move them to the new peer. Say so, loudly, once. */
 	if (store_get(prov.store, pi->pubkey, &sp) == -ENOENT) {
 		for (unsigned i = 0; i < n; i++) {
-			char b64[WG_KEY_B64_LEN + 1], cidr[PROV_CIDR_STR];
+			char b64[WG_KEY_B64_LEN + 1], cidr[CIDR_STR];
 
 			if (!prov_in_pools(&pi->allowed[i]))
 				continue;

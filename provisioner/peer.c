@@ -27,14 +27,14 @@ void peer_to_device(const struct store_peer *sp, struct wgdev_peer *dp)
 	dp->keepalive_s = sp->keepalive_s ? sp->keepalive_s : -1;
 	if (sp->has_ip4) {
 		uint32_t ip = htonl(sp->ip4);
-		struct prov_cidr *c = &dp->allowed[dp->n_allowed++];
+		struct cidr *c = &dp->allowed[dp->n_allowed++];
 
 		c->family = AF_INET;
 		c->bits = 32;
 		memcpy(c->addr, &ip, 4);
 	}
 	if (sp->has_ip6) {
-		struct prov_cidr *c = &dp->allowed[dp->n_allowed++];
+		struct cidr *c = &dp->allowed[dp->n_allowed++];
 
 		c->family = AF_INET6;
 		c->bits = 128;
@@ -152,7 +152,7 @@ static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 
 char *peer_config(const struct store_peer *sp, const uint8_t *private_key)
 {
-	char b64[WG_KEY_B64_LEN + 1], cidr[PROV_CIDR_STR];
+	char b64[WG_KEY_B64_LEN + 1], cidr[CIDR_STR];
 	size_t len = 0, cap = 1024;
 	char *buf = malloc(cap);
 	struct wgdev_peer dp;

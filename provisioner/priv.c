@@ -28,14 +28,14 @@
 
 /* No padding: every byte of a message is a field someone checks or sets. */
 _Static_assert(sizeof(struct priv_hdr) == 16, "priv_hdr padding");
-_Static_assert(sizeof(struct prov_cidr) == 18, "prov_cidr padding");
+_Static_assert(sizeof(struct cidr) == 18, "prov_cidr padding");
 _Static_assert(sizeof(struct priv_peer) == 2 * WG_KEY_LEN + 8 + sizeof(struct sockaddr_storage) +
-		       PROV_MAX_ALLOWED * sizeof(struct prov_cidr),
+		       PROV_MAX_ALLOWED * sizeof(struct cidr),
 	       "priv_peer padding");
 _Static_assert(sizeof(struct priv_remove) == 8 + PRIV_REMOVE_MAX * WG_KEY_LEN,
 	       "priv_remove padding");
 _Static_assert(sizeof(struct priv_peer_info) == WG_KEY_LEN + 24 + sizeof(struct sockaddr_storage) +
-		       8 + PROV_MAX_ALLOWED * sizeof(struct prov_cidr),
+		       8 + PROV_MAX_ALLOWED * sizeof(struct cidr),
 	       "priv_peer_info padding");
 _Static_assert(sizeof(struct priv_info) == WG_KEY_LEN + 8, "priv_info padding");
 _Static_assert(sizeof(struct priv_peer_msg) == 16 + sizeof(struct priv_peer), "peer_msg");
@@ -125,7 +125,7 @@ void priv_copy_endpoint(struct sockaddr_storage *dst, const struct sockaddr_stor
 		memcpy(dst, src, sizeof(struct sockaddr_in6));
 }
 
-void priv_copy_cidr(struct prov_cidr *dst, const struct prov_cidr *src)
+void priv_copy_cidr(struct cidr *dst, const struct cidr *src)
 {
 	memset(dst, 0, sizeof(*dst));
 	dst->family = src->family;
@@ -165,7 +165,7 @@ static int __attribute__((format(printf, 2, 3))) lie(char *why, const char *fmt,
 	return -EBADMSG;
 }
 
-static int check_cidr(const struct prov_cidr *c, char *why)
+static int check_cidr(const struct cidr *c, char *why)
 {
 	if (c->family == AF_INET && c->bits <= 32 && sodium_is_zero(c->addr + 4, 12))
 		return 0;

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "cidr.h"
 #include "jitproto.h"
 
 #define PROV_VERSION "0.1.0"
@@ -23,7 +24,6 @@ enum {
 	WG_KEY_LEN = 32,
 	WG_KEY_B64_LEN = 44,      /* standard base64 with padding, as wg(8) prints keys */
 	WG_TAI64N_LEN = 12,
-	PROV_CIDR_STR = 64,       /* "ffff:...:ffff/128" and a NUL */
 	PROV_MAX_ALLOWED = 8,     /* allowed IPs per peer: its addresses plus a few routes */
 	PROV_NAME_MAX = 64,
 	PROV_MAX_PINS = 4,        /* --relay-pin, repeated while the relay's key rotates */
@@ -32,22 +32,6 @@ enum {
 	PROV_DEFAULT_CLIENT_MTU = 1420, /* WireGuard's own default */
 	PROV_CLIENT_FWMARK = 51820, /* a full tunnel's FwMark (wg-quick's own default) */
 };
-
-/* ---- cidr.c: addresses with a prefix length ---- */
-
-struct prov_cidr {
-	uint8_t family; /* AF_INET or AF_INET6 */
-	uint8_t bits;   /* 0..32 or 0..128 */
-	uint8_t addr[16]; /* network byte order; the first 4 bytes for AF_INET */
-};
-
-/* True when the two prefixes share an address (one contains the other). */
-bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b);
-/* Parse "10.0.0.2/32", "fd00::2/128", or an address without "/n" (a host route).
- * Host bits beyond the prefix must be zero. Returns 0 or -EINVAL. */
-int cidr_parse(const char *s, struct prov_cidr *out) __attribute__((warn_unused_result));
-/* "10.0.0.2/32" into buf; returns buf. */
-const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR]);
 
 /* ---- key.c: key encodings ---- */
 
@@ -78,7 +62,7 @@ struct wgdev_peer {
 	struct sockaddr_storage endpoint; /* ss_family == 0: leave unset */
 	int keepalive_s;                  /* -1: leave as is; 0: off; 1..65535 */
 	unsigned n_allowed;
-	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+	struct cidr allowed[PROV_MAX_ALLOWED];
 };
 
 /* What a dump reports for one installed peer, the same whatever the backend. */
@@ -89,7 +73,7 @@ struct wgdev_peer_info {
 	struct sockaddr_storage endpoint; /* ss_family 0 when unknown */
 	uint16_t keepalive_s;
 	unsigned n_allowed;       /* may exceed PROV_MAX_ALLOWED; only that many are kept */
-	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+	struct cidr allowed[PROV_MAX_ALLOWED];
 };
 
 struct wgdev_info {
@@ -220,7 +204,7 @@ struct store_peer {
 	uint16_t keepalive_s;
 	char name[PROV_NAME_MAX + 1];
 	unsigned n_routes;            /* extra allowed IPs given at creation */
-	struct prov_cidr routes[PROV_MAX_ALLOWED - 2];
+	struct cidr routes[PROV_MAX_ALLOWED - 2];
 	int64_t created_at;           /* unix seconds */
 	int64_t expires_at;           /* 0 = never */
 	int64_t last_seen;            /* last handshake the GC saw, 0 = never */
@@ -251,9 +235,9 @@ const char *store_errmsg(const struct store *st);
 int store_create(struct store *st, struct store_peer *p, int64_t now)
 	__attribute__((warn_unused_result));
 struct store_conflict {
-	struct prov_cidr mine;      /* the new peer's route, or an address it would get */
+	struct cidr mine;      /* the new peer's route, or an address it would get */
 	bool mine_is_address;
-	struct prov_cidr theirs;    /* what it overlaps: a route, or a host route for an address */
+	struct cidr theirs;    /* what it overlaps: a route, or a host route for an address */
 	uint8_t pubkey[WG_KEY_LEN]; /* of the stored peer that has it */
 };
 /* After store_create's -EADDRINUSE: what overlapped (zeroed after any other result). */
@@ -600,7 +584,7 @@ struct priv_peer {
 	uint16_t reserved;
 	int32_t keepalive_s;              /* -1..65535 */
 	struct sockaddr_storage endpoint; /* AF_UNSPEC (then all zero), AF_INET or AF_INET6 */
-	struct prov_cidr allowed[PROV_MAX_ALLOWED]; /* AF_INET /0-32 or AF_INET6 /0-128 */
+	struct cidr allowed[PROV_MAX_ALLOWED]; /* AF_INET /0-32 or AF_INET6 /0-128 */
 };
 
 struct priv_remove {
@@ -616,7 +600,7 @@ struct priv_peer_info {
 	struct sockaddr_storage endpoint;
 	uint32_t keepalive_s;
 	uint32_t n_allowed;               /* as the device says; allowed holds the first 8 */
-	struct prov_cidr allowed[PROV_MAX_ALLOWED];
+	struct cidr allowed[PROV_MAX_ALLOWED];
 };
 
 struct priv_info {
@@ -695,7 +679,7 @@ void priv_peer_to_wire(const struct wgdev_peer *p, struct priv_peer *w);
 /* Only the bytes that mean something, into zeroed memory: the rest of a sockaddr_storage or
  * of an IPv4 prefix's address may hold whatever the writer's stack held. */
 void priv_copy_endpoint(struct sockaddr_storage *dst, const struct sockaddr_storage *src);
-void priv_copy_cidr(struct prov_cidr *dst, const struct prov_cidr *src);
+void priv_copy_cidr(struct cidr *dst, const struct cidr *src);
 
 struct priv;
 
@@ -749,7 +733,7 @@ struct prov_cfg {
 	socklen_t api_len;
 	char token[PROV_TOKEN_MAX + 1]; /* bearer token for the tcp listener */
 	bool has_pool4, has_pool6;
-	struct prov_cidr pool4, pool6;  /* as given: also the clients' AllowedIPs by default */
+	struct cidr pool4, pool6;  /* as given: also the clients' AllowedIPs by default */
 	struct store_pool pool;
 	unsigned gc_interval_s;
 	unsigned gc_idle_s;             /* 0: idle peers stay installed */
@@ -767,7 +751,7 @@ struct prov_cfg {
 	unsigned n_relay_pins;
 	unsigned client_mtu;            /* MTU in generated configs */
 	unsigned n_client_allowed;
-	struct prov_cidr client_allowed[PROV_MAX_ALLOWED];
+	struct cidr client_allowed[PROV_MAX_ALLOWED];
 	bool jit;                       /* install on the first handshake, not at creation */
 	char jit_socket[108];           /* where the relay asks ("" = no relay channel) */
 	uid_t jit_uid;                  /* besides root and ourselves, who may connect there */
@@ -866,7 +850,7 @@ enum { API_MSG_LEN = 200 };
  * allowed_ips (none may overlap one of the n_pools pools). Pure: no I/O, no globals.
  * Returns 0, or an HTTP status (400) with msg set. */
 unsigned api_parse_create(const char *body, size_t len, int64_t now,
-			  const struct prov_cidr *pools, unsigned n_pools,
+			  const struct cidr *pools, unsigned n_pools,
 			  const uint8_t *device_key, struct store_peer *sp, bool *have_key,
 			  char msg[static API_MSG_LEN]);
 
@@ -876,7 +860,7 @@ void gc_start(void);
 /* A peer just answered for (JIT): do not remove it in the GC run under way. */
 void gc_spare(const uint8_t key[static WG_KEY_LEN]);
 /* True when c overlaps a configured address pool. */
-bool prov_in_pools(const struct prov_cidr *c);
+bool prov_in_pools(const struct cidr *c);
 /* Eager mode at start-up: put every stored peer the device lacks back into it (after a
  * reboot or a wireguard-go restart), in paced pages while the API already serves. */
 void gc_reconcile_start(void);

@@ -49,7 +49,7 @@ enum {
 	STORE_BATCH = 32,            /* rows copied out per query by the list functions */
 	STORE_IP6_TRIES = 16,
 	STORE_MAX_ROUTES = PROV_MAX_ALLOWED - 2,
-	STORE_ROUTES_STR = STORE_MAX_ROUTES * PROV_CIDR_STR, /* "a/n,b/m,..." and a NUL */
+	STORE_ROUTES_STR = STORE_MAX_ROUTES * CIDR_STR, /* "a/n,b/m,..." and a NUL */
 	STORE_ERRMSG = 256,
 	STORE_MIN_SQLITE = 3037000,  /* STRICT tables; RETURNING is 3.35 */
 	ROUTE_KEY_MAX = 17,          /* family tag (4 or 6) and a 4- or 16-byte address */
@@ -477,8 +477,8 @@ fail:
 static int check_new_peer(const struct store_peer *p, int64_t now,
 			  char routes[static STORE_ROUTES_STR])
 {
-	char buf[PROV_CIDR_STR];
-	struct prov_cidr back;
+	char buf[CIDR_STR];
+	struct cidr back;
 	size_t off = 0;
 
 	if (now < 0 || p->expires_at < 0 || memchr(p->name, '\0', sizeof(p->name)) == NULL ||
@@ -486,7 +486,7 @@ static int check_new_peer(const struct store_peer *p, int64_t now,
 		return -EINVAL;
 	routes[0] = '\0';
 	for (unsigned i = 0; i < p->n_routes; i++) {
-		const struct prov_cidr *c = &p->routes[i];
+		const struct cidr *c = &p->routes[i];
 
 		/* Only what cidr_parse() will give back is stored (no host bits, sane length). */
 		cidr_format(c, buf);
@@ -588,7 +588,7 @@ static int peer_exists(struct store *st, const uint8_t key[static WG_KEY_LEN])
 /* A prefix as two index keys: family tag and first address, family tag and last address.
  * BLOB order is memcmp order: one family's prefixes sort together, by address. Returns the
  * keys' length (5 or 17). */
-static int route_keys(const struct prov_cidr *c, uint8_t lo[static ROUTE_KEY_MAX],
+static int route_keys(const struct cidr *c, uint8_t lo[static ROUTE_KEY_MAX],
 		      uint8_t hi[static ROUTE_KEY_MAX])
 {
 	unsigned n = c->family == AF_INET ? 4 : 16;
@@ -605,7 +605,7 @@ static int route_keys(const struct prov_cidr *c, uint8_t lo[static ROUTE_KEY_MAX
 }
 
 /* A host route for a peer's own address. */
-static void host_cidr(int family, const void *addr, struct prov_cidr *c)
+static void host_cidr(int family, const void *addr, struct cidr *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->family = (uint8_t)family;
@@ -662,11 +662,11 @@ out:
  * others, which that one seek can miss (it may find the inner one); then: a prefix starting
  * inside c (one range seek), or one containing c, which starts at c's address cut to a
  * shorter length (one seek per length, at most 32 or 128). */
-static int route_overlap(struct store *st, const struct prov_cidr *c, struct store_conflict *out)
+static int route_overlap(struct store *st, const struct cidr *c, struct store_conflict *out)
 {
 	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX], cut_lo[ROUTE_KEY_MAX], cut_hi[ROUTE_KEY_MAX];
 	int n = route_keys(c, lo, hi), ret;
-	struct prov_cidr cut = *c;
+	struct cidr cut = *c;
 	sqlite3_stmt *s;
 
 	s = st->stmt[S_ROUTE_NEAR];
@@ -690,7 +690,7 @@ static int route_overlap(struct store *st, const struct prov_cidr *c, struct sto
 
 /* A stored peer's own address inside c: 1 with out->theirs (a host route) and out->pubkey,
  * 0, or -errno. One seek on the ip4 or ip6 UNIQUE index. */
-static int address_overlap(struct store *st, const struct prov_cidr *c,
+static int address_overlap(struct store *st, const struct cidr *c,
 			   struct store_conflict *out)
 {
 	uint8_t lo[ROUTE_KEY_MAX], hi[ROUTE_KEY_MAX], a6[16];
@@ -1415,9 +1415,9 @@ fail:
  * seek per route. Nothing is changed; the first overlap and the count go to err. */
 static int report_overlaps(struct store *st, const char *path, char *err, size_t errlen)
 {
-	char a[PROV_CIDR_STR], b[PROV_CIDR_STR], ka[WG_KEY_B64_LEN + 1], kb[WG_KEY_B64_LEN + 1];
+	char a[CIDR_STR], b[CIDR_STR], ka[WG_KEY_B64_LEN + 1], kb[WG_KEY_B64_LEN + 1];
 	uint8_t far_hi[ROUTE_KEY_MAX], far_key[WG_KEY_LEN], key[WG_KEY_LEN];
-	struct prov_cidr c, far = { 0 };
+	struct cidr c, far = { 0 };
 	struct store_conflict cf;
 	sqlite3_stmt *s = NULL;
 	unsigned count = 0;

@@ -132,7 +132,7 @@ static int out_endpoint(struct out *o, const struct sockaddr_storage *ss)
 ssize_t uapi_format_set_peer(char *buf, size_t size, const struct wgdev_peer *p, bool update_only)
 {
 	struct out o = { .buf = buf, .size = size };
-	char cidr[PROV_CIDR_STR];
+	char cidr[CIDR_STR];
 
 	if (p->keepalive_s < -1 || p->keepalive_s > 65535 || p->n_allowed > PROV_MAX_ALLOWED)
 		return -EINVAL;
@@ -153,7 +153,7 @@ ssize_t uapi_format_set_peer(char *buf, size_t size, const struct wgdev_peer *p,
 	if (p->keepalive_s >= 0)
 		out_printf(&o, "persistent_keepalive_interval=%d\n", p->keepalive_s);
 	for (unsigned i = 0; !update_only && i < p->n_allowed; i++) {
-		const struct prov_cidr *c = &p->allowed[i];
+		const struct cidr *c = &p->allowed[i];
 
 		bool ok = (c->family == AF_INET && c->bits <= 32) ||
 			  (c->family == AF_INET6 && c->bits <= 128);
@@ -310,9 +310,9 @@ static int parse_endpoint(const char *s, size_t len, struct sockaddr_storage *ss
 }
 
 /* "prefix/bits", the slash required. */
-static int parse_allowed_ip(const char *s, size_t len, struct prov_cidr *c)
+static int parse_allowed_ip(const char *s, size_t len, struct cidr *c)
 {
-	char tmp[PROV_CIDR_STR];
+	char tmp[CIDR_STR];
 
 	if (len >= sizeof(tmp) || !memchr(s, '/', len))
 		return -EBADMSG;
@@ -421,7 +421,7 @@ static int peer_line(struct parser *p, const char *k, size_t klen, const char *v
 		return 0;
 	}
 	if (key_is(k, klen, "allowed_ip")) {
-		struct prov_cidr c;
+		struct cidr c;
 
 		if (parse_allowed_ip(v, vlen, &c) < 0)
 			return -EBADMSG;

@@ -115,7 +115,7 @@ static int put_endpoint(struct nlmsghdr *nlh, size_t size, const struct sockaddr
 	return -EINVAL;
 }
 
-static int put_allowedip(struct nlmsghdr *nlh, size_t size, const struct prov_cidr *c)
+static int put_allowedip(struct nlmsghdr *nlh, size_t size, const struct cidr *c)
 {
 	struct nlattr *nest = mnl_attr_nest_start_check(nlh, size, 0);
 	size_t len = c->family == AF_INET ? 4 : 16;
@@ -128,7 +128,7 @@ static int put_allowedip(struct nlmsghdr *nlh, size_t size, const struct prov_ci
 	return 0;
 }
 
-static bool cidr_ok(const struct prov_cidr *c)
+static bool cidr_ok(const struct cidr *c)
 {
 	return (c->family == AF_INET && c->bits <= 32) || (c->family == AF_INET6 && c->bits <= 128);
 }
@@ -430,7 +430,7 @@ struct dump_ctx {
 	struct wgdev_peer_info cur;   /* held back until the next key differs or the dump ends */
 };
 
-static int parse_allowedip(const struct nlattr *nest, struct prov_cidr *c)
+static int parse_allowedip(const struct nlattr *nest, struct cidr *c)
 {
 	const struct nlattr *attr;
 	uint16_t family = 0;
@@ -531,7 +531,7 @@ static int parse_peer(const struct nlattr *nest, struct wgdev_peer_info *p)
 			if (mnl_attr_validate(attr, MNL_TYPE_NESTED) < 0)
 				return -EBADMSG;
 			mnl_attr_for_each_nested(ip, attr) {
-				struct prov_cidr c;
+				struct cidr c;
 
 				if (mnl_attr_validate(ip, MNL_TYPE_NESTED) < 0)
 					return -EBADMSG;

@@ -244,6 +244,7 @@ static int set_str(char **dst, const char *v)
 /* --proxy-protocol-from CIDR[,CIDR...] (repeatable): the front ends that speak PROXY v2. */
 static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
 {
+	enum { MAX = sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0]) };
 	char buf[256], *save = NULL;
 
 	if (strlen(v) >= sizeof(buf)) {
@@ -252,31 +253,15 @@ static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
 	}
 	strcpy(buf, v);
 	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-		struct relay_net *n;
-		char *slash = strchr(t, '/');
-		unsigned long bits;
-		int fam = strchr(t, ':') ? AF_INET6 : AF_INET;
-		void *dst;
-
-		if (cfg->n_proxy_from == sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0])) {
-			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: at most %zu networks",
-				 sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0]));
+		if (cfg->n_proxy_from == MAX) {
+			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: at most %d networks", MAX);
 			return -EINVAL;
 		}
-		n = &cfg->proxy_from[cfg->n_proxy_from];
-		dst = fam == AF_INET ? (void *)&((struct sockaddr_in *)&n->net)->sin_addr
-				     : (void *)&((struct sockaddr_in6 *)&n->net)->sin6_addr;
-		if (slash)
-			*slash = '\0';
-		memset(n, 0, sizeof(*n));
-		n->net.ss_family = (sa_family_t)fam;
-		if (inet_pton(fam, t, dst) != 1 ||
-		    (slash && conf_parse_uint(slash + 1, 0, fam == AF_INET ? 32 : 128, &bits) < 0)) {
+		if (cidr_parse(t, &cfg->proxy_from[cfg->n_proxy_from]) < 0) {
 			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: '%.60s' is not an address "
-				 "or ADDRESS/PREFIX", t);
+				 "or ADDRESS/PREFIX (with no host bits)", t);
 			return -EINVAL;
 		}
-		n->bits = slash ? (unsigned)bits : fam == AF_INET ? 32 : 128;
 		cfg->n_proxy_from++;
 	}
 	return 0;
@@ -284,37 +269,18 @@ static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
 
 bool relay_proxy_trusted(const struct sockaddr_storage *peer)
 {
-	struct sockaddr_storage v4;
-	const struct sockaddr_storage *ss = peer;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)peer;
+	struct cidr host;
 
-	/* On a dual-stack listener ([::]:443) an IPv4 front end arrives as ::ffff:a.b.c.d */
-	if (peer->ss_family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)peer)->sin6_addr)) {
-		memset(&v4, 0, sizeof(v4));
-		v4.ss_family = AF_INET;
-		memcpy(&((struct sockaddr_in *)&v4)->sin_addr,
-		       ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr + 12, 4);
-		ss = &v4;
-	}
-	for (unsigned i = 0; i < relay.cfg.n_proxy_from; i++) {
-		const struct relay_net *n = &relay.cfg.proxy_from[i];
-		const uint8_t *a, *b;
-		unsigned bits = n->bits;
-
-		if (n->net.ss_family != ss->ss_family)
-			continue;
-		a = n->net.ss_family == AF_INET ?
-			    (const uint8_t *)&((const struct sockaddr_in *)&n->net)->sin_addr :
-			    ((const struct sockaddr_in6 *)&n->net)->sin6_addr.s6_addr;
-		b = ss->ss_family == AF_INET ?
-			    (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr :
-			    ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-		if (memcmp(a, b, bits / 8))
-			continue;
-		if (bits % 8 && ((a[bits / 8] ^ b[bits / 8]) & (0xff << (8 - bits % 8)) & 0xff))
-			continue;
-		return true;
-	}
+	if (peer->ss_family == AF_INET)
+		cidr_host(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, &host);
+	else if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) /* an IPv4 front end on [::]:443 */
+		cidr_host(AF_INET, v6->sin6_addr.s6_addr + 12, &host);
+	else
+		cidr_host(AF_INET6, &v6->sin6_addr, &host);
+	for (unsigned i = 0; i < relay.cfg.n_proxy_from; i++)
+		if (cidr_overlaps(&relay.cfg.proxy_from[i], &host))
+			return true;
 	return false;
 }
 

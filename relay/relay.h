@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "addr.h"
+#include "cidr.h"
 #include "conf.h"
 #include "frame.h"
 #include "jitproto.h"
@@ -60,7 +61,7 @@ struct relay_cfg {
 	char jit_socket[RELAY_JIT_PATH_MAX]; /* "" = no provisioner: forward every initiation */
 	char *tokens;   /* --tokens FILE: who may open tunnels; NULL: anyone */
 	/* --proxy-protocol-from: front ends (haproxy) whose connections start with PROXY v2 */
-	struct relay_net { struct sockaddr_storage net; unsigned bits; } proxy_from[16];
+	struct cidr proxy_from[16];
 	unsigned n_proxy_from;
 	int verbosity;
 };

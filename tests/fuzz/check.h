@@ -7,7 +7,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 
-static inline bool fuzz_cidr_ok(const struct prov_cidr *c)
+static inline bool fuzz_cidr_ok(const struct cidr *c)
 {
 	return (c->family == AF_INET && c->bits <= 32) || (c->family == AF_INET6 && c->bits <= 128);
 }

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The device's public key: a key the seeds name (the vectors' initiator), so the
 	 * refusal of the device's own key is reached. */
 	static uint8_t device[WG_KEY_LEN];
-	static struct prov_cidr pools[2];
+	static struct cidr pools[2];
 	static bool init;
 	char msg[API_MSG_LEN];
 	const char *why;
@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (sp.n_routes > sizeof(sp.routes) / sizeof(sp.routes[0]))
 		abort();
 	for (unsigned i = 0; i < sp.n_routes; i++) {
-		const struct prov_cidr *c = &sp.routes[i];
+		const struct cidr *c = &sp.routes[i];
 
 		if (!fuzz_cidr_ok(c) || c->bits == 0 || cidr_overlaps(c, &pools[0]) ||
 		    cidr_overlaps(c, &pools[1]))

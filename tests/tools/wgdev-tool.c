@@ -100,7 +100,7 @@ static void parse_peer(int argc, char **argv, struct wgdev_peer *p, bool allow_c
 
 static int print_peer(void *arg, const struct wgdev_peer_info *pi)
 {
-	char key[WG_KEY_B64_LEN + 1], ep[ADDR_STR_LEN], cidr[PROV_CIDR_STR];
+	char key[WG_KEY_B64_LEN + 1], ep[ADDR_STR_LEN], cidr[CIDR_STR];
 	unsigned n = pi->n_allowed < PROV_MAX_ALLOWED ? pi->n_allowed : PROV_MAX_ALLOWED;
 
 	(void)arg;

@@ -178,7 +178,7 @@ static void expect_counts(struct fix *f, uint64_t stored, uint64_t installed)
 }
 
 /* p's own address of that family as a host route. */
-static void host_of(const struct store_peer *p, int family, struct prov_cidr *c)
+static void host_of(const struct store_peer *p, int family, struct cidr *c)
 {
 	uint32_t ip = htonl(p->ip4);
 
@@ -551,7 +551,7 @@ static void expect_conflict(struct fix *f, const char *mine, bool is_address, co
 			    const uint8_t key[static WG_KEY_LEN])
 {
 	const struct store_conflict *cf = store_last_conflict(f->st);
-	char a[PROV_CIDR_STR], b[PROV_CIDR_STR];
+	char a[CIDR_STR], b[CIDR_STR];
 
 	EXPECT_STREQ(cidr_format(&cf->mine, a), mine);
 	EXPECT_EQ(cf->mine_is_address, is_address);
@@ -592,8 +592,8 @@ static void test_overlap(void **state)
 	};
 	struct fix *f = *state;
 	struct store_peer pa, pb, pc, p;
-	char a4[PROV_CIDR_STR], a6[PROV_CIDR_STR];
-	struct prov_cidr c;
+	char a4[CIDR_STR], a6[CIDR_STR];
+	struct cidr c;
 	uint8_t keys[4][WG_KEY_LEN];
 	unsigned next = 100;
 
@@ -660,7 +660,7 @@ static void test_overlap_address(void **state)
 	static const char *const route4[] = { "10.1.0.4/30", NULL };
 	struct fix *f = *state;
 	struct store_peer x, y, p;
-	char r6[PROV_CIDR_STR], prefix[INET6_ADDRSTRLEN];
+	char r6[CIDR_STR], prefix[INET6_ADDRSTRLEN];
 	uint8_t a6[16] = { 0 };
 
 	fix_open(f);
@@ -1084,7 +1084,7 @@ static void test_reopen(void **state)
 		p->keepalive_s = (uint16_t)(i * 5);
 		p->expires_at = i % 3 ? 10000 + i : 0;
 		if (i % 4 == 1) {
-			char r4[PROV_CIDR_STR], r6[PROV_CIDR_STR];
+			char r4[CIDR_STR], r6[CIDR_STR];
 
 			snprintf(r4, sizeof(r4), "10.50.%u.0/24", i);
 			snprintf(r6, sizeof(r6), "fd99:%x::/64", i);

@@ -67,7 +67,7 @@ static void key_seq(uint8_t key[static WG_KEY_LEN], uint8_t first)
 		key[i] = (uint8_t)(first + i);
 }
 
-static void set_cidr(struct prov_cidr *c, const char *s)
+static void set_cidr(struct cidr *c, const char *s)
 {
 	if (cidr_parse(s, c) != 0)
 		fail_msg("bad cidr %s in test", s);
@@ -85,8 +85,8 @@ static void set_ep(struct sockaddr_storage *ss, const char *s)
  * key endpoint allowed handshake rx tx keepalive (tab-separated, "off" for 0). */
 static void peer_to_wg(const struct wgdev_peer_info *pi, char *out, size_t size)
 {
-	char key[WG_KEY_B64_LEN + 1], ep[ADDR_STR_LEN], cidr[PROV_CIDR_STR], ka[8];
-	char allowed[PROV_MAX_ALLOWED * PROV_CIDR_STR] = "";
+	char key[WG_KEY_B64_LEN + 1], ep[ADDR_STR_LEN], cidr[CIDR_STR], ka[8];
+	char allowed[PROV_MAX_ALLOWED * CIDR_STR] = "";
 	unsigned n = pi->n_allowed < PROV_MAX_ALLOWED ? pi->n_allowed : PROV_MAX_ALLOWED;
 
 	key_to_base64(pi->pubkey, key);
@@ -702,7 +702,7 @@ static void test_parse_get_malformed(void **state)
 	cur_case = "many allowed IPs: first 8 kept, all counted";
 	{
 		char r[4096];
-		struct prov_cidr c;
+		struct cidr c;
 
 		n = (size_t)snprintf(r, sizeof(r), PK);
 		for (unsigned i = 0; i < 100; i++)

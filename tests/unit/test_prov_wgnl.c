@@ -519,7 +519,7 @@ static void put_peer(struct nlmsghdr *nlh, uint8_t key, const char *const *cidrs
 	ips = mnl_attr_nest_start(nlh, WGPEER_A_ALLOWEDIPS);
 	for (unsigned i = 0; i < n; i++) {
 		struct nlattr *ip = mnl_attr_nest_start(nlh, 0);
-		struct prov_cidr c;
+		struct cidr c;
 
 		assert_int_equal(cidr_parse(cidrs[i], &c), 0);
 		mnl_attr_put_u16(nlh, WGALLOWEDIP_A_FAMILY, c.family);
@@ -619,7 +619,7 @@ static int on_dumped(void *arg, const struct wgdev_peer_info *p)
 static void expect_peer(const struct wgdev_peer_info *p, uint8_t key, const char *const *cidrs,
 			unsigned n)
 {
-	char buf[PROV_CIDR_STR];
+	char buf[CIDR_STR];
 
 	EXPECT_EQ(p->pubkey[0], key);
 	EXPECT_EQ(p->pubkey[WG_KEY_LEN - 1], key);

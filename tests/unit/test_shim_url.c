@@ -220,8 +220,10 @@ static const struct np_case np_cases[] = {
 	{ "10.0.0.0/8", "::ffff:10.0.0.1", false },
 	{ "fd00::/8", "fd12:3456::1", true },
 	{ "fd00::/8", "fe80::1", false },
-	{ "2001:db8:1::/47", "2001:db8:1:ffff::1", true },
-	{ "2001:db8:1::/47", "2001:db8:2::1", false },
+	{ "2001:db8::/47", "2001:db8:1:ffff::1", true },
+	{ "2001:db8::/47", "2001:db8:2::1", false },
+	/* host bits set: not a network (cidr_parse refuses it, as --proxy-protocol-from does) */
+	{ "10.0.0.1/8", "10.0.0.1", false },
 	{ "::/0", "::1", true },
 	{ "fd00::/129", "fd00::1", false },
 	{ "fd00::/8", "10.0.0.1", false },

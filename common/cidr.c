@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* Addresses with a prefix length, as they appear in AllowedIPs and in the API. */
+/* Addresses with a prefix length (cidr.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "prov.h"
+#include "cidr.h"
 
-int cidr_parse(const char *s, struct prov_cidr *out)
+int cidr_parse(const char *s, struct cidr *out)
 {
 	char ip[INET6_ADDRSTRLEN];
 	const char *slash = strchr(s, '/');
@@ -52,17 +52,17 @@ int cidr_parse(const char *s, struct prov_cidr *out)
 	return 0;
 }
 
-const char *cidr_format(const struct prov_cidr *c, char buf[static PROV_CIDR_STR])
+const char *cidr_format(const struct cidr *c, char buf[static CIDR_STR])
 {
 	char ip[INET6_ADDRSTRLEN];
 
 	if (!inet_ntop(c->family, c->addr, ip, sizeof(ip)))
 		snprintf(ip, sizeof(ip), "?");
-	snprintf(buf, PROV_CIDR_STR, "%s/%u", ip, c->bits);
+	snprintf(buf, CIDR_STR, "%s/%u", ip, c->bits);
 	return buf;
 }
 
-bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b)
+bool cidr_overlaps(const struct cidr *a, const struct cidr *b)
 {
 	unsigned bits = a->bits < b->bits ? a->bits : b->bits;
 
@@ -71,4 +71,12 @@ bool cidr_overlaps(const struct prov_cidr *a, const struct prov_cidr *b)
 	if (memcmp(a->addr, b->addr, bits / 8))
 		return false;
 	return !(bits % 8) || !((a->addr[bits / 8] ^ b->addr[bits / 8]) & (0xff00u >> (bits % 8)));
+}
+
+void cidr_host(int family, const void *addr, struct cidr *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->family = (uint8_t)family;
+	out->bits = family == AF_INET ? 32 : 128;
+	memcpy(out->addr, addr, family == AF_INET ? 4 : 16);
 }
