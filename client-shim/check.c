@@ -48,8 +48,6 @@ static void check_relay(struct shim *sh, unsigned relay)
 
 void check_begin(struct shim *sh)
 {
-	if (sh->check == CHECK_NONE)
-		return;
 	sh->check_relay = sh->check == CHECK_ONLY ? 0 : sh->relay_cur;
 	check_relay(sh, sh->check_relay);
 }

@@ -127,11 +127,10 @@ static int proxy_failed(struct session *s, CURLcode rc, const char *errbuf)
 	char at[ADDR_HOST_MAX + 64], hp[ADDR_HOST_MAX + 16], target[ADDR_HOST_MAX + 16];
 	char schemes[64];
 	const char *ip = NULL;
-	long code = 0, port = 0, avail = 0, oserr = 0;
+	long code = 0, avail = 0, oserr = 0;
 
 	(void)curl_easy_getinfo(s->curl, CURLINFO_HTTP_CONNECTCODE, &code);
 	(void)curl_easy_getinfo(s->curl, CURLINFO_PRIMARY_IP, &ip);
-	(void)curl_easy_getinfo(s->curl, CURLINFO_PRIMARY_PORT, &port);
 	(void)curl_easy_getinfo(s->curl, CURLINFO_PROXYAUTH_AVAIL, &avail);
 	(void)curl_easy_getinfo(s->curl, CURLINFO_OS_ERRNO, &oserr);
 	url_format_hostport(p->host, p->host_is_v6, p->port, hp, sizeof(hp));
@@ -140,7 +139,6 @@ static int proxy_failed(struct session *s, CURLcode rc, const char *errbuf)
 			 strchr(ip, ':') ? "]" : "");
 	else
 		snprintf(at, sizeof(at), "%s", hp);
-	(void)port;
 	url_format_hostport(r->host, r->host_is_v6, r->port, target, sizeof(target));
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_PROXY:

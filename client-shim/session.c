@@ -137,6 +137,17 @@ void session_free(struct session *s)
 	free(s);
 }
 
+/* The connection is over (why): torn down. True when s was a check session, which that
+ * ends (and frees): nothing is scheduled for it. */
+static bool conn_end(struct session *s, const char *why)
+{
+	conn_teardown(s);
+	if (!s->check)
+		return false;
+	check_failed(s, why);
+	return true;
+}
+
 /* Tear the connection down and schedule the next attempt (or close an idle session).
  * Returns -1 so callers can "return session_fail(...)"; s may be freed. */
 int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const char *fmt,
@@ -151,11 +162,8 @@ int __attribute__((format(printf, 2, 3))) session_fail(struct session *s, const 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	conn_teardown(s);
-	if (s->check) {
-		check_failed(s, why);
+	if (conn_end(s, why))
 		return -1;
-	}
 	if (sh->now - s->last_local >= SHIM_IDLE_MS) {
 		log_warnx("%s: %s; no local traffic for %llu s, session closed", s->name, why,
 			  (unsigned long long)(sh->now - s->last_local) / 1000);
@@ -237,11 +245,8 @@ static void __attribute__((format(printf, 2, 3))) reconnect_now(struct session *
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	conn_teardown(s);
-	if (s->check) {
-		check_failed(s, why);
+	if (conn_end(s, why))
 		return;
-	}
 	s->state = S_BACKOFF;
 	s->retry_at = s->sh->now;
 	s->attempts = 0;

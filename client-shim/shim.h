@@ -254,7 +254,6 @@ struct shim_conf {
 enum shim_check {
 	CHECK_START, /* serve, and at start connect once to the first relay and log the result */
 	CHECK_ONLY,  /* --check: each relay in turn, every step on stdout, then exit */
-	CHECK_NONE,  /* serve, no start-up check */
 };
 
 struct shim;

@@ -202,9 +202,6 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_jit_deferred_total Requests that waited for room in the channel's socket.\n"
 	    "# TYPE wgws_relay_jit_deferred_total counter\n"
 	    "wgws_relay_jit_deferred_total %llu\n", (unsigned long long)st->jit_deferred);
-	PUT("# HELP wgws_relay_info Build information.\n"
-	    "# TYPE wgws_relay_info gauge\n"
-	    "wgws_relay_info{version=\"%s\"} 1\n", RELAY_VERSION);
 	{
 		size_t n = metrics_build_process(buf + len, size - len, "wgws_relay",
 						 RELAY_VERSION);

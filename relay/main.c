@@ -582,13 +582,15 @@ static void reload(void)
 	time_t not_after;
 
 	log_info("SIGHUP: reloading the configuration, the certificate and the key");
+	/* Everything read and checked before anything changes. */
 	if (load_args(&next, relay.argc, relay.argv, &check, true, err) < 0 ||
 	    readable_now("--cert", next.cert, err) < 0 || readable_now("--key", next.key, err) < 0 ||
 	    (next.tokens && readable_now("--tokens", next.tokens, err) < 0) ||
-	    !(ctx = tls_load(next.cert, next.key, &not_after, err)) ||
-	    (next.tokens && tokens_load(next.tokens, &tokens, err) < 0 && (SSL_CTX_free(ctx), 1))) {
+	    (next.tokens && tokens_load(next.tokens, &tokens, err) < 0) ||
+	    !(ctx = tls_load(next.cert, next.key, &not_after, err))) {
 		relay.st.reloads_failed++;
 		log_warnx("reload failed, nothing changed (the old certificate stays): %s", err);
+		tokens_free(tokens);
 		cfg_free(&next);
 		return;
 	}
