@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,18 +48,36 @@ static unsigned long long rss_bytes(void)
 	return rss * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+/* Linux 6.2 and later give the count as the size of /proc/self/fd: one stat, whatever the
+ * number. Older kernels (Debian 12's 6.1) report 0 there and must list the directory, which
+ * costs ~1.7 ms per thousand descriptors (13 ms at 8,000, measured): on a relay's event loop,
+ * at every scrape. That listing is done at most every FDS_LIST_EVERY_S and its count reused
+ * in between, so a scraper polling fast cannot stall the tunnels. */
+enum { FDS_LIST_EVERY_S = 10 };
+
 static long open_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
+	static long listed = -1;
+	static time_t listed_at;
+	struct stat st;
 	struct dirent *e;
+	time_t now = time(NULL);
 	long n = 0;
+	DIR *d;
 
+	if (stat("/proc/self/fd", &st) == 0 && st.st_size > 0)
+		return (long)st.st_size;
+	if (listed >= 0 && now - listed_at < FDS_LIST_EVERY_S)
+		return listed;
+	d = opendir("/proc/self/fd");
 	if (!d)
 		return -1;
 	while ((e = readdir(d)))
 		n += e->d_name[0] != '.';
 	closedir(d);
-	return n - 1; /* not the directory's own descriptor */
+	listed = n - 1; /* not the directory's own descriptor */
+	listed_at = now;
+	return listed;
 }
 
 static long max_fds(void)

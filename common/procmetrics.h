@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The metrics every wgws daemon exposes about itself, in Prometheus text: PREFIX_build_info
  * and the standard process_* family (resident memory, open and maximum descriptors, CPU
- * seconds, start time), read from /proc/self, which the sandboxes allow (read-only opens). */
+ * seconds, start time), read from /proc/self, which the sandboxes allow (read-only opens).
+ * Cheap enough for an event loop: see open_fds() for the descriptor count. */
 #ifndef WGWS_PROCMETRICS_H
 #define WGWS_PROCMETRICS_H
 
