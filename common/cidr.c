@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Addresses with a prefix length (cidr.h). */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,4 +80,23 @@ void cidr_host(int family, const void *addr, struct cidr *out)
 	out->family = (uint8_t)family;
 	out->bits = family == AF_INET ? 32 : 128;
 	memcpy(out->addr, addr, family == AF_INET ? 4 : 16);
+}
+
+bool cidr_list_has(const struct cidr *list, unsigned n, const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+	struct cidr host;
+
+	if (ss->ss_family == AF_INET)
+		cidr_host(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, &host);
+	else if (ss->ss_family != AF_INET6)
+		return false;
+	else if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr))
+		cidr_host(AF_INET, v6->sin6_addr.s6_addr + 12, &host);
+	else
+		cidr_host(AF_INET6, &v6->sin6_addr, &host);
+	for (unsigned i = 0; i < n; i++)
+		if (cidr_overlaps(&list[i], &host))
+			return true;
+	return false;
 }

@@ -24,6 +24,10 @@ bool cidr_overlaps(const struct cidr *a, const struct cidr *b);
 int cidr_parse(const char *s, struct cidr *out) __attribute__((warn_unused_result));
 /* The host route of addr (family AF_INET: 4 bytes, AF_INET6: 16). */
 void cidr_host(int family, const void *addr, struct cidr *out);
+/* Whether a socket address (AF_INET, or AF_INET6: an IPv4-mapped one, as a dual-stack
+ * listener gives IPv4 clients, counts as its IPv4 address) lies in one of list[0..n). */
+struct sockaddr_storage;
+bool cidr_list_has(const struct cidr *list, unsigned n, const struct sockaddr_storage *ss);
 /* "10.0.0.2/32" into buf; returns buf. */
 const char *cidr_format(const struct cidr *c, char buf[static CIDR_STR]);
 
