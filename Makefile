@@ -212,13 +212,15 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 
 # --- packages -------------------------------------------------------------------------
 # Build: compiler, pkg-config and -dev packages. Tests and demo: the real components (squid
-# built with OpenSSL, for https_port and ssl-bump; dante for SOCKS5; an MIT Kerberos KDC).
+# built with OpenSSL, for https_port and ssl-bump; dante for SOCKS5; an MIT Kerberos KDC;
+# haproxy and nginx as front ends).
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
 	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev libsystemd-dev \
 	scdoc
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid-openssl iperf3 curl openssl \
 	python3 iputils-ping procps systemd \
-	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client haproxy
+	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client haproxy \
+	nginx-light
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).

@@ -9,7 +9,10 @@
  * that straddles feeds is copied into the decoder's buffer. A length above max_len is
  * reported before a single byte of its body is touched. A caller that keeps reassembled
  * records beyond the next feed (to send several in one batch) hands the decoder another
- * buffer between records with frame_dec_set_buf(). */
+ * buffer between records with frame_dec_set_buf().
+ *
+ * The same decoder reads flyctl's WireGuard-over-WebSocket stream, whose records have a u32
+ * big-endian length instead (frame_dec_init_hdr with FRAME_HDR_LEN_FLY; docs/PROTOCOL.md). */
 #ifndef WGWS_FRAME_H
 #define WGWS_FRAME_H
 
@@ -20,6 +23,7 @@
 
 enum {
 	FRAME_HDR_LEN = 2,
+	FRAME_HDR_LEN_FLY = 4, /* flyctl's records: u32 big-endian length */
 	FRAME_MAX_LEN = 65535, /* the protocol's bound; decoders may be configured lower */
 };
 
@@ -28,14 +32,19 @@ struct frame_dec {
 	size_t max_len;    /* largest datagram accepted */
 	size_t need;       /* body length of the record in progress */
 	size_t have;       /* body bytes of it held in buf */
-	uint8_t hdr[FRAME_HDR_LEN];
-	uint8_t hdr_have;  /* header bytes held (0, 1, or 2 once the header is complete) */
+	uint8_t hdr[FRAME_HDR_LEN_FLY];
+	uint8_t hdr_len;   /* FRAME_HDR_LEN, or FRAME_HDR_LEN_FLY */
+	uint8_t hdr_have;  /* header bytes held (0 .. hdr_len once the header is complete) */
 	uint64_t keepalives; /* zero-length records seen */
 };
 
 /* Prepare dec to accept records of up to max_len bytes (1..FRAME_MAX_LEN); buf must hold
  * max_len bytes and outlive dec. Returns 0 or -EINVAL. */
 int frame_dec_init(struct frame_dec *dec, uint8_t *buf, size_t max_len)
+	__attribute__((warn_unused_result));
+/* The same with headers of hdr_len bytes (FRAME_HDR_LEN or FRAME_HDR_LEN_FLY). -EINVAL for
+ * another length. */
+int frame_dec_init_hdr(struct frame_dec *dec, uint8_t *buf, size_t max_len, unsigned hdr_len)
 	__attribute__((warn_unused_result));
 
 /* Reassemble the records that follow in buf (max_len bytes, outliving dec); the previous
@@ -61,6 +70,15 @@ static inline void frame_put_hdr(uint8_t out[static FRAME_HDR_LEN], size_t len)
 {
 	out[0] = (uint8_t)(len >> 8);
 	out[1] = (uint8_t)len;
+}
+
+/* Write flyctl's 4-byte header for a datagram of len bytes. */
+static inline void frame_put_hdr_fly(uint8_t out[static FRAME_HDR_LEN_FLY], size_t len)
+{
+	out[0] = (uint8_t)(len >> 24);
+	out[1] = (uint8_t)(len >> 16);
+	out[2] = (uint8_t)(len >> 8);
+	out[3] = (uint8_t)len;
 }
 
 #endif

@@ -19,10 +19,14 @@
  *    new clients (a relay restart makes every client reconnect at once) does not hold open
  *    tunnels' datagrams behind its handshakes. A finished handshake joins a queue; a few
  *    join lws per pass of the event loop (their request and upgrade are lws's).
+ *  - --listen-ws connections (plain ws:// from a reverse proxy on this host) take the same
+ *    slots and skip the TLS thread. From a --forwarded-from source, the client is the one its
+ *    X-Forwarded-For names, known only at the upgrade (admit_forwarded): its rate is counted
+ *    then, not the proxy's at accept (every client would share the proxy's).
  *  - Accept errors (EMFILE, ENFILE, ENOBUFS) pause a listener (this one, the metrics one) for
  *    LISTENER_PAUSE_MS instead of spinning on a socket that stays readable (listener_*).
- * This file never reads a byte of a connection: TLS is handshake.c's, HTTP and WebSocket
- * lws's. */
+ * This file reads no byte of a connection but a PROXY header: TLS is handshake.c's, HTTP and
+ * WebSocket lws's. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,7 +34,11 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include "forwarded.h"
 
 #include "log.h"
 #include "relay.h"
@@ -54,7 +62,11 @@ struct admit_slot {
 	ev_io io;                       /* waiting for the first byte */
 	int fd;
 	bool in_use;
+	bool queued;                    /* on the ready queue */
 	bool proxied;                   /* from --proxy-protocol-from: a PROXY v2 header first */
+	bool plain;                     /* from --listen-ws: no TLS */
+	bool forwarder;                 /* and from --forwarded-from: X-Forwarded-For names
+					 * the client (admit_forwarded) */
 	uint16_t phave;                 /* bytes of the PROXY header read so far */
 	uint8_t phdr[16 + ADMIT_PROXY_MAX];
 	uint64_t accepted_ms;
@@ -70,13 +82,14 @@ struct bucket {
 static struct {
 	struct ev_loop *loop;
 	struct listener tunnel;
+	struct listener plain;          /* --listen-ws */
 	struct admit_slot *slots, *free, *oldest, *newest;
 	struct admit_slot *ready, **ready_tail;
 	ev_prepare adopt;
 	ev_idle busy;                   /* keeps the loop from sleeping while some are ready */
 	uint8_t hash_key[2][16];
 	struct bucket buckets[2][ADMIT_BUCKETS];
-} adm = { .tunnel.fd = -1 };
+} adm = { .tunnel.fd = -1, .plain.fd = -1 };
 
 /* An address's admission key: IPv4 (also v4-mapped) as itself, IPv6 by its /64, which one
  * host is normally given whole. */
@@ -164,6 +177,7 @@ static void ready_remove(struct admit_slot *s)
 			adm.ready_tail = pp;
 	}
 	s->rnext = NULL;
+	s->queued = false;
 }
 
 /* The slot goes back to the free list; the connection is someone else's business now
@@ -172,7 +186,7 @@ static void slot_release(struct admit_slot *s)
 {
 	if (!s->in_use)
 		return;
-	if (s->ssl)
+	if (s->queued)
 		ready_remove(s);
 	ev_io_stop(adm.loop, &s->io);
 	slot_unlink(s);
@@ -267,6 +281,7 @@ static int read_proxy_v2(struct admit_slot *s, struct sockaddr_storage *client)
 }
 
 static bool slot_admit_key(struct admit_slot *s, uint64_t now_ms);
+static void slot_ready(struct admit_slot *s);
 
 static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -298,11 +313,25 @@ static void on_first_bytes(struct ev_loop *loop, ev_io *w, int revents)
 		}
 	}
 	ev_io_stop(loop, w);
+	if (s->plain) {
+		slot_ready(s); /* no TLS: lws reads the request */
+		return;
+	}
 	s->hs = handshake_submit(s->fd, s);
 	if (!s->hs) {
 		relay.st.accept_errors++;
 		slot_close(s);
 	}
+}
+
+/* s joins the queue of connections lws takes at the end of each pass (on_prepare). */
+static void slot_ready(struct admit_slot *s)
+{
+	s->rnext = NULL;
+	s->queued = true;
+	*adm.ready_tail = s;
+	adm.ready_tail = &s->rnext;
+	ev_idle_start(adm.loop, &adm.busy);
 }
 
 /* From handshake.c, on the loop: s's TLS handshake is done (ssl) or failed (NULL). */
@@ -317,10 +346,7 @@ static void on_handshake(void *owner, SSL *ssl)
 		return;
 	}
 	s->ssl = ssl;
-	s->rnext = NULL;
-	*adm.ready_tail = s;
-	adm.ready_tail = &s->rnext;
-	ev_idle_start(adm.loop, &adm.busy);
+	slot_ready(s);
 }
 
 static void adopt_one(struct admit_slot *s)
@@ -331,15 +357,18 @@ static void adopt_one(struct admit_slot *s)
 
 	memset(&info, 0, sizeof(info));
 	info.vh = relay.vhost;
-	info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
+	/* Without LWS_ADOPT_ALLOW_SSL lws serves it in clear on the same (TLS) vhost. */
+	info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | (s->plain ? 0 : LWS_ADOPT_ALLOW_SSL);
 	info.fd = fd;
 	info.opaque = s;
 	/* lws's SSL_new for this connection returns the finished session (handshake.c). */
-	handshake_adopt_next(s->ssl);
+	if (!s->plain)
+		handshake_adopt_next(s->ssl);
 	s->ssl = NULL;
 	s->wsi = NULL;
 	wsi = lws_adopt_descriptor_vhost_via_info(&info);
-	handshake_adopt_done();
+	if (!s->plain)
+		handshake_adopt_done();
 	/* On failure lws closed the socket, and destroyed the wsi (WSI_DESTROY released the
 	 * slot) if it had made one. */
 	if (!wsi) {
@@ -365,6 +394,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 		if (!adm.ready)
 			adm.ready_tail = &adm.ready;
 		s->rnext = NULL;
+		s->queued = false;
 		adopt_one(s);
 	}
 	if (!adm.ready)
@@ -419,22 +449,52 @@ bool admit_client(struct lws *wsi, struct sockaddr_storage *out)
 	return true;
 }
 
-static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now_ms)
+int admit_forwarded(struct lws *wsi, const char **why)
+{
+	struct admit_slot *s = lws_get_opaque_user_data(wsi);
+	char value[FORWARDED_MAX + 1];
+	struct sockaddr_storage client;
+	uint8_t key[16];
+	int n;
+
+	if (!s)
+		return 0;
+	if (!s->forwarder)
+		return s->plain && lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0;
+	n = lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_X_FORWARDED_FOR);
+	if (n <= 0 || forwarded_client(value, relay.cfg.fwd_from, relay.cfg.n_fwd_from,
+				       &client) < 0) {
+		*why = n < 0 ? "an X-Forwarded-For too long" : n == 0 ? "no X-Forwarded-For" :
+			"a malformed X-Forwarded-For";
+		return -EINVAL;
+	}
+	s->forwarder = false;
+	s->client = client;
+	src_key(&client, key);
+	memcpy(s->src, key, 16);
+	if (!rate_allows(key, relay_now_ms()))
+		return -EAGAIN;
+	return 0;
+}
+
+static void admit_tunnel(int fd, const struct sockaddr_storage *ss, bool plain,
+			 uint64_t now_ms)
 {
 	struct admit_slot *s;
 	unsigned long count;
 	uint8_t key[16];
-	bool proxied;
+	bool proxied, forwarder;
 
 	/* lws sets this on sockets it accepts itself, not on adopted ones: without it a small
 	 * write behind an unacknowledged one waits for the peer's delayed ACK (40 ms): the
 	 * 101 behind the session tickets, a tunnel's records whenever the loop ran late. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	src_key(ss, key);
-	proxied = relay_proxy_trusted(ss);
+	proxied = !plain && relay_proxy_trusted(ss);
+	forwarder = plain && relay_forwarder(ss);
 	/* A front end's connections are its clients': their rate and share are counted once
-	 * its PROXY header has named each (slot_admit_key). */
-	if (!proxied && !rate_allows(key, now_ms)) {
+	 * its PROXY header (slot_admit_key) or X-Forwarded-For (admit_forwarded) names each. */
+	if (!proxied && !forwarder && !rate_allows(key, now_ms)) {
 		relay.st.rejects[REJECT_IP_RATE]++;
 		close(fd);
 		return;
@@ -448,7 +508,7 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 		return;
 	}
 	s = oldest_of(key, &count);
-	if (!proxied && count >= relay.cfg.max_pending_per_ip)
+	if (!proxied && !forwarder && count >= relay.cfg.max_pending_per_ip)
 		slot_evict(s, EVICT_PER_IP);
 	if (!adm.free)
 		slot_evict(adm.oldest, EVICT_FULL);
@@ -460,6 +520,8 @@ static void admit_tunnel(int fd, const struct sockaddr_storage *ss, uint64_t now
 	s->fd = fd;
 	s->accepted_ms = now_ms;
 	s->proxied = proxied;
+	s->plain = plain;
+	s->forwarder = forwarder;
 	s->client = *ss;
 	memcpy(s->src, key, 16);
 	s->prev = adm.newest;
@@ -491,7 +553,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			close(fd);
 			continue;
 		}
-		admit_tunnel(fd, &ss, now_ms);
+		admit_tunnel(fd, &ss, l == &adm.plain, now_ms);
 	}
 }
 
@@ -549,13 +611,51 @@ void listener_stop(struct listener *l)
 	l->fd = -1;
 }
 
-int admit_listen(const struct sockaddr_storage *ss, socklen_t len)
+/* A unix listener at path: a socket file left there is replaced, anything else is not
+ * (-EEXIST); created 0660 (umask: never wider, not even until a chmod), then given to
+ * uid:gid, whose group lets a reverse proxy in. */
+static int listen_unix(int fd, const struct sockaddr_un *un, socklen_t len, uid_t uid,
+		       gid_t gid)
+{
+	struct stat st;
+	mode_t old;
+	int ret;
+
+	if (lstat(un->sun_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (unlink(un->sun_path) < 0)
+			return -errno;
+	}
+	old = umask(0117);
+	ret = bind(fd, (const struct sockaddr *)un, len);
+	umask(old);
+	if (ret < 0)
+		return -errno;
+	if ((geteuid() == 0 && chown(un->sun_path, uid, gid) < 0) || listen(fd, ADMIT_BACKLOG) < 0) {
+		ret = -errno;
+		unlink(un->sun_path);
+		return ret;
+	}
+	return 0;
+}
+
+int admit_listen(const struct sockaddr_storage *ss, socklen_t len, uid_t uid, gid_t gid)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1, zero = 0;
 
 	if (fd < 0)
 		return -errno;
+	if (ss->ss_family == AF_UNIX) {
+		int ret = listen_unix(fd, (const struct sockaddr_un *)ss, len, uid, gid);
+
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+		return fd;
+	}
 	/* [::] takes IPv4 too, whatever net.ipv6.bindv6only says. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    (ss->ss_family == AF_INET6 &&
@@ -569,9 +669,8 @@ int admit_listen(const struct sockaddr_storage *ss, socklen_t len)
 	return fd;
 }
 
-int admit_start(struct ev_loop *loop, int fd)
+int admit_start(struct ev_loop *loop, int tls_fd, int plain_fd)
 {
-	struct listener *l = &adm.tunnel;
 	int ret;
 
 	adm.loop = loop;
@@ -586,19 +685,22 @@ int admit_start(struct ev_loop *loop, int fd)
 	adm.ready_tail = &adm.ready;
 	if (getrandom(adm.hash_key, sizeof(adm.hash_key), 0) != sizeof(adm.hash_key))
 		return -EIO;
-	ret = handshake_start(loop, on_handshake);
-	if (ret < 0)
+	if (tls_fd >= 0 && (ret = handshake_start(loop, on_handshake)) < 0)
 		return ret;
 	ev_prepare_init(&adm.adopt, on_prepare);
 	ev_prepare_start(loop, &adm.adopt);
 	ev_idle_init(&adm.busy, on_busy);
-	listener_start(l, loop, fd, "--listen", on_accept);
+	if (tls_fd >= 0)
+		listener_start(&adm.tunnel, loop, tls_fd, "--listen", on_accept);
+	if (plain_fd >= 0)
+		listener_start(&adm.plain, loop, plain_fd, "--listen-ws", on_accept);
 	return 0;
 }
 
 void admit_stop_listening(void)
 {
 	listener_stop(&adm.tunnel);
+	listener_stop(&adm.plain);
 }
 
 void admit_stop(void)

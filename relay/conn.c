@@ -11,6 +11,7 @@
  * The destination is fixed: nothing from the client chooses where UDP goes.
  * With --jit-socket, handshake initiations take a detour through jit.c, which holds one per
  * tunnel while the provisioner decides, and hands it back here to be forwarded. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@ struct conn {
 	int close_status;       /* set: close with this code at the next WRITEABLE */
 	bool live;
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
+	bool fly;               /* flyctl's framing (docs/PROTOCOL.md): text, u32 lengths */
+	uint8_t hdr_len;        /* FRAME_HDR_LEN, or FRAME_HDR_LEN_FLY */
+	uint8_t pre_have;       /* bytes of flyctl's preamble seen so far */
 	char peer[ADDR_STR_LEN];     /* the client, "ip:port": every line about this tunnel */
 	char endpoint[ADDR_STR_LEN]; /* its UDP socket: what `wg show` lists as the endpoint */
 	uint8_t wg_key[32];          /* the WireGuard peer, once the provisioner named it */
@@ -128,16 +132,30 @@ static void peer_address(struct lws *wsi, struct sockaddr_storage *ss)
 		((struct sockaddr_in6 *)ss)->sin6_port = 0;
 }
 
-/* The client as "ip:port" (its TCP peer), or lws's idea of it. */
+/* ss as "ip:port", or "ip" for X-Forwarded-For's client (port 0: the header has none), or
+ * "unix" for a unix socket's peer (--listen-ws). */
+static void client_text(const struct sockaddr_storage *ss, char out[static ADDR_STR_LEN])
+{
+	const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET && !v4->sin_port)
+		inet_ntop(AF_INET, &v4->sin_addr, out, ADDR_STR_LEN);
+	else if (ss->ss_family == AF_INET6 && !v6->sin6_port)
+		inet_ntop(AF_INET6, &v6->sin6_addr, out, ADDR_STR_LEN);
+	else if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+		addr_format((const struct sockaddr *)ss, out);
+	else
+		snprintf(out, ADDR_STR_LEN, "unix");
+}
+
+/* The client as "ip:port" (its TCP peer, or what a front end said). */
 static void peer_name(struct lws *wsi, char out[static ADDR_STR_LEN])
 {
 	struct sockaddr_storage ss;
 
 	client_of(wsi, &ss);
-	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
-		addr_format((struct sockaddr *)&ss, out);
-	else
-		lws_get_peer_simple(wsi, out, ADDR_STR_LEN);
+	client_text(&ss, out);
 }
 
 /* O(tunnels), at upgrade time only: cheaper than keeping a table in step. */
@@ -194,10 +212,7 @@ static int conn_open(struct conn *c, struct lws *wsi)
 
 	c->wsi = wsi;
 	c->udp_fd = -1;
-	if (c->client.ss_family == AF_INET || c->client.ss_family == AF_INET6)
-		addr_format((struct sockaddr *)&c->client, c->peer);
-	else
-		lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
+	client_text(&c->client, c->peer);
 	c->peer_addr = c->client;
 	if (c->peer_addr.ss_family == AF_INET)
 		((struct sockaddr_in *)&c->peer_addr)->sin_port = 0;
@@ -209,7 +224,8 @@ static int conn_open(struct conn *c, struct lws *wsi)
 		log_warnx("tunnel %s: out of memory", c->peer);
 		return -ENOMEM;
 	}
-	ret = frame_dec_init(&c->dec, c->dec_buf, relay.cfg.max_record);
+	c->hdr_len = c->fly ? FRAME_HDR_LEN_FLY : FRAME_HDR_LEN;
+	ret = frame_dec_init_hdr(&c->dec, c->dec_buf, relay.cfg.max_record, c->hdr_len);
 	if (ret < 0)
 		return ret;
 	c->head = c->tail = LWS_PRE;
@@ -250,9 +266,11 @@ static int conn_open(struct conn *c, struct lws *wsi)
 	relay.conns = c;
 	relay.conns_active++;
 	relay.st.conns_total++;
-	log_info_ratelimited("tunnel %s: open, WireGuard endpoint %s%s%s", c->peer, c->endpoint,
+	relay.st.conns_fly_total += c->fly;
+	log_info_ratelimited("tunnel %s: open, WireGuard endpoint %s%s%s%s", c->peer, c->endpoint,
 			     c->token >= 0 ? ", token " : "",
-			     c->token >= 0 ? tokens_at(relay.tokens, (unsigned)c->token)->name : "");
+			     c->token >= 0 ? tokens_at(relay.tokens, (unsigned)c->token)->name : "",
+			     c->fly ? " (flyctl)" : "");
 	return 0;
 }
 
@@ -380,10 +398,22 @@ void conn_forward_held(struct jit_hold *h)
 	udp_send(c, &msg, &n);
 }
 
+/* flyctl's client starts its stream with these 4 bytes (0x2FACED77), in a message of their
+ * own; nothing answers them. */
+static const uint8_t fly_preamble[4] = { 0x2f, 0xac, 0xed, 0x77 };
+
 /* Feed one chunk of the client's stream. Returns 0, or a WS close status. */
 static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 {
 	unsigned n = 0;
+
+	for (; c->fly && c->pre_have < sizeof(fly_preamble) && len; in++, len--) {
+		if (*in != fly_preamble[c->pre_have++]) {
+			log_info_ratelimited("tunnel %s: flyctl's stream without its preamble, "
+					     "closing (1002)", c->peer);
+			return LWS_CLOSE_STATUS_PROTOCOL_ERR;
+		}
+	}
 
 	while (len) {
 		const uint8_t *rec;
@@ -431,7 +461,7 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 
 static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 {
-	size_t need = FRAME_HDR_LEN + len;
+	size_t need = c->hdr_len + len;
 	size_t end = LWS_PRE + relay.cfg.queue_bytes;
 
 	if (c->tx_pkts >= RELAY_QUEUE_PKTS || need > relay.cfg.queue_bytes - (c->tail - c->head)) {
@@ -444,8 +474,11 @@ static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 		c->tail -= c->head - LWS_PRE;
 		c->head = LWS_PRE;
 	}
-	frame_put_hdr(c->txq + c->tail, len);
-	memcpy(c->txq + c->tail + FRAME_HDR_LEN, p, len);
+	if (c->fly)
+		frame_put_hdr_fly(c->txq + c->tail, len);
+	else
+		frame_put_hdr(c->txq + c->tail, len);
+	memcpy(c->txq + c->tail + c->hdr_len, p, len);
 	c->tail += need;
 	c->tx_pkts++;
 }
@@ -546,18 +579,22 @@ static int conn_ws_tx(struct conn *c)
 	if (!avail)
 		return 0; /* lws's own pings wake us up too */
 	while (len < avail) {
-		size_t rl = FRAME_HDR_LEN + ((size_t)p[len] << 8 | p[len + 1]);
+		size_t rl = c->hdr_len;
+
+		for (unsigned i = 0; i < c->hdr_len; i++)
+			rl += (size_t)p[len + i] << (8 * (c->hdr_len - 1 - i));
 
 		if (len && len + rl > RELAY_WS_CHUNK)
 			break;
 		len += rl;
 		recs++;
 	}
-	n = lws_write(c->wsi, c->txq + c->head, len, LWS_WRITE_BINARY);
+	/* flyctl's client closes on a binary message: its stream is text messages. */
+	n = lws_write(c->wsi, c->txq + c->head, len, c->fly ? LWS_WRITE_TEXT : LWS_WRITE_BINARY);
 	if (n < 0)
 		return -1;
 	relay.st.pkts_udp_to_ws += recs;
-	relay.st.bytes_udp_to_ws += len - (size_t)recs * FRAME_HDR_LEN;
+	relay.st.bytes_udp_to_ws += len - (size_t)recs * c->hdr_len;
 	relay.st.ws_messages_out++;
 	c->pkts_out += recs;
 	c->tx_pkts -= recs;
@@ -570,8 +607,8 @@ static int conn_ws_tx(struct conn *c)
 }
 
 /* What lws lets through that the RFC or our protocol forbids: unmasked client frames (1002,
- * RFC 6455 §5.1) and text messages (1003: the wgws stream is binary). Returns a close
- * status or 0. */
+ * RFC 6455 §5.1) and text messages (1003: the wgws stream is binary; flyctl's is text, and a
+ * binary message there is as wrong). Returns a close status or 0. */
 static int conn_check_frames(struct conn *c)
 {
 	const char *why = wsmask_violation(c->wsi);
@@ -580,8 +617,9 @@ static int conn_check_frames(struct conn *c)
 		log_info_ratelimited("tunnel %s: %s, closing (1002)", c->peer, why);
 		return LWS_CLOSE_STATUS_PROTOCOL_ERR;
 	}
-	if (!lws_frame_is_binary(c->wsi)) {
-		log_info_ratelimited("tunnel %s: a text message, closing (1003)", c->peer);
+	if (!lws_frame_is_binary(c->wsi) != c->fly) {
+		log_info_ratelimited("tunnel %s: %s, closing (1003)", c->peer, c->fly ?
+				     "a binary message (flyctl's stream is text)" : "a text message");
 		return LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE;
 	}
 	return 0;
@@ -646,6 +684,110 @@ void conn_tokens_changed(void)
 	}
 }
 
+/* --listen-ws from a --forwarded-from source: the client is X-Forwarded-For's from now on
+ * (admit.c). Nonzero when the upgrade is refused (answered). */
+static int conn_forwarded(struct lws *wsi)
+{
+	char who[ADDR_STR_LEN];
+	const char *why;
+	int ret = admit_forwarded(wsi, &why);
+
+	if (ret == -EINVAL) {
+		relay.st.rejects[REJECT_FORWARDED]++;
+		peer_name(wsi, who);
+		log_info_ratelimited("front end %s (--forwarded-from): %s: refusing a tunnel (400)",
+				     who, why);
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+		return 1;
+	}
+	if (ret == -EAGAIN) {
+		relay.st.rejects[REJECT_IP_RATE]++;
+		peer_name(wsi, who);
+		log_info_ratelimited("%s (X-Forwarded-For): over --rate-per-ip: refusing a tunnel "
+				     "(429)", who);
+		lws_return_http_status(wsi, 429, NULL);
+		return 1;
+	}
+	if (ret == 1) {
+		peer_name(wsi, who);
+		log_info_ratelimited("--listen-ws: X-Forwarded-For from %s ignored: not a "
+				     "--forwarded-from source", who);
+	}
+	return 0;
+}
+
+/* The checks every upgrade passes, whatever its framing, once its path is known good:
+ * shutdown, X-Forwarded-For, --max-conns, --max-conns-per-ip, --tokens. Nonzero when refused
+ * (answered with a status the client can show; lws closes after). */
+static int conn_admit(struct lws *wsi)
+{
+	char who[ADDR_STR_LEN];
+	uint8_t hash[32];
+	int tok;
+
+	if (relay.shutting_down) {
+		relay.st.rejects[REJECT_SHUTDOWN]++;
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+		return 1;
+	}
+	if (conn_forwarded(wsi))
+		return 1;
+	if (relay.conns_active >= relay.cfg.max_conns) {
+		relay.st.rejects[REJECT_LIMIT]++;
+		log_info_ratelimited("connection limit (%lu) reached: refusing a tunnel",
+				     relay.cfg.max_conns);
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+		return 1;
+	}
+	if (ip_limit_reached(wsi)) {
+		relay.st.rejects[REJECT_IP_LIMIT]++;
+		log_info_ratelimited("per-address limit (%lu) reached: refusing a tunnel",
+				     relay.cfg.max_conns_per_ip);
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+		return 1;
+	}
+	if (!relay.tokens)
+		return 0;
+	tok = offered_token(wsi, hash);
+	if (tok < 0) {
+		relay.st.rejects[REJECT_TOKEN]++;
+		peer_name(wsi, who);
+		log_info_ratelimited("%s: %s token: refusing a tunnel (401)", who,
+				     tok == -1 ? "no" : "an unknown");
+		lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+		return 1;
+	}
+	if (tokens_at(relay.tokens, (unsigned)tok)->max_conns &&
+	    conn_token_active(tok) >= tokens_at(relay.tokens, (unsigned)tok)->max_conns) {
+		relay.st.rejects[REJECT_TOKEN_LIMIT]++;
+		log_info_ratelimited("token %s: %lu tunnels, its limit: refusing one",
+				     tokens_at(relay.tokens, (unsigned)tok)->name,
+				     tokens_at(relay.tokens, (unsigned)tok)->max_conns);
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+		return 1;
+	}
+	return 0;
+}
+
+int conn_fly_filter(struct lws *wsi, void *user)
+{
+	struct conn *c = user;
+	char uri[4];
+
+	if (!relay.cfg.flyctl || !c || lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) ||
+	    lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) != 1 || strcmp(uri, "/"))
+		return -1;
+	if (conn_admit(wsi))
+		return 1;
+	c->fly = true; /* from here on, http.c hands this connection's callbacks to ours */
+	return 0;
+}
+
+bool conn_is_fly(const void *user)
+{
+	return user && ((const struct conn *)user)->fly;
+}
+
 int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		     size_t len)
 {
@@ -657,55 +799,13 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* Refusals answer with a status the client can show (lws closes after). */
-		if (relay.shutting_down) {
-			relay.st.rejects[REJECT_SHUTDOWN]++;
-			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-			return 1;
-		}
 		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 		    strcmp(uri, relay.cfg.path)) {
 			relay.st.rejects[REJECT_UPGRADE]++;
 			lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 			return 1;
 		}
-		if (relay.conns_active >= relay.cfg.max_conns) {
-			relay.st.rejects[REJECT_LIMIT]++;
-			log_info_ratelimited("connection limit (%lu) reached: refusing a tunnel",
-				 relay.cfg.max_conns);
-			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-			return 1;
-		}
-		if (ip_limit_reached(wsi)) {
-			relay.st.rejects[REJECT_IP_LIMIT]++;
-			log_info_ratelimited("per-address limit (%lu) reached: refusing a tunnel",
-				 relay.cfg.max_conns_per_ip);
-			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-			return 1;
-		}
-		if (relay.tokens) {
-			char who[ADDR_STR_LEN];
-
-			tok = offered_token(wsi, hash);
-			if (tok < 0) {
-				relay.st.rejects[REJECT_TOKEN]++;
-				peer_name(wsi, who);
-				log_info_ratelimited("%s: %s token: refusing a tunnel (401)", who,
-						     tok == -1 ? "no" : "an unknown");
-				lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
-				return 1;
-			}
-			if (tokens_at(relay.tokens, (unsigned)tok)->max_conns &&
-			    conn_token_active(tok) >= tokens_at(relay.tokens, (unsigned)tok)->max_conns) {
-				relay.st.rejects[REJECT_TOKEN_LIMIT]++;
-				log_info_ratelimited("token %s: %lu tunnels, its limit: refusing one",
-						     tokens_at(relay.tokens, (unsigned)tok)->name,
-						     tokens_at(relay.tokens, (unsigned)tok)->max_conns);
-				lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-				return 1;
-			}
-		}
-		return 0;
+		return conn_admit(wsi);
 
 	case LWS_CALLBACK_ESTABLISHED:
 		client_of(wsi, &c->client); /* before admission lets go: it knows a front end's */

@@ -2,8 +2,9 @@
 /* Everything on the relay that is plain HTTP: /healthz, 404 for any other path, 426 for the
  * tunnel path without an upgrade, the end of each connection (for admit.c), and the
  * Prometheus text (served by metrics.c). Upgrades that ask for no subprotocol of ours
- * land here (lws binds them to the first protocol) and are refused: the tunnel vhost has
- * only "http" and "wgws", the internal protocols live on a vhost no client reaches. */
+ * land here (lws binds them to the first protocol): flyctl's client (no subprotocol, path /)
+ * becomes a tunnel (conn.c), the rest are refused: the tunnel vhost has only "http" and
+ * "wgws", the internal protocols live on a vhost no client reaches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ static const char *const reject_names[REJECT_MAX] = {
 	[REJECT_TOKEN] = "token",
 	[REJECT_TOKEN_LIMIT] = "token_limit",
 	[REJECT_PROXY_PROTOCOL] = "proxy_protocol",
+	[REJECT_FORWARDED] = "forwarded",
 };
 
 static const char *const evict_names[EVICT_MAX] = {
@@ -89,6 +91,9 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_connections_total Tunnels opened since start.\n"
 	    "# TYPE wgws_relay_connections_total counter\n"
 	    "wgws_relay_connections_total %llu\n", (unsigned long long)st->conns_total);
+	PUT("# HELP wgws_relay_connections_flyctl_total Tunnels opened by flyctl clients (its framing) since start.\n"
+	    "# TYPE wgws_relay_connections_flyctl_total counter\n"
+	    "wgws_relay_connections_flyctl_total %llu\n", (unsigned long long)st->conns_fly_total);
 	PUT("# HELP wgws_relay_connections_rejected_total Connections refused, by reason.\n"
 	    "# TYPE wgws_relay_connections_rejected_total counter\n");
 	for (int i = 0; i < REJECT_MAX; i++)
@@ -232,7 +237,12 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		  size_t len)
 {
 	const char *uri = in;
+	int ret;
 
+	/* A flyctl tunnel is bound to this protocol (it named none): conn.c's from its
+	 * upgrade on. */
+	if (reason != LWS_CALLBACK_WSI_DESTROY && conn_is_fly(user))
+		return conn_ws_callback(wsi, reason, user, in, len);
 	switch (reason) {
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* lws tells protocols[0] about every wsi of the vhost that goes away. */
@@ -240,7 +250,10 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* A WebSocket upgrade without our subprotocol. */
+		/* A WebSocket upgrade without our subprotocol: flyctl's, or refused. */
+		ret = conn_fly_filter(wsi, user);
+		if (ret >= 0)
+			return ret;
 		relay.st.rejects[REJECT_UPGRADE]++;
 		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
 		return 1;

@@ -102,6 +102,7 @@ static uint64_t shutdown_deadline;
 
 static const char usage_text[] =
 	"usage: wgws-relay --listen ADDR:PORT --cert FILE --key FILE [options]\n"
+	"       wgws-relay --listen-ws ADDR:PORT|unix:PATH [options]\n"
 	"\n"
 	"Relays WireGuard over WebSockets: clients (wgws-shim) connect with wss:// to PATH and\n"
 	"their datagrams go to the local WireGuard port, one UDP socket per connection.\n"
@@ -143,6 +144,9 @@ static const char usage_text[] =
 	"                          initiation, holding it up to 3 s: forwarded when the peer\n"
 	"                          is installed, dropped when unknown or refused; while the\n"
 	"                          provisioner is unreachable, initiations go on at once\n"
+	"  --flyctl yes|no         also serve flyctl's WireGuard-over-WebSocket client (fly\n"
+	"                          wireguard websockets): path /, no subprotocol, its own\n"
+	"                          framing, with the same limits, tokens and JIT (default yes)\n"
 	"  --tokens FILE           only clients that send \"Authorization: Bearer TOKEN\" with\n"
 	"                          a token FILE holds may open tunnels; FILE has one line per\n"
 	"                          token: NAME SHA256-HEX-OF-THE-TOKEN [MOST-TUNNELS] (it holds\n"
@@ -154,6 +158,16 @@ static const char usage_text[] =
 	"                          its client address is the tunnel's, for the per-address\n"
 	"                          limits and the logs. Their connections without a valid\n"
 	"                          header are closed; other sources never send one\n"
+	"  --listen-ws ADDR:PORT|unix:PATH  also plain ws:// (no TLS), for a reverse proxy on\n"
+	"                          this host that ends TLS (nginx): a loopback address or a\n"
+	"                          unix socket (created 0660, owned by --user and its group),\n"
+	"                          nothing else. Alone (no --listen), no --cert/--key needed\n"
+	"  --forwarded-from CIDR[,CIDR...]|unix  on --listen-ws, the client of a connection from\n"
+	"                          these sources (unix: every peer of a unix socket) is the\n"
+	"                          one its X-Forwarded-For names (the rightmost address not\n"
+	"                          itself in the list), for the limits and the logs; their\n"
+	"                          upgrades without a valid one get 400. Other sources'\n"
+	"                          X-Forwarded-For is ignored\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
 	"                          (default wgws, a system user of its own: not nobody, whose\n"
 	"                          other processes could then reach what the relay can; root:\n"
@@ -180,7 +194,8 @@ enum opt_id {
 	OPT_LISTEN = 256, OPT_CERT, OPT_KEY, OPT_PATH, OPT_WG, OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP,
 	OPT_MAX_PENDING, OPT_MAX_PENDING_PER_IP, OPT_RATE_PER_IP, OPT_MAX_RECORD,
 	OPT_QUEUE_BYTES, OPT_IDLE_TIMEOUT, OPT_KEEPALIVE, OPT_HEADER_TIMEOUT, OPT_METRICS,
-	OPT_USER, OPT_JIT_SOCKET, OPT_TOKENS, OPT_PROXY_FROM, OPT_CHECK_CONFIG, OPT_VERSION,
+	OPT_USER, OPT_JIT_SOCKET, OPT_TOKENS, OPT_PROXY_FROM, OPT_LISTEN_WS,
+	OPT_FWD_FROM, OPT_FLYCTL, OPT_CHECK_CONFIG, OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -204,6 +219,9 @@ static const struct option long_opts[] = {
 	{ "jit-socket", required_argument, NULL, OPT_JIT_SOCKET },
 	{ "tokens", required_argument, NULL, OPT_TOKENS },
 	{ "proxy-protocol-from", required_argument, NULL, OPT_PROXY_FROM },
+	{ "listen-ws", required_argument, NULL, OPT_LISTEN_WS },
+	{ "forwarded-from", required_argument, NULL, OPT_FWD_FROM },
+	{ "flyctl", required_argument, NULL, OPT_FLYCTL },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -241,47 +259,81 @@ static int set_str(char **dst, const char *v)
 	return *dst ? 0 : -ENOMEM;
 }
 
-/* --proxy-protocol-from CIDR[,CIDR...] (repeatable): the front ends that speak PROXY v2. */
-static int set_proxy_from(struct relay_cfg *cfg, const char *v, char *err)
+/* --proxy-protocol-from and --forwarded-from: CIDR[,CIDR...], repeatable, into list (up to
+ * 16); the word "unix" sets *unix_ok when it is not NULL. */
+static int set_cidrs(const char *name, const char *v, struct cidr list[static 16], unsigned *n,
+		     bool *unix_ok, char *err)
 {
-	enum { MAX = sizeof(cfg->proxy_from) / sizeof(cfg->proxy_from[0]) };
 	char buf[256], *save = NULL;
 
 	if (strlen(v) >= sizeof(buf)) {
-		snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: list too long");
+		snprintf(err, CONF_ERR_LEN, "--%s: list too long", name);
 		return -EINVAL;
 	}
 	strcpy(buf, v);
 	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-		if (cfg->n_proxy_from == MAX) {
-			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: at most %d networks", MAX);
+		if (unix_ok && !strcmp(t, "unix")) {
+			*unix_ok = true;
+			continue;
+		}
+		if (*n == 16) {
+			snprintf(err, CONF_ERR_LEN, "--%s: at most 16 networks", name);
 			return -EINVAL;
 		}
-		if (cidr_parse(t, &cfg->proxy_from[cfg->n_proxy_from]) < 0) {
-			snprintf(err, CONF_ERR_LEN, "--proxy-protocol-from: '%.60s' is not an address "
-				 "or ADDRESS/PREFIX (with no host bits)", t);
+		if (cidr_parse(t, &list[*n]) < 0) {
+			snprintf(err, CONF_ERR_LEN, "--%s: '%.60s' is not an address or "
+				 "ADDRESS/PREFIX (with no host bits)%s", name, t,
+				 unix_ok ? ", nor unix" : "");
 			return -EINVAL;
 		}
-		cfg->n_proxy_from++;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* --listen-ws: unix:/PATH, or a loopback ADDR:PORT. Plain WebSocket is for a proxy on this
+ * host: anywhere else it would put tokens and the tunnel's metadata on the wire in clear. */
+static int set_listen_ws(struct relay_cfg *cfg, const char *v, char *err)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&cfg->listen_ws;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&cfg->listen_ws;
+
+	cfg->has_listen_ws = true;
+	memset(&cfg->listen_ws, 0, sizeof(cfg->listen_ws));
+	if (!strncmp(v, "unix:", 5)) {
+		if (v[5] != '/' || strlen(v + 5) >= sizeof(un->sun_path)) {
+			snprintf(err, CONF_ERR_LEN, "--listen-ws: '%s' is not unix:/ABSOLUTE/PATH of "
+				 "fewer than %zu bytes", v, sizeof(un->sun_path));
+			return -EINVAL;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, v + 5);
+		cfg->listen_ws_len = sizeof(*un);
+		return 0;
+	}
+	if (addr_parse(v, &cfg->listen_ws, &cfg->listen_ws_len) < 0 ||
+	    !((cfg->listen_ws.ss_family == AF_INET &&
+	       ((const uint8_t *)&((const struct sockaddr_in *)&cfg->listen_ws)->sin_addr)[0] ==
+		       127) ||
+	      (cfg->listen_ws.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)))) {
+		snprintf(err, CONF_ERR_LEN, "--listen-ws: '%s' is neither a loopback address "
+			 "(127.0.0.1:PORT, [::1]:PORT) nor unix:/PATH: plain ws:// is only for a "
+			 "reverse proxy on this host (from elsewhere, use --listen: TLS)", v);
+		return -EINVAL;
 	}
 	return 0;
 }
 
 bool relay_proxy_trusted(const struct sockaddr_storage *peer)
 {
-	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)peer;
-	struct cidr host;
+	return cidr_list_has(relay.cfg.proxy_from, relay.cfg.n_proxy_from, peer);
+}
 
-	if (peer->ss_family == AF_INET)
-		cidr_host(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, &host);
-	else if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) /* an IPv4 front end on [::]:443 */
-		cidr_host(AF_INET, v6->sin6_addr.s6_addr + 12, &host);
-	else
-		cidr_host(AF_INET6, &v6->sin6_addr, &host);
-	for (unsigned i = 0; i < relay.cfg.n_proxy_from; i++)
-		if (cidr_overlaps(&relay.cfg.proxy_from[i], &host))
-			return true;
-	return false;
+bool relay_forwarder(const struct sockaddr_storage *peer)
+{
+	if (peer->ss_family == AF_UNIX)
+		return relay.cfg.fwd_unix;
+	return cidr_list_has(relay.cfg.fwd_from, relay.cfg.n_fwd_from, peer);
 }
 
 /* The one setter behind both the command line and the config file. */
@@ -320,7 +372,17 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 	case OPT_TOKENS:
 		return set_str(&cfg->tokens, v);
 	case OPT_PROXY_FROM:
-		return set_proxy_from(cfg, v, err);
+		return set_cidrs(name, v, cfg->proxy_from, &cfg->n_proxy_from, NULL, err);
+	case OPT_LISTEN_WS:
+		return set_listen_ws(cfg, v, err);
+	case OPT_FWD_FROM:
+		return set_cidrs(name, v, cfg->fwd_from, &cfg->n_fwd_from, &cfg->fwd_unix, err);
+	case OPT_FLYCTL:
+		if (conf_parse_bool(v, &cfg->flyctl) < 0) {
+			snprintf(err, CONF_ERR_LEN, "--flyctl: '%s' is not yes or no", v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_JIT_SOCKET:
 		/* The provisioner's spelling: an absolute path that fits a sockaddr_un. */
 		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {
@@ -374,6 +436,7 @@ static void cfg_defaults(struct relay_cfg *cfg)
 	cfg->idle_timeout_s = 600;
 	cfg->keepalive_s = 30;
 	cfg->header_timeout_s = 10;
+	cfg->flyctl = true;
 	if (set_str(&cfg->user, RELAY_USER) < 0)
 		fatalx("out of memory");
 	(void)err;
@@ -393,6 +456,13 @@ static void __attribute__((noreturn)) usage_error(const char *msg)
 {
 	fprintf(stderr, "wgws-relay: fatal: %s (see --help)\n", msg);
 	exit(2);
+}
+
+/* Whether the relay serves TLS itself: --listen, or systemd's socket (443). Without, only
+ * --listen-ws, behind a reverse proxy that ends TLS. */
+static bool relay_tls(const struct relay_cfg *cfg)
+{
+	return cfg->has_listen || getenv("LISTEN_FDS");
 }
 
 /* Parse -c first (file), then every other flag over it, into cfg (defaults first). For
@@ -447,12 +517,29 @@ static int load_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_o
 		snprintf(err, CONF_ERR_LEN, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (!cfg->has_listen && !getenv("LISTEN_FDS")) { /* systemd's socket: see main() */
-		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required (or a systemd socket)");
+	if (!cfg->has_listen && !cfg->has_listen_ws && !getenv("LISTEN_FDS")) {
+		/* LISTEN_FDS: systemd's socket, see main() */
+		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required (or a systemd socket, "
+			 "or --listen-ws for a reverse proxy)");
 		return -EINVAL;
 	}
-	if (!cfg->cert || !cfg->key) {
+	if (relay_tls(cfg) && (!cfg->cert || !cfg->key)) {
 		snprintf(err, CONF_ERR_LEN, "--cert FILE and --key FILE are required");
+		return -EINVAL;
+	}
+	if (!relay_tls(cfg) && (cfg->cert || cfg->key)) {
+		snprintf(err, CONF_ERR_LEN, "--cert and --key are for --listen (TLS), which is not "
+			 "given: only --listen-ws (plain ws://)");
+		return -EINVAL;
+	}
+	if ((cfg->n_fwd_from || cfg->fwd_unix) && !cfg->has_listen_ws) {
+		snprintf(err, CONF_ERR_LEN, "--forwarded-from is for --listen-ws, which is not given");
+		return -EINVAL;
+	}
+	if (cfg->has_listen_ws && (cfg->listen_ws.ss_family == AF_UNIX ? cfg->n_fwd_from > 0 :
+				   cfg->fwd_unix)) {
+		snprintf(err, CONF_ERR_LEN, "--forwarded-from: %s, but --listen-ws is %s",
+			 cfg->fwd_unix ? "unix" : "networks", cfg->fwd_unix ? "TCP" : "a unix socket");
 		return -EINVAL;
 	}
 	if (cfg->has_metrics && addr_equal((struct sockaddr *)&cfg->metrics,
@@ -472,14 +559,17 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 		usage_error(err);
 	if (cfg->tokens && tokens_load(cfg->tokens, &relay.tokens, err) < 0)
 		usage_error(err);
-	check_readable("--cert", cfg->cert);
-	check_readable("--key", cfg->key);
+	if (relay_tls(cfg)) {
+		check_readable("--cert", cfg->cert);
+		check_readable("--key", cfg->key);
+	}
 	pw = getpwnam(cfg->user);
 	if (getuid() == 0 && !pw)
 		fatalx("--user: no such user '%s'%s", cfg->user, strcmp(cfg->user, RELAY_USER) ? "" :
 		       " (create it: useradd --system --no-create-home --shell /usr/sbin/nologin "
 		       "wgws; make deps and make install do)");
 	relay.user_uid = pw ? pw->pw_uid : geteuid();
+	relay.user_gid = pw ? pw->pw_gid : getegid();
 	if (cfg->max_record < 1452)
 		log_warnx("--max-record %lu is below 1452, the size of a full WireGuard packet at "
 			  "the default MTU 1420: such packets will be refused", cfg->max_record);
@@ -568,6 +658,16 @@ static int readable_now(const char *opt, const char *path, char err[static CONF_
 	return -1;
 }
 
+/* A reload cannot start or stop serving TLS (the listener, the handshake thread). */
+static int tls_kept(const struct relay_cfg *next, char err[static CONF_ERR_LEN])
+{
+	if (!next->cert == !relay.cfg.cert)
+		return 0;
+	snprintf(err, CONF_ERR_LEN, "--listen (TLS) %s: only a restart can do that",
+		 next->cert ? "added" : "removed");
+	return -EINVAL;
+}
+
 /* SIGHUP: the configuration again (file and flags, as at start) and the certificate and key.
  * New connections get the new certificate; open tunnels keep theirs. The few settings that
  * can change at once do; any other change is named and waits for a restart. A reload that
@@ -578,24 +678,28 @@ static void reload(void)
 	struct tokens *tokens = NULL;
 	char err[CONF_ERR_LEN], changed[512] = "", restart[512] = "";
 	bool check = false;
-	SSL_CTX *ctx;
-	time_t not_after;
+	SSL_CTX *ctx = NULL;
+	time_t not_after = 0;
 
 	log_info("SIGHUP: reloading the configuration, the certificate and the key");
 	/* Everything read and checked before anything changes. */
 	if (load_args(&next, relay.argc, relay.argv, &check, true, err) < 0 ||
-	    readable_now("--cert", next.cert, err) < 0 || readable_now("--key", next.key, err) < 0 ||
+	    tls_kept(&next, err) < 0 ||
+	    (next.cert && (readable_now("--cert", next.cert, err) < 0 ||
+			   readable_now("--key", next.key, err) < 0)) ||
 	    (next.tokens && readable_now("--tokens", next.tokens, err) < 0) ||
 	    (next.tokens && tokens_load(next.tokens, &tokens, err) < 0) ||
-	    !(ctx = tls_load(next.cert, next.key, &not_after, err))) {
+	    (next.cert && !(ctx = tls_load(next.cert, next.key, &not_after, err)))) {
 		relay.st.reloads_failed++;
 		log_warnx("reload failed, nothing changed (the old certificate stays): %s", err);
 		tokens_free(tokens);
 		cfg_free(&next);
 		return;
 	}
-	handshake_set_ctx(ctx);
-	relay.cert_not_after = not_after;
+	if (ctx) {
+		handshake_set_ctx(ctx);
+		relay.cert_not_after = not_after;
+	}
 	if (relay.tokens || tokens) {
 		unsigned before = tokens_count(relay.tokens);
 
@@ -617,6 +721,11 @@ static void reload(void)
 	LIVE(max_conns_per_ip, "--max-conns-per-ip");
 	LIVE(max_pending_per_ip, "--max-pending-per-ip");
 	LIVE(idle_timeout_s, "--idle-timeout");
+	if (next.flyctl != relay.cfg.flyctl) {
+		snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),
+			 " --flyctl %s;", next.flyctl ? "yes" : "no");
+		relay.cfg.flyctl = next.flyctl; /* read at each upgrade */
+	}
 	if (next.n_proxy_from != relay.cfg.n_proxy_from ||
 	    memcmp(next.proxy_from, relay.cfg.proxy_from, sizeof(next.proxy_from))) {
 		snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),
@@ -625,6 +734,19 @@ static void reload(void)
 		memcpy(relay.cfg.proxy_from, next.proxy_from, sizeof(next.proxy_from));
 		relay.cfg.n_proxy_from = next.n_proxy_from; /* read at each accept */
 	}
+	if (next.n_fwd_from != relay.cfg.n_fwd_from || next.fwd_unix != relay.cfg.fwd_unix ||
+	    memcmp(next.fwd_from, relay.cfg.fwd_from, sizeof(next.fwd_from))) {
+		snprintf(changed + strlen(changed), sizeof(changed) - strlen(changed),
+			 " --forwarded-from %u -> %u networks%s;", relay.cfg.n_fwd_from,
+			 next.n_fwd_from, next.fwd_unix ? " and unix" : "");
+		memcpy(relay.cfg.fwd_from, next.fwd_from, sizeof(next.fwd_from));
+		relay.cfg.n_fwd_from = next.n_fwd_from; /* read at each accept */
+		relay.cfg.fwd_unix = next.fwd_unix;
+	}
+	RESTART(next.has_listen_ws != relay.cfg.has_listen_ws ||
+		(next.has_listen_ws && (next.listen_ws_len != relay.cfg.listen_ws_len ||
+					memcmp(&next.listen_ws, &relay.cfg.listen_ws,
+					       next.listen_ws_len))), "--listen-ws");
 	RESTART(!relay.activated && !addr_equal((struct sockaddr *)&next.listen,
 						 (struct sockaddr *)&relay.cfg.listen), "--listen");
 	RESTART(next.has_metrics != relay.cfg.has_metrics ||
@@ -644,15 +766,19 @@ static void reload(void)
 	RESTART(next.verbosity != relay.cfg.verbosity, "-v");
 #undef LIVE
 #undef RESTART
-	if (strcmp(next.cert, relay.cfg.cert) || strcmp(next.key, relay.cfg.key)) {
+	if (next.cert && (strcmp(next.cert, relay.cfg.cert) || strcmp(next.key, relay.cfg.key))) {
 		set_str(&relay.cfg.cert, next.cert);
 		set_str(&relay.cfg.key, next.key);
 	}
 	relay.st.reloads++;
-	log_info("reloaded: new connections get the certificate from %s (expires %s); open "
-		 "tunnels (%u) keep theirs%s%s", relay.cfg.cert,
-		 not_after ? ctime_utc(not_after) : "?", relay.conns_active,
-		 changed[0] ? "; changed now:" : "", changed);
+	if (relay.cfg.cert)
+		log_info("reloaded: new connections get the certificate from %s (expires %s); open "
+			 "tunnels (%u) keep theirs%s%s", relay.cfg.cert,
+			 not_after ? ctime_utc(not_after) : "?", relay.conns_active,
+			 changed[0] ? "; changed now:" : "", changed);
+	else
+		log_info("reloaded: open tunnels (%u) stay%s%s", relay.conns_active,
+			 changed[0] ? "; changed now:" : "", changed);
 	if (restart[0])
 		log_warnx("reload: changed, but only a restart applies it:%s (the old values stay)",
 			  restart);
@@ -713,6 +839,8 @@ static void create_vhosts(struct relay_cfg *cfg)
 	struct lws_context_creation_info info;
 
 	memcpy(protocols, tunnel_protocols, sizeof(protocols));
+	/* flyctl's tunnels name no subprotocol: lws binds them to protocols[0] (http.c) */
+	protocols[0].per_session_data_size = conn_user_size();
 	protocols[1].per_session_data_size = conn_user_size();
 
 	validity.secs_since_valid_ping = (uint16_t)cfg->keepalive_s;
@@ -721,7 +849,8 @@ static void create_vhosts(struct relay_cfg *cfg)
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "wgws";
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* TLS on this vhost */
+	/* TLS on this vhost, unless only --listen-ws (whose connections are plain anyway) */
+	info.options = cfg->cert ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
 	info.protocols = protocols;
 	info.ssl_cert_filepath = cfg->cert;
 	info.ssl_private_key_filepath = cfg->key;
@@ -778,14 +907,39 @@ static int activated_listener(void)
 	return fd;
 }
 
+/* "ADDR" (TLS), "ws://ADDR", "ws+unix:PATH" or both, for the start-up lines. */
+static const char *listeners_text(char *buf, size_t size)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&relay.cfg.listen_ws;
+	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
+	int n = 0;
+
+	buf[0] = '\0';
+	if (relay.cfg.has_listen)
+		n = snprintf(buf, size, "%s%s",
+			     addr_format((const struct sockaddr *)&relay.cfg.listen, a),
+			     relay.activated ? " (a socket from systemd)" : "");
+	if (relay.cfg.has_listen_ws && n >= 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n, "%sws%s%s%s", n ? " and " : "",
+			 un->sun_family == AF_UNIX ? "+unix:" : "://",
+			 un->sun_family == AF_UNIX ? un->sun_path :
+			 addr_format((const struct sockaddr *)&relay.cfg.listen_ws, b),
+			 relay.cfg.n_fwd_from || relay.cfg.fwd_unix ?
+			 " (X-Forwarded-For from --forwarded-from)" : "");
+	return buf;
+}
+
 /* Bind one listener, or exit saying why. */
 static int listen_or_die(const char *what, const struct sockaddr_storage *ss, socklen_t len)
 {
 	char addr[ADDR_STR_LEN], why[160];
-	int fd = admit_listen(ss, len);
+	int fd = admit_listen(ss, len, relay.user_uid, relay.user_gid);
 
 	if (fd >= 0)
 		return fd;
+	if (ss->ss_family == AF_UNIX)
+		fatalx("%s unix:%s: %s", what, ((const struct sockaddr_un *)ss)->sun_path,
+		       fd == -EEXIST ? "a file that is not a socket is there" : strerror(-fd));
 	fatalx("%s %s: %s", what, addr_format((const struct sockaddr *)ss, addr),
 	       addr_bind_error(-fd, ss, why, sizeof(why)));
 }
@@ -946,12 +1100,12 @@ int main(int argc, char **argv)
 {
 	struct lws_context_creation_info info;
 	struct sigaction sa;
-	char addr[ADDR_STR_LEN];
+	char addr[ADDR_STR_LEN], addr_text[sizeof(((struct sockaddr_un *)0)->sun_path) + 96];
 	bool check_only = false;
 	char err[CONF_ERR_LEN];
-	SSL_CTX *tls_ctx;
+	SSL_CTX *tls_ctx = NULL;
 	void *foreign_loops[1];
-	int tunnel_fd, metrics_fd = -1, ret;
+	int tunnel_fd = -1, plain_fd = -1, metrics_fd = -1, ret;
 	const char *what;
 
 	log_init("wgws-relay", 0);
@@ -960,12 +1114,17 @@ int main(int argc, char **argv)
 	relay.argv = argv;
 	parse_args(&relay.cfg, argc, argv, &check_only);
 	log_init("wgws-relay", relay.cfg.verbosity);
-	if (!(tls_ctx = tls_load(relay.cfg.cert, relay.cfg.key, &relay.cert_not_after, err)))
+	if (relay.cfg.cert &&
+	    !(tls_ctx = tls_load(relay.cfg.cert, relay.cfg.key, &relay.cert_not_after, err)))
 		fatalx("%s", err);
 	if (check_only) {
 		SSL_CTX_free(tls_ctx);
-		printf("configuration ok\ncertificate and key match; the certificate expires %s\n",
-		       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "(unknown)");
+		printf("configuration ok\n");
+		if (tls_ctx)
+			printf("certificate and key match; the certificate expires %s\n",
+			       relay.cert_not_after ? ctime_utc(relay.cert_not_after) : "(unknown)");
+		else
+			printf("no TLS listener: only --listen-ws (plain ws://)\n");
 		if (relay.tokens)
 			printf("--tokens: %u tokens\n", tokens_count(relay.tokens));
 		return 0;
@@ -1019,31 +1178,36 @@ int main(int argc, char **argv)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&relay.cfg);
 	tunnel_fd = activated_listener();
-	if (tunnel_fd < 0)
+	if (tunnel_fd < 0 && relay.cfg.has_listen)
 		tunnel_fd = listen_or_die("--listen", &relay.cfg.listen, relay.cfg.listen_len);
+	if (relay.cfg.has_listen_ws)
+		plain_fd = listen_or_die("--listen-ws", &relay.cfg.listen_ws,
+					 relay.cfg.listen_ws_len);
 	if (relay.cfg.has_metrics)
 		metrics_fd = listen_or_die("--metrics", &relay.cfg.metrics, relay.cfg.metrics_len);
-	if ((ret = handshake_init(tls_ctx, &what)) < 0)
+	if (tls_ctx && (ret = handshake_init(tls_ctx, &what)) < 0)
 		fatalx("cannot set up TLS for the handshake thread: %s", what);
 	/* As root the first time; reconnects run as --user, whom the provisioner allows. */
 	jit_start();
 	drop_privileges(relay.cfg.user);
-	if ((ret = admit_start(loop, tunnel_fd)) < 0) {
+	if ((ret = admit_start(loop, tunnel_fd, plain_fd)) < 0) {
 		errno = -ret;
 		fatal("cannot start admission (its slots, the handshake thread)");
 	}
 	if (metrics_fd >= 0)
 		metrics_start(loop, metrics_fd);
 	/* Type=notify: serving from here on (before the sandbox: no new calls after it) */
-	(void)sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s",
-			 addr_format((struct sockaddr *)&relay.cfg.listen, addr),
-			 relay.activated ? " (socket from systemd)" : "");
+	(void)sd_notifyf(0, "READY=1\nSTATUS=listening on %s",
+			 listeners_text(addr_text, sizeof(addr_text)));
 	confine();
 
-	log_info("listening on %s%s, path %s, relaying to WireGuard at %s",
-		 addr_format((struct sockaddr *)&relay.cfg.listen, addr),
-		 relay.activated ? " (a socket from systemd)" : "", relay.cfg.path,
+	log_info("listening on %s, path %s, relaying to WireGuard at %s",
+		 listeners_text(addr_text, sizeof(addr_text)), relay.cfg.path,
 		 addr_format((struct sockaddr *)&relay.cfg.wg, (char[ADDR_STR_LEN]){ 0 }));
+	if (relay.cfg.has_listen_ws && !relay.cfg.n_fwd_from && !relay.cfg.fwd_unix)
+		log_warnx("--listen-ws without --forwarded-from: every tunnel through the reverse "
+			  "proxy counts as one client for --rate-per-ip, --max-pending-per-ip and "
+			  "--max-conns-per-ip");
 	if (relay.cfg.has_metrics)
 		log_info("metrics on http://%s/metrics",
 			 addr_format((struct sockaddr *)&relay.cfg.metrics, addr));

@@ -63,6 +63,15 @@ struct relay_cfg {
 	/* --proxy-protocol-from: front ends (haproxy) whose connections start with PROXY v2 */
 	struct cidr proxy_from[16];
 	unsigned n_proxy_from;
+	/* --listen-ws: plain ws:// on loopback (TCP) or a unix socket (AF_UNIX), for a reverse
+	 * proxy on this host that ends TLS; --forwarded-from: whose X-Forwarded-For it believes */
+	struct sockaddr_storage listen_ws;
+	socklen_t listen_ws_len;
+	bool has_listen_ws;
+	struct cidr fwd_from[16];
+	unsigned n_fwd_from;
+	bool fwd_unix;          /* "unix" in --forwarded-from: every peer of a unix --listen-ws */
+	bool flyctl;            /* --flyctl: serve flyctl's framing on path / (default yes) */
 	int verbosity;
 };
 
@@ -91,6 +100,7 @@ enum relay_reject {
 	REJECT_TOKEN,    /* --tokens: no token, or one the file does not hold (401) */
 	REJECT_TOKEN_LIMIT, /* --tokens: that token's tunnels are at its limit (503) */
 	REJECT_PROXY_PROTOCOL, /* a --proxy-protocol-from source without a valid PROXY v2 header */
+	REJECT_FORWARDED, /* a --forwarded-from source with no or a malformed X-Forwarded-For */
 	REJECT_MAX,
 };
 
@@ -104,6 +114,7 @@ enum relay_evict {
 
 struct relay_stats {
 	uint64_t conns_total;
+	uint64_t conns_fly_total; /* of those, flyctl's framing */
 	uint64_t reloads, reloads_failed; /* SIGHUP */
 	uint64_t token_revoked; /* tunnels closed (1008) because a reload took their token away */
 	uint64_t pkts_ws_to_udp, bytes_ws_to_udp;
@@ -140,6 +151,7 @@ struct relay {
 	unsigned conns_peak;       /* most tunnels since the last malloc_trim() */
 	bool shutting_down;
 	uid_t user_uid;            /* --user's uid (the relay's own once it has dropped) */
+	gid_t user_gid;            /* and its group (a unix --listen-ws socket's) */
 	long wg_owner_uid;         /* who has --wg's port bound: uid, -1 nobody, WGPORT_UNKNOWN */
 	unsigned sweeps;
 	bool jit_up;               /* the channel to the provisioner is connected */
@@ -203,6 +215,13 @@ int conn_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		     size_t len);
 int conn_udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		      size_t len);
+/* An upgrade without a subprotocol (lws gives it to protocols[0], http.c): flyctl's client
+ * (path /, no Sec-WebSocket-Protocol) when --flyctl allows, admitted as any tunnel. -1 not
+ * flyctl's (the caller refuses it), 1 refused (answered), 0 admitted: from then on http.c
+ * passes its callbacks to conn_ws_callback (conn_is_fly). user: the protocol's session
+ * space, conn_user_size() bytes. */
+int conn_fly_filter(struct lws *wsi, void *user);
+bool conn_is_fly(const void *user);
 /* Size of the per-tunnel state lws allocates for each WS connection. */
 size_t conn_user_size(void);
 /* Close idle tunnels; called every RELAY_SWEEP_MS. */
@@ -250,10 +269,13 @@ void listener_start(struct listener *l, struct ev_loop *loop, int fd, const char
 int listener_accept(struct listener *l, struct sockaddr_storage *ss, socklen_t *len);
 void listener_stop(struct listener *l);
 
-/* Bind and listen (before privileges are dropped); returns the descriptor or -errno. */
-int admit_listen(const struct sockaddr_storage *ss, socklen_t len);
-/* Accept on fd from the loop. 0 or -errno. */
-int admit_start(struct ev_loop *loop, int fd);
+/* Bind and listen (before privileges are dropped); returns the descriptor or -errno. An
+ * AF_UNIX address: a socket file left by a previous run is replaced (anything else at the
+ * path is not), the new one is 0660 and owned by uid:gid. */
+int admit_listen(const struct sockaddr_storage *ss, socklen_t len, uid_t uid, gid_t gid);
+/* Accept on tls_fd (TLS: the handshake thread) and plain_fd (--listen-ws) from the loop;
+ * either may be -1. 0 or -errno. */
+int admit_start(struct ev_loop *loop, int tls_fd, int plain_fd);
 /* Close the listener (shutdown); admit_stop() also closes connections lws never got. */
 void admit_stop_listening(void);
 void admit_stop(void);
@@ -264,8 +286,16 @@ void admit_release(struct lws *wsi);
 /* The client of wsi while admission holds it: the PROXY v2 header's source for a front end's
  * connection (--proxy-protocol-from), the TCP peer otherwise. False once released. */
 bool admit_client(struct lws *wsi, struct sockaddr_storage *out);
+/* At the upgrade, from a --forwarded-from source on --listen-ws: its X-Forwarded-For names the
+ * client (for admit_client from now on), whose --rate-per-ip applies. 0 (also for any other
+ * connection); -EINVAL: no or a malformed header (why says which); -EAGAIN: that client is
+ * over its rate; 1: a --listen-ws connection from another source sent one (ignored: worth
+ * a hint). */
+int admit_forwarded(struct lws *wsi, const char **why);
 /* Whether ss is a --proxy-protocol-from source. */
 bool relay_proxy_trusted(const struct sockaddr_storage *ss);
+/* Whether a --listen-ws connection from ss is a --forwarded-from source. */
+bool relay_forwarder(const struct sockaddr_storage *ss);
 
 /* ---- handshake.c: TLS handshakes on a thread of their own ---- */
 

@@ -594,6 +594,31 @@ gc_ran() {
 }
 # jit_connected: the relay is connected to the provisioner's JIT socket.
 jit_connected() { [ "$(relay_metric wgws_relay_jit_connected)" = 1 ]; }
+# handshake_after_ping KEY: 4 pings client → gateway (0.25 s apart, in the background);
+# measures the time from just before the ping starts until the gateway reports a handshake
+# with KEY (an upper bound of "first initiation → handshake": the poll's own time included).
+# Sets HS_MS; then (at once: test_jit's --gc-idle 2 removes the peer 2-3 s after its handshake)
+# the API must say the peer is installed. Fails after 5 s, or when the pings were not answered.
+handshake_after_ping() {
+	local key=$1 t0 now pid log rx
+	PING_N=$((${PING_N:-0} + 1))
+	log=$T/ping-$PING_N.log
+	t0=$(now_ms)
+	spawn_ns "$NS_C" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_G"
+	pid=$SPAWNED
+	while :; do
+		[ "$(gw_handshake "$key")" -gt 0 ] && break
+		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
+		sleep 0.02
+	done
+	now=$(now_ms)
+	HS_MS=$((now - t0))
+	req GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
+	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
+	wait "$pid" || true
+	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
+	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
+}
 # gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
 gw_handshake() {
 	in_g wg show "$WG_G" latest-handshakes |

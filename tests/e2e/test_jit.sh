@@ -25,7 +25,7 @@ set -eu
 jit_test_init
 POOL4=10.202.0.0/24 # the tunnel's /24: the client gets 10.202.0.2 (TUN_C), the gateway is .1
 URL=wss://$GW_NAME/wg
-PROV_LOG="" PROV_PID="" PING_N=0 LOAD_N=0
+PROV_LOG="" PROV_PID="" LOAD_N=0
 # Metric names of the relay's JIT side, as exposed.
 R_REQ=wgws_relay_jit_requests_total
 R_INSTALLED='wgws_relay_jit_answers_total{verdict="installed"}'
@@ -75,31 +75,6 @@ snap() {
 # delta DESC NOW BEFORE WANT: NOW - BEFORE must be WANT.
 delta() { expect "$1 (change)" "$(($2 - $3))" "$4"; }
 
-# handshake_after_ping KEY: 4 pings client → gateway (0.25 s apart, in the background);
-# measures the time from just before the ping starts until the gateway reports a handshake
-# with KEY (an upper bound of "first initiation → handshake": the poll's own time included).
-# Sets HS_MS; then (at once: --gc-idle 2 removes the peer 2-3 s after its handshake) the API
-# must say the peer is installed. Fails after 5 s, or when the pings were not answered.
-handshake_after_ping() {
-	local key=$1 t0 now pid log rx
-	PING_N=$((PING_N + 1))
-	log=$T/ping-$PING_N.log
-	t0=$(now_ms)
-	spawn_ns "$NS_C" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_G"
-	pid=$SPAWNED
-	while :; do
-		[ "$(gw_handshake "$key")" -gt 0 ] && break
-		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
-		sleep 0.02
-	done
-	now=$(now_ms)
-	HS_MS=$((now - t0))
-	req GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
-	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
-	wait "$pid" || true
-	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
-	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
-}
 # load FILE [ARGS...]: tests/tools/jitload.py from the proxy namespace straight to the
 # relay (not through squid) with the tunnels in FILE; per-tunnel results in $LOAD_OUT.
 load() {
@@ -356,7 +331,7 @@ client_handshake() {
 	local r0 t0 pid
 	r0=$(gw_count responses)
 	t0=$(now_ms)
-	PING_N=$((PING_N + 1))
+	PING_N=$((${PING_N:-0} + 1))
 	spawn_ns "$NS_C" "$T/ping-$PING_N.log" ping -n -c 1 -W 3 "$TUN_G"
 	pid=$SPAWNED
 	wait_for 4 responses_above "$r0" || fail "no handshake response for the real client within 4 s"

@@ -3,8 +3,9 @@
  * run over every byte a peer sends.
  *
  * Input: byte 0 picks max_len (bit 7 clear: 1..128; set: 1..65533), byte 1 the feed size
- * (1..64, low six bits) and whether to hand the decoder a fresh buffer after each record it
- * reassembled (bit 6, as the shim does); the rest is the stream. Each buffer is allocated with
+ * (1..64, low six bits), whether to hand the decoder a fresh buffer after each record it
+ * reassembled (bit 6, as the shim does) and the header length (bit 7: flyctl's u32, else
+ * u16); the rest is the stream. Each buffer is allocated with
  * exactly max_len bytes, so ASan sees a write past max_len.
  *
  * The oracle is a second, trivial decoder over the whole stream: every record reported must be
@@ -23,22 +24,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct ref {
 	const uint8_t *s;
 	size_t len, pos;
+	size_t hdr;   /* header length: FRAME_HDR_LEN or FRAME_HDR_LEN_FLY */
 	uint64_t keepalives;
 };
+
+static size_t ref_len(const struct ref *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->hdr; i++)
+		n = n << 8 | r->s[r->pos + i];
+	return n;
+}
 
 /* Skip the keepalives at pos; true when a whole header follows. */
 static bool ref_header(struct ref *r)
 {
-	while (r->pos + FRAME_HDR_LEN <= r->len && !r->s[r->pos] && !r->s[r->pos + 1]) {
+	while (r->pos + r->hdr <= r->len && ref_len(r) == 0) {
 		r->keepalives++;
-		r->pos += FRAME_HDR_LEN;
+		r->pos += r->hdr;
 	}
-	return r->pos + FRAME_HDR_LEN <= r->len;
-}
-
-static size_t ref_len(const struct ref *r)
-{
-	return (size_t)r->s[r->pos] << 8 | r->s[r->pos + 1];
+	return r->pos + r->hdr <= r->len;
 }
 
 /* A record was reported: it must be the next one of the stream. */
@@ -49,10 +55,10 @@ static void ref_check_record(struct ref *r, const uint8_t *rec, size_t rec_len, 
 	if (!ref_header(r))
 		abort();
 	n = ref_len(r);
-	if (n > max_len || rec_len != n || r->pos + FRAME_HDR_LEN + n > r->len ||
-	    memcmp(rec, r->s + r->pos + FRAME_HDR_LEN, n) != 0)
+	if (n > max_len || rec_len != n || r->pos + r->hdr + n > r->len ||
+	    memcmp(rec, r->s + r->pos + r->hdr, n) != 0)
 		abort();
-	r->pos += FRAME_HDR_LEN + n;
+	r->pos += r->hdr + n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -69,11 +75,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max_len = data[0] & 0x80 ? 1 + (size_t)(data[0] & 0x7f) * 516 : 1 + (size_t)data[0];
 	chunk = 1 + (data[1] & 0x3f);
 	swap = data[1] & 0x40;
+	ref.hdr = data[1] & 0x80 ? FRAME_HDR_LEN_FLY : FRAME_HDR_LEN;
 	ref.s = data + 2;
 	ref.len = size - 2;
 	bufs[0] = malloc(max_len);
 	bufs[1] = malloc(max_len);
-	if (!bufs[0] || !bufs[1] || frame_dec_init(&dec, bufs[0], max_len) < 0)
+	if (!bufs[0] || !bufs[1] || frame_dec_init_hdr(&dec, bufs[0], max_len, (unsigned)ref.hdr) < 0)
 		abort();
 
 	while (off < ref.len) {
@@ -101,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					if (frame_dec_set_buf(&dec, bufs[cur]) != 0)
 						abort();
 				}
-			} else if (dec.hdr_have == FRAME_HDR_LEN && dec.have > 0 &&
+			} else if (dec.hdr_have == ref.hdr && dec.have > 0 &&
 				   frame_dec_set_buf(&dec, bufs[cur ^ 1]) != -EBUSY) {
 				abort(); /* the body so far must stay where it is */
 			}

@@ -251,6 +251,58 @@ static void test_init_bounds(void **state)
 	}
 }
 
+/* flyctl's records: u32 big-endian lengths, the same decoder (frame_dec_init_hdr). */
+static void test_fly_header(void **state)
+{
+	static uint8_t buf[1500];
+	/* keepalive, "abcd", keepalive, "xy" split below, then a length of 65,536 */
+	static const uint8_t stream[] = { 0, 0, 0, 0, 0, 0, 0, 4, 'a', 'b', 'c', 'd', 0, 0, 0, 0,
+					  0, 0, 0, 2, 'x', 'y', 0, 1, 0, 0 };
+	uint8_t out[4];
+	struct frame_dec dec;
+	const uint8_t *rec;
+	size_t rec_len;
+	ssize_t used;
+
+	cur_case = "hdr_len";
+	EXPECT_EQ(frame_dec_init_hdr(&dec, buf, sizeof(buf), 3), -EINVAL);
+	EXPECT_EQ(frame_dec_init_hdr(&dec, buf, sizeof(buf), 0), -EINVAL);
+	EXPECT_EQ(frame_dec_init_hdr(&dec, buf, sizeof(buf), FRAME_HDR_LEN_FLY), 0);
+
+	cur_case = "fly: a whole record after a keepalive, as a view";
+	used = frame_dec_feed(&dec, stream, 12, &rec, &rec_len);
+	EXPECT_EQ(used, 12);
+	EXPECT(rec == stream + 8);
+	EXPECT_EQ(rec_len, 4);
+	EXPECT_EQ(dec.keepalives, 1);
+
+	cur_case = "fly: a record cut inside its header and body";
+	used = frame_dec_feed(&dec, stream + 12, 6, &rec, &rec_len);
+	EXPECT_EQ(used, 6);
+	EXPECT(rec == NULL);
+	EXPECT(frame_dec_is_partial(&dec));
+	used = frame_dec_feed(&dec, stream + 18, 3, &rec, &rec_len);
+	EXPECT_EQ(used, 3);
+	EXPECT(rec == NULL);
+	used = frame_dec_feed(&dec, stream + 21, 1, &rec, &rec_len);
+	EXPECT_EQ(used, 1);
+	EXPECT(rec == buf);
+	EXPECT_EQ(rec_len, 2);
+	EXPECT(!memcmp(rec, "xy", 2));
+	EXPECT_EQ(dec.keepalives, 2);
+
+	cur_case = "fly: a length over max_len, before any body byte";
+	used = frame_dec_feed(&dec, stream + 22, 4, &rec, &rec_len);
+	EXPECT_EQ(used, -EMSGSIZE);
+	EXPECT_EQ(frame_dec_feed(&dec, stream, 1, &rec, &rec_len), -EMSGSIZE);
+
+	cur_case = "frame_put_hdr_fly";
+	frame_put_hdr_fly(out, 0x01020304);
+	EXPECT(out[0] == 1 && out[1] == 2 && out[2] == 3 && out[3] == 4);
+	frame_put_hdr_fly(out, 148);
+	EXPECT(out[0] == 0 && out[1] == 0 && out[2] == 0 && out[3] == 148);
+}
+
 static void test_put_hdr(void **state)
 {
 	static const struct {
@@ -804,6 +856,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_bounds),
 		cmocka_unit_test(test_put_hdr),
+		cmocka_unit_test(test_fly_header),
 		cmocka_unit_test(test_single_record),
 		cmocka_unit_test(test_several_in_one_feed),
 		cmocka_unit_test(test_split_every_offset),
