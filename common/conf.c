@@ -10,6 +10,8 @@
 
 enum { CONF_LINE_MAX = 1024 };
 
+#define CONF_BOM "\xef\xbb\xbf" /* U+FEFF in UTF-8 */
+
 static char *trim(char *s)
 {
 	char *end;
@@ -96,7 +98,7 @@ int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_
 int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
 	      char err[static CONF_ERR_LEN])
 {
-	char line[CONF_LINE_MAX + 1], msg[CONF_ERR_LEN];
+	char line[CONF_LINE_MAX + 1], msg[CONF_ERR_LEN], *text;
 	struct conf_line cl;
 	unsigned lineno = 0;
 	bool in_section = false;
@@ -116,7 +118,19 @@ int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
 			ret = -EINVAL;
 			goto out_err;
 		}
-		ret = conf_parse_line(line, &cl, msg);
+		/* Windows editors (Notepad) start a UTF-8 file with a byte-order mark. It marks
+		 * the file, not a line: anywhere else it is most likely two files run together. */
+		text = line;
+		if (!strncmp(line, CONF_BOM, 3)) {
+			if (lineno > 1) {
+				snprintf(msg, sizeof(msg), "a byte-order mark (EF BB BF) is "
+					 "allowed only at the start of the file");
+				ret = -EINVAL;
+				goto out_err;
+			}
+			text += 3;
+		}
+		ret = conf_parse_line(text, &cl, msg);
 		if (ret < 0)
 			goto out_err;
 		if (cl.kind == CONF_SECTION) {

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* wg-style configuration files: "[Section]" lines and "Key = Value" lines, blank lines, and
  * comments from a '#' at the start of a line or after a space or tab to the end of the
- * line ("Token = ab#cd" keeps its '#'). An empty value is an error. conf_parse_line() parses one line in place (easy to fuzz); conf_load()
- * reads a file, keeps only the given section and hands each key to a callback. Keys are
- * the programs' long option names, compared without case, '-' or '_' ("MaxConns" is
- * --max-conns), so a file and the command line share one table and one setter. */
+ * line ("Token = ab#cd" keeps its '#'). An empty value is an error. A UTF-8 byte-order
+ * mark is skipped at the start of the file and refused anywhere else. conf_parse_line()
+ * parses one line in place (easy to fuzz); conf_load() reads a file, keeps only the given
+ * section and hands each key to a callback. Keys are the programs' long option names,
+ * compared without case, '-' or '_' ("MaxConns" is --max-conns), so a file and the
+ * command line share one table and one setter. */
 #ifndef WGWS_CONF_H
 #define WGWS_CONF_H
 

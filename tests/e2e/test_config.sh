@@ -36,6 +36,14 @@ max_record = 2048
 CONF
 expect_ok "relay: -c with CamelCase and snake_case keys" "$R" -c "$T/relay.conf" --check-config
 expect_ok "relay: flags accepted together with -c" "$R" -c "$T/relay.conf" --max-conns 20 --check-config
+# Notepad's UTF-8: a byte-order mark before the first line, CRLF line ends.
+printf '\357\273\277[Relay]\r\nListen = 127.0.0.1:8443\r\nCert = %s\r\nKey = %s\r\n' \
+	"$CERT" "$KEY" >"$T/bom.conf"
+expect_ok "relay: a file that starts with a UTF-8 byte-order mark" \
+	"$R" -c "$T/bom.conf" --check-config
+cat "$T/bom.conf" "$T/bom.conf" >"$T/bom2.conf"
+expect_err "relay: a byte-order mark on a later line" "bom2.conf:5: a byte-order mark" \
+	"$R" -c "$T/bom2.conf" --check-config
 printf '[Relay]\nListen = 127.0.0.1:8443\nLsten = 1\n' >"$T/bad1.conf"
 expect_err "relay: unknown key" "bad1.conf:3: unknown key 'Lsten'" "$R" -c "$T/bad1.conf" --check-config
 printf '[Relay]\nMaxConns = lots\n' >"$T/bad2.conf"

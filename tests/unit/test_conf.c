@@ -191,6 +191,23 @@ static const struct {
 	  { { "Listen", "1" } } },
 	{ "callback error", "[Relay]\nListen = 1\n\n# c\nMaxConns = 99999999\nPath = /wg\n",
 	  "Relay", -ERANGE, 5, "MaxConns", { { "Listen", "1" } } },
+	/* A UTF-8 byte-order mark (EF BB BF) marks the file: skipped at its very start only. */
+	{ "BOM before the section", "\xef\xbb\xbf[Relay]\nListen = 1\n", "Relay", 0, 0, NULL,
+	  { { "Listen", "1" } } },
+	{ "BOM before a comment", "\xef\xbb\xbf# c\n[Relay]\nListen = 1\n", "Relay", 0, 0, NULL,
+	  { { "Listen", "1" } } },
+	{ "BOM, CRLF", "\xef\xbb\xbf[Relay]\r\nListen = 1\r\n", "Relay", 0, 0, NULL,
+	  { { "Listen", "1" } } },
+	{ "BOM on line 2", "[Relay]\n\xef\xbb\xbfListen = 1\nPath = /wg\n", "Relay", -EINVAL, 2,
+	  NULL, { { NULL, NULL } } },
+	{ "BOM on a later section line", "[Relay]\nListen = 1\n\xef\xbb\xbf[Relay]\n", "Relay",
+	  -EINVAL, 3, NULL, { { "Listen", "1" } } },
+	{ "BOM after a blank", " \xef\xbb\xbf[Relay]\nListen = 1\n", "Relay", -EINVAL, 1, NULL,
+	  { { NULL, NULL } } },
+	{ "two BOMs", "\xef\xbb\xbf\xef\xbb\xbf[Relay]\nListen = 1\n", "Relay", -EINVAL, 1, NULL,
+	  { { NULL, NULL } } },
+	{ "BOM alone, then a pair before any section", "\xef\xbb\xbf\nListen = 1\n[Relay]\n",
+	  "Relay", 1, 2, NULL, { { NULL, NULL } } },
 };
 
 static void check_err_prefix(const char *err, const char *path, int line)
