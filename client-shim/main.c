@@ -363,26 +363,34 @@ static int conf_set(struct parse_state *ps, int opt, const char *value,
 	return -EINVAL;
 }
 
-static int conf_file_pair(void *arg, const char *key, const char *value,
-			  char err[static CONF_ERR_LEN])
+static int conf_file_set(void *arg, int opt, const char *value, char err[static CONF_ERR_LEN])
+{
+	char msg[SHIM_ERR_LEN];
+
+	if (conf_set(arg, opt, value, msg) < 0) {
+		snprintf(err, CONF_ERR_LEN, "%.*s", CONF_ERR_LEN - 1, msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The [Shim] section of file. Its keys are these options, each with a value: the flags
+ * take yes or no there ("Insecure = yes"); --check, --background and --stop are for the
+ * command line only. Relays and pins add up, in the file as on the command line. */
+static int conf_load_file(struct parse_state *ps, const char *file, char err[static SHIM_ERR_LEN])
 {
 	static const int file_opts[] = { 'l', 'r', OPT_CA, OPT_PIN, OPT_INSECURE, OPT_PROXY,
 					 OPT_NO_PROXY, OPT_KEEPALIVE, OPT_MAX_SESSIONS,
 					 OPT_FWMARK, '4', '6', OPT_PROXY_PASSWORD_FILE,
 					 OPT_PROXY_CA, OPT_TOKEN_FILE };
-	char msg[SHIM_ERR_LEN];
+	static const int repeatable[] = { 'r', OPT_PIN, 0 };
+	enum { NKEYS = sizeof(file_opts) / sizeof(file_opts[0]) };
+	struct option keys[NKEYS + 1] = { { NULL, 0, NULL, 0 } };
 
-	for (size_t i = 0; i < sizeof(file_opts) / sizeof(file_opts[0]); i++) {
-		if (!conf_key_matches(key, opt_name(file_opts[i])))
-			continue;
-		if (conf_set(arg, file_opts[i], value, msg) < 0) {
-			snprintf(err, CONF_ERR_LEN, "%.*s", CONF_ERR_LEN - 1, msg);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
-	return -EINVAL;
+	for (size_t i = 0; i < NKEYS; i++)
+		keys[i] = (struct option){ opt_name(file_opts[i]), required_argument, NULL,
+					   file_opts[i] };
+	return conf_load_options(file, "Shim", keys, 'c', repeatable, conf_file_set, ps, err);
 }
 
 /* The relays no_proxy (or NO_PROXY) names go direct, whichever way the proxy was given
@@ -549,7 +557,7 @@ static int parse_config(int argc, char **argv, struct shim_conf *c, int *run, in
 		snprintf(err, SHIM_ERR_LEN, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (file && conf_load(file, "Shim", conf_file_pair, &ps, err) < 0)
+	if (file && conf_load_file(&ps, file, err) < 0)
 		return -EINVAL;
 
 	/* pass 2: the command line overrides the file */

@@ -95,8 +95,9 @@ int conf_parse_line(char *line, struct conf_line *out, char err[static CONF_ERR_
 	return 0;
 }
 
-int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
-	      char err[static CONF_ERR_LEN])
+/* conf_load(), keeping *at_line at the line being read for fn's owner. */
+static int load(const char *path, const char *section, conf_pair_fn fn, void *arg,
+		unsigned *at_line, char err[static CONF_ERR_LEN])
 {
 	char line[CONF_LINE_MAX + 1], msg[CONF_ERR_LEN], *text;
 	struct conf_line cl;
@@ -112,7 +113,7 @@ int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
 		return ret;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		lineno++;
+		*at_line = ++lineno;
 		if (!strchr(line, '\n') && !feof(f)) {
 			snprintf(msg, sizeof(msg), "line longer than %d bytes", CONF_LINE_MAX - 1);
 			ret = -EINVAL;
@@ -167,33 +168,75 @@ out_err:
 	return ret;
 }
 
+int conf_load(const char *path, const char *section, conf_pair_fn fn, void *arg,
+	      char err[static CONF_ERR_LEN])
+{
+	unsigned line;
+
+	return load(path, section, fn, arg, &line, err);
+}
+
 struct options_ctx {
 	const struct option *opts;
 	int skip_id;
+	const int *repeatable;
 	conf_option_fn set;
 	void *arg;
+	unsigned line;      /* being read */
+	unsigned *given_on; /* per entry of opts: the line that gave it, or 0 */
 };
+
+static bool may_repeat(const int *repeatable, int id)
+{
+	for (; repeatable && *repeatable; repeatable++)
+		if (*repeatable == id)
+			return true;
+	return false;
+}
 
 static int option_pair(void *arg, const char *key, const char *value, char err[static CONF_ERR_LEN])
 {
-	const struct options_ctx *ctx = arg;
+	struct options_ctx *ctx = arg;
 
-	for (const struct option *o = ctx->opts; o->name; o++) {
-		if (o->has_arg == no_argument || o->val == ctx->skip_id)
+	for (size_t i = 0; ctx->opts[i].name; i++) {
+		const struct option *o = &ctx->opts[i];
+
+		if (o->has_arg == no_argument || o->val == ctx->skip_id ||
+		    !conf_key_matches(key, o->name))
 			continue;
-		if (conf_key_matches(key, o->name))
-			return ctx->set(ctx->arg, o->val, value, err);
+		/* Two lines for one setting: the later one would win unseen, and which one
+		 * was meant is a guess. */
+		if (ctx->given_on[i] && !may_repeat(ctx->repeatable, o->val)) {
+			snprintf(err, CONF_ERR_LEN, "'%s' was already given on line %u (--%s takes "
+				 "one value)", key, ctx->given_on[i], o->name);
+			return -EINVAL;
+		}
+		ctx->given_on[i] = ctx->line;
+		return ctx->set(ctx->arg, o->val, value, err);
 	}
 	snprintf(err, CONF_ERR_LEN, "unknown key '%s'", key);
 	return -EINVAL;
 }
 
 int conf_load_options(const char *path, const char *section, const struct option *opts,
-		      int skip_id, conf_option_fn set, void *arg, char err[static CONF_ERR_LEN])
+		      int skip_id, const int *repeatable, conf_option_fn set, void *arg,
+		      char err[static CONF_ERR_LEN])
 {
-	struct options_ctx ctx = { .opts = opts, .skip_id = skip_id, .set = set, .arg = arg };
+	struct options_ctx ctx = { .opts = opts, .skip_id = skip_id, .repeatable = repeatable,
+				   .set = set, .arg = arg };
+	size_t n = 0;
+	int ret;
 
-	return conf_load(path, section, option_pair, &ctx, err);
+	while (opts[n].name)
+		n++;
+	ctx.given_on = calloc(n + 1, sizeof(*ctx.given_on));
+	if (!ctx.given_on) {
+		snprintf(err, CONF_ERR_LEN, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	ret = load(path, section, option_pair, &ctx, &ctx.line, err);
+	free(ctx.given_on);
+	return ret;
 }
 
 bool conf_key_matches(const char *key, const char *opt)

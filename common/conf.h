@@ -49,10 +49,13 @@ typedef int (*conf_option_fn)(void *arg, int id, const char *value,
 
 /* conf_load() through a getopt_long table: each key must name one of opts' long options that
  * take an argument, required or optional (not skip_id, the -c option itself); set gets its id
- * and the value. An optional_argument flag ("--jit", "--jit=no") is "Jit = yes" in a file. */
+ * and the value. An optional_argument flag ("--jit", "--jit=no") is "Jit = yes" in a file.
+ * An option may be given once in the file ("MaxConns" and "max-conns" are one option: the
+ * second is refused, naming the first's line), unless its id is in repeatable (0-terminated,
+ * or NULL for none): the options whose values add up on the command line too. */
 int conf_load_options(const char *path, const char *section, const struct option *opts,
-		      int skip_id, conf_option_fn set, void *arg, char err[static CONF_ERR_LEN])
-	__attribute__((warn_unused_result));
+		      int skip_id, const int *repeatable, conf_option_fn set, void *arg,
+		      char err[static CONF_ERR_LEN]) __attribute__((warn_unused_result));
 
 /* True when a config key names the long option opt ("MaxConns" matches "max-conns"). */
 bool conf_key_matches(const char *key, const char *opt);

@@ -151,6 +151,10 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* The options whose values add up when repeated, in the -c file as on the command line;
+ * any other is given once in a file. */
+static const int repeatable_opts[] = { OPT_RELAY_URL, OPT_RELAY_PIN, 0 };
+
 double prov_now_s(void)
 {
 	struct timespec ts;
@@ -460,8 +464,8 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	}
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
-		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c', set_option,
-						  cfg, err) < 0)
+		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c',
+						  repeatable_opts, set_option, cfg, err) < 0)
 			usage_error("%s", err);
 	optind = 0;
 	opterr = 1;

@@ -157,7 +157,8 @@ static const char usage_text[] =
 	"                          a load balancer) start with a PROXY protocol v2 header:\n"
 	"                          its client address is the tunnel's, for the per-address\n"
 	"                          limits and the logs. Their connections without a valid\n"
-	"                          header are closed; other sources never send one\n"
+	"                          header are closed; other sources never send one. May be\n"
+	"                          repeated: the networks add up\n"
 	"  --listen-ws ADDR:PORT|unix:PATH  also plain ws:// (no TLS), for a reverse proxy on\n"
 	"                          this host that ends TLS (nginx): a loopback address or a\n"
 	"                          unix socket (created 0660, owned by --user and its group),\n"
@@ -167,7 +168,7 @@ static const char usage_text[] =
 	"                          one its X-Forwarded-For names (the rightmost address not\n"
 	"                          itself in the list), for the limits and the logs; their\n"
 	"                          upgrades without a valid one get 400. Other sources'\n"
-	"                          X-Forwarded-For is ignored\n"
+	"                          X-Forwarded-For is ignored. May be repeated, as above\n"
 	"  --user NAME             user to run as after binding, when started as root\n"
 	"                          (default wgws, a system user of its own: not nobody, whose\n"
 	"                          other processes could then reach what the relay can; root:\n"
@@ -229,6 +230,10 @@ static const struct option long_opts[] = {
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* The options whose values add up when repeated, in the -c file as on the command line;
+ * any other is given once in a file. */
+static const int repeatable_opts[] = { OPT_PROXY_FROM, OPT_FWD_FROM, 0 };
 
 static int set_uint(const char *name, const char *v, unsigned long min, unsigned long max,
 		    unsigned long *out, char *err)
@@ -478,7 +483,8 @@ static int load_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_o
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
 		if (c == 'c' &&
-		    conf_load_options(optarg, "Relay", long_opts, 'c', set_option, cfg, err) < 0)
+		    conf_load_options(optarg, "Relay", long_opts, 'c', repeatable_opts, set_option,
+				      cfg, err) < 0)
 			return -EINVAL;
 	}
 	optind = 0;

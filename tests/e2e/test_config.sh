@@ -44,6 +44,13 @@ expect_ok "relay: a file that starts with a UTF-8 byte-order mark" \
 cat "$T/bom.conf" "$T/bom.conf" >"$T/bom2.conf"
 expect_err "relay: a byte-order mark on a later line" "bom2.conf:5: a byte-order mark" \
 	"$R" -c "$T/bom2.conf" --check-config
+# An option is given once in a file, however its key is spelled; the repeatable ones add up.
+printf 'max_conns = 5\n' | cat "$T/relay.conf" - >"$T/dup.conf"
+expect_err "relay: MaxConns, then max_conns" "dup.conf:8: 'max_conns' was already given on line 6" \
+	"$R" -c "$T/dup.conf" --check-config
+printf 'ProxyProtocolFrom = 10.0.0.0/8\nproxy-protocol-from = 192.0.2.1\n' |
+	cat "$T/relay.conf" - >"$T/ppf.conf"
+expect_ok "relay: ProxyProtocolFrom twice" "$R" -c "$T/ppf.conf" --check-config
 printf '[Relay]\nListen = 127.0.0.1:8443\nLsten = 1\n' >"$T/bad1.conf"
 expect_err "relay: unknown key" "bad1.conf:3: unknown key 'Lsten'" "$R" -c "$T/bad1.conf" --check-config
 printf '[Relay]\nMaxConns = lots\n' >"$T/bad2.conf"
@@ -61,6 +68,16 @@ Keepalive = 10
 NoProxy = yes
 CONF
 expect_ok "shim: -c" "$S" -c "$T/shim.conf" --check-config
+printf 'Relay = wss://gw2.example.com/wg\nPin = %s\npin = sha256//%s\n' "$PIN" \
+	"$(printf '%032d' 0 | base64)" | cat "$T/shim.conf" - >"$T/shim-relays.conf"
+expect_ok "shim: Relay and Pin twice" "$S" -c "$T/shim-relays.conf" --check-config
+printf 'Keepalive = 20\n' | cat "$T/shim.conf" - >"$T/shim-dup.conf"
+expect_err "shim: Keepalive twice" "shim-dup.conf:6: 'Keepalive' was already given on line 4" \
+	"$S" -c "$T/shim-dup.conf" --check-config
+printf 'no_proxy = no\n' | cat "$T/shim.conf" - >"$T/shim-dup2.conf"
+expect_err "shim: NoProxy, then no_proxy" \
+	"shim-dup2.conf:6: 'no_proxy' was already given on line 5" \
+	"$S" -c "$T/shim-dup2.conf" --check-config
 expect_err "shim: ws:// refused" "wss" "$S" --relay ws://gw.example.com/wg --check-config
 expect_err "shim: --pin with --insecure" "insecure" "$S" --relay wss://gw.example.com/wg --insecure \
 	--pin "sha256//$(printf '%032d' 0 | base64)" --check-config
@@ -74,6 +91,14 @@ Pool6 = fd00:64::/64
 GcIdle = 900
 CONF
 expect_ok "provisioner: -c" "$P" serve -c "$T/prov.conf" --check-config
+printf 'RelayUrl = wss://a.example.com/wg\nRelayUrl = wss://b.example.com/wg\n' >"$T/relays"
+printf 'RelayPin = %s\nrelay_pin = %s\n' "$PIN" "$PIN" >>"$T/relays"
+cat "$T/prov.conf" "$T/relays" >"$T/prov-relays.conf"
+expect_ok "provisioner: RelayUrl and RelayPin twice" \
+	"$P" serve -c "$T/prov-relays.conf" --check-config
+printf 'pool4 = 10.65.0.0/16\n' | cat "$T/prov.conf" - >"$T/prov-dup.conf"
+expect_err "provisioner: Pool4, then pool4" "prov-dup.conf:7: 'pool4' was already given on line 4" \
+	"$P" serve -c "$T/prov-dup.conf" --check-config
 expect_err "provisioner: host bits in --pool4" "is not an IPv4 network" "$P" serve -c "$T/prov.conf" \
 	--pool4 10.64.0.1/16 --check-config
 expect_err "provisioner: tcp API without a token" "needs --token-file" "$P" serve -c "$T/prov.conf" \

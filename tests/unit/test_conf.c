@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for common/conf.h: the one-line parser, the file loader (on temporary files
- * under /tmp, removed afterwards), key matching and bounded unsigned parsing. */
+ * under /tmp, removed afterwards), the loader through a getopt table, key matching and
+ * bounded unsigned parsing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -389,6 +390,106 @@ static void test_load_long_lines(void **state)
 	}
 }
 
+/* --- conf_load_options ---------------------------------------------------------------- */
+
+enum { T_LISTEN = 256, T_MAX_CONNS, T_PEER, T_JIT };
+
+static const struct option t_opts[] = {
+	{ "listen", required_argument, NULL, T_LISTEN },
+	{ "max-conns", required_argument, NULL, T_MAX_CONNS },
+	{ "peer", required_argument, NULL, T_PEER },
+	{ "jit", optional_argument, NULL, T_JIT },
+	{ "config", required_argument, NULL, 'c' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const int t_peer_repeats[] = { T_PEER, 0 };
+
+struct collect_ids {
+	size_t n;
+	int ids[16];
+};
+
+static int collect_option(void *arg, int id, const char *value, char err[static CONF_ERR_LEN])
+{
+	struct collect_ids *c = arg;
+
+	if (c->n >= 16)
+		return -E2BIG;
+	c->ids[c->n++] = id;
+	return 0;
+}
+
+/* A key names one option however it is spelled; a second line for the same option is an
+ * error naming both lines, unless the option is one of the repeatable ones. */
+static void test_load_options(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+		const int *repeatable;
+		int err_line;     /* 0: loads; else the error's line, with -EINVAL */
+		const char *want; /* in the message */
+		size_t nset;      /* options set before the end or the error */
+	} cases[] = {
+		{ "each option once", "[Relay]\nListen = a\nMaxConns = 1\nPeer = p\nJit = yes\n",
+		  t_peer_repeats, 0, NULL, 4 },
+		{ "same key twice", "[Relay]\nListen = a\nMaxConns = 1\nListen = b\n",
+		  t_peer_repeats, 4, "'Listen' was already given on line 2", 2 },
+		{ "same option, other spelling", "[Relay]\nMaxConns = 1\n\n# c\nmax_conns = 2\n",
+		  t_peer_repeats, 5, "'max_conns' was already given on line 2", 1 },
+		{ "same option, kebab then upper case", "[Relay]\nmax-conns = 1\nMAX-CONNS = 2\n",
+		  t_peer_repeats, 3, "on line 2", 1 },
+		{ "the message names the option", "[Relay]\nListen = a\nlisten = a\n", NULL, 3,
+		  "--listen", 1 },
+		{ "an on/off key twice", "[Relay]\nJit = yes\nJit = no\n", t_peer_repeats, 3,
+		  "on line 2", 1 },
+		{ "same value twice", "[Relay]\nMaxConns = 1\nMaxConns = 1\n", t_peer_repeats, 3,
+		  "on line 2", 1 },
+		{ "under a second [Relay] header", "[Relay]\nListen = a\n[relay]\nListen = b\n",
+		  t_peer_repeats, 4, "on line 2", 1 },
+		{ "a repeatable option adds up",
+		  "[Relay]\nPeer = a\nListen = x\npeer = b\nPEER = c\n", t_peer_repeats, 0, NULL,
+		  4 },
+		{ "a repeatable one does not excuse others",
+		  "[Relay]\nPeer = a\nListen = x\nPeer = b\nListen = y\n", t_peer_repeats, 5,
+		  "'Listen' was already given on line 3", 3 },
+		{ "no repeatable list", "[Relay]\nPeer = a\nPeer = b\n", NULL, 3,
+		  "'Peer' was already given on line 2", 1 },
+		{ "after a byte-order mark", "\xef\xbb\xbf[Relay]\nListen = a\nListen = b\n",
+		  t_peer_repeats, 3, "on line 2", 1 },
+		{ "a flag is not a key", "[Relay]\nVerbose = yes\n", t_peer_repeats, 2,
+		  "unknown key 'Verbose'", 0 },
+		{ "the -c option is not a key", "[Relay]\nConfig = x\n", t_peer_repeats, 2,
+		  "unknown key 'Config'", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[64], err[CONF_ERR_LEN];
+		struct collect_ids c;
+		int rc;
+
+		cur_case = cases[i].name;
+		memset(&c, 0, sizeof(c));
+		write_temp(path, cases[i].text, strlen(cases[i].text));
+		memset(err, 0, sizeof(err));
+		rc = conf_load_options(path, "Relay", t_opts, 'c', cases[i].repeatable,
+				       collect_option, &c, err);
+		unlink(path);
+		if (!cases[i].err_line && rc != 0)
+			fail_msg("case %s: rc %d, err \"%.*s\"", cur_case, rc, CONF_ERR_LEN, err);
+		if (cases[i].err_line) {
+			EXPECT_EQ(rc, -EINVAL);
+			check_err_prefix(err, path, cases[i].err_line);
+			if (!strstr(err, cases[i].want))
+				fail_msg("case %s: err \"%s\" does not say \"%s\"", cur_case, err,
+					 cases[i].want);
+		}
+		EXPECT_EQ(c.n, cases[i].nset);
+	}
+}
+
 /* --- conf_key_matches ----------------------------------------------------------------- */
 
 static void test_key_matches(void **state)
@@ -482,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_callback_without_message),
 		cmocka_unit_test(test_load_long_lines),
+		cmocka_unit_test(test_load_options),
 		cmocka_unit_test(test_key_matches),
 		cmocka_unit_test(test_parse_uint),
 	};
