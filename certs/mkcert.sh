@@ -78,22 +78,32 @@ fi
 
 umask 077
 tmpkey=$(mktemp "$dir/.$host.key.XXXXXX")
-trap 'rm -f "$tmpkey"' EXIT
+errs=$(mktemp) || die "cannot make a temporary file"
+trap 'rm -f "$tmpkey" "$errs"' EXIT
+
+# openssl_failed WHAT: our line, then openssl's own (the reason: its success says nothing
+# worth showing, its failure says which value it refused), and exit 1.
+openssl_failed() {
+	echo "${0##*/}: openssl $1 failed:" >&2
+	sed 's/^/  /' "$errs" >&2
+	exit 1
+}
+
 if [ "$reuse" = 1 ]; then
 	# the same key, and the same owner and mode as before (the relay's user may read it)
 	cp -p "$key" "$tmpkey" || die "cannot copy $key"
 else
 	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmpkey" \
-		2>/dev/null || die "openssl genpkey failed"
+		2>"$errs" || openssl_failed genpkey
 	chmod 600 "$tmpkey"
 fi
 openssl req -new -x509 -key "$tmpkey" -out "$crt.tmp" -days "$days" -sha256 \
 	-subj "/CN=$host" -addext "subjectAltName=$san" \
 	-addext "basicConstraints=critical,CA:FALSE" \
 	-addext "keyUsage=critical,digitalSignature" \
-	-addext "extendedKeyUsage=serverAuth" 2>/dev/null || {
+	-addext "extendedKeyUsage=serverAuth" 2>"$errs" || {
 	rm -f "$crt.tmp"
-	die "openssl req failed"
+	openssl_failed req
 }
 chmod 644 "$crt.tmp"
 if [ "$reuse" = 1 ]; then
@@ -102,6 +112,7 @@ else
 	mv -f "$tmpkey" "$key"
 fi
 mv -f "$crt.tmp" "$crt"
+rm -f "$errs"
 trap - EXIT
 
 pin=$(openssl x509 -in "$crt" -noout -pubkey | openssl pkey -pubin -outform DER |

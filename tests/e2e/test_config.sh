@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # The three programs' configuration: -c FILE with the long option names as keys, flags
-# given together with it, --check-config, and errors that name the file, the line and the key.
-# No root, no network: --check-config validates and exits before opening anything.
+# given together with it, --check-config, and errors that name the file, the line and the key;
+# and mkcert.sh's errors. No root, no network: --check-config validates and exits before
+# opening anything.
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_bins wgws-relay wgws-shim wgws-provisioner
@@ -181,6 +182,21 @@ out=$("$S" --stop "$T/stale.pid") || fail "shim --stop on a stale pid file: exit
 expect "shim --stop on a file nobody holds" "$out" "wgws-shim: not running (removed the stale $T/stale.pid)"
 [ ! -e "$T/stale.pid" ] || fail "shim --stop left the stale pid file"
 ok "shim --stop: success when none runs, with no file or a stale one (removed)"
+
+# mkcert.sh: when openssl fails, its own reason follows ours. 999.1.1.1 passes mkcert's
+# character check for an IP; openssl refuses it. Nothing is left behind, not even the file
+# that held openssl's messages.
+mkdir "$T/mkcert-tmp"
+out=$(TMPDIR=$T/mkcert-tmp "$WGWS_TOP/certs/mkcert.sh" bad.wgws.test 999.1.1.1 \
+	-o "$T/badcert" 2>&1) && fail "mkcert.sh made a certificate for the IP 999.1.1.1"
+grep -q "openssl req failed" <<<"$out" ||
+	fail "mkcert.sh: no 'openssl req failed': $(oneline "$out")"
+grep -q "bad ip address.*999\.1\.1\.1" <<<"$out" ||
+	fail "mkcert.sh hid openssl's reason: $(oneline "$out")"
+left=$(ls -A "$T/badcert" "$T/mkcert-tmp")
+[ -z "$(ls -A "$T/badcert")" ] && [ -z "$(ls -A "$T/mkcert-tmp")" ] ||
+	fail "mkcert.sh left files behind: $(oneline "$left")"
+ok "mkcert.sh: openssl's own reason (bad ip address) after ours, nothing left behind"
 
 # The units (all of them) are verified by test_install.sh, on an installed tree.
 echo "PASS test_config"
