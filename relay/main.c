@@ -113,7 +113,8 @@ static const char usage_text[] =
 	"                          (wgws-relay.socket: port 443 without ever being root)\n"
 	"  --cert FILE             TLS certificate chain (PEM)\n"
 	"  --key FILE              TLS private key (PEM)\n"
-	"  --path PATH             the path that upgrades (default /wg)\n"
+	"  --path PATH             the path that upgrades (default /wg; not /healthz or\n"
+	"                          /metrics, the relay's own)\n"
 	"  --wg ADDR:PORT          WireGuard's UDP address (default 127.0.0.1:51820)\n"
 	"  --max-conns N           most tunnels at once (default 1024)\n"
 	"  --max-conns-per-ip N    most tunnels from one client address (default 128, 0 = no\n"
@@ -370,6 +371,18 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 			snprintf(err, CONF_ERR_LEN,
 				 "--path: '%s' must start with '/', have no spaces, '?' or '#', "
 				 "and be shorter than %d bytes", v, RELAY_PATH_MAX);
+			return -EINVAL;
+		}
+		/* The relay's own names. On the tunnel port http.c answers GET /healthz with
+		 * 200 before it looks at the path: the tunnel would share its name with the
+		 * health check (a plain GET there gets "ok", not the tunnel's 426). /metrics is
+		 * the --metrics port's Prometheus text: kept for it, so that a path alone says
+		 * what it reaches. */
+		if (!strcmp(v, "/healthz") || !strcmp(v, "/metrics")) {
+			snprintf(err, CONF_ERR_LEN, "--path: '%s' is the relay's own %s; choose "
+				 "another path (the default is /wg)", v, strcmp(v, "/healthz") ?
+				 "Prometheus path (--metrics)" :
+				 "health check, answered on the tunnel port");
 			return -EINVAL;
 		}
 		strcpy(cfg->path, v);

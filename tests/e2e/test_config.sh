@@ -60,6 +60,22 @@ printf '[Shim]\nRelay = wss://gw.example/wg\n' >"$T/bad3.conf"
 expect_err "relay: wrong section" "bad3.conf:1: unknown section \[Shim\]" "$R" -c "$T/bad3.conf" --check-config
 expect_err "relay: missing --cert" "cert FILE and --key FILE are required" "$R" --listen 127.0.0.1:8443 --check-config
 expect_err "relay: bad --listen" "not a numeric IPv4:PORT" "$R" --listen localhost:443 --cert "$CERT" --key "$KEY"
+# --path may not take the relay's own names (/healthz on the tunnel port, /metrics on
+# --metrics): a usage error, exit 2, that says why.
+for p in /healthz /metrics; do
+	rc=0
+	out=$("$R" -c "$T/relay.conf" --path "$p" --check-config 2>&1) || rc=$?
+	[ "$rc" = 2 ] || fail "relay: --path $p: exit $rc, expected 2: $(oneline "$out")"
+	grep -q -- "--path: '$p' is the relay's own" <<<"$out" ||
+		fail "relay: --path $p: $(oneline "$out")"
+done
+ok "relay: --path /healthz and --path /metrics refused, exit 2"
+printf 'Path = /healthz\n' | cat "$T/relay.conf" - >"$T/path.conf"
+expect_err "relay: Path = /healthz in a file" \
+	"path.conf:8: --path: '/healthz' is the relay's own health check" \
+	"$R" -c "$T/path.conf" --check-config
+expect_ok "relay: --path /healthz/tunnel (only the exact names are the relay's)" \
+	"$R" -c "$T/relay.conf" --path /healthz/tunnel --check-config
 
 cat >"$T/shim.conf" <<CONF
 [Shim]
