@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The garbage collector. Every --gc-interval:
  *  1. expired peers (ttl_seconds) are deleted: from the device first, then from the store;
- *  2. with --gc-idle, the device is dumped (its only O(installed) operation) and peers whose
- *     last handshake is older than the threshold — or that never shook hands and were
- *     installed longer ago than that — are removed from the device, not from the store.
+ *  2. the device is dumped (its only O(installed) operation) and each stored peer's last
+ *     handshake goes into the store (the API's last_handshake), written only when it moved;
+ *  3. with --gc-idle, peers whose last handshake is older than the threshold — or that never
+ *     shook hands and were installed longer ago than that — are removed from the device, not
+ *     from the store. Without it (the default without --jit) the dump only reads.
  * Removals go --gc-batch at a time, one batch per turn of the event loop (a timer of a few
  * milliseconds), so API requests and installs never wait behind a long GC: each kernel
  * removal costs an RCU grace period under rtnl_lock. Peers in the device that the store
@@ -64,20 +66,30 @@ static void gc_expire(int64_t now)
 		log_warnx("gc: cannot list expired peers");
 }
 
+/* A time within a second of the stored one is the same handshake: boringtun reports an age,
+ * which uapi.c turns into a time against our clock, so one handshake can come out a second
+ * apart from one dump to the next; rewriting it would be a store write per live peer per run. */
+static bool handshake_moved(int64_t seen_s, int64_t stored_s)
+{
+	return seen_s > stored_s + 1 || seen_s < stored_s - 1;
+}
+
 static int consider(void *arg, const struct wgdev_peer_info *pi)
 {
 	struct idle_ctx *ic = arg;
 	struct store_peer sp;
 	int64_t since;
 
-	if (ic->queued >= GC_MAX_PER_RUN)
-		return 0;
+	if (!pi->last_handshake_s && !prov.cfg.gc_idle_s)
+		return 0; /* nothing to record, nothing to collect: no store lookup */
 	if (store_get(prov.store, pi->pubkey, &sp) < 0)
 		return 0; /* not ours */
-	if (pi->last_handshake_s && pi->last_handshake_s != sp.last_seen) {
+	if (pi->last_handshake_s && handshake_moved(pi->last_handshake_s, sp.last_seen)) {
 		(void)store_set_last_seen(prov.store, pi->pubkey, pi->last_handshake_s);
 		prov.writes_since_checkpoint = true;
 	}
+	if (!prov.cfg.gc_idle_s || ic->queued >= GC_MAX_PER_RUN)
+		return 0;
 	since = pi->last_handshake_s ? pi->last_handshake_s : sp.installed_at;
 	if (!since || ic->now - since <= (int64_t)prov.cfg.gc_idle_s)
 		return 0;
@@ -135,7 +147,9 @@ static void gc_run(lws_sorted_usec_list_t *sul)
 	prov.st.gc_runs++;
 	gc.now = prov_wall_s();
 	gc_expire(gc.now);
-	if (prov.cfg.gc_idle_s && gc.done == gc.queued) {
+	/* Handshake times are read with or without --gc-idle, or the API would never show one;
+	 * a run whose removals are still going out skips its dump (the next one reads). */
+	if (gc.done == gc.queued) {
 		struct idle_ctx ic = { .now = gc.now };
 		int ret = wgdev_dump(prov.dev, consider, &ic);
 

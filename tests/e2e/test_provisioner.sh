@@ -3,8 +3,9 @@
 # wgws-provisioner end to end, against a real wireguard-go gateway in a namespace and a
 # wireguard-go client in another, with `wg show` as the independent witness:
 #  1. API: POST makes a key pair and a wg-quick config; a client brought up from that config
-#     pings the gateway across WireGuard; DELETE removes the peer from the device, and the
-#     client's next handshake fails.
+#     pings the gateway across WireGuard; the listing and `peer show` then give its
+#     last_handshake (without --jit or --gc-idle: the GC's dump reads it all the same);
+#     DELETE removes the peer from the device, and the client's next handshake fails.
 #  2. CLI: peer add --config / list / show / del (and del of an unknown key: 404, exit 1).
 #  3. Bad input: every malformed or refused request answers the right 4xx with a JSON error
 #     and changes nothing (listing, `wg show dump`, metrics); a full /29 pool answers 409 and
@@ -185,6 +186,25 @@ in_c ping -n -q -c 2 -i 0.2 -W 1 "$GW6" >/dev/null || fail "no ping to $GW6 acro
 hs=$(gw_handshake "$P1")
 [ "$hs" -gt 0 ] || fail "the gateway shows no handshake with $P1"
 ok "client from the config: ping $GW4 and $GW6 across WireGuard; gateway handshake $(($(date +%s) - hs)) s ago"
+# Without --jit and without --gc-idle nothing is collected, yet the GC's dump must still
+# bring the device's handshake time into the store: the listing is what an operator reads.
+listed_hs() {
+	req GET '/v1/peers?limit=1000' && [ "$CODE" = 200 ] &&
+		LISTED_HS=$(jget "[p['last_handshake'] for p in d['peers'] if p['public_key'] == '$P1'][0]") &&
+		[ "$LISTED_HS" != null ] && [ "$LISTED_HS" != "<none>" ]
+}
+t0=$(now_ms)
+wait_for 5 listed_hs || fail "GET /v1/peers: last_handshake of $P1 is still ${LISTED_HS:-absent}" \
+	"5 s after its handshake (--gc-interval 1, no --jit, no --gc-idle)"
+ms=$(($(now_ms) - t0))
+d=$((LISTED_HS - $(gw_handshake "$P1")))
+[ "$d" -ge -1 ] && [ "$d" -le 1 ] ||
+	fail "listed last_handshake $LISTED_HS, the device's $(gw_handshake "$P1")"
+"$PROV" peer show --api "unix:$SOCK" "$P1" >"$T/show-hs.json" || fail "peer show $P1"
+expect "peer show: last_handshake" "$(jget 'd["last_handshake"]' "$T/show-hs.json")" "$LISTED_HS"
+on_gw "$P1" || fail "without --gc-idle the GC's dump removed $P1 from the device"
+ok "no --jit, no --gc-idle: GET /v1/peers and peer show give last_handshake $LISTED_HS (the" \
+	"device's, within 1 s) $ms ms after the ping; the peer stays installed"
 
 req DELETE "/v1/peers/$(urlkey "$P1")"
 expect "DELETE" "$CODE" 200
