@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pwd.h>
 #include <libwebsockets.h>
 #include <signal.h>
@@ -48,6 +49,8 @@ static const char usage_text[] =
 	"  --interface IF          the WireGuard device (kernel or wireguard-go)\n"
 	"  --db FILE               the SQLite peer store (created if missing)\n"
 	"  --api unix:PATH         the API socket (default unix:" PROV_DEFAULT_API ")\n"
+	"  --api-group GROUP       the API socket is root:GROUP, mode 0660, so members of\n"
+	"                          GROUP can use 'peer' (default: root's alone, 0600)\n"
 	"  --api tcp:ADDR:PORT     the API on TCP instead; needs --token-file\n"
 	"  --token-file FILE       the bearer token TCP clients must send\n"
 	"  --pool4 CIDR            IPv4 addresses for peers, e.g. 10.64.0.0/16 (the first\n"
@@ -113,13 +116,14 @@ enum opt_id {
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
 	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
-	OPT_JIT_BUDGET, OPT_RELAY_PIN, OPT_CLIENT_MTU,
+	OPT_JIT_BUDGET, OPT_RELAY_PIN, OPT_CLIENT_MTU, OPT_API_GROUP,
 };
 
 static const struct option long_opts[] = {
 	{ "interface", required_argument, NULL, OPT_INTERFACE },
 	{ "db", required_argument, NULL, OPT_DB },
 	{ "api", required_argument, NULL, OPT_API },
+	{ "api-group", required_argument, NULL, OPT_API_GROUP },
 	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
 	{ "pool4", required_argument, NULL, OPT_POOL4 },
 	{ "pool6", required_argument, NULL, OPT_POOL6 },
@@ -250,6 +254,18 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 		return set_str(&cfg->db_path, v);
 	case OPT_API:
 		return set_api(cfg, v, err);
+	case OPT_API_GROUP: {
+		struct group *gr = getgrnam(v);
+
+		if (!gr) {
+			snprintf(err, CONF_ERR_LEN, "--api-group: no group '%s' (create it: "
+				 "groupadd --system %s)", v, v);
+			return -EINVAL;
+		}
+		cfg->has_api_group = true;
+		cfg->api_gid = gr->gr_gid;
+		return 0;
+	}
 	case OPT_TOKEN_FILE:
 		return set_str(&token_path, v);
 	case OPT_POOL4:
@@ -518,6 +534,9 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 		log_warnx("--gc-idle %u: a client keeps using its session for up to 180 s after a "
 			  "handshake; a peer removed sooner loses its traffic until the client "
 			  "initiates again", cfg->gc_idle_s);
+	if (cfg->api_tcp && cfg->has_api_group)
+		usage_error("--api-group is for the unix socket; --api tcp:… is guarded by its "
+			    "--token-file");
 	if (cfg->api_tcp && !token_path)
 		usage_error("--api tcp:… needs --token-file: the API must not be open to anyone");
 	if (token_path)
@@ -607,6 +626,38 @@ static void make_parent_dir(const char *path)
 		fatal("cannot create %s", dir);
 }
 
+/* --api-group sets the socket's group and mode by path, after lws made it: only safe in a
+ * directory where no one but us can put something else under that name in between. */
+static void check_api_dir(const char *path)
+{
+	char dir[sizeof(prov.cfg.api_path)];
+	struct stat st;
+
+	strcpy(dir, path);
+	*strrchr(dir, '/') = '\0'; /* set_api made sure of an absolute path */
+	if (stat(dir[0] ? dir : "/", &st) < 0)
+		fatal("--api-group: %s", dir);
+	if (st.st_uid != geteuid() || (st.st_mode & 0022))
+		fatalx("--api-group: %s is not root's alone (uid %u, mode %04o): others could swap "
+		       "the socket before its group and mode are set; put it in a directory only "
+		       "root can write", dir[0] ? dir : "/", (unsigned)st.st_uid,
+		       (unsigned)(st.st_mode & 07777));
+}
+
+/* Group first, then the group's bits: root:root 0600, root:GROUP 0600, root:GROUP 0660; at no
+ * moment open to anyone the final mode does not name. lchown: never through a symlink. */
+static void share_api_socket(const char *path, gid_t gid)
+{
+	struct group *gr;
+
+	if (lchown(path, (uid_t)-1, gid) < 0)
+		fatal("--api-group: chown %s", path);
+	if (chmod(path, 0660) < 0)
+		fatal("--api-group: chmod %s", path);
+	gr = getgrgid(gid);
+	log_info("API socket %s: group %s, mode 0660", path, gr ? gr->gr_name : "?");
+}
+
 static void lws_emit(int level, const char *line)
 {
 	size_t n = strlen(line);
@@ -661,6 +712,8 @@ static void create_vhosts(struct prov_cfg *cfg)
 		info.iface = iface;
 	} else {
 		make_parent_dir(cfg->api_path);
+		if (cfg->has_api_group)
+			check_api_dir(cfg->api_path);
 		clear_stale_socket(cfg->api_path);
 		info.options |= LWS_SERVER_OPTION_UNIX_SOCK;
 		info.iface = cfg->api_path;
@@ -668,7 +721,8 @@ static void create_vhosts(struct prov_cfg *cfg)
 	}
 	if (cfg->api_tcp)
 		bind_or_die("--api tcp:", &cfg->api_addr);
-	/* A unix socket is created 0600 (umask): never wider, not even until a chmod. */
+	/* A unix socket is created 0600 (umask): never wider, not even until a chmod
+	 * (--api-group's chmod comes after its chown: share_api_socket). */
 	old_mask = umask(0177);
 	vh = lws_create_vhost(prov.ctx, &info);
 	umask(old_mask);
@@ -676,6 +730,8 @@ static void create_vhosts(struct prov_cfg *cfg)
 		fatalx("cannot listen for the API on %s",
 		       cfg->api_tcp ? addr_format((struct sockaddr *)&cfg->api_addr, addr)
 				    : cfg->api_path);
+	if (cfg->has_api_group)
+		share_api_socket(cfg->api_path, cfg->api_gid);
 
 	if (cfg->has_metrics) {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->metrics;

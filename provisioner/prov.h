@@ -729,6 +729,8 @@ struct prov_cfg {
 	char *db_path;
 	bool api_tcp;
 	char api_path[108];             /* unix socket path */
+	bool has_api_group;             /* --api-group: the socket is root:api_gid, 0660 */
+	gid_t api_gid;
 	struct sockaddr_storage api_addr; /* tcp listener */
 	socklen_t api_len;
 	char token[PROV_TOKEN_MAX + 1]; /* bearer token for the tcp listener */
