@@ -5,11 +5,14 @@
  * cannot be reached or answers an error is reported in plain words, exit status 1. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -38,6 +41,35 @@ struct cli {
 	char token[PROV_TOKEN_MAX + 1];
 };
 
+/* Why the socket refused us decides the advice. No socket, or no one listening on it, is a
+ * daemon that does not run; a permission refused is one that runs for others, and "is it
+ * running?" would send the operator the wrong way. */
+static void __attribute__((noreturn)) unix_unreachable(const char *api, const char *path)
+{
+	struct stat st;
+	struct passwd *pw;
+	struct group *gr;
+	char owner[24];
+
+	if (errno == ENOENT || errno == ECONNREFUSED)
+		fatal("cannot reach the daemon at %s (is 'wgws-provisioner serve' running?)", api);
+	if (errno != EACCES && errno != EPERM)
+		fatal("cannot reach the daemon at %s", api);
+	if (stat(path, &st) < 0)
+		fatalx("permission denied on %s: a directory on its path is closed to you; run as "
+		       "root", path);
+	pw = getpwuid(st.st_uid);
+	snprintf(owner, sizeof(owner), "%s", pw ? pw->pw_name : "?");
+	gr = getgrgid(st.st_gid);
+	if (st.st_gid && (st.st_mode & 0060) == 0060 && gr)
+		fatalx("permission denied on %s: it is %s's, shared with group %s (mode %04o); "
+		       "run as root, or as a member of %s (log in again after joining it)", path,
+		       owner, gr->gr_name, (unsigned)(st.st_mode & 07777), gr->gr_name);
+	fatalx("permission denied on %s: it is %s's (mode %04o); run as root, or start serve "
+	       "with --api-group GROUP and be in that group", path, owner,
+	       (unsigned)(st.st_mode & 07777));
+}
+
 static int connect_api(const struct cli *c)
 {
 	struct timeval tv = { .tv_sec = CLI_TIMEOUT_S };
@@ -53,8 +85,7 @@ static int connect_api(const struct cli *c)
 		strcpy(sun.sun_path, c->api + 5);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-			fatal("cannot reach the daemon at %s (is 'wgws-provisioner serve' running?)",
-			      c->api);
+			unix_unreachable(c->api, sun.sun_path);
 	} else if (!strncmp(c->api, "tcp:", 4) && addr_parse(c->api + 4, &ss, &len) == 0) {
 		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0 && connect(fd, (struct sockaddr *)&ss, len) < 0)

@@ -18,6 +18,12 @@
 #     "connection: close" (one request per connection; the client retries the rest), never a
 #     wrong answer to the POST, and the daemon keeps serving (regression: lws 4.1.6 spun at
 #     100% on pipelined requests in a kept-alive connection).
+#  7. --api tcp: every request needs the bearer token.
+#  8. A user who is not root: `peer list` with no daemon says so; on the 0600 socket it names
+#     the permission (not "is it running?"); --api-group GROUP makes the socket root:GROUP
+#     0660 and a member lists peers, others are told which group; --api-group with an unknown
+#     group or with --api tcp: is a usage error (exit 2), and a socket in a directory others
+#     can write is refused.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -544,10 +550,10 @@ prov_fails() {
 	timeout 10 ip netns exec "$NS_G" "$PROV" serve --interface "$WG_G" --db "$DB" \
 		--api "unix:$SOCK" --pool4 "$POOL4" --pool6 "$POOL6" "$@" >"$T/bindfail.log" 2>&1 ||
 		rc=$?
-	[ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -qF "$want" "$T/bindfail.log" ||
+	[ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -qF -- "$want" "$T/bindfail.log" ||
 		fail "$*: exit $rc: $(oneline "$(cat "$T/bindfail.log")")"
 	PROV_FAIL_RC=$rc
-	ok "$*: exit $rc: $(grep -m1 -F "$want" "$T/bindfail.log" | sed 's/^.*fatal: //')"
+	ok "$*: exit $rc: $(grep -m1 -F -- "$want" "$T/bindfail.log" | sed 's/^.*fatal: //')"
 }
 prov_fails "(the address is not on this host)" --metrics 192.0.2.1:9101
 in_g python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', 9101)); s.listen(); time.sleep(20)" &
@@ -641,5 +647,66 @@ expect "the right token" "$(tcp_code -H "Authorization: Bearer $(cat "$T/token")
 n=$(in_g "$PROV" peer list --api tcp:127.0.0.1:8090 --token-file "$T/token" | wc -l)
 [ "$n" -ge 1 ] || fail "peer list over TCP with --token-file listed nothing"
 ok "401 (with WWW-Authenticate) without or with a wrong token; 200 and the CLI ($n peers) with it"
+
+# --- 8. the API socket for a user who is not root -----------------------------------------
+say "8. peer list as nobody: the permission is named; --api-group lets a group in"
+stop_pid "$PROV_PID" TERM 5
+GRP=users # exists on Debian; nobody is not in it
+getent group "$GRP" >/dev/null || fail "no group $GRP on this host"
+GID=$(getent group "$GRP" | cut -d: -f3)
+id -nG nobody | grep -qw "$GRP" && fail "nobody is already in $GRP: the test proves nothing"
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+# cli_as WHO OUT ARGS...: `peer list` as WHO (an as_* function), stdout and stderr in OUT;
+# its exit status in CLI_RC.
+cli_as() {
+	local who=$1 out=$2
+	shift 2
+	CLI_RC=0
+	"$who" "$PROV" peer list --api "unix:$SOCK" "$@" >"$out" 2>&1 || CLI_RC=$?
+}
+# (Not $SOCK: the engine, no longer root, cannot unlink it in root's directory at exit.)
+cli_as as_nobody "$T/nobody.out" --api "unix:$T/none.sock"
+expect "peer list as nobody with no daemon: exit" "$CLI_RC" 1
+grep -qF "is 'wgws-provisioner serve' running?" "$T/nobody.out" &&
+	! grep -q "permission" "$T/nobody.out" ||
+	fail "peer list with no daemon: $(cat "$T/nobody.out")"
+ok "no daemon: '$(sed 's/^.*fatal: //' "$T/nobody.out")'"
+prov_fails "--api-group: no group 'wgws-no-such-group'" --api-group wgws-no-such-group
+expect "--api-group with an unknown group: exit" "$PROV_FAIL_RC" 2
+prov_fails "--api-group is for the unix socket" --api tcp:127.0.0.1:8091 --token-file "$T/token" \
+	--api-group "$GRP"
+expect "--api-group with --api tcp: exit" "$PROV_FAIL_RC" 2
+# Its group and mode are set by path: in a directory others can write, not at all.
+mkdir -m 1777 "$T/open"
+prov_fails "--api-group: $T/open is not root's alone" --api "unix:$T/open/prov.sock" \
+	--api-group "$GRP"
+
+start_prov
+expect "the socket without --api-group" "$(stat -c '%U:%G %a' "$SOCK")" "root:root 600"
+cli_as as_nobody "$T/nobody.out"
+expect "peer list as nobody on a 0600 socket: exit" "$CLI_RC" 1
+want="permission denied on $SOCK: it is root's (mode 0600); run as root, or start serve"
+want="$want with --api-group GROUP and be in that group"
+grep -qF "$want" "$T/nobody.out" ||
+	fail "peer list as nobody on a 0600 socket: $(cat "$T/nobody.out")"
+! grep -q "running?" "$T/nobody.out" || fail "a permission problem called a daemon not running"
+ok "0600 socket, as nobody: exit 1, '$(sed 's/^.*fatal: //' "$T/nobody.out")'"
+"$PROV" peer list --api "unix:$SOCK" >"$T/root-list.txt" || fail "peer list as root"
+stop_pid "$PROV_PID" TERM 5
+
+start_prov --api-group "$GRP"
+expect "the socket with --api-group $GRP" "$(stat -c '%U:%G %a' "$SOCK")" "root:$GRP 660"
+grep -q "API socket $SOCK: group $GRP, mode 0660" "$PROV_LOG" || fail "no log line for --api-group"
+as_member() { setpriv --reuid=nobody --regid=nogroup --groups="$GID" "$@"; }
+cli_as as_member "$T/member.out"
+[ "$CLI_RC" = 0 ] || fail "peer list as nobody in $GRP: exit $CLI_RC: $(cat "$T/member.out")"
+expect "peer list as a member of $GRP" "$(cat "$T/member.out")" "$(cat "$T/root-list.txt")"
+cli_as as_nobody "$T/nobody.out"
+expect "peer list as nobody outside $GRP: exit" "$CLI_RC" 1
+want="permission denied on $SOCK: it is root's, shared with group $GRP (mode 0660); run as"
+want="$want root, or as a member of $GRP"
+grep -qF "$want" "$T/nobody.out" || fail "peer list as nobody outside $GRP: $(cat "$T/nobody.out")"
+ok "--api-group $GRP: root:$GRP 0660; nobody in $GRP lists the $(wc -l <"$T/root-list.txt")" \
+	"peers root does; outside it: '$(sed 's/^.*fatal: //' "$T/nobody.out")'"
 
 echo "PASS test_provisioner"
