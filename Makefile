@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: MIT
 # wgws — one non-recursive GNU Makefile. `make help` lists the targets.
-#   make [V=1] [WERROR=1] [SANITIZE=1]   build build/wgws-relay and build/wgws-shim
+#   make [V=1] [WERROR=1] [SANITIZE=1]   build the three programs, man pages and units
 #   make test                            unit tests, then namespace tests when root
+#   make unit                            the unit tests alone
 #   make deps                            install missing Debian packages (root)
 #   make demo                            the tunnel through a proxy, shown and torn down (root)
+#   make install [DESTDIR= PREFIX=]      programs, units, sysusers, man pages, examples
+#   make uninstall                       what install laid out (docs/INSTALL.md)
+#   make deb                             Debian packages wgws and wgws-shim (build/deb/)
 #   make jit-bench [JIT_BENCH_ARGS=-q]   JIT decision benchmark on wireguard-go (root; bench/)
 #   make bench [QUICK=1]                 tunnel vs direct UDP: throughput, CPU, latency (bench/)
 #   make fuzz [FUZZ_SECONDS=60]          each libFuzzer harness over its corpus (clang; tests/fuzz/)
-
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 PREFIX ?= /usr/local
@@ -337,7 +340,7 @@ clean:
 	rm -rf $(B)
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '/^#   make/p' Makefile
 
 .SECONDARY:
 

@@ -6,7 +6,7 @@
 # exactly the files docs/INSTALL.md lists, and `make uninstall` removes them all; the man
 # pages render with `man -l` without a warning and name every option --help names; the
 # installed units pass `systemd-analyze verify`, and `systemd-analyze security --offline`
-# scores them (the relay under 2.0). Needs no root (the user wgws only for the unit checks).
+# scores them (the relay under 2.0); `make help` names only targets make knows. Needs no root (the user wgws only for the unit checks).
 set -eu
 . "$(dirname "$0")/lib.sh"
 need_cmd readelf make cc scdoc man
@@ -35,6 +35,15 @@ for prog in wgws-relay wgws-shim wgws-provisioner; do
 	grep -q "__stack_chk_fail" <<<"$syms" || fail "$prog: no stack protector"
 	ok "$prog: PIE, full RELRO (BIND_NOW), NX stack, stack protector, FORTIFY: $chk"
 done
+
+say "make help names only targets that exist"
+targets=$(cd "$WGWS_TOP" && make -s help | awk '{ print $3 }' | grep -v '^\[' | sort -u)
+[ -n "$targets" ] || fail "make help lists nothing"
+for t in $targets; do
+	(cd "$WGWS_TOP" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n B="$P" "$t") \
+		>/dev/null 2>&1 || fail "make help names '$t', which make does not know"
+done
+ok "$(wc -w <<<"$targets") targets, each known to make: $(tr '\n' ' ' <<<"$targets")"
 
 say "make install DESTDIR=… PREFIX=/usr: the files docs/INSTALL.md lists, no more"
 D=$T/stage
