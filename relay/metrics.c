@@ -5,8 +5,10 @@
  * share one "port": a tunnel client naming the metrics vhost would have been served metrics.
  *
  * Bounded: at most METRICS_CONNS_MAX connections (more are closed at accept), a request head
- * of at most METRICS_REQ_MAX bytes read within --header-timeout, one answer written with one
- * send, then close. Accept errors pause the listener instead of spinning. */
+ * of at most METRICS_REQ_MAX bytes read within --header-timeout, one answer, then close. An
+ * answer the socket does not take at once (a body of thousands of token lines, a slow
+ * scraper) is kept, its rest written as the socket drains, within --header-timeout again.
+ * Accept errors pause the listener instead of spinning. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,8 @@ struct mconn {
 	int fd;
 	size_t len;
 	char req[METRICS_REQ_MAX + 1];
+	char *out;          /* the rest of an answer the socket did not take at once */
+	size_t out_len, out_off;
 };
 
 static struct {
@@ -48,34 +52,65 @@ static void mconn_close(struct mconn *c)
 	ev_io_stop(m.loop, &c->io);
 	ev_timer_stop(m.loop, &c->deadline);
 	close(c->fd);
+	free(c->out);
 	free(c);
 	m.conns--;
 }
 
-static void reply(struct mconn *c, const char *status, const char *body, size_t len)
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct mconn *c = w->data;
+	ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0)
+		c->out_off += (size_t)n;
+	if (n <= 0 || c->out_off == c->out_len)
+		mconn_close(c);
+}
+
+/* Send the answer; false when its rest waits in c for the socket to drain (on_write). */
+static bool reply(struct mconn *c, const char *status, const char *body, size_t len)
 {
 	int n = snprintf(answer, sizeof(answer) - METRICS_BODY_MAX,
 			 "HTTP/1.1 %s\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
 			 "content-length: %zu\r\nconnection: close\r\n\r\n", status, len);
+	size_t total = (size_t)n + len;
+	ssize_t sent;
 
 	memmove(answer + n, body, len);
-	/* Non-blocking, a few KiB into an empty socket buffer: whatever does not fit is lost,
-	 * and the client sees a short body (content-length says so). */
-	(void)send(c->fd, answer, (size_t)n + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	sent = send(c->fd, answer, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (sent < 0 && errno != EAGAIN && errno != EINTR)
+		return true;
+	if (sent < 0)
+		sent = 0;
+	if ((size_t)sent == total || !(c->out = malloc(total - (size_t)sent)))
+		return true;
+	memcpy(c->out, answer + sent, total - (size_t)sent);
+	c->out_len = total - (size_t)sent;
+	ev_io_stop(m.loop, &c->io);
+	ev_io_init(&c->io, on_write, c->fd, EV_WRITE);
+	c->io.data = c;
+	ev_io_start(m.loop, &c->io);
+	ev_timer_stop(m.loop, &c->deadline);
+	ev_timer_set(&c->deadline, (double)relay.cfg.header_timeout_s, 0.);
+	ev_timer_start(m.loop, &c->deadline);
+	return false;
 }
 
-static void answer_request(struct mconn *c)
+static bool answer_request(struct mconn *c)
 {
 	char *body = answer + sizeof(answer) - METRICS_BODY_MAX;
 
 	if (!strncmp(c->req, "GET /metrics ", 13) || !strncmp(c->req, "GET /metrics?", 13))
-		reply(c, "200 OK", body, http_render_metrics(body, METRICS_BODY_MAX));
-	else if (!strncmp(c->req, "GET /healthz ", 13))
-		reply(c, "200 OK", "ok\n", 3);
-	else if (!strncmp(c->req, "GET ", 4))
-		reply(c, "404 Not Found", "not found\n", 10);
-	else
-		reply(c, "405 Method Not Allowed", "GET only\n", 9);
+		return reply(c, "200 OK", body, http_render_metrics(body, METRICS_BODY_MAX));
+	if (!strncmp(c->req, "GET /healthz ", 13))
+		return reply(c, "200 OK", "ok\n", 3);
+	if (!strncmp(c->req, "GET ", 4))
+		return reply(c, "404 Not Found", "not found\n", 10);
+	return reply(c, "405 Method Not Allowed", "GET only\n", 9);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -91,12 +126,14 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	c->len += (size_t)n;
 	c->req[c->len] = '\0';
-	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n"))
-		answer_request(c);
-	else if (c->len < METRICS_REQ_MAX)
+	if (strstr(c->req, "\r\n\r\n") || strstr(c->req, "\n\n")) {
+		if (!answer_request(c))
+			return; /* the rest goes as the socket drains */
+	} else if (c->len < METRICS_REQ_MAX) {
 		return;
-	else
-		reply(c, "431 Request Header Fields Too Large", "too large\n", 10);
+	} else if (!reply(c, "431 Request Header Fields Too Large", "too large\n", 10)) {
+		return;
+	}
 	mconn_close(c);
 }
 

@@ -90,6 +90,50 @@ alive "$ALICE_SHIM" || fail "the shim exited"
 ok "closed with 1008, then refused (401), counted: revoked 1, rejected{token} $before -> $(rejected)"
 stop_shim
 
+say "4,096 tokens: a slow scraper still gets the whole metrics body"
+"$PY" - "$T/many" <<'PYEOF'
+import hashlib, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(4096):
+        f.write("token%04d %s 2\n" % (i, hashlib.sha256(b"t%d-secret-0123456789" % i).hexdigest()))
+PYEOF
+cp "$TOK" "$T/tokens.saved"
+cat "$T/many" >"$TOK"
+kill -HUP "$RELAY_PID"
+wait_for 5 grep -q "reloaded: .*tokens 1 -> 4096" "$RELAY_LOG" || fail "4,096 tokens not reloaded"
+# Small send buffers in the gateway's namespace (new sockets only): the relay's one send
+# cannot take the whole body, whatever loopback's autotuning would otherwise allow.
+wmem=$(in_g sysctl -n net.ipv4.tcp_wmem)
+in_g sysctl -qw net.ipv4.tcp_wmem="4096 4096 4096"
+got=$(in_g "$PY" - "$METRICS" <<'PYEOF'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow scraper: a small window
+s.connect((host, int(port)))
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(1.5)  # the relay's send finds the window full long before the end
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+head, body = data.split(b"\r\n\r\n", 1)
+clen = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+last = body.rstrip(b"\n").split(b"\n")[-1].decode()
+print(clen, len(body), last)
+PYEOF
+)
+in_g sysctl -qw net.ipv4.tcp_wmem="$wmem"
+read -r clen blen last <<<"$got"
+[ "$clen" = "$blen" ] && [ "$clen" -gt 200000 ] || fail "metrics body: content-length $clen, got $blen"
+[ "$last" = 'wgws_relay_token_connections{token="token4095"} 0' ] || fail "the last line: $last"
+cp "$T/tokens.saved" "$TOK"
+kill -HUP "$RELAY_PID"
+wait_for 5 grep -q "reloaded: .*tokens 4096 -> 1" "$RELAY_LOG" || fail "tokens not restored"
+ok "$blen bytes of $clen through 4 KiB buffers, ending with token4095's line"
+
 say "the token is in no command line and no log; the relay's file holds only hashes"
 for t in "$ALICE" "$BOB"; do
 	! grep -qF "$t" "$T/cmdline" || fail "a token in the shim's command line"
