@@ -710,8 +710,7 @@ int main(int argc, char **argv)
 		fatalx("out of memory");
 	if (parse_config(argc, argv, conf, &run, &verbose, &background, err) < 0) {
 		/* a usage or configuration error: 2, as getopt's own (runtime failures: 1) */
-		fprintf(stderr, "wgws-shim: fatal: %s (see --help)\n", err);
-		exit(2);
+		fatal_usage("%s", err);
 	}
 	log_init("wgws-shim", verbose);
 	if (tls_ctx_open(&ctx, conf->ca_file, conf->npins, conf->insecure, err) < 0)

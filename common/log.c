@@ -167,6 +167,18 @@ void fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+void fatal_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: fatal: ", log_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see --help)\n", stderr);
+	exit(2);
+}
+
 void log_set_clock(uint64_t (*now_ms)(void))
 {
 	log_clock = now_ms;

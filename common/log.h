@@ -37,6 +37,9 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_vemit(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* A usage or configuration error, for the person at the terminal: "PROG: fatal: MESSAGE (see
+ * --help)" on stderr, no time stamp, and exit 2 (runtime failures exit 1). */
+void fatal_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Rate-limited lines, for events a remote peer can repeat at will. One struct log_ratelimit
  * per cause (a static at the call site, as the kernel's DEFINE_RATELIMIT_STATE): at most

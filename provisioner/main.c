@@ -421,18 +421,6 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 
 /* A usage or configuration error: said, with a pointer to --help, exit 2 (runtime failures:
  * 1, fatalx). */
-static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("wgws-provisioner: fatal: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see --help)\n", stderr);
-	exit(2);
-}
-
 static void read_token(struct prov_cfg *cfg)
 {
 	struct stat st;
@@ -482,7 +470,7 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1)
 		if (c == 'c' && conf_load_options(optarg, "Provisioner", long_opts, 'c',
 						  repeatable_opts, set_option, cfg, err) < 0)
-			usage_error("%s", err);
+			fatal_usage("%s", err);
 	optind = 0;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "c:vh", long_opts, NULL)) != -1) {
@@ -511,22 +499,22 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			if (c == OPT_RELAY_URL && !cli_urls++)
 				cfg->n_relay_urls = 0;
 			if (set_option(cfg, c, optarg, err) < 0)
-				usage_error("%s", err);
+				fatal_usage("%s", err);
 		}
 	}
 	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+		fatal_usage("unexpected argument '%s'", argv[optind]);
 	if (!cfg->ifname[0] || !cfg->db_path)
-		usage_error("--interface IF and --db FILE are required");
+		fatal_usage("--interface IF and --db FILE are required");
 	if (!cfg->has_pool4 && !cfg->has_pool6)
-		usage_error("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
+		fatal_usage("give --pool4 CIDR and/or --pool6 PREFIX/64: peers need addresses");
 	if (cfg->jit && !cfg->jit_socket[0] && !cfg->capture_if[0])
-		usage_error("--jit needs --jit-socket PATH (a relay) and/or --capture IFNAME (plain UDP "
+		fatal_usage("--jit needs --jit-socket PATH (a relay) and/or --capture IFNAME (plain UDP "
 		       "clients): otherwise no peer would ever be installed");
 	if (!cfg->jit && (cfg->jit_socket[0] || cfg->capture_if[0]))
-		usage_error("--jit-socket and --capture need --jit");
+		fatal_usage("--jit-socket and --capture need --jit");
 	if (geteuid() == 0 && strcmp(cfg->user, "root") && !getpwnam(cfg->user))
-		usage_error("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
+		fatal_usage("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
 		       "/usr/sbin/nologin %s; make deps does it for wgws)", cfg->user, cfg->user);
 	if (cfg->gc_idle_s == GC_IDLE_UNSET)
 		cfg->gc_idle_s = cfg->jit ? 900 : 0;
@@ -535,10 +523,10 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 			  "handshake; a peer removed sooner loses its traffic until the client "
 			  "initiates again", cfg->gc_idle_s);
 	if (cfg->api_tcp && cfg->has_api_group)
-		usage_error("--api-group is for the unix socket; --api tcp:… is guarded by its "
+		fatal_usage("--api-group is for the unix socket; --api tcp:… is guarded by its "
 			    "--token-file");
 	if (cfg->api_tcp && !token_path)
-		usage_error("--api tcp:… needs --token-file: the API must not be open to anyone");
+		fatal_usage("--api tcp:… needs --token-file: the API must not be open to anyone");
 	if (token_path)
 		read_token(cfg);
 	if (cfg->has_pool4) {

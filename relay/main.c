@@ -469,13 +469,6 @@ static void check_readable(const char *what, const char *path)
 	fclose(f);
 }
 
-/* A usage or configuration error: said, with a pointer to --help, exit 2. */
-static void __attribute__((noreturn)) usage_error(const char *msg)
-{
-	fprintf(stderr, "wgws-relay: fatal: %s (see --help)\n", msg);
-	exit(2);
-}
-
 /* Whether the relay serves TLS itself: --listen, or systemd's socket (443). Without, only
  * --listen-ws, behind a reverse proxy that ends TLS. */
 static bool relay_tls(const struct relay_cfg *cfg)
@@ -575,9 +568,9 @@ static void parse_args(struct relay_cfg *cfg, int argc, char **argv, bool *check
 	struct passwd *pw;
 
 	if (load_args(cfg, argc, argv, check_only, false, err) < 0)
-		usage_error(err);
+		fatal_usage("%s", err);
 	if (cfg->tokens && tokens_load(cfg->tokens, &relay.tokens, err) < 0)
-		usage_error(err);
+		fatal_usage("%s", err);
 	if (relay_tls(cfg)) {
 		check_readable("--cert", cfg->cert);
 		check_readable("--key", cfg->key);
