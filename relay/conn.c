@@ -158,22 +158,6 @@ static void peer_name(struct lws *wsi, char out[static ADDR_STR_LEN])
 	client_text(&ss, out);
 }
 
-/* O(tunnels), at upgrade time only: cheaper than keeping a table in step. */
-static bool ip_limit_reached(struct lws *wsi)
-{
-	struct sockaddr_storage ss;
-	unsigned long n = 0;
-
-	if (!relay.cfg.max_conns_per_ip)
-		return false;
-	peer_address(wsi, &ss);
-	for (struct conn *c = relay.conns; c; c = c->next)
-		if (addr_equal((struct sockaddr *)&c->peer_addr, (struct sockaddr *)&ss) &&
-		    ++n >= relay.cfg.max_conns_per_ip)
-			return true;
-	return false;
-}
-
 /* What the provisioner is told about this tunnel: the UDP socket's own address (WireGuard
  * sees it as the client's endpoint) and the client's TCP address, port included. */
 static void jit_setup(struct conn *c)
@@ -633,15 +617,6 @@ void conn_token_counts(unsigned *active, unsigned n)
 			active[c->token]++;
 }
 
-unsigned conn_token_active(int i)
-{
-	unsigned n = 0;
-
-	for (struct conn *c = relay.conns; c; c = c->next)
-		n += c->token == i;
-	return n;
-}
-
 /* The token this upgrade offers: its index, or -1 without one, -2 for one the file does not
  * hold (or malformed). hash receives its SHA-256. */
 static int offered_token(struct lws *wsi, uint8_t hash[static 32])
@@ -721,9 +696,11 @@ static int conn_forwarded(struct lws *wsi)
  * (answered with a status the client can show; lws closes after). */
 static int conn_admit(struct lws *wsi)
 {
+	struct sockaddr_storage ss;
+	unsigned long from_ip = 0, with_token = 0;
 	char who[ADDR_STR_LEN];
 	uint8_t hash[32];
-	int tok;
+	int tok = -1;
 
 	if (relay.shutting_down) {
 		relay.st.rejects[REJECT_SHUTDOWN]++;
@@ -739,7 +716,18 @@ static int conn_admit(struct lws *wsi)
 		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
 		return 1;
 	}
-	if (ip_limit_reached(wsi)) {
+	if (relay.tokens)
+		tok = offered_token(wsi, hash);
+	/* One pass over the tunnels (O(tunnels), at upgrade time only: cheaper than tables kept
+	 * in step) counts both what this address and what this token hold. */
+	peer_address(wsi, &ss);
+	if (relay.cfg.max_conns_per_ip || tok >= 0)
+		for (struct conn *c = relay.conns; c; c = c->next) {
+			from_ip += addr_equal((struct sockaddr *)&c->peer_addr,
+					      (struct sockaddr *)&ss);
+			with_token += tok >= 0 && c->token == tok;
+		}
+	if (relay.cfg.max_conns_per_ip && from_ip >= relay.cfg.max_conns_per_ip) {
 		relay.st.rejects[REJECT_IP_LIMIT]++;
 		log_info_ratelimited("per-address limit (%lu) reached: refusing a tunnel",
 				     relay.cfg.max_conns_per_ip);
@@ -748,7 +736,6 @@ static int conn_admit(struct lws *wsi)
 	}
 	if (!relay.tokens)
 		return 0;
-	tok = offered_token(wsi, hash);
 	if (tok < 0) {
 		relay.st.rejects[REJECT_TOKEN]++;
 		peer_name(wsi, who);
@@ -758,7 +745,7 @@ static int conn_admit(struct lws *wsi)
 		return 1;
 	}
 	if (tokens_at(relay.tokens, (unsigned)tok)->max_conns &&
-	    conn_token_active(tok) >= tokens_at(relay.tokens, (unsigned)tok)->max_conns) {
+	    with_token >= tokens_at(relay.tokens, (unsigned)tok)->max_conns) {
 		relay.st.rejects[REJECT_TOKEN_LIMIT]++;
 		log_info_ratelimited("token %s: %lu tunnels, its limit: refusing one",
 				     tokens_at(relay.tokens, (unsigned)tok)->name,

@@ -232,8 +232,6 @@ void conn_close_all(void);
 void conn_forward_held(struct jit_hold *h);
 /* A reload changed the tokens: tunnels whose token is gone close with 1008 (policy). */
 void conn_tokens_changed(void);
-/* Open tunnels holding token i now. */
-unsigned conn_token_active(int i);
 /* active[i] = open tunnels holding token i, for i < n: one pass over the tunnels. */
 void conn_token_counts(unsigned *active, unsigned n);
 /* The provisioner named the WireGuard peer of h's tunnel (key; verdict in words): logged
