@@ -274,6 +274,18 @@ EOF
 # unblock_client_udp: removes block_client_udp's table.
 unblock_client_udp() { in_c nft delete table inet wgws_block; }
 
+# corporate_network: the usual set-up of a tunnel test: the three namespaces, wireguard-go on
+# both sides (the client's endpoint the shim's port), the client's UDP blocked, the gateway's
+# certificate ($CERT, $KEY, $PIN) and squid. The relay and the shim are the test's to start.
+corporate_network() {
+	topology
+	wg_up
+	block_client_udp
+	wg_endpoint_shim
+	certs_make
+	start_squid
+}
+
 # --- squid ----------------------------------------------------------------------------
 # start_squid [READ_TIMEOUT_S] [MODE]: squid in the proxy namespace on $P_CLIENT:3128 allowing
 # CONNECT to port 443 only; MODE "ok" (default), "403" (denies all), "407" (wants Basic auth)

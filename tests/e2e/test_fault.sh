@@ -10,12 +10,7 @@ need_cmd wireguard-go wg nft squid curl ping
 need_bins
 
 RESUME_MAX_MS=5000 DOWN_S=2
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 start_relay
 start_shim --pin "$PIN"
 wait_for 15 ping_ok 1 || fail "no ping across the tunnel"

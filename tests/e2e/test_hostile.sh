@@ -14,12 +14,7 @@ need_bins
 
 MARK=deadbeef
 URL=wss://$GW_NAME/wg
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 start_relay --max-record 2048
 start_shim --pin "$PIN"
 wait_for 15 ping_ok 1 || fail "no ping across the tunnel"

@@ -20,12 +20,7 @@ need_cmd wireguard-go wg nft squid curl ping
 need_bins wgws-relay wgws-shim
 NEW_ADDR=10.201.3.5
 
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 start_relay
 start_shim --pin "$PIN" -v
 wait_for 15 ping_ok 1 || fail "no ping across the tunnel"

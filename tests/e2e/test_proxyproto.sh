@@ -20,12 +20,7 @@ dump_logs() {
 	logtail "$T/haproxy.log" 10
 }
 
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 RELAY_LOG=$T/relay.log
 spawn_ns "$NS_G" "$RELAY_LOG" "$WGWS_BUILD/wgws-relay" --listen "[::]:8443" --cert "$CERT" \
 	--key "$KEY" --metrics "$METRICS" --proxy-protocol-from 127.0.0.1/32 --max-conns-per-ip 1

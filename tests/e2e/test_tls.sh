@@ -11,12 +11,7 @@ need_root
 need_cmd wireguard-go wg nft squid curl ping
 need_bins
 
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 start_relay
 
 # The shim connects when WireGuard first sends: keep a ping running during each case.

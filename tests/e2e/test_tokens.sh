@@ -11,12 +11,7 @@ need_root
 need_cmd wireguard-go wg nft squid curl ping sha256sum
 need_bins wgws-relay wgws-shim
 
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 ALICE=alice-$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)
 BOB=bob-$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)
 hash() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
