@@ -611,9 +611,11 @@ void listener_stop(struct listener *l)
 	l->fd = -1;
 }
 
-/* A unix listener at path: a socket file left there is replaced, anything else is not
+/* A unix listener at path: a socket file left by a previous run is replaced, but not one a
+ * live process answers on (-EADDRINUSE, as a TCP port would say), nor anything else
  * (-EEXIST); created 0660 (umask: never wider, not even until a chmod), then given to
- * uid:gid, whose group lets a reverse proxy in. */
+ * uid:gid (lchown: never the target of a link put there meanwhile), whose group lets a
+ * reverse proxy in. */
 static int listen_unix(int fd, const struct sockaddr_un *un, socklen_t len, uid_t uid,
 		       gid_t gid)
 {
@@ -622,8 +624,17 @@ static int listen_unix(int fd, const struct sockaddr_un *un, socklen_t len, uid_
 	int ret;
 
 	if (lstat(un->sun_path, &st) == 0) {
+		int probe;
+
 		if (!S_ISSOCK(st.st_mode))
 			return -EEXIST;
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (const struct sockaddr *)un, len) == 0) {
+			close(probe);
+			return -EADDRINUSE;
+		}
+		if (probe >= 0)
+			close(probe);
 		if (unlink(un->sun_path) < 0)
 			return -errno;
 	}
@@ -632,7 +643,8 @@ static int listen_unix(int fd, const struct sockaddr_un *un, socklen_t len, uid_
 	umask(old);
 	if (ret < 0)
 		return -errno;
-	if ((geteuid() == 0 && chown(un->sun_path, uid, gid) < 0) || listen(fd, ADMIT_BACKLOG) < 0) {
+	if ((geteuid() == 0 && lchown(un->sun_path, uid, gid) < 0) ||
+	    listen(fd, ADMIT_BACKLOG) < 0) {
 		ret = -errno;
 		unlink(un->sun_path);
 		return ret;
@@ -737,7 +749,7 @@ void admit_sweep(uint64_t now_ms)
 		next = s->next;
 		if (s->hs && age >= tls_ms)
 			slot_evict(s, EVICT_SLOW);
-		else if (!s->wsi && !s->hs && !s->ssl && age >= ADMIT_HELLO_MS)
+		else if (!s->wsi && !s->hs && !s->queued && age >= ADMIT_HELLO_MS)
 			slot_evict(s, EVICT_SILENT);
 	}
 }

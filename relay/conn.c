@@ -723,8 +723,11 @@ static int conn_admit(struct lws *wsi)
 	peer_address(wsi, &ss);
 	if (relay.cfg.max_conns_per_ip || tok >= 0)
 		for (struct conn *c = relay.conns; c; c = c->next) {
+			/* unix peers (--listen-ws, untrusted): one client, as the warning says */
 			from_ip += addr_equal((struct sockaddr *)&c->peer_addr,
-					      (struct sockaddr *)&ss);
+					      (struct sockaddr *)&ss) ||
+				   (ss.ss_family == AF_UNIX &&
+				    c->peer_addr.ss_family == AF_UNIX);
 			with_token += tok >= 0 && c->token == tok;
 		}
 	if (relay.cfg.max_conns_per_ip && from_ip >= relay.cfg.max_conns_per_ip) {

@@ -239,11 +239,18 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	const char *uri = in;
 	int ret;
 
-	/* A flyctl tunnel is bound to this protocol (it named none): conn.c's from its
-	 * upgrade on. */
-	if (reason != LWS_CALLBACK_WSI_DESTROY && conn_is_fly(user))
-		return conn_ws_callback(wsi, reason, user, in, len);
 	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_CLOSED:
+		/* A flyctl tunnel is bound to this protocol (it named none): conn.c's from its
+		 * upgrade on. Only these reasons: for some others (vhost-wide ones) user is not
+		 * a connection's space. */
+		if (conn_is_fly(user))
+			return conn_ws_callback(wsi, reason, user, in, len);
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* lws tells protocols[0] about every wsi of the vhost that goes away. */
 		admit_release(wsi);

@@ -163,7 +163,8 @@ static const char usage_text[] =
 	"  --listen-ws ADDR:PORT|unix:PATH  also plain ws:// (no TLS), for a reverse proxy on\n"
 	"                          this host that ends TLS (nginx): a loopback address or a\n"
 	"                          unix socket (created 0660, owned by --user and its group),\n"
-	"                          nothing else. Alone (no --listen), no --cert/--key needed\n"
+	"                          nothing else. Alone (no --listen), --cert and --key are\n"
+	"                          not needed, and refused\n"
 	"  --forwarded-from CIDR[,CIDR...]|unix  on --listen-ws, the client of a connection from\n"
 	"                          these sources (unix: every peer of a unix socket) is the\n"
 	"                          one its X-Forwarded-For names (the rightmost address not\n"
@@ -473,7 +474,8 @@ static void check_readable(const char *what, const char *path)
  * --listen-ws, behind a reverse proxy that ends TLS. */
 static bool relay_tls(const struct relay_cfg *cfg)
 {
-	return cfg->has_listen || getenv("LISTEN_FDS");
+	/* sd_listen_fds() unset LISTEN_FDS at start: a reload goes by relay.activated */
+	return cfg->has_listen || relay.activated || getenv("LISTEN_FDS");
 }
 
 /* Parse -c first (file), then every other flag over it, into cfg (defaults first). For
@@ -529,7 +531,7 @@ static int load_args(struct relay_cfg *cfg, int argc, char **argv, bool *check_o
 		snprintf(err, CONF_ERR_LEN, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (!cfg->has_listen && !cfg->has_listen_ws && !getenv("LISTEN_FDS")) {
+	if (!relay_tls(cfg) && !cfg->has_listen_ws) {
 		/* LISTEN_FDS: systemd's socket, see main() */
 		snprintf(err, CONF_ERR_LEN, "--listen ADDR:PORT is required (or a systemd socket, "
 			 "or --listen-ws for a reverse proxy)");
@@ -951,7 +953,9 @@ static int listen_or_die(const char *what, const struct sockaddr_storage *ss, so
 		return fd;
 	if (ss->ss_family == AF_UNIX)
 		fatalx("%s unix:%s: %s", what, ((const struct sockaddr_un *)ss)->sun_path,
-		       fd == -EEXIST ? "a file that is not a socket is there" : strerror(-fd));
+		       fd == -EEXIST ? "a file that is not a socket is there" :
+		       fd == -EADDRINUSE ? "a process listens on that socket (another relay?)" :
+		       strerror(-fd));
 	fatalx("%s %s: %s", what, addr_format((const struct sockaddr *)ss, addr),
 	       addr_bind_error(-fd, ss, why, sizeof(why)));
 }

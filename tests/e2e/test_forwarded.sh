@@ -41,12 +41,7 @@ rc=0
 	fail "--forwarded-from unix with TCP: exit $rc: $(oneline "$(cat "$T/out")")"
 ok "--listen-ws off loopback, --cert without --listen, unix trust on TCP: exit 2, named"
 
-topology
-wg_up
-block_client_udp
-wg_endpoint_shim
-certs_make
-start_squid
+corporate_network
 mkdir -m 755 "$T/run" "$T/nginx-tmp"
 SOCK=$T/run/relay.sock
 RELAY_LOG=$T/relay.log
@@ -56,7 +51,16 @@ RELAY_PID=$SPAWNED
 wait_for 10 test -S "$SOCK" || fail "the relay made no socket at $SOCK"
 perm=$(stat -c '%a %U:%G' "$SOCK")
 [ "$perm" = "660 wgws:wgws" ] || fail "the socket is $perm, not 660 wgws:wgws"
-ok "unix socket $SOCK: $perm"
+rc=0
+in_g "$WGWS_BUILD/wgws-relay" --listen-ws "unix:$SOCK" >"$T/out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "a process listens on that socket" "$T/out" ||
+	fail "a second relay on the live socket: exit $rc: $(oneline "$(cat "$T/out")")"
+touch "$T/run/file"
+rc=0
+in_g "$WGWS_BUILD/wgws-relay" --listen-ws "unix:$T/run/file" >"$T/out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "a file that is not a socket is there" "$T/out" && [ -f "$T/run/file" ] ||
+	fail "a regular file at the path: exit $rc: $(oneline "$(cat "$T/out")")"
+ok "unix socket $SOCK: $perm; a second relay on it and a regular file at a path refused"
 
 cat >"$T/relay2.conf" <<EOF
 [Relay]

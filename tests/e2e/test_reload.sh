@@ -192,7 +192,10 @@ st=$(cat "/proc/$rpid/status")
 grep -q "^Uid:[[:space:]]*$(id -u wgws)[[:space:]]" <<<"$st" && grep -q "^CapEff:[[:space:]]*0*$" <<<"$st" ||
 	fail "the relay on 443 is not wgws without capabilities: $(grep -E '^(Uid|CapEff)' <<<"$st" | tr '\n' ' ')"
 check_pin "$PIN_C" || fail "a tunnel through the socket-activated relay: $(oneline "$(cat "$T/check.out")")"
-ok "443 from systemd-socket-activate, the relay as uid $(id -u wgws) with CapEff 0, READY=1 sent; --check passes"
+kill -HUP "$RELAY_PID" # no --listen: the socket is systemd's, and stays TLS on reload
+wait_for 5 grep -q "reloaded: new connections get the certificate" "$RELAY_LOG" ||
+	fail "SIGHUP under socket activation: $(oneline "$(grep -i reload "$RELAY_LOG")")"
+ok "443 from systemd-socket-activate, the relay as uid $(id -u wgws) with CapEff 0, READY=1 sent; --check passes; SIGHUP reloads"
 
 say "SIGHUP never kills the shim"
 kill -HUP "$SHIM_PID"
