@@ -606,30 +606,54 @@ gc_ran() {
 }
 # jit_connected: the relay is connected to the provisioner's JIT socket.
 jit_connected() { [ "$(relay_metric wgws_relay_jit_connected)" = 1 ]; }
-# handshake_after_ping KEY: 4 pings client → gateway (0.25 s apart, in the background);
-# measures the time from just before the ping starts until the gateway reports a handshake
-# with KEY (an upper bound of "first initiation → handshake": the poll's own time included).
-# Sets HS_MS; then (at once: test_jit's --gc-idle 2 removes the peer 2-3 s after its handshake)
-# the API must say the peer is installed. Fails after 5 s, or when the pings were not answered.
-handshake_after_ping() {
-	local key=$1 t0 now pid log rx
+# first_handshake KEY: 4 pings client → gateway (0.25 s apart, in the background); HS_MS is
+# the time from just before the ping starts until the gateway reports a handshake with KEY
+# (an upper bound of "first initiation → handshake": the poll's own time included), HS_T0
+# and HS_AT those two moments (unix ms). Fails after 5 s, or when fewer than 3 pings were
+# answered.
+first_handshake() {
+	local key=$1 pid log rx
 	PING_N=$((${PING_N:-0} + 1))
 	log=$T/ping-$PING_N.log
-	t0=$(now_ms)
+	HS_T0=$(now_ms)
 	spawn_ns "$NS_C" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_G"
 	pid=$SPAWNED
 	while :; do
 		[ "$(gw_handshake "$key")" -gt 0 ] && break
-		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
+		[ $(($(now_ms) - HS_T0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
 		sleep 0.02
 	done
-	now=$(now_ms)
-	HS_MS=$((now - t0))
-	req GET "/v1/peers/$(tr '+/' '-_' <<<"$key")"
-	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
+	HS_AT=$(now_ms)
+	HS_MS=$((HS_AT - HS_T0))
 	wait "$pid" || true
 	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
 	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
+}
+# jit_network: jit_test_init's tests' set-up: the namespaces, wireguard-go with the gateway
+# not knowing the client's peer, the client's UDP blocked, the handshake counters on the
+# gateway (count_handshakes), certificates, squid.
+jit_network() {
+	topology
+	wg_up
+	in_g wg set "$WG_G" peer "$WG_C_PUB" remove
+	block_client_udp
+	count_handshakes
+	certs_make
+	start_squid
+}
+# jit_prov_start [OPTION...]: wgws-provisioner serve --jit in the gateway namespace on $WG_G
+# (uapi, $DB, API on $SOCK, --pool4 $POOL4, relays on $JSOCK, --jit-user wgws), OPTIONs
+# last; log $PROV_LOG (default $T/prov.log), pid $PROV_PID. Waits until it serves both.
+jit_prov_start() {
+	PROV_LOG=${PROV_LOG:-$T/prov.log}
+	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
+		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws "$@"
+	PROV_PID=$SPAWNED
+	wait_for 10 prov_healthy || {
+		alive "$PROV_PID" || fail "provisioner exited at start-up"
+		fail "provisioner /healthz did not answer 200 within 10 s"
+	}
+	wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
 }
 # gw_handshake KEY: the gateway's latest handshake with KEY (unix seconds), 0 when none.
 gw_handshake() {

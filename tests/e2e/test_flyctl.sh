@@ -25,19 +25,8 @@ dump_logs() {
 }
 
 say "gateway without the client's peer, provisioner --jit, relay --jit-socket, squid"
-topology
-wg_up
-in_g wg set "$WG_G" peer "$WG_C_PUB" remove
-block_client_udp
-count_handshakes
-certs_make
-start_squid
-PROV_LOG=$T/prov.log
-spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws
-PROV_PID=$SPAWNED
-wait_for 10 prov_healthy || fail "the provisioner does not answer"
-wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
+jit_network
+jit_prov_start
 printf '[Relay]\nFlyctl = yes\n' >"$T/relay.conf"
 start_relay -c "$T/relay.conf" --jit-socket "$JSOCK"
 wait_for 10 jit_connected || fail "the relay did not connect to the provisioner"
@@ -81,7 +70,7 @@ S_INST=$(relay_metric 'wgws_relay_jit_answers_total{verdict="installed"}')
 S_GWINIT=$(gw_count initiations)
 fly_start
 wg_endpoint_shim
-handshake_after_ping "$WG_C_PUB"
+first_handshake "$WG_C_PUB"
 [ "$HS_MS" -lt 1000 ] || fail "first handshake $HS_MS ms after the ping (want < 1000)"
 expect "relay answers installed (change)" \
 	$(($(relay_metric 'wgws_relay_jit_answers_total{verdict="installed"}') - S_INST)) 1

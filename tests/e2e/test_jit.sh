@@ -97,13 +97,7 @@ initgen() {
 
 # --- set-up ---------------------------------------------------------------------------
 say "namespaces, wireguard-go (the gateway without the client's peer), squid, UDP blocked"
-topology
-wg_up
-in_g wg set "$WG_G" peer "$WG_C_PUB" remove
-block_client_udp
-count_handshakes
-certs_make
-start_squid
+jit_network
 
 # The tool against the responder's own decoder first: what it makes must be what the
 # gateway's key opens.
@@ -121,15 +115,14 @@ say "provisioner --jit in the gateway namespace; relay --jit-socket; shim"
 start_prov() {
 	PROV_LOG=$T/prov-$1.log
 	shift
-	spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-		--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
-		--gc-interval 1 --gc-idle 2 "$@"
-	PROV_PID=$SPAWNED
-	wait_for 10 prov_healthy || {
-		alive "$PROV_PID" || fail "provisioner exited at start-up"
-		fail "provisioner /healthz did not answer 200 within 10 s"
-	}
-	wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
+	jit_prov_start --gc-interval 1 --gc-idle 2 "$@"
+}
+# handshake_after_ping KEY: first_handshake, then (at once: --gc-idle 2 removes the peer 2-3 s
+# after its handshake) the API must say the peer is installed.
+handshake_after_ping() {
+	first_handshake "$1"
+	req GET "/v1/peers/$(tr '+/' '-_' <<<"$1")"
+	expect "GET after the handshake: installed" "$(jget 'd["installed"]')" true
 }
 start_prov 1
 start_relay --jit-socket "$JSOCK"

@@ -95,29 +95,6 @@ new_client() {
 	start_shim --pin "$PIN"
 	[ "$(gw_handshake "$CKEY")" = 0 ] || fail "$1 has a handshake on the gateway before its ping"
 }
-# first_handshake KEY: 4 pings client → gateway (0.25 s apart, in the background); HS_MS is
-# the time from just before the ping started until the gateway reports a handshake with KEY
-# (an upper bound of "first initiation → handshake": the poll's own time included), HS_AT
-# that moment (unix ms). Fails after 5 s, or when fewer than 3 pings were answered.
-first_handshake() {
-	local key=$1 t0 pid log rx
-	PING_N=$((PING_N + 1))
-	log=$T/ping-$PING_N.log
-	t0=$(now_ms)
-	HS_T0=$t0
-	spawn_ns "$NS_C" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_G"
-	pid=$SPAWNED
-	while :; do
-		[ "$(gw_handshake "$key")" -gt 0 ] && break
-		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on the gateway within 5 s of the ping"
-		sleep 0.02
-	done
-	HS_AT=$(now_ms)
-	HS_MS=$((HS_AT - t0))
-	wait "$pid" || true
-	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
-	[ "${rx:-0}" -ge 3 ] || fail "ping through the tunnel: ${rx:-0}/4 replies: $(oneline "$(cat "$log")")"
-}
 not_alive() { ! alive "$1"; }
 flood_on() { [ $(($(relay_metric wgws_relay_jit_requests_total) - FLOOD_REQ0)) -ge 500 ]; }
 
@@ -239,13 +216,8 @@ INITGEN_PID=$SPAWNED
 certs_make
 start_squid
 
-PROV_LOG=$T/prov.log
 # The JIT limits at their defaults (--jit-rate 20, --jit-budget 5000): what the bound is for.
-spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws
-PROV_PID=$SPAWNED
-wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
-wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
+jit_prov_start
 PRIV_PID=$(child_of "$PROV_PID")
 [ -n "$PRIV_PID" ] || fail "no privileged half under the provisioner (pid $PROV_PID)"
 # All 100 flood tunnels come from one address of the proxy namespace: the relay's own

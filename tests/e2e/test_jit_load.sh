@@ -64,24 +64,12 @@ EOF
 
 # --- set-up ---------------------------------------------------------------------------
 say "namespaces, wireguard-go (gateway without the client's peer), squid, UDP blocked"
-topology
-wg_up
-in_g wg set "$WG_G" peer "$WG_C_PUB" remove
-block_client_udp
-count_handshakes
-certs_make
-start_squid
-PROV_LOG=$T/prov.log
+jit_network
 # Every tunnel comes from one address (the proxy namespace's), as 1,101 clients behind one
 # large NAT or proxy would: --jit-rate is sized for them (the default, 20/s in bursts of 40,
 # is for the clients of one ordinary address). The default --jit-budget (5000 at once) holds
 # the burst.
-spawn_ns "$NS_G" "$PROV_LOG" "$PROV" serve --interface "$WG_G" --backend uapi --db "$DB" \
-	--api "unix:$SOCK" --pool4 "$POOL4" --jit --jit-socket "$JSOCK" --jit-user wgws \
-	--jit-rate 1000
-PROV_PID=$SPAWNED
-wait_for 10 prov_healthy || fail "provisioner /healthz did not answer 200 within 10 s"
-wait_for 5 test -S "$JSOCK" || fail "the provisioner does not listen on $JSOCK"
+jit_prov_start --jit-rate 1000
 # Debian's stock net.core.wmem_max (212992) caps the relay's channel buffer at ~330 queued
 # requests, fewer than this burst: the rest must wait for room, not go to WireGuard unasked.
 # The setting is global (not per namespace): put back when the test ends.
