@@ -30,6 +30,8 @@ import struct
 import sys
 import time
 
+from jitload import frame  # one masked, final client frame (the tools share it)
+
 OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PREAMBLE = bytes.fromhex("2faced77")
@@ -37,18 +39,6 @@ PREAMBLE = bytes.fromhex("2faced77")
 
 def say(*w):
     print(*w, flush=True)
-
-
-def frame(op, payload):
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", 0x80 | op, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", 0x80 | op, 0x80 | 127, n)
-    return hdr + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
 
 
 class Client:
