@@ -28,7 +28,7 @@ endif
 
 RELAY_PKGS := libwebsockets openssl libseccomp libsystemd
 SHIM_PKGS := openssl libcurl libsystemd
-PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson libseccomp libsystemd
+PROV_PKGS := libwebsockets openssl libmnl sqlite3 libsodium jansson libseccomp libsystemd libpq
 TEST_PKGS := cmocka
 
 pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
@@ -181,7 +181,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FB := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp libcurl libsystemd
+FUZZ_PKGS := openssl libsodium jansson libmnl sqlite3 libwebsockets libseccomp libcurl libsystemd libpq
 FUZZ_CFLAGS := $(WARN) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -D_GNU_SOURCE -Icommon \
 	-Iclient-shim -Iprovisioner -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -219,11 +219,12 @@ $(FB)/fuzz_%: $(FB)/tests/fuzz/fuzz_%.o $(FB)/libshim.a $(FB)/libprov.a $(FB)/li
 # haproxy and nginx as front ends).
 DEB_BUILD := gcc make pkg-config libwebsockets-dev libev-dev libssl-dev libcmocka-dev libmnl-dev \
 	libsqlite3-dev libsodium-dev libjansson-dev libseccomp-dev libcurl4-openssl-dev libsystemd-dev \
+	libpq-dev \
 	scdoc
 DEB_TEST := wireguard-go wireguard-tools iproute2 nftables squid-openssl iperf3 curl openssl \
 	python3 iputils-ping procps systemd \
 	dante-server krb5-kdc krb5-admin-server krb5-user python3-prometheus-client haproxy \
-	nginx-light
+	nginx-light postgresql
 # Real kernel WireGuard in a QEMU (TCG) guest: see tests/kernel/.
 DEB_KERNEL := qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 # make bench: gnuplot for the PNG plots (gnuplot-nox: no X; it has the pngcairo terminal).

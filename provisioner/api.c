@@ -62,6 +62,11 @@ struct req {
 	const char *ctype;
 	bool challenge;
 	struct answer ans;    /* LWS_PRE of headroom, then the body */
+	/* --source: a create or delete waiting for PostgreSQL (source.c) */
+	struct lws *wsi;
+	struct source_op *op;
+	bool have_priv;
+	uint8_t priv[WG_KEY_LEN]; /* a key pair the server made: shown once, then wiped */
 };
 
 static struct req *cur_req; /* the request being handled (single-threaded loop) */
@@ -433,6 +438,81 @@ static int install_new(struct lws *wsi, struct store_peer *sp)
 	return 0;
 }
 
+/* --source: what PostgreSQL answered to a create (source_create). */
+static void create_done(void *arg, int err, const struct store_peer *p)
+{
+	struct req *r = arg;
+	struct lws *wsi = r->wsi;
+	struct store_peer sp;
+	char *config;
+	json_t *j;
+
+	r->op = NULL;
+	cur_req = r;
+	if (err == -EAGAIN) {
+		reply_error(wsi, 503, "the peers' source (PostgreSQL) cannot be reached now: "
+			    "nothing was created");
+	} else if (err == -EEXIST) {
+		reply_error(wsi, 409, "a peer with this public key exists");
+	} else if (err == -EADDRNOTAVAIL) {
+		reply_error(wsi, 409, "the address pool is exhausted");
+	} else if (err || !p) {
+		reply_error(wsi, 500, "the peers' source failed (see the provisioner's log)");
+	} else {
+		sp = *p;
+		/* This gateway caches it at once; the others at its first handshake there. */
+		if (store_cache_put(prov.store, &sp) < 0)
+			log_warnx("caching a created peer: %s", store_errmsg(prov.store));
+		prov.writes_since_checkpoint = true;
+		jit_forget(sp.pubkey);
+		prov.st.creates++;
+		hist_observe(&prov.st.create_latency, prov_now_s() - r->t0);
+		if (r->have_priv) {
+			reply_with_key(wsi, &sp, r->priv);
+		} else {
+			j = peer_json(&sp);
+			config = peer_config(&sp, NULL);
+			json_object_set_new(j, "config", config ? json_string(config) : json_null());
+			free(config);
+			reply_json(wsi, 201, j);
+		}
+	}
+	sodium_memzero(r->priv, sizeof(r->priv));
+	r->have_priv = false;
+	cur_req = NULL;
+}
+
+/* --source: what PostgreSQL answered to a delete (source_delete). */
+static void delete_done(void *arg, int err, const struct store_peer *p)
+{
+	struct req *r = arg;
+	char b64[WG_KEY_B64_LEN + 1];
+	int ret;
+
+	(void)p;
+	r->op = NULL;
+	cur_req = r;
+	if (err == -EAGAIN) {
+		reply_error(r->wsi, 503, "the peers' source (PostgreSQL) cannot be reached now: "
+			    "nothing was deleted");
+	} else if (err == -ENOENT) {
+		reply_error(r->wsi, 404, "no such peer");
+	} else if (err) {
+		reply_error(r->wsi, 500, "the peers' source failed (see the provisioner's log)");
+	} else {
+		/* Gone from the source: from here at once, from the others by the change log. */
+		ret = peer_delete(r->priv, NULL);
+		if (ret < 0 && ret != -ENOENT)
+			log_warnx("a deleted peer could not leave this gateway yet: %s (the change "
+				  "log retries)", strerror(-ret));
+		prov.st.deletes++;
+		key_to_base64(r->priv, b64);
+		reply_json(r->wsi, 200, json_pack("{s:s}", "deleted", b64));
+	}
+	sodium_memzero(r->priv, sizeof(r->priv));
+	cur_req = NULL;
+}
+
 static int api_create(struct lws *wsi, struct req *r)
 {
 	uint8_t priv[WG_KEY_LEN];
@@ -462,6 +542,20 @@ static int api_create(struct lws *wsi, struct req *r)
 			sodium_memzero(priv, sizeof(priv));
 			return reply_error(wsi, 500, "key generation failed");
 		}
+	}
+	if (source_configured()) {
+		/* Created in PostgreSQL, answered once committed there (create_done). */
+		r->wsi = wsi;
+		r->have_priv = !have_key;
+		if (!have_key)
+			memcpy(r->priv, priv, sizeof(priv));
+		sodium_memzero(priv, sizeof(priv));
+		r->op = source_create(&sp, create_done, r);
+		if (!r->op) {
+			sodium_memzero(r->priv, sizeof(r->priv));
+			return reply_error(wsi, 503, "the peers' source has too much waiting");
+		}
+		return 0;
 	}
 	ret = store_create(prov.store, &sp, prov_wall_s());
 	if (ret < 0) {
@@ -525,6 +619,16 @@ static int api_delete(struct lws *wsi, const char *k)
 
 	if (key_from_base64(k, key) < 0)
 		return reply_error(wsi, 400, "not a URL-safe base64 public key: '%.60s'", k);
+	if (source_configured()) {
+		struct req *r = cur_req;
+
+		r->wsi = wsi;
+		memcpy(r->priv, key, sizeof(key)); /* not a secret: the key to delete */
+		r->op = source_delete(key, delete_done, r);
+		if (!r->op)
+			return reply_error(wsi, 503, "the peers' source has too much waiting");
+		return 0;
+	}
 	ret = peer_delete(key, &in_store);
 	if (ret == -ENOENT)
 		return reply_error(wsi, 404, "no such peer");
@@ -829,6 +933,40 @@ size_t api_render_metrics(char *buf, size_t size)
 		if (len == 0)
 			goto full;
 	}
+	if (source_configured()) {
+		int64_t synced = st->source_synced_at;
+
+		PUT("# HELP wgws_provisioner_source_connected 1 while the connection to the peers' source (PostgreSQL, --source) is up.\n"
+		    "# TYPE wgws_provisioner_source_connected gauge\n"
+		    "wgws_provisioner_source_connected %d\n"
+		    "# HELP wgws_provisioner_source_failures_total Connections to the source lost or not made.\n"
+		    "# TYPE wgws_provisioner_source_failures_total counter\n"
+		    "wgws_provisioner_source_failures_total %llu\n"
+		    "# HELP wgws_provisioner_source_cache_total JIT lookups of a key, by where it was found: this gateway's cache (hit) or asked of the source (miss).\n"
+		    "# TYPE wgws_provisioner_source_cache_total counter\n"
+		    "wgws_provisioner_source_cache_total{result=\"hit\"} %llu\n"
+		    "wgws_provisioner_source_cache_total{result=\"miss\"} %llu\n"
+		    "# HELP wgws_provisioner_source_notifications_total Change notifications received (LISTEN wgws_changes).\n"
+		    "# TYPE wgws_provisioner_source_notifications_total counter\n"
+		    "wgws_provisioner_source_notifications_total %llu\n"
+		    "# HELP wgws_provisioner_source_changes_total Rows of the change log applied (catch-up included).\n"
+		    "# TYPE wgws_provisioner_source_changes_total counter\n"
+		    "wgws_provisioner_source_changes_total %llu\n"
+		    "# HELP wgws_provisioner_source_removed_total Peers a delete or change elsewhere took off this gateway.\n"
+		    "# TYPE wgws_provisioner_source_removed_total counter\n"
+		    "wgws_provisioner_source_removed_total %llu\n"
+		    "# HELP wgws_provisioner_source_sync_age_seconds Time since the change log was last read (-1: never).\n"
+		    "# TYPE wgws_provisioner_source_sync_age_seconds gauge\n"
+		    "wgws_provisioner_source_sync_age_seconds %lld\n",
+		    source_connected(), (unsigned long long)st->source_failures,
+		    (unsigned long long)st->source_hits, (unsigned long long)st->source_misses,
+		    (unsigned long long)st->source_notifications,
+		    (unsigned long long)st->source_changes, (unsigned long long)st->source_removed,
+		    synced ? (long long)(prov_wall_s() - synced) : -1LL);
+		len += render_hist(buf + len, size - len, "wgws_provisioner_source_query_seconds",
+				   "One operation on the source, sent to answered.",
+				   &st->source_latency);
+	}
 	{
 		uint64_t runs, failures;
 		double sum, max;
@@ -994,6 +1132,11 @@ static int api_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 			free(r->body);
 			r->body = NULL;
 			answer_free(&r->ans);
+			/* PostgreSQL's answer comes to nobody now (it is done there all the
+			 * same: a create's private key is lost with the connection). */
+			source_cancel(r->op);
+			r->op = NULL;
+			sodium_memzero(r->priv, sizeof(r->priv));
 		}
 		return 0;
 
@@ -1040,11 +1183,12 @@ static const struct lws_protocols metrics_list_[] = {
 /* HTTP first (lws serves plain HTTP with the first protocol), then the JIT descriptors. */
 const struct lws_protocols *api_protocols(void)
 {
-	static struct lws_protocols list[3] = {
+	static struct lws_protocols list[4] = {
 		{ "http", api_callback, sizeof(struct req), 0, 0, NULL, 0 },
 	};
 
 	list[1] = *jit_protocol();
+	list[2] = *source_protocol();
 	return list;
 }
 

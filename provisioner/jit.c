@@ -70,6 +70,18 @@ struct jit_fd {
 	struct lws *wsi;
 	pid_t pid;
 	uid_t uid;
+	uint64_t gen;           /* a relay connection's number: a late answer finds it by it */
+};
+
+/* --source: an initiation whose key this gateway's cache lacks, while the source is asked
+ * (source.c); decided again, and answered, when it has answered. */
+struct fetch {
+	uint8_t msg[JIT_INITIATION_LEN];
+	struct sockaddr_storage client, source;
+	enum jit_path path;
+	double t0;
+	struct jit_fd *jf;      /* the relay that asked, if it still is jf with gen */
+	uint64_t gen, id;
 };
 
 struct negative {
@@ -103,6 +115,12 @@ static struct {
 	bool stopping;
 	struct jit_fd listener, capture;
 	struct lws_vhost *vhost;
+	struct jit_fd *relay_fds[JIT_MAX_RELAYS]; /* the relays connected now */
+	uint64_t next_gen;
+	struct jit_fd *cur_jf;  /* the relay whose request jit_decide is deciding, and its id */
+	uint64_t cur_id;
+	bool resuming;          /* deciding again after the source answered (fetch_done) */
+	int resume_err;         /* what it answered: 0, -ENOENT, or it could not (-EAGAIN...) */
 } jit;
 
 static unsigned slot_of(const void *p, size_t len)
@@ -391,6 +409,72 @@ static enum jit_verdict admit(const struct sockaddr_storage *client,
 	}
 }
 
+static struct jit_fd *live_relay(struct jit_fd *jf, uint64_t gen)
+{
+	for (unsigned i = 0; i < JIT_MAX_RELAYS; i++)
+		if (jit.relay_fds[i] && jit.relay_fds[i] == jf && jf->gen == gen)
+			return jf;
+	return NULL;
+}
+
+static void fetch_done(void *arg, int err, const struct store_peer *p)
+{
+	struct fetch *f = arg;
+	struct jit_answer ans = { .magic = JIT_MAGIC_ANSWER, .id = f->id };
+	struct jit_fd *jf;
+	int ret;
+
+	if (err == 0) {
+		ret = store_cache_put(prov.store, p);
+		prov.writes_since_checkpoint = true;
+		if (ret < 0) {
+			log_warnx("jit: caching a peer from the source: %s",
+				  ret == -ENOSPC ? strerror(-ret) : store_errmsg(prov.store));
+			err = -EIO;
+		}
+	}
+	jit.resuming = true;
+	jit.resume_err = err;
+	jit.cur_jf = NULL;
+	ans.verdict = jit_decide(f->msg, sizeof(f->msg), &f->client, &f->source, f->path, f->t0,
+				 ans.key);
+	jit.resuming = false;
+	jf = f->path == JIT_PATH_RELAY ? live_relay(f->jf, f->gen) : NULL;
+	if (jf && ans.verdict &&
+	    send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
+		prov.jit.answers_dropped++;
+	sodium_memzero(f, sizeof(*f));
+	free(f);
+}
+
+/* Ask the source about key; 0 when the decision is left to fetch_done. */
+static int fetch_start(const uint8_t *msg, size_t len, const struct sockaddr_storage *client,
+		       const struct sockaddr_storage *source, enum jit_path path, double t0,
+		       const uint8_t key[static WG_KEY_LEN])
+{
+	struct fetch *f;
+
+	if (len != JIT_INITIATION_LEN || (path == JIT_PATH_RELAY && !jit.cur_jf))
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	memcpy(f->msg, msg, len);
+	if (client)
+		f->client = *client;
+	f->source = *source;
+	f->path = path;
+	f->t0 = t0;
+	f->jf = jit.cur_jf;
+	f->gen = jit.cur_jf ? jit.cur_jf->gen : 0;
+	f->id = jit.cur_id;
+	if (!source_lookup(key, fetch_done, f)) {
+		free(f);
+		return -EAGAIN; /* the queue is full: decided now, as unknown */
+	}
+	return 0;
+}
+
 enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 			    const struct sockaddr_storage *client,
 			    const struct sockaddr_storage *source, enum jit_path path, double t0,
@@ -416,7 +500,7 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	}
 	now = prov_now_s();
 	verdict = recalled(msg, now);
-	if (!verdict)
+	if (!verdict && !jit.resuming) /* a resumed decision paid its rate the first time */
 		verdict = admit(client, source, now);
 	if (verdict)
 		return verdict;
@@ -453,6 +537,21 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	ret = store_get(prov.store, h.initiator_public, &sp);
 	if (ret == 0 && sp.expires_at && sp.expires_at <= prov_wall_s())
 		ret = -ENOENT; /* expired: the GC deletes it soon; it is not let in meanwhile */
+	if (ret == -ENOENT && source_configured() && !jit.resuming &&
+	    fetch_start(msg, len, client, source, path, t0, h.initiator_public) == 0) {
+		prov.st.source_misses++;
+		verdict = 0; /* pending: fetch_done decides and answers */
+		goto out;
+	}
+	if (ret == -ENOENT && jit.resuming && jit.resume_err && jit.resume_err != -ENOENT) {
+		/* The source could not say: unknown for now, quickly, but not remembered as
+		 * unknown (the key may well be there once the source is back). */
+		st->unknown_keys++;
+		verdict = JIT_UNKNOWN;
+		goto out;
+	}
+	if (ret == 0 && source_configured() && !jit.resuming)
+		prov.st.source_hits++;
 	if (ret == -ENOENT) {
 		negative_add(h.initiator_public);
 		jitlimit_remember(jit.limit, msg, JITLIMIT_SEEN_UNKNOWN, h.initiator_public, now,
@@ -612,6 +711,12 @@ static void accept_relays(void)
 		}
 		jf->pid = cred.pid;
 		jf->uid = cred.uid;
+		jf->gen = ++jit.next_gen;
+		for (unsigned k = 0; k < JIT_MAX_RELAYS; k++)
+			if (!jit.relay_fds[k]) {
+				jit.relay_fds[k] = jf;
+				break;
+			}
 		size_sndbuf(fd);
 		jit.relays++;
 		prov.jit.relay_conns++;
@@ -642,8 +747,13 @@ static int serve_relay(struct jit_fd *jf)
 		/* Family 0 (the relay did not know it) leaves client empty: see admit(). */
 		(void)jit_addr_to_sockaddr(&req.client, &client);
 		ans.id = req.id;
+		jit.cur_jf = jf;
+		jit.cur_id = req.id;
 		ans.verdict = jit_decide(req.initiation, sizeof(req.initiation), &client, &source,
 					 JIT_PATH_RELAY, t0, ans.key);
+		jit.cur_jf = NULL;
+		if (!ans.verdict)
+			continue; /* asked of the source: fetch_done answers */
 		if (send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
 			prov.jit.answers_dropped++; /* the relay times out and forwards */
 	}
@@ -690,6 +800,9 @@ static int jit_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 		if (jf->kind == FD_RELAY) {
 			if (!jit.stopping)
 				log_info("jit: relay pid %ld disconnected", (long)jf->pid);
+			for (unsigned k = 0; k < JIT_MAX_RELAYS; k++)
+				if (jit.relay_fds[k] == jf)
+					jit.relay_fds[k] = NULL;
 			jit.relays--;
 			free(jf);
 		} else if (!jit.stopping) {

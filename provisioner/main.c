@@ -43,6 +43,7 @@ static volatile sig_atomic_t got_signal;
 static const char usage_text[] =
 	"usage: wgws-provisioner serve --interface IF --db FILE [options]\n"
 	"       wgws-provisioner peer add|del|show|list [...]   (see 'peer --help')\n"
+	"       wgws-provisioner db init|migrate|status --source URL   (see 'db --help')\n"
 	"\n"
 	"serve: keep peers in SQLite (FILE) and install them into the WireGuard device IF,\n"
 	"one peer at a time, never a full sync. Options:\n"
@@ -106,6 +107,13 @@ static const char usage_text[] =
 	"                          first large packet would close the tunnel\n"
 	"  --client-allowed-ips CIDR[,CIDR...]  AllowedIPs in generated configs (default: the\n"
 	"                          pools)\n"
+	"  --source URL            several gateways, one source of truth: the peers live in\n"
+	"                          PostgreSQL (a libpq URL or connection string; give the\n"
+	"                          host by address: a name is resolved in the event loop),\n"
+	"                          FILE is this gateway's cache of them. Created there (by\n"
+	"                          the API or plain SQL), looked up at their first handshake\n"
+	"                          here, removed here within a second of a delete anywhere.\n"
+	"                          Needs --jit (docs/SCALEOUT.md)\n"
 	"  -c, --config FILE       options from FILE ([Provisioner], Key = Value)\n"
 	"  --check-config          validate and exit\n"
 	"  -v, --verbose           more logging\n"
@@ -116,7 +124,7 @@ enum opt_id {
 	OPT_GC_INTERVAL, OPT_GC_IDLE, OPT_GC_BATCH, OPT_METRICS, OPT_BACKEND, OPT_UAPI_DIR,
 	OPT_CLIENT_ENDPOINT, OPT_RELAY_URL, OPT_CLIENT_ALLOWED, OPT_CHECK_CONFIG, OPT_VERSION,
 	OPT_JIT, OPT_JIT_SOCKET, OPT_JIT_USER, OPT_USER, OPT_CAPTURE, OPT_JIT_NEGATIVE_TTL, OPT_JIT_RATE,
-	OPT_JIT_BUDGET, OPT_RELAY_PIN, OPT_CLIENT_MTU, OPT_API_GROUP,
+	OPT_JIT_BUDGET, OPT_RELAY_PIN, OPT_CLIENT_MTU, OPT_API_GROUP, OPT_SOURCE,
 };
 
 static const struct option long_opts[] = {
@@ -147,6 +155,7 @@ static const struct option long_opts[] = {
 	{ "jit-negative-ttl", required_argument, NULL, OPT_JIT_NEGATIVE_TTL },
 	{ "jit-rate", required_argument, NULL, OPT_JIT_RATE },
 	{ "jit-budget", required_argument, NULL, OPT_JIT_BUDGET },
+	{ "source", required_argument, NULL, OPT_SOURCE },
 	{ "config", required_argument, NULL, 'c' },
 	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -372,6 +381,10 @@ static int set_option(void *arg, int id, const char *v, char err[static CONF_ERR
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_SOURCE:
+		free(cfg->source);
+		cfg->source = strdup(v);
+		return cfg->source ? 0 : -ENOMEM;
 	case OPT_JIT_SOCKET:
 		if (v[0] != '/' || strlen(v) >= sizeof(cfg->jit_socket)) {
 			snprintf(err, CONF_ERR_LEN, "--jit-socket: '%s' is not an absolute path of "
@@ -513,6 +526,13 @@ static void parse_serve(struct prov_cfg *cfg, int argc, char **argv, bool *check
 		       "clients): otherwise no peer would ever be installed");
 	if (!cfg->jit && (cfg->jit_socket[0] || cfg->capture_if[0]))
 		fatal_usage("--jit-socket and --capture need --jit");
+	if (cfg->source) {
+		if (!cfg->jit)
+			fatal_usage("--source needs --jit: peers come to this gateway at their first "
+				    "handshake");
+		if (source_init(cfg->source, err, sizeof(err)) < 0)
+			fatal_usage("%s", err);
+	}
 	if (geteuid() == 0 && strcmp(cfg->user, "root") && !getpwnam(cfg->user))
 		fatal_usage("--user: no user '%s' (create it: useradd --system --no-create-home --shell "
 		       "/usr/sbin/nologin %s; make deps does it for wgws)", cfg->user, cfg->user);
@@ -817,6 +837,11 @@ static void confine_engine(void)
 		ret = sandbox_allow_names(&list, engine_calls, LWS_ARRAY_SIZE(engine_calls));
 	if (!ret)
 		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_UNIX);
+	/* --source: PostgreSQL over TCP (and a name's lookup), reconnecting for good */
+	if (!ret && prov.cfg.source)
+		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_INET);
+	if (!ret && prov.cfg.source)
+		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_INET6);
 	if (ret == -ENOENT)
 		fatalx("seccomp: no system call '%s' on this architecture", list.bad_name);
 	if (ret < 0 || (ret = sandbox_drop_caps()) < 0 ||
@@ -895,6 +920,7 @@ static int serve(int argc, char **argv)
 		fatalx("cannot create the libwebsockets context");
 	create_vhosts(&prov.cfg);
 	jit_start();
+	source_start();
 	gc_start();
 	gc_reconcile_start();
 	lws_sul_schedule(prov.ctx, 0, &ckpt_sul, checkpoint_cb, LWS_US_PER_SEC);
@@ -924,6 +950,7 @@ static int serve(int argc, char **argv)
 		}
 	}
 	log_info("signal %d: stopping", (int)got_signal);
+	source_stop();
 	jit_stop();
 	lws_context_destroy(prov.ctx);
 	ckpt_stop();
@@ -943,6 +970,8 @@ int main(int argc, char **argv)
 		return serve(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "peer"))
 		return cli_peer(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "db"))
+		return source_db_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "--version")) {
 		printf("wgws-provisioner %s\n", PROV_VERSION);
 		return 0;

@@ -267,6 +267,19 @@ int store_commit(struct store *st);
 /* Checkpoint the WAL (the writer calls this off the hot path; truncate now and then). */
 int store_checkpoint(struct store *st, bool truncate);
 
+/* Cache mode (--source, source.c): peers come with their addresses from the source; the
+ * store allocates and frees none. */
+void store_set_cache(struct store *st);
+/* Insert or replace p as the source has it (addresses, created_at, expiry: the caller's).
+ * A row it replaces keeps its installed mark, last_seen and replay guard; a cached row that
+ * holds one of its addresses is stale (the source gave the address on) and goes. 0 or
+ * -errno. */
+int store_cache_put(struct store *st, const struct store_peer *p)
+	__attribute__((warn_unused_result));
+/* The source's change log: the last seq this cache applied (0: none yet). */
+int store_source_seq(struct store *st, int64_t *seq);
+int store_set_source_seq(struct store *st, int64_t seq);
+
 /* ---- ckpt.c: WAL checkpoints off the event loop ---- */
 
 /* A thread with its own connection to the database at db_path. Returns 0 or -errno. */
@@ -756,6 +769,7 @@ struct prov_cfg {
 	struct cidr client_allowed[PROV_MAX_ALLOWED];
 	bool jit;                       /* install on the first handshake, not at creation */
 	char jit_socket[108];           /* where the relay asks ("" = no relay channel) */
+	char *source;                   /* --source: PostgreSQL's connection string (source.c) */
 	uid_t jit_uid;                  /* besides root and ourselves, who may connect there */
 	char *user;                     /* the engine runs as this user (root: stays root) */
 	char capture_if[IF_NAMESIZE];   /* AF_PACKET capture on this interface ("" = none) */
@@ -775,6 +789,14 @@ struct prov_stats {
 	uint64_t api_by[API_METHODS][API_CODES]; /* answered requests, by method and status */
 	uint64_t api_errors;
 	struct hist create_latency, install_latency;
+	/* --source (source.c) */
+	uint64_t source_failures;      /* connections lost or never made */
+	uint64_t source_notifications; /* NOTIFY wgws_changes received */
+	uint64_t source_changes;       /* change-log rows applied */
+	uint64_t source_removed;       /* peers a delete or change took off this gateway */
+	uint64_t source_hits, source_misses; /* JIT: in the cache / looked up in the source */
+	int64_t source_synced_at;      /* last read of the change log (unix s; 0 never) */
+	struct hist source_latency;    /* one operation, sent to answered */
 };
 
 struct prov {
@@ -866,6 +888,62 @@ bool prov_in_pools(const struct cidr *c);
 /* Eager mode at start-up: put every stored peer the device lacks back into it (after a
  * reboot or a wireguard-go restart), in paced pages while the API already serves. */
 void gc_reconcile_start(void);
+
+/* ---- source.c: PostgreSQL, the source of truth for several gateways (--source) ----
+ *
+ * Without --source nothing here runs and SQLite is the store. With it, the peers live in
+ * PostgreSQL (the schema is source.c's, versioned; docs/SCALEOUT.md documents it for an
+ * operator's own SQL) and this gateway's SQLite file is its cache of the peers it has seen,
+ * with its installed marks and replay guard. Gateways pull on miss: an initiation whose key
+ * the cache lacks is one indexed lookup. Deletes reach every gateway through the change log
+ * (wgws_changes, one row per insert/update/delete, its seq increasing): LISTEN/NOTIFY wakes
+ * each gateway at once, and every gateway also reads the log from its last seq every second
+ * and at each (re)connection, so no lost notification, restart or partition leaves a
+ * deleted peer installed.
+ *
+ * One libpq connection, asynchronous, on the lws loop (a dup of its socket adopted as a raw
+ * descriptor, so that lws and libpq each close their own); statements prepared once per
+ * connection; operations queued and sent one at a time. A query unanswered for
+ * SOURCE_TIMEOUT_MS, or a broken connection, fails every queued operation with -EAGAIN and
+ * reconnects with back-off (0.25 s doubling to 8 s). While it is down, callers are told at
+ * once (-EAGAIN): the JIT answers unknown keys quickly, the API answers 503. */
+
+enum {
+	SOURCE_TIMEOUT_MS = 3000,
+	SOURCE_POLL_MS = 1000,    /* the change log is read at least this often */
+	SOURCE_QUEUE_MAX = 4096,  /* operations waiting; more are refused (-EAGAIN) */
+};
+
+struct source_op;
+/* The result of an operation: err 0 with the peer (a lookup, a create: the stored row, its
+ * addresses from the source's pools), -ENOENT (no such peer), -EEXIST (create: the key is
+ * there), -EADDRNOTAVAIL (create: the pool is exhausted), -EAGAIN (the source is not
+ * reachable now), -EIO (anything else; logged). Called exactly once, never from inside the
+ * call that queued the operation. */
+typedef void source_done_fn(void *arg, int err, const struct store_peer *p);
+
+/* Check conninfo's syntax (before the loop; nothing is connected). 0 or -EINVAL with err. */
+int source_init(const char *conninfo, char *err, size_t errlen);
+/* Connect (asynchronously) and keep connected; from the event loop's start. */
+void source_start(void);
+void source_stop(void);
+bool source_connected(void);
+/* A key's row, for a JIT miss. */
+struct source_op *source_lookup(const uint8_t key[static WG_KEY_LEN], source_done_fn *done,
+				void *arg);
+/* Insert p (pubkey, psk, keepalive, name, routes, expires_at), its addresses allocated by the
+ * source in the same transaction; done gets the committed row. */
+struct source_op *source_create(const struct store_peer *p, source_done_fn *done, void *arg);
+/* Delete a key's row (p is NULL in done). */
+struct source_op *source_delete(const uint8_t key[static WG_KEY_LEN], source_done_fn *done,
+				void *arg);
+/* The caller no longer wants the result (its HTTP client went away): done is not called. */
+void source_cancel(struct source_op *op);
+bool source_configured(void);
+/* The lws protocol its socket is adopted with (on the API's vhost). */
+const struct lws_protocols *source_protocol(void);
+/* `wgws-provisioner db init|migrate|status`: the schema, synchronously (not in the daemon). */
+int source_db_main(int argc, char **argv);
 
 /* ---- cli.c: `wgws-provisioner peer …`, a client of the daemon's API ---- */
 

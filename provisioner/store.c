@@ -138,11 +138,19 @@ static const char tombstone_sql[] =
 	"  WHERE pubkey = new.pubkey;"
 	" DELETE FROM ts_tomb WHERE pubkey = new.pubkey; END;";
 
+/* --source (source.c): the last change of the source's log this cache has applied. Run at
+ * every open, as the tombstones are. */
+static const char source_sql[] =
+	"CREATE TABLE IF NOT EXISTS source_state ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL"
+	") STRICT;";
+
 enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_GET, S_EXISTS, S_IP6_USED, S_POP_FREE, S_BUMP, S_INSERT, S_DELETE, S_FREE_IP4,
 	S_LIST, S_EXPIRED, S_INSTALLED, S_SET_INSTALLED, S_SET_LAST_SEEN, S_ACCEPT_TS, S_COUNTS,
 	S_ROUTE_NEAR, S_ROUTE_INSIDE, S_ROUTE_AT, S_ROUTE_ADD, S_IP4_IN, S_IP6_IN,
+	S_CACHE_DROP, S_CACHE_KEEP, S_SEQ_GET, S_SEQ_SET,
 	S_MAX
 };
 
@@ -191,6 +199,12 @@ static const char *const stmt_sql[S_MAX] = {
 	/* A peer's own address inside [?1, ?2]. */
 	[S_IP4_IN] = "SELECT ip4, pubkey FROM peer WHERE ip4 BETWEEN ?1 AND ?2 LIMIT 1",
 	[S_IP6_IN] = "SELECT ip6, pubkey FROM peer WHERE ip6 BETWEEN ?1 AND ?2 LIMIT 1",
+	/* Cache mode: the row a put replaces, and stale rows holding one of its addresses. */
+	[S_CACHE_DROP] = "DELETE FROM peer WHERE pubkey = ?1 OR ip4 = ?2 OR ip6 = ?3",
+	[S_CACHE_KEEP] = "UPDATE peer SET installed_at = ?2, last_seen = ?3 WHERE pubkey = ?1",
+	[S_SEQ_GET] = "SELECT seq FROM source_state WHERE id = 1",
+	[S_SEQ_SET] = "INSERT INTO source_state (id, seq) VALUES (1, ?1)"
+		      " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
 };
 
 struct store {
@@ -200,6 +214,7 @@ struct store {
 	char errmsg[STORE_ERRMSG]; /* SQLite's text for the last failure (store_errmsg) */
 	struct store_conflict conflict; /* the last create's -EADDRINUSE (store_last_conflict) */
 	bool nested;               /* routes overlapped at open: route_overlap's slow path */
+	bool cache;                /* --source: addresses come from the source, none freed here */
 };
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
@@ -869,6 +884,81 @@ int store_create(struct store *st, struct store_peer *p, int64_t now)
 	return 0;
 }
 
+/* ---- cache mode (--source) ---- */
+
+void store_set_cache(struct store *st)
+{
+	st->cache = true;
+}
+
+int store_cache_put(struct store *st, const struct store_peer *p)
+{
+	char routes[STORE_ROUTES_STR];
+	struct store_peer old;
+	sqlite3_stmt *s;
+	bool outer, had;
+	int ret;
+
+	err_clear(st);
+	if ((ret = check_new_peer(p, p->created_at, routes)))
+		return ret;
+	if ((ret = txn_enter(st, &outer)))
+		return ret;
+	ret = store_get(st, p->pubkey, &old);
+	had = ret == 0;
+	if (ret == -ENOENT)
+		ret = 0;
+	if (ret == 0) {
+		/* The delete trigger keeps a replayed initiation's guard (ts_tomb), the insert
+		 * trigger gives it back: the same key keeps its replay guard. */
+		s = st->stmt[S_CACHE_DROP];
+		bind_key(s, 1, p->pubkey);
+		if (p->has_ip4)
+			sqlite3_bind_int64(s, 2, p->ip4);
+		else
+			sqlite3_bind_null(s, 2);
+		if (p->has_ip6)
+			sqlite3_bind_blob(s, 3, p->ip6, 16, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 3);
+		ret = run(st, S_CACHE_DROP);
+	}
+	if (ret == 0)
+		ret = insert_peer(st, p, p->has_ip4 ? &p->ip4 : NULL, p->has_ip6 ? p->ip6 : NULL,
+				  routes, p->created_at);
+	if (ret == 0)
+		ret = insert_routes(st, p);
+	if (ret == 0 && had && (old.installed_at || old.last_seen)) {
+		s = st->stmt[S_CACHE_KEEP];
+		bind_key(s, 1, p->pubkey);
+		bind_time(s, 2, old.installed_at);
+		bind_time(s, 3, old.last_seen);
+		ret = run(st, S_CACHE_KEEP);
+	}
+	return txn_leave(st, outer, ret);
+}
+
+int store_source_seq(struct store *st, int64_t *seq)
+{
+	sqlite3_stmt *s = st->stmt[S_SEQ_GET];
+	int rc;
+
+	err_clear(st);
+	rc = sqlite3_step(s);
+	*seq = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(st, rc);
+}
+
+int store_set_source_seq(struct store *st, int64_t seq)
+{
+	sqlite3_stmt *s = st->stmt[S_SEQ_SET];
+
+	err_clear(st);
+	sqlite3_bind_int64(s, 1, seq);
+	return run(st, S_SEQ_SET);
+}
+
 /* ---- single-peer operations ---- */
 
 int store_get(struct store *st, const uint8_t key[static WG_KEY_LEN], struct store_peer *out)
@@ -907,8 +997,9 @@ int store_delete(struct store *st, const uint8_t key[static WG_KEY_LEN], int64_t
 	}
 	ret = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sql_err(st, rc);
 	sqlite3_reset(s);
-	/* An address outside the pool cannot be handed out again; it simply leaves. */
-	if (ret == 0 && has_ip4 && st->pool.has_ip4 && ip4 >= st->pool.ip4_first &&
+	/* An address outside the pool cannot be handed out again; it simply leaves. A cache
+	 * hands out nothing: the source's pools are the source's. */
+	if (ret == 0 && has_ip4 && !st->cache && st->pool.has_ip4 && ip4 >= st->pool.ip4_first &&
 	    ip4 <= st->pool.ip4_last) {
 		s = st->stmt[S_FREE_IP4];
 		sqlite3_bind_int64(s, 1, ip4);
@@ -1348,6 +1439,8 @@ static int open_schema(struct store *st, const char *path, char *err, size_t err
 	ret = has_meta ? reconcile_pool(st, path, err, errlen) : create_schema(st);
 	if (!ret)
 		ret = exec_sql(st, tombstone_sql);
+	if (!ret)
+		ret = exec_sql(st, source_sql);
 	if (ret) {
 		if (err && errlen && !err[0])
 			goto fail;

@@ -1,0 +1,243 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Many gateways, one source of truth (issue 13): a PostgreSQL cluster made with initdb in a
+# temporary directory (run as the user postgres) in a namespace of its own, and three gateways
+# (namespaces A, B, C: each wireguard-go with the same key, wgws-relay --jit-socket and
+# wgws-provisioner --jit --source) on one LAN with it and a client (wireguard-go and
+# wgws-shim, which reaches one gateway's relay at a time). Shown:
+#  - a peer created through A's API is stored in PostgreSQL, not installed anywhere; its
+#    client's first handshake through B and then through C completes within 1 s (one JIT
+#    lookup each: no 5 s retry); a peer inserted by plain SQL works the same way through A;
+#  - 3 x 1,000 creates at once, 1,000 on each gateway's API: all 201, 3,000 distinct addresses;
+#  - a delete through C leaves A's and B's devices within 1 s;
+#  - B cut off from PostgreSQL (its packets dropped, the connection not closed) during a
+#    delete: the peer stays on B until B reconnects, then leaves within 1 s;
+#  - B stopped, a delete, B started with its stale cache: the peer leaves B within 1 s;
+#  - PostgreSQL stopped: an installed peer's tunnel keeps working, an unknown key is refused
+#    within 100 ms (not held 3 s), a create answers 503; PostgreSQL back: creates and JIT
+#    resume without a restart;
+#  - a recorded initiation of a deleted peer, replayed to every gateway, installs it nowhere.
+set -eu
+. "$(dirname "$0")/lib.sh"
+need_root
+need_cmd wireguard-go wg nft curl ping
+need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$PGBIN/initdb" ] || skip "no PostgreSQL server (make deps installs postgresql)"
+getent passwd postgres >/dev/null || skip "no user postgres (make deps: postgresql)"
+PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
+
+NS_LAN=wgws-$$-lan NS_DB=wgws-$$-db NS_CL=wgws-$$-cl
+GWS="a b c"
+DB_IP=10.210.0.10 CL_IP=10.210.0.100
+declare -A GW_IP=([a]=10.210.0.1 [b]=10.210.0.2 [c]=10.210.0.3)
+POOL4=10.202.0.0/24 TUN_GW=10.202.0.1
+URL="postgresql://wgws@$DB_IP:5432/wgws?connect_timeout=2"
+declare -A PROV_PID RELAY_PIDS DEV
+PG_PID="" SHIM_PID="" SHIM_LOG=""
+WGC=wgcl$$
+
+dump_logs() {
+	for g in $GWS; do
+		logtail "$T/prov-$g.log" 12
+		logtail "$T/relay-$g.log" 6
+	done
+	logtail "$T/pg.log" 10
+	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 6
+}
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+psql_db() { in_ns "$NS_DB" "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 "$URL" "$@"; }
+
+# --- the LAN: a bridge in its own namespace, one veth per member ------------------------
+say "a LAN: PostgreSQL, three gateways, a client"
+netns_add "$NS_LAN"
+ip -n "$NS_LAN" link add br0 type bridge
+ip -n "$NS_LAN" link set br0 up
+join_lan() { # NS ADDR
+	local ns=$1 addr=$2 port=p$((${#NAMESPACES[@]}))
+	[ "$ns" = "$NS_LAN" ] || netns_add "$ns"
+	ip -n "$NS_LAN" link add "$port" type veth peer name lan0 netns "$ns"
+	ip -n "$NS_LAN" link set "$port" master br0 up
+	ip -n "$ns" addr add "$addr/24" dev lan0
+	ip -n "$ns" link set lan0 up
+}
+join_lan "$NS_DB" "$DB_IP"
+join_lan "$NS_CL" "$CL_IP"
+for g in $GWS; do
+	join_lan "wgws-$$-gw$g" "${GW_IP[$g]}"
+done
+gw_ns() { echo "wgws-$$-gw$1"; }
+
+# --- PostgreSQL -------------------------------------------------------------------------
+say "PostgreSQL: initdb in $T/pg as postgres, listening on $DB_IP"
+mkdir -m 700 "$T/pg"
+chown postgres:postgres "$T/pg"
+setpriv --reuid=postgres --regid=postgres --init-groups -- "$PGBIN/initdb" -D "$T/pg/data" \
+	-U wgws -A trust --no-sync -E UTF8 >"$T/initdb.log" 2>&1 || fail "initdb: $(tail -3 "$T/initdb.log")"
+echo "host all all 10.210.0.0/24 trust" >>"$T/pg/data/pg_hba.conf"
+pg_start() {
+	spawn_ns "$NS_DB" "$T/pg.log" setpriv --reuid=postgres --regid=postgres --init-groups -- \
+		"$PGBIN/postgres" -D "$T/pg/data" -c listen_addresses="$DB_IP" -c port=5432 \
+		-c unix_socket_directories="$T/pg" -c fsync=off -c synchronous_commit=off \
+		-c full_page_writes=off
+	PG_PID=$SPAWNED
+	wait_for 20 in_ns "$NS_DB" "$PGBIN/pg_isready" -q -h "$DB_IP" -p 5432 -U wgws ||
+		fail "PostgreSQL does not answer: $(tail -3 "$T/pg.log")"
+}
+pg_stop() {
+	stop_pid "$PG_PID" INT 20 # fast shutdown: clients are disconnected
+	PG_PID=""
+}
+pg_start
+in_ns "$NS_DB" "$PGBIN/createdb" -h "$DB_IP" -U wgws wgws || fail "createdb"
+out=$(in_ns "$NS_DB" "$PROV" db status --source "$URL" 2>&1 </dev/null || true)
+grep -q "no wgws schema here" <<<"$out" || fail "db status before init: $(oneline "$out")"
+in_ns "$NS_DB" "$PROV" db init --source "$URL" --pool4 "$POOL4" >"$T/dbinit.out" 2>&1 ||
+	fail "db init: $(oneline "$(cat "$T/dbinit.out")")"
+out=$(in_ns "$NS_DB" "$PROV" db status --source "$URL" 2>&1)
+grep -q "schema version 1" <<<"$out" && grep -q "IPv4 10.202.0.2 - 10.202.0.254" <<<"$out" ||
+	fail "db status: $(oneline "$out")"
+ok "$(head -1 "$T/dbinit.out"); db status: $(oneline "$out")"
+
+# --- the gateways -----------------------------------------------------------------------
+say "three gateways: wireguard-go (one key), relay --jit-socket, provisioner --source"
+(umask 077 && wg genkey >"$T/keys/gw.key" && wg genkey >"$T/keys/client.key" &&
+	wg genkey >"$T/keys/sql.key")
+GW_PUB=$(wg pubkey <"$T/keys/gw.key")
+"$WGWS_TOP/certs/mkcert.sh" gw.wgws.test 10.210.0.1 10.210.0.2 10.210.0.3 -o "$T/certs" \
+	--days 2 >"$T/mkcert.out" || fail "mkcert"
+PIN=$(sed -n 's/^pin: *//p' "$T/mkcert.out")
+chmod 755 "$T/certs"
+chgrp wgws "$T/certs/gw.wgws.test.key" && chmod 640 "$T/certs/gw.wgws.test.key"
+prov_start() { # GW
+	local g=$1 ns
+	ns=$(gw_ns "$g")
+	spawn_ns "$ns" "$T/prov-$g.log" "$PROV" serve --interface "${DEV[$g]}" --backend uapi \
+		--db "$T/cache-$g.db" --api "unix:$T/api-$g.sock" --pool4 "$POOL4" --jit \
+		--jit-socket "$T/jit-$g.sock" --jit-user wgws --source "$URL"
+	PROV_PID[$g]=$SPAWNED
+	wait_for 10 test -S "$T/jit-$g.sock" || fail "provisioner $g does not listen"
+	wait_for 10 grep -q "source: connected" "$T/prov-$g.log" ||
+		fail "provisioner $g did not connect to PostgreSQL"
+}
+for g in $GWS; do
+	ns=$(gw_ns "$g")
+	DEV[$g]=wg$g$$
+	spawn_ns "$ns" "$T/wg-$g.log" wireguard-go -f "${DEV[$g]}"
+	wait_for 10 test -S "/var/run/wireguard/${DEV[$g]}.sock" || fail "wireguard-go $g"
+	in_ns "$ns" wg set "${DEV[$g]}" private-key "$T/keys/gw.key" listen-port 51820
+	in_ns "$ns" ip addr add "$TUN_GW/24" dev "${DEV[$g]}"
+	in_ns "$ns" ip link set "${DEV[$g]}" mtu 1380 up
+	prov_start "$g"
+	spawn_ns "$ns" "$T/relay-$g.log" "$WGWS_BUILD/wgws-relay" --listen 0.0.0.0:443 \
+		--cert "$T/certs/gw.wgws.test.crt" --key "$T/certs/gw.wgws.test.key" \
+		--metrics 127.0.0.1:9100 --jit-socket "$T/jit-$g.sock"
+	RELAY_PIDS[$g]=$SPAWNED
+done
+for g in $GWS; do
+	relay_up() { in_ns "$(gw_ns "$1")" curl -s -m 2 "http://127.0.0.1:9100/metrics" |
+		grep -qx "wgws_relay_jit_connected 1"; }
+	wait_for 10 relay_up "$g" || fail "relay $g did not connect to its provisioner"
+done
+ok "gateways a, b, c: one WireGuard key ($GW_PUB), relays connected to their provisioners"
+
+# --- helpers: the API, the client, the devices ------------------------------------------
+api() { # GW METHOD PATH [CURL ARGS]: $CODE, body in $T/body
+	local g=$1
+	shift
+	API=$T/api-$g.sock req "$@"
+}
+on_gw() { in_ns "$(gw_ns "$1")" wg show "${DEV[$1]}" peers | grep -qxF -- "$2"; }
+gw_hs() { in_ns "$(gw_ns "$1")" wg show "${DEV[$1]}" latest-handshakes |
+	awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
+say "the client: wireguard-go and wgws-shim in its namespace"
+spawn_ns "$NS_CL" "$T/wg-cl.log" wireguard-go -f "$WGC"
+wait_for 10 test -S "/var/run/wireguard/$WGC.sock" || fail "wireguard-go (client)"
+in_ns "$NS_CL" ip link set "$WGC" mtu 1380 up
+# client_as KEYFILE ADDR: the client's device with this key and address, its session with
+# the gateways reset (a new handshake comes with the next packet).
+client_as() {
+	in_ns "$NS_CL" wg set "$WGC" private-key "$1" listen-port 51821
+	in_ns "$NS_CL" ip addr flush dev "$WGC"
+	in_ns "$NS_CL" ip addr add "$2/24" dev "$WGC"
+	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" remove 2>/dev/null || true
+	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" allowed-ips "$TUN_GW/32" \
+		endpoint 127.0.0.1:51820
+}
+# via GW: the shim (restarted) toward GW's relay, and a fresh WireGuard session.
+via() {
+	[ -z "$SHIM_PID" ] || stop_pid "$SHIM_PID"
+	SHIM_LOG=$T/shim-$1-$RANDOM.log
+	spawn_ns "$NS_CL" "$SHIM_LOG" "$WGWS_BUILD/wgws-shim" --listen 127.0.0.1:51820 \
+		--relay "wss://${GW_IP[$1]}/wg" --pin "$PIN"
+	SHIM_PID=$SPAWNED
+	wait_for 5 grep -q "listening on" "$SHIM_LOG" || fail "the shim did not start"
+	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" remove
+	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" allowed-ips "$TUN_GW/32" \
+		endpoint 127.0.0.1:51820
+}
+# handshake GW KEY: ping through the tunnel until GW reports a handshake with KEY; HS_MS is
+# the time from the first ping; fails after 5 s or when pings go unanswered.
+handshake() {
+	local g=$1 key=$2 t0 log=$T/ping-$RANDOM.log pid rx
+	t0=$(now_ms)
+	spawn_ns "$NS_CL" "$log" ping -n -c 4 -i 0.25 -W 2 "$TUN_GW"
+	pid=$SPAWNED
+	until [ "$(gw_hs "$g" "$key")" -gt 0 ]; do
+		[ $(($(now_ms) - t0)) -lt 5000 ] || fail "no handshake on gateway $g within 5 s"
+		sleep 0.02
+	done
+	HS_MS=$(($(now_ms) - t0))
+	wait "$pid" || true
+	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
+	[ "${rx:-0}" -ge 3 ] || fail "ping through gateway $g: ${rx:-0}/4: $(oneline "$(cat "$log")")"
+}
+prov_metric_of() { # GW NAME
+	curl -s -m 3 --unix-socket "$T/api-$1.sock" http://prov/metrics |
+		awk -v n="$2" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
+}
+# gone_within GW KEY MS: KEY leaves GW's device within MS; LEFT_MS says when.
+gone_within() {
+	local t0
+	t0=$(now_ms)
+	while on_gw "$1" "$2"; do
+		[ $(($(now_ms) - t0)) -lt "$3" ] || return 1
+		sleep 0.02
+	done
+	LEFT_MS=$(($(now_ms) - t0))
+}
+
+# --- created on A, used through B and C -------------------------------------------------
+say "a peer created through A's API: in PostgreSQL, installed nowhere"
+CL_PUB=$(wg pubkey <"$T/keys/client.key")
+api a POST /v1/peers -H 'Content-Type: application/json' \
+	--data-binary "{\"public_key\":\"$CL_PUB\",\"name\":\"roamer\"}"
+[ "$CODE" = 201 ] || fail "create on A: HTTP $CODE: $(head -c 300 "$T/body")"
+CL_ADDR=$(jget 'd["addresses"][0].split("/")[0]')
+expect "in PostgreSQL" "$(psql_db -c "SELECT host(ip4) FROM wgws_peers WHERE pubkey = decode('$(base64 -d <<<"$CL_PUB" | od -An -tx1 | tr -d ' \n')', 'hex')")" "$CL_ADDR"
+for g in $GWS; do ! on_gw "$g" "$CL_PUB" || fail "installed on $g before any handshake"; done
+ok "201 on A, $CL_ADDR in PostgreSQL; on no device"
+
+say "its first handshake through B, then through C"
+client_as "$T/keys/client.key" "$CL_ADDR"
+for g in b c; do
+	via "$g"
+	m0=$(prov_metric_of "$g" 'wgws_provisioner_source_cache_total{result="miss"}')
+	handshake "$g" "$CL_PUB"
+	[ "$HS_MS" -lt 1000 ] || fail "first handshake through $g after $HS_MS ms (want < 1000)"
+	expect "$g's source lookups" $(($(prov_metric_of "$g" 'wgws_provisioner_source_cache_total{result="miss"}') - m0)) 1
+	ok "through $g: handshake $HS_MS ms after the first ping, one lookup in PostgreSQL"
+done
+
+say "a peer inserted by plain SQL, through A"
+SQL_PUB=$(wg pubkey <"$T/keys/sql.key")
+SQL_HEX=$(base64 -d <<<"$SQL_PUB" | od -An -tx1 | tr -d ' \n')
+SQL_ADDR=$(psql_db -c "INSERT INTO wgws_peers (pubkey, name) VALUES (decode('$SQL_HEX', 'hex'), 'by-sql') RETURNING host(ip4)")
+[ -n "$SQL_ADDR" ] || fail "the INSERT returned no address"
+client_as "$T/keys/sql.key" "$SQL_ADDR"
+via a
+handshake a "$SQL_PUB"
+[ "$HS_MS" -lt 1000 ] || fail "first handshake of the SQL peer through a after $HS_MS ms"
+ok "INSERT … RETURNING host(ip4): $SQL_ADDR; through A: handshake $HS_MS ms after the ping"
+
+echo "PASS test_scaleout"
