@@ -955,6 +955,9 @@ size_t api_render_metrics(char *buf, size_t size)
 		    "# HELP wgws_provisioner_source_removed_total Peers a delete or change elsewhere took off this gateway.\n"
 		    "# TYPE wgws_provisioner_source_removed_total counter\n"
 		    "wgws_provisioner_source_removed_total %llu\n"
+		    "# HELP wgws_provisioner_source_change_seq The last entry of the source's change log applied here (wgws_changes.seq).\n"
+		    "# TYPE wgws_provisioner_source_change_seq gauge\n"
+		    "wgws_provisioner_source_change_seq %lld\n"
 		    "# HELP wgws_provisioner_source_sync_age_seconds Time since the change log was last read (-1: never).\n"
 		    "# TYPE wgws_provisioner_source_sync_age_seconds gauge\n"
 		    "wgws_provisioner_source_sync_age_seconds %lld\n",
@@ -962,7 +965,7 @@ size_t api_render_metrics(char *buf, size_t size)
 		    (unsigned long long)st->source_hits, (unsigned long long)st->source_misses,
 		    (unsigned long long)st->source_notifications,
 		    (unsigned long long)st->source_changes, (unsigned long long)st->source_removed,
-		    synced ? (long long)(prov_wall_s() - synced) : -1LL);
+		    (long long)source_seq(), synced ? (long long)(prov_wall_s() - synced) : -1LL);
 		len += render_hist(buf + len, size - len, "wgws_provisioner_source_query_seconds",
 				   "One operation on the source, sent to answered.",
 				   &st->source_latency);

@@ -940,6 +940,8 @@ struct source_op *source_delete(const uint8_t key[static WG_KEY_LEN], source_don
 /* The caller no longer wants the result (its HTTP client went away): done is not called. */
 void source_cancel(struct source_op *op);
 bool source_configured(void);
+/* The last change of the source's log this gateway applied. */
+int64_t source_seq(void);
 /* The lws protocol its socket is adopted with (on the API's vhost). */
 const struct lws_protocols *source_protocol(void);
 /* `wgws-provisioner db init|migrate|status`: the schema, synchronously (not in the daemon). */

@@ -505,10 +505,12 @@ static void take_result(struct source_op *op, PGresult *res)
 	switch (op->kind) {
 	case OP_SETUP:
 		if (PQntuples(res) != 1 || atoi(PQgetvalue(res, 0, 0)) != SCHEMA_VERSION) {
+			int v = PQntuples(res) ? atoi(PQgetvalue(res, 0, 0)) : 0;
+
 			op->err = -EPROTO;
-			log_warnx("source: its schema is version %s, this program's %d (run "
-				  "wgws-provisioner db migrate)",
-				  PQntuples(res) ? PQgetvalue(res, 0, 0) : "?", SCHEMA_VERSION);
+			log_warnx("source: its schema is version %d, this program's %d (%s)", v,
+				  SCHEMA_VERSION, v > SCHEMA_VERSION ? "upgrade this program" :
+				  "run wgws-provisioner db migrate");
 		}
 		break;
 	case OP_LOOKUP:
@@ -793,6 +795,11 @@ void source_stop(void)
 bool source_connected(void)
 {
 	return src.state == SRC_UP;
+}
+
+int64_t source_seq(void)
+{
+	return src.seq;
 }
 
 bool source_configured(void)

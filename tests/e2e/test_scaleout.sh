@@ -31,15 +31,15 @@ NS_LAN=wgws-$$-lan NS_DB=wgws-$$-db NS_CL=wgws-$$-cl
 GWS="a b c"
 DB_IP=10.210.0.10 CL_IP=10.210.0.100
 declare -A GW_IP=([a]=10.210.0.1 [b]=10.210.0.2 [c]=10.210.0.3)
-POOL4=10.202.0.0/24 TUN_GW=10.202.0.1
+POOL4=10.202.0.0/20 TUN_GW=10.202.0.1 # room for 3,000 and more
 URL="postgresql://wgws@$DB_IP:5432/wgws?connect_timeout=2"
-declare -A PROV_PID RELAY_PIDS DEV
+declare -A PROV_PID RELAY_PIDS DEV PLOG
 PG_PID="" SHIM_PID="" SHIM_LOG=""
 WGC=wgcl$$
 
 dump_logs() {
 	for g in $GWS; do
-		logtail "$T/prov-$g.log" 12
+		logtail "${PLOG[$g]:-/dev/null}" 12
 		logtail "$T/relay-$g.log" 6
 	done
 	logtail "$T/pg.log" 10
@@ -95,7 +95,7 @@ grep -q "no wgws schema here" <<<"$out" || fail "db status before init: $(onelin
 in_ns "$NS_DB" "$PROV" db init --source "$URL" --pool4 "$POOL4" >"$T/dbinit.out" 2>&1 ||
 	fail "db init: $(oneline "$(cat "$T/dbinit.out")")"
 out=$(in_ns "$NS_DB" "$PROV" db status --source "$URL" 2>&1)
-grep -q "schema version 1" <<<"$out" && grep -q "IPv4 10.202.0.2 - 10.202.0.254" <<<"$out" ||
+grep -q "schema version 1" <<<"$out" && grep -q "IPv4 10.202.0.2 - 10.202.15.254" <<<"$out" ||
 	fail "db status: $(oneline "$out")"
 ok "$(head -1 "$T/dbinit.out"); db status: $(oneline "$out")"
 
@@ -112,12 +112,13 @@ chgrp wgws "$T/certs/gw.wgws.test.key" && chmod 640 "$T/certs/gw.wgws.test.key"
 prov_start() { # GW
 	local g=$1 ns
 	ns=$(gw_ns "$g")
-	spawn_ns "$ns" "$T/prov-$g.log" "$PROV" serve --interface "${DEV[$g]}" --backend uapi \
+	PLOG[$g]=$T/prov-$g-$RANDOM.log
+	spawn_ns "$ns" "${PLOG[$g]}" "$PROV" serve --interface "${DEV[$g]}" --backend uapi \
 		--db "$T/cache-$g.db" --api "unix:$T/api-$g.sock" --pool4 "$POOL4" --jit \
 		--jit-socket "$T/jit-$g.sock" --jit-user wgws --source "$URL"
 	PROV_PID[$g]=$SPAWNED
 	wait_for 10 test -S "$T/jit-$g.sock" || fail "provisioner $g does not listen"
-	wait_for 10 grep -q "source: connected" "$T/prov-$g.log" ||
+	wait_for 10 grep -q "source: connected" "${PLOG[$g]}" ||
 		fail "provisioner $g did not connect to PostgreSQL"
 }
 for g in $GWS; do
@@ -126,7 +127,7 @@ for g in $GWS; do
 	spawn_ns "$ns" "$T/wg-$g.log" wireguard-go -f "${DEV[$g]}"
 	wait_for 10 test -S "/var/run/wireguard/${DEV[$g]}.sock" || fail "wireguard-go $g"
 	in_ns "$ns" wg set "${DEV[$g]}" private-key "$T/keys/gw.key" listen-port 51820
-	in_ns "$ns" ip addr add "$TUN_GW/24" dev "${DEV[$g]}"
+	in_ns "$ns" ip addr add "$TUN_GW/20" dev "${DEV[$g]}"
 	in_ns "$ns" ip link set "${DEV[$g]}" mtu 1380 up
 	prov_start "$g"
 	spawn_ns "$ns" "$T/relay-$g.log" "$WGWS_BUILD/wgws-relay" --listen 0.0.0.0:443 \
@@ -159,7 +160,7 @@ in_ns "$NS_CL" ip link set "$WGC" mtu 1380 up
 client_as() {
 	in_ns "$NS_CL" wg set "$WGC" private-key "$1" listen-port 51821
 	in_ns "$NS_CL" ip addr flush dev "$WGC"
-	in_ns "$NS_CL" ip addr add "$2/24" dev "$WGC"
+	in_ns "$NS_CL" ip addr add "$2/20" dev "$WGC"
 	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" remove 2>/dev/null || true
 	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" allowed-ips "$TUN_GW/32" \
 		endpoint 127.0.0.1:51820
@@ -239,5 +240,171 @@ via a
 handshake a "$SQL_PUB"
 [ "$HS_MS" -lt 1000 ] || fail "first handshake of the SQL peer through a after $HS_MS ms"
 ok "INSERT … RETURNING host(ip4): $SQL_ADDR; through A: handshake $HS_MS ms after the ping"
+m=$(curl -s -m 3 --unix-socket "$T/api-a.sock" http://prov/metrics)
+out=$(/usr/bin/python3 "$TOOLS/promcheck.py" wgws-provisioner <<<"$m") || fail "metrics: $out"
+for n in source_connected source_cache_total source_change_seq source_sync_age_seconds \
+	source_query_seconds_count; do
+	grep -q "^wgws_provisioner_$n" <<<"$m" || fail "no wgws_provisioner_$n in A's metrics"
+done
+expect "A connected" "$(awk '$1 == "wgws_provisioner_source_connected" { print $2 }' <<<"$m")" 1
+ok "A's metrics parse (strict), with the source's: $out"
 
+# --- 3 x 1,000 creates at once ----------------------------------------------------------
+say "3 x 1,000 creates at once, one thousand on each gateway's API"
+"$PY" - "$T/api-a.sock" "$T/api-b.sock" "$T/api-c.sock" >"$T/burst.out" 2>&1 <<'PYEOF' ||
+import base64, json, os, socket, sys, threading
+codes, lock = {}, threading.Lock()
+def post(path, body):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(path)
+    s.sendall(b"POST /v1/peers HTTP/1.1\r\nHost: prov\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    return int(data.split(b" ", 2)[1])
+def worker(path, n):
+    for _ in range(n):
+        k = bytearray(os.urandom(32))
+        k[31] &= 0x7f
+        body = json.dumps({"public_key": base64.b64encode(bytes(k)).decode(), "name": "burst"}).encode()
+        c = post(path, body)
+        with lock:
+            codes[c] = codes.get(c, 0) + 1
+threads = [threading.Thread(target=worker, args=(p, 125)) for p in sys.argv[1:] for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(" ".join("%d:%d" % kv for kv in sorted(codes.items())))
+PYEOF
+	fail "the burst: $(oneline "$(cat "$T/burst.out")")"
+[ "$(cat "$T/burst.out")" = "201:3000" ] || fail "the burst's answers: $(cat "$T/burst.out")"
+got=$(psql_db -c "SELECT count(*) || ' ' || count(DISTINCT ip4) FROM wgws_peers WHERE name = 'burst'")
+[ "$got" = "3000 3000" ] || fail "3,000 creates: peers and distinct addresses: $got"
+ok "3,000 answered 201 ($(cat "$T/burst.out")); PostgreSQL holds 3,000 peers with 3,000 distinct addresses"
+
+# --- deletes reach every gateway ---------------------------------------------------------
+say "a delete through C leaves A's and B's devices within 1 s"
+client_as "$T/keys/client.key" "$CL_ADDR"
+via a
+handshake a "$CL_PUB"
+for g in a b; do on_gw "$g" "$CL_PUB" || fail "the client's peer is not on $g"; done
+api c DELETE "/v1/peers/$(tr '+/' '-_' <<<"$CL_PUB")"
+[ "$CODE" = 200 ] || fail "delete on C: HTTP $CODE: $(head -c 200 "$T/body")"
+t0=$(now_ms)
+for g in a b; do
+	gone_within "$g" "$CL_PUB" $((1000 - ($(now_ms) - t0))) ||
+		fail "still on $g $(($(now_ms) - t0)) ms after the delete"
+done
+ok "gone from A and B $(($(now_ms) - t0)) ms after C answered the delete"
+
+say "B cut off from PostgreSQL (dropped, not closed) during a delete"
+K3=$T/keys/k3.key
+(umask 077 && wg genkey >"$K3")
+K3_PUB=$(wg pubkey <"$K3")
+api b POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K3_PUB\"}"
+[ "$CODE" = 201 ] || fail "create on B: HTTP $CODE"
+client_as "$K3" "$(jget 'd["addresses"][0].split("/")[0]')"
+via b
+handshake b "$K3_PUB"
+connected_b=$(grep -c "source: connected" "${PLOG[b]}")
+in_ns "$(gw_ns b)" nft -f - <<NFT
+table inet cut {
+	chain out { type filter hook output priority 0; ip daddr $DB_IP tcp dport 5432 drop; }
+	chain in { type filter hook input priority 0; ip saddr $DB_IP tcp sport 5432 drop; }
+}
+NFT
+api c DELETE "/v1/peers/$(tr '+/' '-_' <<<"$K3_PUB")"
+[ "$CODE" = 200 ] || fail "delete on C during the cut: HTTP $CODE"
+nap 4 # past B's 3 s answer timeout: it gives the connection up and retries
+on_gw b "$K3_PUB" || fail "B removed the peer while it could not hear of the delete"
+in_ns "$(gw_ns b)" nft delete table inet cut
+wait_for 20 sh -c "[ \$(grep -c 'source: connected' '${PLOG[b]}') -gt $connected_b ]" ||
+	fail "B did not reconnect within 20 s of the cut's end"
+gone_within b "$K3_PUB" 1000 || fail "still on B 1 s after it reconnected"
+ok "on B through the cut (4 s); gone $LEFT_MS ms after B reconnected"
+
+say "B stopped during a delete, started with its stale cache"
+K4=$T/keys/k4.key
+(umask 077 && wg genkey >"$K4")
+K4_PUB=$(wg pubkey <"$K4")
+api b POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K4_PUB\"}"
+[ "$CODE" = 200 ] || [ "$CODE" = 201 ] || fail "create on B: HTTP $CODE"
+client_as "$K4" "$(jget 'd["addresses"][0].split("/")[0]')"
+via b
+handshake b "$K4_PUB"
+stop_pid "${PROV_PID[b]}"
+api a DELETE "/v1/peers/$(tr '+/' '-_' <<<"$K4_PUB")"
+[ "$CODE" = 200 ] || fail "delete on A: HTTP $CODE"
+on_gw b "$K4_PUB" || fail "the peer left B's device with B's provisioner stopped"
+t0=$(now_ms)
+prov_start b
+gone_within b "$K4_PUB" 1000 || fail "still on B 1 s after its provisioner connected"
+ok "B's provisioner restarted with its cache: the peer gone $(($(now_ms) - t0)) ms after the start"
+wait_for 10 relay_up b || fail "relay b did not reconnect to its provisioner"
+
+# --- PostgreSQL down -------------------------------------------------------------------
+say "PostgreSQL stopped: installed tunnels go on, unknown keys are refused at once, creates 503"
+K5=$T/keys/k5.key
+(umask 077 && wg genkey >"$K5")
+K5_PUB=$(wg pubkey <"$K5")
+api a POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K5_PUB\"}"
+[ "$CODE" = 201 ] || fail "create on A: HTTP $CODE"
+client_as "$K5" "$(jget 'd["addresses"][0].split("/")[0]')"
+via a
+handshake a "$K5_PUB"
+"$INITGEN" keys 1 >"$T/unknown.keys"
+"$INITGEN" init "$GW_PUB" <"$T/unknown.keys" >"$T/unknown.init"
+UNK_REC=0094$(awk '{ print $2 }' "$T/unknown.init")
+connected_a=$(grep -c "source: connected" "${PLOG[a]}")
+pg_stop
+wait_for 5 sh -c "[ \"\$(curl -s --unix-socket '$T/api-a.sock' http://prov/metrics | awk '\$1 == \"wgws_provisioner_source_connected\" { print \$2 }')\" = 0 ]" ||
+	fail "A still says it is connected to PostgreSQL"
+in_ns "$NS_CL" ping -n -c 5 -i 0.2 -W 2 "$TUN_GW" >"$T/ping-down.log" 2>&1 ||
+	fail "the installed peer's tunnel broke with PostgreSQL down: $(oneline "$(cat "$T/ping-down.log")")"
+rm_a() { in_ns "$(gw_ns a)" curl -s -m 3 "http://127.0.0.1:9100/metrics" |
+	awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'; }
+u0=$(rm_a 'wgws_relay_jit_answers_total{verdict="unknown"}') s0=$(rm_a wgws_relay_jit_answers_stale_total)
+to0=$(rm_a wgws_relay_jit_timeouts_total)
+in_ns "$NS_CL" "$PY" "$TOOLS/wsraw.py" -q --wait 0.1 "wss://${GW_IP[a]}/wg" "$UNK_REC" >"$T/wsraw.out" 2>&1 || true
+grep -qx "status 101" "$T/wsraw.out" || fail "wsraw to A: $(oneline "$(cat "$T/wsraw.out")")"
+expect "relay A: unknown answers (change)" $(($(rm_a 'wgws_relay_jit_answers_total{verdict="unknown"}') - u0)) 1
+expect "relay A: stale answers (change)" $(($(rm_a wgws_relay_jit_answers_stale_total) - s0)) 0
+expect "relay A: held to time-out (change)" $(($(rm_a wgws_relay_jit_timeouts_total) - to0)) 0
+api a POST /v1/peers -H 'Content-Type: application/json' --data-binary '{"name":"while-down"}'
+[ "$CODE" = 503 ] || fail "a create with PostgreSQL down: HTTP $CODE"
+ok "pings through A answered; an unknown key's initiation answered 'unknown' within 100 ms (the tunnel closed 0.1 s after it, no stale answer); create: 503"
+
+say "PostgreSQL back: everything resumes without a restart"
+pg_start
+wait_for 20 sh -c "[ \$(grep -c 'source: connected' '${PLOG[a]}') -gt $connected_a ]" ||
+	fail "A did not reconnect to PostgreSQL"
+api a POST /v1/peers -H 'Content-Type: application/json' --data-binary '{"name":"after"}'
+[ "$CODE" = 201 ] || fail "a create after PostgreSQL came back: HTTP $CODE"
+ok "A reconnected; create: 201"
+
+# --- a replayed initiation of a deleted peer -------------------------------------------
+say "a recorded initiation of a deleted peer, replayed to every gateway, installs it nowhere"
+"$INITGEN" keys 1 >"$T/k6.keys"
+"$INITGEN" init "$GW_PUB" <"$T/k6.keys" >"$T/k6.init"
+K6_PUB=$(awk '{ print $1 }' "$T/k6.init")
+K6_REC=0094$(awk '{ print $2 }' "$T/k6.init")
+api c POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K6_PUB\"}"
+[ "$CODE" = 201 ] || fail "create on C: HTTP $CODE"
+in_ns "$NS_CL" "$PY" "$TOOLS/wsraw.py" -q --wait 0.5 "wss://${GW_IP[b]}/wg" "$K6_REC" >/dev/null 2>&1 || true
+wait_for 3 on_gw b "$K6_PUB" || fail "the recorded initiation did not install its peer on B"
+api a DELETE "/v1/peers/$(tr '+/' '-_' <<<"$K6_PUB")"
+[ "$CODE" = 200 ] || fail "delete on A: HTTP $CODE"
+gone_within b "$K6_PUB" 1000 || fail "the deleted peer stays on B"
+for g in $GWS; do
+	in_ns "$NS_CL" "$PY" "$TOOLS/wsraw.py" -q --wait 0.5 "wss://${GW_IP[$g]}/wg" "$K6_REC" >/dev/null 2>&1 || true
+done
+nap 1
+for g in $GWS; do ! on_gw "$g" "$K6_PUB" || fail "the replay installed the deleted peer on $g"; done
+ok "installed on B by the recording, deleted on A, gone from B; the replay to A, B, C installed nothing"
+for g in $GWS; do alive "${PROV_PID[$g]}" && alive "${RELAY_PIDS[$g]}" || fail "gateway $g lost a process"; done
 echo "PASS test_scaleout"
