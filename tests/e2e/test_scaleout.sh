@@ -22,19 +22,11 @@ set -eu
 need_root
 need_cmd wireguard-go wg nft curl ping
 need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$PGBIN/initdb" ] || skip "no PostgreSQL server (make deps installs postgresql)"
-getent passwd postgres >/dev/null || skip "no user postgres (make deps: postgresql)"
-PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
-
-NS_LAN=wgws-$$-lan NS_DB=wgws-$$-db NS_CL=wgws-$$-cl
-GWS="a b c"
-DB_IP=10.210.0.10 CL_IP=10.210.0.100
-declare -A GW_IP=([a]=10.210.0.1 [b]=10.210.0.2 [c]=10.210.0.3)
-POOL4=10.202.0.0/20 TUN_GW=10.202.0.1 # room for 3,000 and more
-URL="postgresql://wgws@$DB_IP:5432/wgws?connect_timeout=2"
-declare -A PROV_PID RELAY_PIDS DEV PLOG
-PG_PID="" SHIM_PID="" SHIM_LOG=""
+. "$(dirname "$0")/lib_scaleout.sh"
+so_need
+SO_GWS="a b c" GWS="a b c"
+SO_POOL4=10.202.0.0/20 # room for 3,000 and more
+SHIM_PID="" SHIM_LOG=""
 WGC=wgcl$$
 
 dump_logs() {
@@ -45,112 +37,26 @@ dump_logs() {
 	logtail "$T/pg.log" 10
 	[ -z "$SHIM_LOG" ] || logtail "$SHIM_LOG" 6
 }
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-psql_db() { in_ns "$NS_DB" "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 "$URL" "$@"; }
 
-# --- the LAN: a bridge in its own namespace, one veth per member ------------------------
 say "a LAN: PostgreSQL, three gateways, a client"
-netns_add "$NS_LAN"
-ip -n "$NS_LAN" link add br0 type bridge
-ip -n "$NS_LAN" link set br0 up
-join_lan() { # NS ADDR
-	local ns=$1 addr=$2 port=p$((${#NAMESPACES[@]}))
-	[ "$ns" = "$NS_LAN" ] || netns_add "$ns"
-	ip -n "$NS_LAN" link add "$port" type veth peer name lan0 netns "$ns"
-	ip -n "$NS_LAN" link set "$port" master br0 up
-	ip -n "$ns" addr add "$addr/24" dev lan0
-	ip -n "$ns" link set lan0 up
-}
-join_lan "$NS_DB" "$DB_IP"
-join_lan "$NS_CL" "$CL_IP"
-for g in $GWS; do
-	join_lan "wgws-$$-gw$g" "${GW_IP[$g]}"
-done
-gw_ns() { echo "wgws-$$-gw$1"; }
-
-# --- PostgreSQL -------------------------------------------------------------------------
+so_lan
 say "PostgreSQL: initdb in $T/pg as postgres, listening on $DB_IP"
-mkdir -m 700 "$T/pg"
-chown postgres:postgres "$T/pg"
-setpriv --reuid=postgres --regid=postgres --init-groups -- "$PGBIN/initdb" -D "$T/pg/data" \
-	-U wgws -A trust --no-sync -E UTF8 >"$T/initdb.log" 2>&1 || fail "initdb: $(tail -3 "$T/initdb.log")"
-echo "host all all 10.210.0.0/24 trust" >>"$T/pg/data/pg_hba.conf"
-pg_start() {
-	spawn_ns "$NS_DB" "$T/pg.log" setpriv --reuid=postgres --regid=postgres --init-groups -- \
-		"$PGBIN/postgres" -D "$T/pg/data" -c listen_addresses="$DB_IP" -c port=5432 \
-		-c unix_socket_directories="$T/pg" -c fsync=off -c synchronous_commit=off \
-		-c full_page_writes=off
-	PG_PID=$SPAWNED
-	wait_for 20 in_ns "$NS_DB" "$PGBIN/pg_isready" -q -h "$DB_IP" -p 5432 -U wgws ||
-		fail "PostgreSQL does not answer: $(tail -3 "$T/pg.log")"
-}
-pg_stop() {
-	stop_pid "$PG_PID" INT 20 # fast shutdown: clients are disconnected
-	PG_PID=""
-}
-pg_start
+so_pg_start
 in_ns "$NS_DB" "$PGBIN/createdb" -h "$DB_IP" -U wgws wgws || fail "createdb"
 out=$(in_ns "$NS_DB" "$PROV" db status --source "$URL" 2>&1 </dev/null || true)
 grep -q "no wgws schema here" <<<"$out" || fail "db status before init: $(oneline "$out")"
-in_ns "$NS_DB" "$PROV" db init --source "$URL" --pool4 "$POOL4" >"$T/dbinit.out" 2>&1 ||
+in_ns "$NS_DB" "$PROV" db init --source "$URL" --pool4 "$SO_POOL4" >"$T/dbinit.out" 2>&1 ||
 	fail "db init: $(oneline "$(cat "$T/dbinit.out")")"
 out=$(in_ns "$NS_DB" "$PROV" db status --source "$URL" 2>&1)
 grep -q "schema version 1" <<<"$out" && grep -q "IPv4 10.202.0.2 - 10.202.15.254" <<<"$out" ||
 	fail "db status: $(oneline "$out")"
 ok "$(head -1 "$T/dbinit.out"); db status: $(oneline "$out")"
 
-# --- the gateways -----------------------------------------------------------------------
 say "three gateways: wireguard-go (one key), relay --jit-socket, provisioner --source"
-(umask 077 && wg genkey >"$T/keys/gw.key" && wg genkey >"$T/keys/client.key" &&
-	wg genkey >"$T/keys/sql.key")
-GW_PUB=$(wg pubkey <"$T/keys/gw.key")
-"$WGWS_TOP/certs/mkcert.sh" gw.wgws.test 10.210.0.1 10.210.0.2 10.210.0.3 -o "$T/certs" \
-	--days 2 >"$T/mkcert.out" || fail "mkcert"
-PIN=$(sed -n 's/^pin: *//p' "$T/mkcert.out")
-chmod 755 "$T/certs"
-chgrp wgws "$T/certs/gw.wgws.test.key" && chmod 640 "$T/certs/gw.wgws.test.key"
-prov_start() { # GW
-	local g=$1 ns
-	ns=$(gw_ns "$g")
-	PLOG[$g]=$T/prov-$g-$RANDOM.log
-	spawn_ns "$ns" "${PLOG[$g]}" "$PROV" serve --interface "${DEV[$g]}" --backend uapi \
-		--db "$T/cache-$g.db" --api "unix:$T/api-$g.sock" --pool4 "$POOL4" --jit \
-		--jit-socket "$T/jit-$g.sock" --jit-user wgws --source "$URL"
-	PROV_PID[$g]=$SPAWNED
-	wait_for 10 test -S "$T/jit-$g.sock" || fail "provisioner $g does not listen"
-	wait_for 10 grep -q "source: connected" "${PLOG[$g]}" ||
-		fail "provisioner $g did not connect to PostgreSQL"
-}
-for g in $GWS; do
-	ns=$(gw_ns "$g")
-	DEV[$g]=wg$g$$
-	spawn_ns "$ns" "$T/wg-$g.log" wireguard-go -f "${DEV[$g]}"
-	wait_for 10 test -S "/var/run/wireguard/${DEV[$g]}.sock" || fail "wireguard-go $g"
-	in_ns "$ns" wg set "${DEV[$g]}" private-key "$T/keys/gw.key" listen-port 51820
-	in_ns "$ns" ip addr add "$TUN_GW/20" dev "${DEV[$g]}"
-	in_ns "$ns" ip link set "${DEV[$g]}" mtu 1380 up
-	prov_start "$g"
-	spawn_ns "$ns" "$T/relay-$g.log" "$WGWS_BUILD/wgws-relay" --listen 0.0.0.0:443 \
-		--cert "$T/certs/gw.wgws.test.crt" --key "$T/certs/gw.wgws.test.key" \
-		--metrics 127.0.0.1:9100 --jit-socket "$T/jit-$g.sock"
-	RELAY_PIDS[$g]=$SPAWNED
-done
-for g in $GWS; do
-	relay_up() { in_ns "$(gw_ns "$1")" curl -s -m 2 "http://127.0.0.1:9100/metrics" |
-		grep -qx "wgws_relay_jit_connected 1"; }
-	wait_for 10 relay_up "$g" || fail "relay $g did not connect to its provisioner"
-done
+so_gateways
+(umask 077 && wg genkey >"$T/keys/client.key" && wg genkey >"$T/keys/sql.key")
 ok "gateways a, b, c: one WireGuard key ($GW_PUB), relays connected to their provisioners"
 
-# --- helpers: the API, the client, the devices ------------------------------------------
-api() { # GW METHOD PATH [CURL ARGS]: $CODE, body in $T/body
-	local g=$1
-	shift
-	API=$T/api-$g.sock req "$@"
-}
-on_gw() { in_ns "$(gw_ns "$1")" wg show "${DEV[$1]}" peers | grep -qxF -- "$2"; }
-gw_hs() { in_ns "$(gw_ns "$1")" wg show "${DEV[$1]}" latest-handshakes |
-	awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }'; }
 say "the client: wireguard-go and wgws-shim in its namespace"
 spawn_ns "$NS_CL" "$T/wg-cl.log" wireguard-go -f "$WGC"
 wait_for 10 test -S "/var/run/wireguard/$WGC.sock" || fail "wireguard-go (client)"
@@ -160,7 +66,7 @@ in_ns "$NS_CL" ip link set "$WGC" mtu 1380 up
 client_as() {
 	in_ns "$NS_CL" wg set "$WGC" private-key "$1" listen-port 51821
 	in_ns "$NS_CL" ip addr flush dev "$WGC"
-	in_ns "$NS_CL" ip addr add "$2/20" dev "$WGC"
+	in_ns "$NS_CL" ip addr add "$2/${SO_POOL4#*/}" dev "$WGC"
 	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" remove 2>/dev/null || true
 	in_ns "$NS_CL" wg set "$WGC" peer "$GW_PUB" allowed-ips "$TUN_GW/32" \
 		endpoint 127.0.0.1:51820
@@ -192,20 +98,6 @@ handshake() {
 	wait "$pid" || true
 	rx=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$log")
 	[ "${rx:-0}" -ge 3 ] || fail "ping through gateway $g: ${rx:-0}/4: $(oneline "$(cat "$log")")"
-}
-prov_metric_of() { # GW NAME
-	curl -s -m 3 --unix-socket "$T/api-$1.sock" http://prov/metrics |
-		awk -v n="$2" '$1 == n { v = $2 } END { print (v == "" ? "absent" : v) }'
-}
-# gone_within GW KEY MS: KEY leaves GW's device within MS; LEFT_MS says when.
-gone_within() {
-	local t0
-	t0=$(now_ms)
-	while on_gw "$1" "$2"; do
-		[ $(($(now_ms) - t0)) -lt "$3" ] || return 1
-		sleep 0.02
-	done
-	LEFT_MS=$(($(now_ms) - t0))
 }
 
 # --- created on A, used through B and C -------------------------------------------------
@@ -342,10 +234,10 @@ api a DELETE "/v1/peers/$(tr '+/' '-_' <<<"$K4_PUB")"
 [ "$CODE" = 200 ] || fail "delete on A: HTTP $CODE"
 on_gw b "$K4_PUB" || fail "the peer left B's device with B's provisioner stopped"
 t0=$(now_ms)
-prov_start b
+so_prov_start b
 gone_within b "$K4_PUB" 1000 || fail "still on B 1 s after its provisioner connected"
 ok "B's provisioner restarted with its cache: the peer gone $(($(now_ms) - t0)) ms after the start"
-wait_for 10 relay_up b || fail "relay b did not reconnect to its provisioner"
+wait_for 10 so_relay_up b || fail "relay b did not reconnect to its provisioner"
 
 # --- PostgreSQL down -------------------------------------------------------------------
 say "PostgreSQL stopped: installed tunnels go on, unknown keys are refused at once, creates 503"
@@ -361,7 +253,7 @@ handshake a "$K5_PUB"
 "$INITGEN" init "$GW_PUB" <"$T/unknown.keys" >"$T/unknown.init"
 UNK_REC=0094$(awk '{ print $2 }' "$T/unknown.init")
 connected_a=$(grep -c "source: connected" "${PLOG[a]}")
-pg_stop
+so_pg_stop
 wait_for 5 sh -c "[ \"\$(curl -s --unix-socket '$T/api-a.sock' http://prov/metrics | awk '\$1 == \"wgws_provisioner_source_connected\" { print \$2 }')\" = 0 ]" ||
 	fail "A still says it is connected to PostgreSQL"
 in_ns "$NS_CL" ping -n -c 5 -i 0.2 -W 2 "$TUN_GW" >"$T/ping-down.log" 2>&1 ||
@@ -380,7 +272,7 @@ api a POST /v1/peers -H 'Content-Type: application/json' --data-binary '{"name":
 ok "pings through A answered; an unknown key's initiation answered 'unknown' within 100 ms (the tunnel closed 0.1 s after it, no stale answer); create: 503"
 
 say "PostgreSQL back: everything resumes without a restart"
-pg_start
+so_pg_start
 wait_for 20 sh -c "[ \$(grep -c 'source: connected' '${PLOG[a]}') -gt $connected_a ]" ||
 	fail "A did not reconnect to PostgreSQL"
 api a POST /v1/peers -H 'Content-Type: application/json' --data-binary '{"name":"after"}'
