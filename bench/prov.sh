@@ -75,7 +75,7 @@ WALK_MAX=300 # seconds the start-up walk may take (1M: ~35 s here)
 LC_NUMERIC=C
 mkdir -p "$OUT" "$CACHE"
 
-progress() { printf 'bench [%3ss] %s\n' "$(($(date +%s) - T0))" "step 5/5: $*" >&2; }
+progress() { printf 'bench [%3ss] %s\n' "$(($(date +%s) - T0))" "step 5/6: $*" >&2; }
 PROV_LOG="" PROV_PID=""
 dump_logs() {
 	[ -z "$PROV_LOG" ] || logtail "$PROV_LOG" 10

@@ -10,8 +10,10 @@
 #      maximum, echoed by a sink on the relay's side (back through relay -> shim), vs direct;
 #   3. bench/wg.sh: wireguard-go iperf3 through the tunnel (UDP blocked) vs plain UDP;
 #   4. bench/scale.sh: 1,000 and up to 10,000 tunnels on one relay: RSS, set-up rate, latency;
-#   5. bench/prov.sh: provisioner API creates at 0/100k/1M stored, JIT initiation -> live.
-# Steps 3-5 need root (they skip, exit 77, inside unshare).
+#   5. bench/prov.sh: provisioner API creates at 0/100k/1M stored, JIT initiation -> live;
+#   6. bench/scaleout.sh: three gateways on PostgreSQL: creates at 0/100k/1M rows, JIT miss ->
+#      live, delete propagation, each next to step 5's or a SQLite gateway's figure.
+# Steps 3-6 need root (they skip, exit 77, inside unshare).
 # Everything runs on loopback in a private network namespace (root), or in a user+net
 # namespace (unshare -Urn) otherwise. Progress goes to stderr, one line per measurement;
 # bench/results/latest.md (the table), *.dat (plot data) and *.png (gnuplot) are written.
@@ -263,13 +265,13 @@ for rate in 10000 "$HALF"; do
 	done
 done
 
-# --- steps 3-5: scripts of their own (bench/wg.sh, scale.sh, prov.sh), own namespaces -------
+# --- steps 3-6: scripts of their own (bench/wg.sh, scale.sh, prov.sh, scaleout.sh), own namespaces
 # Each writes $OUT/stepN.md (its section) and $OUT/goals-N.md (its rows of the goals table),
 # exits 77 when it needs root it does not have, and non-zero when what it measures failed.
 stop_pid "$SHIM_PID" TERM 5
-stop_pid "$RELAY_PID" TERM 5 # steps 3-5 start their own; these would only take memory
+stop_pid "$RELAY_PID" TERM 5 # steps 3-6 start their own; these would only take memory
 STEPS_FAILED=""
-STEPS="3:wg 4:scale 5:prov"
+STEPS="3:wg 4:scale 5:prov 6:scaleout"
 [ "${WGWS_BENCH_STEPS:-}" != 12 ] || STEPS=""
 for st in $STEPS; do
 	n=${st%%:*} name=${st#*:}
@@ -387,8 +389,8 @@ ELAPSED=$(($(date +%s) - T0))
 	echo "$(fmt "$HALF") packets/s is half the tunnel's open-loop 64 B maximum measured above; an echo"
 	echo "crosses the tunnel twice, so the shim and the relay each carry that rate both ways."
 	echo
-	for n in 3 4 5; do
-		[ -n "$STEPS" ] || { echo "(steps 3-5 not run: WGWS_BENCH_STEPS=12)"; break; }
+	for n in 3 4 5 6; do
+		[ -n "$STEPS" ] || { echo "(steps 3-6 not run: WGWS_BENCH_STEPS=12)"; break; }
 		cat "$OUT/step$n.md"
 		echo
 	done
@@ -407,7 +409,7 @@ ELAPSED=$(($(date +%s) - T0))
 	p50a=$(awk -v a="$(pmed tunnel 10000 4)" -v b="$(pmed direct 10000 4)" 'BEGIN { printf "%.0f", a - b }')
 	v=$(awk -v a="$a" -v m="$p50a" 'BEGIN { if (a < 100) print "met"; else printf "missed by %.0f µs: an echo through the tunnel wakes the shim and the relay twice each (4 more process wake-ups, each with a TLS record and an epoll pass; %s µs added already at p50), and on 2 cores with 4 processes some of them wait for a CPU", a - 100, m }')
 	echo "| added p99 RTT at 10,000 packets/s < 100 µs | $a µs ($t vs $d µs) | $v |"
-	for n in 3 4 5; do
+	for n in 3 4 5 6; do
 		[ -z "$STEPS" ] || [ ! -s "$OUT/goals-$n.md" ] || cat "$OUT/goals-$n.md"
 	done
 	echo

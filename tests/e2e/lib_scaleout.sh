@@ -7,7 +7,7 @@
 # named in $SQLITE_GWS (a single gateway on SQLite alone, for comparison).
 #
 # The caller sets SO_GWS ("a b c"), SO_POOL4 (the pool, big enough for what it creates) and
-# may set SQLITE_GWS; then: so_lan; so_pg_start; so_db_init; so_gateways.
+# may set SQLITE_GWS and SO_PROV_EXTRA (more provisioner options); then: so_lan; so_pg_start; so_db_init; so_gateways.
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
@@ -88,7 +88,8 @@ so_prov_start() {
 	PLOG[$g]=$T/prov-$g-$RANDOM.log
 	spawn_ns "$(gw_ns "$g")" "${PLOG[$g]}" "$PROV" serve --interface "${DEV[$g]}" \
 		--backend uapi --db "$T/cache-$g.db" --api "unix:$T/api-$g.sock" \
-		--pool4 "$SO_POOL4" --jit --jit-socket "$T/jit-$g.sock" --jit-user wgws "${src[@]}"
+		--pool4 "$SO_POOL4" --jit --jit-socket "$T/jit-$g.sock" --jit-user wgws "${src[@]}" \
+		${SO_PROV_EXTRA:-}
 	PROV_PID[$g]=$SPAWNED
 	wait_for 10 test -S "$T/jit-$g.sock" || fail "provisioner $g does not listen"
 	[ ${#src[@]} = 0 ] || wait_for 10 grep -q "source: connected" "${PLOG[$g]}" ||
