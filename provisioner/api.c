@@ -456,14 +456,14 @@ static void create_done(void *arg, int err, const struct store_peer *p)
 		reply_error(wsi, 409, "a peer with this public key exists");
 	} else if (err == -EADDRNOTAVAIL) {
 		reply_error(wsi, 409, "the address pool is exhausted");
+	} else if (err == -EADDRINUSE) {
+		reply_error(wsi, 409, "an allowed IP of this peer overlaps another peer's");
 	} else if (err || !p) {
 		reply_error(wsi, 500, "the peers' source failed (see the provisioner's log)");
 	} else {
 		sp = *p;
 		/* This gateway caches it at once; the others at its first handshake there. */
-		if (store_cache_put(prov.store, &sp) < 0)
-			log_warnx("caching a created peer: %s", store_errmsg(prov.store));
-		prov.writes_since_checkpoint = true;
+		(void)source_cache_put(&sp);
 		jit_forget(sp.pubkey);
 		prov.st.creates++;
 		hist_observe(&prov.st.create_latency, prov_now_s() - r->t0);

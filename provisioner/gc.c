@@ -147,6 +147,8 @@ static void gc_run(lws_sorted_usec_list_t *sul)
 	prov.st.gc_runs++;
 	gc.now = prov_wall_s();
 	gc_expire(gc.now);
+	if (source_configured())
+		source_expire(); /* in PostgreSQL: every gateway hears of it (source.c) */
 	/* Handshake times are read with or without --gc-idle, or the API would never show one;
 	 * a run whose removals are still going out skips its dump (the next one reads). */
 	if (gc.done == gc.queued) {

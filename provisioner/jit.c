@@ -425,13 +425,9 @@ static void fetch_done(void *arg, int err, const struct store_peer *p)
 	int ret;
 
 	if (err == 0) {
-		ret = store_cache_put(prov.store, p);
-		prov.writes_since_checkpoint = true;
-		if (ret < 0) {
-			log_warnx("jit: caching a peer from the source: %s",
-				  ret == -ENOSPC ? strerror(-ret) : store_errmsg(prov.store));
+		ret = source_cache_put(p);
+		if (ret < 0)
 			err = -EIO;
-		}
 	}
 	jit.resuming = true;
 	jit.resume_err = err;
@@ -439,6 +435,7 @@ static void fetch_done(void *arg, int err, const struct store_peer *p)
 	ans.verdict = jit_decide(f->msg, sizeof(f->msg), &f->client, &f->source, f->path, f->t0,
 				 ans.key);
 	jit.resuming = false;
+	jit.resume_err = 0;
 	jf = f->path == JIT_PATH_RELAY ? live_relay(f->jf, f->gen) : NULL;
 	if (jf && ans.verdict &&
 	    send(jf->fd, &ans, sizeof(ans), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(ans))
@@ -488,10 +485,12 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	enum noise_result nr;
 	struct noise_half h;
 	struct store_peer sp;
+	bool source_failed = false;
 	double now;
 	int ret;
 
-	st->initiations[path]++;
+	if (!jit.resuming) /* counted the first time */
+		st->initiations[path]++;
 	/* mac1 first (one keyed BLAKE2s): only initiations made for this gateway spend a
 	 * client's tokens or the budget, so garbage sent in a client's name cannot starve it. */
 	if (!noise_mac1_ok(jit.responder, msg, len)) {
@@ -537,13 +536,20 @@ enum jit_verdict jit_decide(const uint8_t *msg, size_t len,
 	ret = store_get(prov.store, h.initiator_public, &sp);
 	if (ret == 0 && sp.expires_at && sp.expires_at <= prov_wall_s())
 		ret = -ENOENT; /* expired: the GC deletes it soon; it is not let in meanwhile */
-	if (ret == -ENOENT && source_configured() && !jit.resuming &&
-	    fetch_start(msg, len, client, source, path, t0, h.initiator_public) == 0) {
-		prov.st.source_misses++;
-		verdict = 0; /* pending: fetch_done decides and answers */
-		goto out;
+	if (ret == -ENOENT && source_configured()) {
+		/* The source's answer (resuming), or whether it could be asked at all. */
+		int fr = jit.resuming ? jit.resume_err :
+			 fetch_start(msg, len, client, source, path, t0, h.initiator_public);
+
+		if (!jit.resuming && fr == 0) {
+			prov.st.source_misses++;
+			verdict = 0; /* pending: fetch_done decides and answers */
+			goto out;
+		}
+		if (fr && fr != -ENOENT)
+			source_failed = true;
 	}
-	if (ret == -ENOENT && jit.resuming && jit.resume_err && jit.resume_err != -ENOENT) {
+	if (source_failed) {
 		/* The source could not say: unknown for now, quickly, but not remembered as
 		 * unknown (the key may well be there once the source is back). */
 		st->unknown_keys++;

@@ -271,10 +271,12 @@ int store_checkpoint(struct store *st, bool truncate);
  * store allocates and frees none. */
 void store_set_cache(struct store *st);
 /* Insert or replace p as the source has it (addresses, created_at, expiry: the caller's).
- * A row it replaces keeps its installed mark, last_seen and replay guard; a cached row that
- * holds one of its addresses is stale (the source gave the address on) and goes. 0 or
- * -errno. */
-int store_cache_put(struct store *st, const struct store_peer *p)
+ * A row it replaces keeps its installed mark, last_seen and replay guard; a cached row of
+ * another key that holds one of its addresses is stale (the source gave the address on) and
+ * goes: its key in displaced (at most 2, *n_displaced), for the caller to take out of the
+ * device. 0 or -errno. */
+int store_cache_put(struct store *st, const struct store_peer *p,
+		    uint8_t displaced[static 2][WG_KEY_LEN], unsigned *n_displaced)
 	__attribute__((warn_unused_result));
 /* The source's change log: the last seq this cache applied (0: none yet). */
 int store_source_seq(struct store *st, int64_t *seq);
@@ -918,7 +920,8 @@ struct source_op;
 /* The result of an operation: err 0 with the peer (a lookup, a create: the stored row, its
  * addresses from the source's pools), -ENOENT (no such peer), -EEXIST (create: the key is
  * there), -EADDRNOTAVAIL (create: the pool is exhausted), -EAGAIN (the source is not
- * reachable now), -EIO (anything else; logged). Called exactly once, never from inside the
+ * reachable now), -EADDRINUSE (create: an address or route another peer has), -EIO (anything
+ * else; logged). Called exactly once, never from inside the
  * call that queued the operation. */
 typedef void source_done_fn(void *arg, int err, const struct store_peer *p);
 
@@ -937,9 +940,15 @@ struct source_op *source_create(const struct store_peer *p, source_done_fn *done
 /* Delete a key's row (p is NULL in done). */
 struct source_op *source_delete(const uint8_t key[static WG_KEY_LEN], source_done_fn *done,
 				void *arg);
+/* Delete the peers whose expiry has passed, in the source (a batch; the GC's run calls it):
+ * the change log takes them off every gateway. */
+void source_expire(void);
 /* The caller no longer wants the result (its HTTP client went away): done is not called. */
 void source_cancel(struct source_op *op);
 bool source_configured(void);
+/* p, from the source, into this gateway's cache (store_cache_put), and the stale peers it
+ * displaces out of the device. 0 or -errno (logged). */
+int source_cache_put(const struct store_peer *p);
 /* The last change of the source's log this gateway applied. */
 int64_t source_seq(void);
 /* The lws protocol its socket is adopted with (on the API's vhost). */

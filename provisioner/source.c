@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -56,6 +57,13 @@ static const char schema_v1[] =
 	" created_at timestamptz NOT NULL DEFAULT now(),"
 	" expires_at timestamptz);"
 	"CREATE INDEX wgws_peers_expiry ON wgws_peers (expires_at) WHERE expires_at IS NOT NULL;"
+	/* Every peer's allowed IPs (its addresses, its routes): no two peers overlap, whoever
+	 * inserts them (WireGuard would give the prefix to whichever was installed last). */
+	"CREATE TABLE wgws_nets ("
+	" pubkey bytea NOT NULL REFERENCES wgws_peers ON DELETE CASCADE,"
+	" net inet NOT NULL,"
+	" EXCLUDE USING gist (net inet_ops WITH &&));"
+	"CREATE INDEX wgws_nets_pubkey ON wgws_nets (pubkey);"
 	"CREATE TABLE wgws_changes ("
 	" seq bigserial PRIMARY KEY,"
 	" pubkey bytea NOT NULL,"
@@ -64,15 +72,25 @@ static const char schema_v1[] =
 	"CREATE FUNCTION wgws_alloc() RETURNS trigger LANGUAGE plpgsql AS $f$"
 	" DECLARE p wgws_pool; a inet; h bytea;"
 	" BEGIN"
+	/* The change log's lock first, as wgws_log takes it: one order for every writer, so a
+	 * transaction that deletes then inserts cannot deadlock with a create. It serializes
+	 * the writers, the allocation with them. */
+	"  PERFORM pg_advisory_xact_lock(5159720);"
 	"  SELECT * INTO p FROM wgws_pool WHERE id = 1;"
 	"  IF NEW.ip4 IS NULL AND p.ip4_first IS NOT NULL THEN"
-	"   DELETE FROM wgws_free4 WHERE addr = (SELECT addr FROM wgws_free4"
-	"    WHERE released_at <= clock_timestamp() - p.hold_down ORDER BY released_at, addr"
-	"    LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING addr INTO a;"
-	"   IF a IS NULL THEN"
+	/* An address someone's SQL gave a peer is skipped, wherever it was taken from. */
+	"   LOOP"
+	"    DELETE FROM wgws_free4 WHERE addr = (SELECT addr FROM wgws_free4"
+	"     WHERE released_at <= clock_timestamp() - p.hold_down ORDER BY released_at, addr"
+	"     LIMIT 1) RETURNING addr INTO a;"
+	"    EXIT WHEN a IS NULL;"
+	"    EXIT WHEN NOT EXISTS (SELECT 1 FROM wgws_peers WHERE ip4 = a);"
+	"   END LOOP;"
+	"   WHILE a IS NULL OR EXISTS (SELECT 1 FROM wgws_peers WHERE ip4 = a) LOOP"
 	"    UPDATE wgws_pool SET ip4_next = ip4_next + 1 WHERE id = 1 AND ip4_next <= ip4_last"
 	"     RETURNING ip4_next - 1 INTO a;"
-	"   END IF;"
+	"    EXIT WHEN a IS NULL;"
+	"   END LOOP;"
 	"   IF a IS NULL THEN"
 	"    RAISE EXCEPTION 'wgws: the IPv4 pool is exhausted' USING ERRCODE = 'WG001';"
 	"   END IF;"
@@ -109,6 +127,10 @@ static const char schema_v1[] =
 	"   END IF;"
 	"  ELSE"
 	"   INSERT INTO wgws_changes (pubkey, op) VALUES (NEW.pubkey, left(TG_OP, 1));"
+	"   DELETE FROM wgws_nets WHERE pubkey = NEW.pubkey;"
+	"   INSERT INTO wgws_nets (pubkey, net)"
+	"    SELECT NEW.pubkey, n FROM unnest(array_remove(ARRAY[NEW.ip4, NEW.ip6], NULL)"
+	"     || NEW.routes::inet[]) n;"
 	"  END IF;"
 	"  PERFORM pg_notify('wgws_changes', '');"
 	"  RETURN NULL;"
@@ -136,11 +158,13 @@ static const char setup_sql[] =
 	" RETURNING " PEER_COLS ";"
 	"PREPARE wgws_delete(text) AS DELETE FROM wgws_peers WHERE pubkey = decode($1, 'hex')"
 	" RETURNING 1;"
+	"PREPARE wgws_expire AS DELETE FROM wgws_peers WHERE pubkey IN (SELECT pubkey"
+	" FROM wgws_peers WHERE expires_at <= now() ORDER BY expires_at LIMIT 256);"
 	"PREPARE wgws_changes_after(bigint) AS SELECT seq, encode(pubkey, 'hex'), op"
 	" FROM wgws_changes WHERE seq > $1 ORDER BY seq LIMIT 512;"
 	"SELECT version FROM wgws_schema;";
 
-enum op_kind { OP_SETUP, OP_LOOKUP, OP_CREATE, OP_DELETE, OP_CHANGES };
+enum op_kind { OP_SETUP, OP_LOOKUP, OP_CREATE, OP_DELETE, OP_CHANGES, OP_EXPIRE };
 
 struct source_op {
 	struct source_op *next;
@@ -162,7 +186,10 @@ static struct {
 	enum src_state state;
 	PGconn *conn;
 	struct lws *wsi;        /* our dup of libpq's socket, while connected or connecting */
-	int sock;               /* libpq's descriptor number we dup'ed */
+	int sock;               /* libpq's descriptor number we dup'ed ... */
+	dev_t sock_dev;         /* ... and its socket's identity: libpq may close a socket and */
+	ino_t sock_ino;         /* get the same number for the next one (another host) */
+	bool reread;            /* a notification came while the log was being read */
 	struct source_op *head, **tail, *inflight;
 	unsigned queued;
 	uint64_t sent_ms;       /* when the operation in flight was sent */
@@ -347,10 +374,11 @@ static int track_socket(void)
 {
 	int fd = PQsocket(src.conn), dupfd;
 	lws_sock_file_fd_type desc;
+	struct stat st;
 
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return -EBADF;
-	if (fd == src.sock && src.wsi)
+	if (fd == src.sock && src.wsi && st.st_dev == src.sock_dev && st.st_ino == src.sock_ino)
 		return 0;
 	drop_wsi();
 	dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -365,6 +393,8 @@ static int track_socket(void)
 	}
 	lws_set_opaque_user_data(src.wsi, &src);
 	src.sock = fd;
+	src.sock_dev = st.st_dev;
+	src.sock_ino = st.st_ino;
 	return 0;
 }
 
@@ -431,29 +461,42 @@ static void queue_changes(void)
 {
 	struct source_op *op;
 
-	if (src.changes_queued || src.state != SRC_UP)
+	if (src.changes_queued) {
+		src.reread = true; /* read again once the read under way is done */
+		return;
+	}
+	if (src.state != SRC_UP)
 		return;
 	op = enqueue(OP_CHANGES, NULL, NULL);
 	if (op)
 		src.changes_queued = true;
 }
 
-/* A change from the log: a deleted (or changed) peer leaves this gateway's cache and device
- * (a changed one comes back, as it is now, at its next handshake); any change ends a
- * negative-cache entry (a key created elsewhere must not stay "unknown" here). */
-static void apply_change(const uint8_t key[static WG_KEY_LEN], char op)
+/* A change from the log: a deleted (or changed) peer leaves this gateway's device, whether
+ * the cache has it or not (a cache rebuilt, or a row displaced, must not leave a revoked peer
+ * installed), and its cache (a changed one comes back, as it is now, at its next handshake);
+ * any change ends a negative-cache entry (a key created elsewhere must not stay "unknown"
+ * here). 0, or -errno when the device refused: the log is read again from this change. */
+static int apply_change(const uint8_t key[static WG_KEY_LEN], char op)
 {
 	int ret;
 
 	jit_forget(key);
 	if (op == 'I')
-		return;
+		return 0;
+	ret = wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])key, 1);
+	if (ret < 0) {
+		log_warnx("source: a %s peer could not leave %s: %s (tried again)",
+			  op == 'D' ? "deleted" : "changed", prov.cfg.ifname, strerror(-ret));
+		return ret;
+	}
 	ret = peer_delete(key, NULL);
 	if (ret == 0)
 		prov.st.source_removed++;
 	else if (ret != -ENOENT)
-		log_warnx("source: a %s peer could not leave this gateway: %s",
-			  op == 'D' ? "deleted" : "changed", strerror(-ret));
+		log_warnx("source: a %s peer could not leave the cache: %s",
+			  op == 'D' ? "deleted" : "changed", store_errmsg(prov.store));
+	return 0;
 }
 
 static int take_changes(const PGresult *res)
@@ -465,9 +508,10 @@ static int take_changes(const PGresult *res)
 		uint8_t key[WG_KEY_LEN];
 		const char *op = PQgetvalue(res, r, 2);
 
+		if (hex_bytes(PQgetvalue(res, r, 1), key, sizeof(key)) == 0 &&
+		    apply_change(key, op[0]) < 0)
+			break; /* not past a change not applied: the next read starts here */
 		seq = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-		if (hex_bytes(PQgetvalue(res, r, 1), key, sizeof(key)) == 0)
-			apply_change(key, op[0]);
 		prov.st.source_changes++;
 	}
 	if (seq != src.seq) {
@@ -490,8 +534,12 @@ static void take_result(struct source_op *op, PGresult *res)
 	if (op->err)
 		return; /* the first failure is the answer */
 	if (st == PGRES_FATAL_ERROR) {
-		if (state && !strcmp(state, "23505"))
+		const char *con = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+		if (state && !strcmp(state, "23505") && con && !strcmp(con, "wgws_peers_pkey"))
 			op->err = -EEXIST;
+		else if (state && (!strcmp(state, "23505") || !strcmp(state, "23P01")))
+			op->err = -EADDRINUSE; /* an address or route another peer has */
 		else if (state && !strcmp(state, "WG001"))
 			op->err = -EADDRNOTAVAIL;
 		else {
@@ -530,6 +578,8 @@ static void take_result(struct source_op *op, PGresult *res)
 		if (PQntuples(res) == 0)
 			op->err = -ENOENT;
 		break;
+	case OP_EXPIRE:
+		break;
 	case OP_CHANGES:
 		op->more = take_changes(res) == 512;
 		break;
@@ -561,8 +611,9 @@ static void op_complete(void)
 	}
 	if (op->kind == OP_CHANGES) {
 		src.changes_queued = false;
-		if (op->more)
-			queue_changes(); /* a full page: more after it */
+		if (op->more || src.reread)
+			queue_changes(); /* a full page, or news since: more after it */
+		src.reread = false;
 	}
 	op_finish(op, op->err, op->have_peer ? &op->peer : NULL);
 }
@@ -592,10 +643,16 @@ static void read_input(void)
 		take_result(src.inflight, res);
 		PQclear(res);
 	}
-	if (PQstatus(src.conn) == CONNECTION_BAD)
+	if (PQstatus(src.conn) == CONNECTION_BAD) {
 		src_fail("the connection broke");
-	else
-		send_next();
+		return;
+	}
+	while ((n = PQnotifies(src.conn))) { /* parsed with the results above */
+		prov.st.source_notifications++;
+		PQfreemem(n);
+		queue_changes();
+	}
+	send_next();
 }
 
 static void send_next(void)
@@ -613,8 +670,11 @@ static void send_next(void)
 	if (!src.head)
 		src.tail = &src.head;
 	src.queued--;
-	if (op->cancelled) {
-		op_finish(op, 0, NULL);
+	if (op->cancelled || op->err) {
+		/* queued while the connection was not up: answered so, never sent after */
+		if (op->kind == OP_CHANGES)
+			src.changes_queued = false;
+		op_finish(op, op->err, NULL);
 		kick();
 		return;
 	}
@@ -654,6 +714,9 @@ static void send_next(void)
 		snprintf(seq, sizeof(seq), "%lld", (long long)src.seq);
 		v[0] = seq;
 		ok = PQsendQueryPrepared(src.conn, "wgws_changes_after", 1, v, NULL, NULL, 0);
+		break;
+	case OP_EXPIRE:
+		ok = PQsendQueryPrepared(src.conn, "wgws_expire", 0, NULL, NULL, NULL, 0);
 		break;
 	case OP_SETUP:
 		break;
@@ -797,6 +860,25 @@ bool source_connected(void)
 	return src.state == SRC_UP;
 }
 
+int source_cache_put(const struct store_peer *p)
+{
+	uint8_t displaced[2][WG_KEY_LEN];
+	unsigned n;
+	int ret = store_cache_put(prov.store, p, displaced, &n);
+
+	prov.writes_since_checkpoint = true;
+	if (ret < 0) {
+		log_warnx("source: caching a peer: %s", ret == -ENOSPC ? strerror(-ret) :
+			  store_errmsg(prov.store));
+		return ret;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (wgdev_remove(prov.dev, (const uint8_t(*)[WG_KEY_LEN])displaced[i], 1) < 0)
+			log_warnx("source: a peer whose address the source gave on stays in %s",
+				  prov.cfg.ifname);
+	return 0;
+}
+
 int64_t source_seq(void)
 {
 	return src.seq;
@@ -824,6 +906,12 @@ struct source_op *source_create(const struct store_peer *p, source_done_fn *done
 	if (op)
 		op->peer = *p;
 	return op;
+}
+
+void source_expire(void)
+{
+	if (src.state == SRC_UP)
+		(void)enqueue(OP_EXPIRE, NULL, NULL);
 }
 
 struct source_op *source_delete(const uint8_t key[static WG_KEY_LEN], source_done_fn *done,

@@ -150,7 +150,7 @@ enum stmt_id {
 	S_GET, S_EXISTS, S_IP6_USED, S_POP_FREE, S_BUMP, S_INSERT, S_DELETE, S_FREE_IP4,
 	S_LIST, S_EXPIRED, S_INSTALLED, S_SET_INSTALLED, S_SET_LAST_SEEN, S_ACCEPT_TS, S_COUNTS,
 	S_ROUTE_NEAR, S_ROUTE_INSIDE, S_ROUTE_AT, S_ROUTE_ADD, S_IP4_IN, S_IP6_IN,
-	S_CACHE_DROP, S_CACHE_KEEP, S_SEQ_GET, S_SEQ_SET,
+	S_CACHE_DROP, S_CACHE_KEEP, S_SEQ_GET, S_SEQ_SET, S_CACHE_HOLDERS,
 	S_MAX
 };
 
@@ -202,6 +202,7 @@ static const char *const stmt_sql[S_MAX] = {
 	/* Cache mode: the row a put replaces, and stale rows holding one of its addresses. */
 	[S_CACHE_DROP] = "DELETE FROM peer WHERE pubkey = ?1 OR ip4 = ?2 OR ip6 = ?3",
 	[S_CACHE_KEEP] = "UPDATE peer SET installed_at = ?2, last_seen = ?3 WHERE pubkey = ?1",
+	[S_CACHE_HOLDERS] = "SELECT pubkey FROM peer WHERE pubkey <> ?1 AND (ip4 = ?2 OR ip6 = ?3)",
 	[S_SEQ_GET] = "SELECT seq FROM source_state WHERE id = 1",
 	[S_SEQ_SET] = "INSERT INTO source_state (id, seq) VALUES (1, ?1)"
 		      " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
@@ -891,15 +892,31 @@ void store_set_cache(struct store *st)
 	st->cache = true;
 }
 
-int store_cache_put(struct store *st, const struct store_peer *p)
+/* Bind p's key and addresses as ?1, ?2, ?3 (NULL for an address it lacks). */
+static void bind_cache_keys(sqlite3_stmt *s, const struct store_peer *p)
+{
+	bind_key(s, 1, p->pubkey);
+	if (p->has_ip4)
+		sqlite3_bind_int64(s, 2, p->ip4);
+	else
+		sqlite3_bind_null(s, 2);
+	if (p->has_ip6)
+		sqlite3_bind_blob(s, 3, p->ip6, 16, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+}
+
+int store_cache_put(struct store *st, const struct store_peer *p,
+		    uint8_t displaced[static 2][WG_KEY_LEN], unsigned *n_displaced)
 {
 	char routes[STORE_ROUTES_STR];
 	struct store_peer old;
 	sqlite3_stmt *s;
 	bool outer, had;
-	int ret;
+	int rc, ret;
 
 	err_clear(st);
+	*n_displaced = 0;
 	if ((ret = check_new_peer(p, p->created_at, routes)))
 		return ret;
 	if ((ret = txn_enter(st, &outer)))
@@ -909,18 +926,21 @@ int store_cache_put(struct store *st, const struct store_peer *p)
 	if (ret == -ENOENT)
 		ret = 0;
 	if (ret == 0) {
+		/* Other keys holding its addresses are stale here: the caller takes them out
+		 * of the device too (the source moved the address on; their delete may come
+		 * later in the change log, when the cache no longer knows them). */
+		s = st->stmt[S_CACHE_HOLDERS];
+		bind_cache_keys(s, p);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n_displaced < 2)
+			memcpy(displaced[(*n_displaced)++], sqlite3_column_blob(s, 0), WG_KEY_LEN);
+		ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(st, rc);
+		sqlite3_reset(s);
+	}
+	if (ret == 0) {
 		/* The delete trigger keeps a replayed initiation's guard (ts_tomb), the insert
 		 * trigger gives it back: the same key keeps its replay guard. */
 		s = st->stmt[S_CACHE_DROP];
-		bind_key(s, 1, p->pubkey);
-		if (p->has_ip4)
-			sqlite3_bind_int64(s, 2, p->ip4);
-		else
-			sqlite3_bind_null(s, 2);
-		if (p->has_ip6)
-			sqlite3_bind_blob(s, 3, p->ip6, 16, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(s, 3);
+		bind_cache_keys(s, p);
 		ret = run(st, S_CACHE_DROP);
 	}
 	if (ret == 0)

@@ -16,6 +16,8 @@
 #  - PostgreSQL stopped: an installed peer's tunnel keeps working, an unknown key is refused
 #    within 100 ms (not held 3 s), a create answers 503; PostgreSQL back: creates and JIT
 #    resume without a restart;
+#  - an address SQL took is skipped by the next create, an overlapping route is refused (409);
+#  - a TTL that runs out deletes the peer in PostgreSQL and takes it off every gateway;
 #  - a recorded initiation of a deleted peer, replayed to every gateway, installs it nowhere.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -26,6 +28,7 @@ need_bins wgws-relay wgws-shim wgws-provisioner jit-initgen
 so_need
 SO_GWS="a b c" GWS="a b c"
 SO_POOL4=10.202.0.0/20 # room for 3,000 and more
+SO_PROV_EXTRA="--gc-interval 1" # expiry is the GC's: every second here
 SHIM_PID="" SHIM_LOG=""
 WGC=wgcl$$
 
@@ -141,6 +144,20 @@ done
 expect "A connected" "$(awk '$1 == "wgws_provisioner_source_connected" { print $2 }' <<<"$m")" 1
 ok "A's metrics parse (strict), with the source's: $out"
 
+say "what the source refuses or steps around, whoever writes"
+next4=$(psql_db -c "SELECT host(ip4_next) FROM wgws_pool")
+"$INITGEN" keys 2 | awk '{ print $2 }' >"$T/two.pub"
+psql_db -c "INSERT INTO wgws_peers (pubkey, ip4, routes) VALUES (decode('$(sed -n 1p "$T/two.pub" | base64 -d | od -An -tx1 | tr -d ' \n')', 'hex'), '$next4', '{192.168.77.0/24}')" >/dev/null ||
+	fail "an INSERT with an address of its own"
+api b POST /v1/peers -H 'Content-Type: application/json' --data-binary '{"name":"after-sql"}'
+[ "$CODE" = 201 ] || fail "a create after SQL took the pool's next address: HTTP $CODE: $(head -c 200 "$T/body")"
+[ "$(jget 'd["addresses"][0].split("/")[0]')" != "$next4" ] || fail "the create got $next4 twice"
+api c POST /v1/peers -H 'Content-Type: application/json' \
+	--data-binary "{\"public_key\":\"$(sed -n 2p "$T/two.pub")\",\"allowed_ips\":[\"192.168.77.128/25\"]}"
+[ "$CODE" = 409 ] && grep -q "overlaps another peer" "$T/body" ||
+	fail "a route inside another peer's: HTTP $CODE: $(head -c 200 "$T/body")"
+ok "SQL gave a peer the pool's next address ($next4): the next create skips it; a route inside another peer's route: 409"
+
 # --- 3 x 1,000 creates at once ----------------------------------------------------------
 say "3 x 1,000 creates at once, one thousand on each gateway's API"
 "$PY" - "$T/api-a.sock" "$T/api-b.sock" "$T/api-c.sock" >"$T/burst.out" 2>&1 <<'PYEOF' ||
@@ -238,6 +255,22 @@ so_prov_start b
 gone_within b "$K4_PUB" 1000 || fail "still on B 1 s after its provisioner connected"
 ok "B's provisioner restarted with its cache: the peer gone $(($(now_ms) - t0)) ms after the start"
 wait_for 10 so_relay_up b || fail "relay b did not reconnect to its provisioner"
+
+say "expiry: a peer's TTL runs out in PostgreSQL, and it leaves every gateway"
+K7=$T/keys/k7.key
+(umask 077 && wg genkey >"$K7")
+K7_PUB=$(wg pubkey <"$K7")
+api a POST /v1/peers -H 'Content-Type: application/json' \
+	--data-binary "{\"public_key\":\"$K7_PUB\",\"ttl_seconds\":3}"
+[ "$CODE" = 201 ] || fail "create with a TTL: HTTP $CODE"
+client_as "$K7" "$(jget 'd["addresses"][0].split("/")[0]')"
+via b
+handshake b "$K7_PUB"
+K7_HEX=$(base64 -d <<<"$K7_PUB" | od -An -tx1 | tr -d ' \n')
+wait_for 8 sh -c "[ -z \"\$(ip netns exec '$NS_DB' '$PGBIN/psql' -X -q -t -A '$URL' -c \"SELECT 1 FROM wgws_peers WHERE pubkey = decode('$K7_HEX', 'hex')\")\" ]" ||
+	fail "the expired peer is still in PostgreSQL"
+gone_within b "$K7_PUB" 2000 || fail "the expired peer stays on B"
+ok "a 3 s TTL: deleted from PostgreSQL by a gateway's GC, gone from B's device"
 
 # --- PostgreSQL down -------------------------------------------------------------------
 say "PostgreSQL stopped: installed tunnels go on, unknown keys are refused at once, creates 503"
