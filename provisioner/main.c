@@ -829,6 +829,10 @@ static void confine_engine(void)
 			errno = -ret;
 			fatal("cannot run as %s", prov.cfg.user);
 		}
+		/* libpq (--source) looks in $HOME for client certificates and passwords: the
+		 * user's own, not root's, which it may not read (EACCES fails the connection). */
+		if (setenv("HOME", pw->pw_dir, 1) < 0)
+			fatal("setenv HOME");
 		log_info("engine running as %s (uid %u)", prov.cfg.user, (unsigned)pw->pw_uid);
 	}
 	sandbox_list_init(&list);
@@ -842,6 +846,9 @@ static void confine_engine(void)
 		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_INET);
 	if (!ret && prov.cfg.source)
 		ret = sandbox_allow_if(&list, "socket", 0, SANDBOX_ARG_EQ, 0, AF_INET6);
+	/* and OpenSSL for sslmode= (it sizes its buffers by the machine's memory: sysinfo) */
+	if (!ret && prov.cfg.source)
+		ret = sandbox_allow_names(&list, (const char *const[]){ "sysinfo" }, 1);
 	if (ret == -ENOENT)
 		fatalx("seccomp: no system call '%s' on this architecture", list.bad_name);
 	if (ret < 0 || (ret = sandbox_drop_caps()) < 0 ||

@@ -7,7 +7,8 @@
 # named in $SQLITE_GWS (a single gateway on SQLite alone, for comparison).
 #
 # The caller sets SO_GWS ("a b c"), SO_POOL4 (the pool, big enough for what it creates) and
-# may set SQLITE_GWS and SO_PROV_EXTRA (more provisioner options); then: so_lan; so_pg_start; so_db_init; so_gateways.
+# may set SQLITE_GWS, SO_PROV_EXTRA (more provisioner options) and SO_PG_TLS=1 (PostgreSQL
+# takes TLS only, and every client verifies it: sslmode=verify-full); then: so_lan; so_pg_start; so_db_init; so_gateways.
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PROV=$WGWS_BUILD/wgws-provisioner INITGEN=$WGWS_BUILD/jit-initgen
@@ -53,18 +54,33 @@ so_join() { # NS ADDR
 # so_pg_start: a cluster made with initdb in $T/pg (as postgres; trust on the LAN), the
 # server in $NS_DB on $DB_IP:5432; so_pg_stop stops it (fast: clients are cut).
 so_pg_start() {
+	local tls=()
+	if [ "${SO_PG_TLS:-0}" = 1 ]; then
+		tls=(-c ssl=on -c ssl_cert_file="$T/pg/server.crt" -c ssl_key_file="$T/pg/server.key")
+		URL="postgresql://wgws@$DB_IP:5432/wgws?connect_timeout=2&sslmode=verify-full&sslrootcert=$T/pgca/server.crt"
+	fi
 	if [ ! -d "$T/pg/data" ]; then
 		mkdir -m 700 "$T/pg"
 		chown postgres:postgres "$T/pg"
 		setpriv --reuid=postgres --regid=postgres --init-groups -- "$PGBIN/initdb" \
 			-D "$T/pg/data" -U wgws -A trust --no-sync -E UTF8 >"$T/initdb.log" 2>&1 ||
 			fail "initdb: $(tail -3 "$T/initdb.log")"
-		echo "host all all 10.210.0.0/24 trust" >>"$T/pg/data/pg_hba.conf"
+		if [ "${SO_PG_TLS:-0}" = 1 ]; then
+			"$WGWS_TOP/certs/mkcert.sh" "$DB_IP" "$DB_IP" -o "$T/pgca" --days 2 \
+				>"$T/pgca.out" 2>&1 || fail "mkcert for PostgreSQL: $(cat "$T/pgca.out")"
+			chmod 755 "$T/pgca"
+			install -o postgres -g postgres -m 600 "$T/pgca/$DB_IP.key" "$T/pg/server.key"
+			install -o postgres -g postgres -m 644 "$T/pgca/$DB_IP.crt" "$T/pg/server.crt"
+			cp "$T/pgca/$DB_IP.crt" "$T/pgca/server.crt"
+			echo "hostssl all all 10.210.0.0/24 trust" >>"$T/pg/data/pg_hba.conf"
+		else
+			echo "host all all 10.210.0.0/24 trust" >>"$T/pg/data/pg_hba.conf"
+		fi
 	fi
 	spawn_ns "$NS_DB" "$T/pg.log" setpriv --reuid=postgres --regid=postgres --init-groups -- \
 		"$PGBIN/postgres" -D "$T/pg/data" -c listen_addresses="$DB_IP" -c port=5432 \
 		-c unix_socket_directories="$T/pg" -c fsync=off -c synchronous_commit=off \
-		-c full_page_writes=off
+		-c full_page_writes=off "${tls[@]}"
 	PG_PID=$SPAWNED
 	wait_for 20 in_ns "$NS_DB" "$PGBIN/pg_isready" -q -h "$DB_IP" -p 5432 -U wgws ||
 		fail "PostgreSQL does not answer: $(tail -3 "$T/pg.log")"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Many gateways, one source of truth (issue 13): a PostgreSQL cluster made with initdb in a
-# temporary directory (run as the user postgres) in a namespace of its own, and three gateways
+# temporary directory (run as the user postgres) in a namespace of its own, TLS only (the
+# gateways connect with sslmode=verify-full), and three gateways
 # (namespaces A, B, C: each wireguard-go with the same key, wgws-relay --jit-socket and
 # wgws-provisioner --jit --source) on one LAN with it and a client (wireguard-go and
 # wgws-shim, which reaches one gateway's relay at a time). Shown:
@@ -29,6 +30,7 @@ so_need
 SO_GWS="a b c" GWS="a b c"
 SO_POOL4=10.202.0.0/20 # room for 3,000 and more
 SO_PROV_EXTRA="--gc-interval 1" # expiry is the GC's: every second here
+SO_PG_TLS=1 # PostgreSQL takes TLS only (hostssl); the gateways verify it (verify-full)
 SHIM_PID="" SHIM_LOG=""
 WGC=wgcl$$
 
@@ -58,7 +60,9 @@ ok "$(head -1 "$T/dbinit.out"); db status: $(oneline "$out")"
 say "three gateways: wireguard-go (one key), relay --jit-socket, provisioner --source"
 so_gateways
 (umask 077 && wg genkey >"$T/keys/client.key" && wg genkey >"$T/keys/sql.key")
-ok "gateways a, b, c: one WireGuard key ($GW_PUB), relays connected to their provisioners"
+tls=$(psql_db -c "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'wgws-provisioner' AND ssl")
+[ "$tls" = 3 ] || fail "provisioners connected over TLS: $tls of 3"
+ok "gateways a, b, c: one WireGuard key ($GW_PUB), relays connected to their provisioners; the 3 provisioners on PostgreSQL over TLS (sslmode=verify-full, hostssl only)"
 
 say "the client: wireguard-go and wgws-shim in its namespace"
 spawn_ns "$NS_CL" "$T/wg-cl.log" wireguard-go -f "$WGC"
