@@ -128,8 +128,23 @@ awk '{ print $1 }' "$T/jits.init" | while read -r k; do
 	api s POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$k\"}"
 	[ "$CODE" = 201 ] || fail "create on s: HTTP $CODE"
 done
-# jit_run GW FILE: jitload paced over ~N_JIT/100 s through GW's relay; J50/J99 in ms.
+# relay_hist GW: GW's relay's wgws_relay_jit_answer_seconds buckets, "LE COUNT" per line.
+relay_hist() {
+	in_ns "$(gw_ns "$1")" curl -s -m 3 http://127.0.0.1:9100/metrics |
+		sed -n 's/^wgws_relay_jit_answer_seconds_bucket{le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p'
+}
+# hist_pct BEFORE AFTER P: the bucket bound (ms) the P-th percentile of the answers between
+# the two snapshots falls under ("> 1000" past the last bound).
+hist_pct() {
+	paste "$1" "$2" | awk -v p="$3" '{ le[NR] = $1; d[NR] = $4 - $2 } END {
+		n = d[NR]; for (i = 1; i <= NR; i++) if (d[i] >= p / 100 * n) {
+			if (le[i] == "+Inf") print "> 1000"; else printf "%g", le[i] * 1000; exit } }'
+}
+# jit_run GW FILE: jitload paced over ~N_JIT/100 s through GW's relay; J50/J99 in ms
+# (initiation written -> response read, the client's view); JH50/JH99: the bucket bounds of
+# the provisioner's answer time as GW's relay saw it (request sent -> answer).
 jit_run() {
+	relay_hist "$1" >"$T/hist0-$1"
 	in_ns "$NS_CL" "$PY" "$TOOLS/jitload.py" --connect-to "${GW_IP[$1]}:443" --inflight 16 \
 		--pace --gap $((N_JIT * 10)) --timeout 4 --out "$T/jit-$1.out" "wss://gw.wgws.test/wg" \
 		"$2" >"$T/jitload-$1.log" 2>&1 || fail "jitload through $1: $(tail -2 "$T/jitload-$1.log")"
@@ -137,15 +152,18 @@ jit_run() {
 		fail "through $1: $(grep -c ' response ' "$T/jit-$1.out") of $N_JIT handshakes answered"
 	J50=$(awk '$2 == "response" { print $3 }' "$T/jit-$1.out" | pct 50)
 	J99=$(awk '$2 == "response" { print $3 }' "$T/jit-$1.out" | pct 99)
+	relay_hist "$1" >"$T/hist1-$1"
+	JH50=$(hist_pct "$T/hist0-$1" "$T/hist1-$1" 50)
+	JH99=$(hist_pct "$T/hist0-$1" "$T/hist1-$1" 99)
 }
 m0=$(prov_metric_of a 'wgws_provisioner_source_cache_total{result="miss"}')
 jit_run a "$T/jit.init"
-JA50=$J50 JA99=$J99
+JA50=$J50 JA99=$J99 JHA50=$JH50 JHA99=$JH99
 misses=$(($(prov_metric_of a 'wgws_provisioner_source_cache_total{result="miss"}') - m0))
 [ "$misses" = "$N_JIT" ] || fail "a looked up $misses keys in PostgreSQL, not $N_JIT"
 jit_run s "$T/jits.init"
-JS50=$J50 JS99=$J99
-progress "  miss -> live p50 $JA50 ms, p99 $JA99 ms (SQLite gateway: $JS50 / $JS99 ms)"
+JS50=$J50 JS99=$J99 JHS50=$JH50 JHS99=$JH99
+progress "  miss -> live p50 $JA50 ms, p99 $JA99 ms (SQLite gateway: $JS50 / $JS99 ms); the provisioner's answer: p50 <= $JHA50 ms, p99 <= $JHA99 ms (SQLite: <= $JHS50 / $JHS99 ms)"
 
 # --- c. delete propagation ----------------------------------------------------------------
 progress "delete propagation: $N_DEL peers installed on a, b and c, each deleted by SQL"
@@ -247,6 +265,7 @@ progress "  gone from a, b and c: p50 $D50 ms, p99 $D99 ms (SQLite gateway, its 
 		echo "| API create p50 / p99 with --source, $(fmt "$rows") rows in PostgreSQL (µs) | $c50 / $c99 | SQLite alone (step 5 at this size; without step 5, gateway s): $s50 / $s99 | $(ratio "$c50" "$s50") / $(ratio "$c99" "$s99") | \`curl -K\`: $SAMPLES x POST /v1/peers '{}' alternating with GET /healthz ($h50 / $h99 µs) on gateway a |"
 	done
 	echo "| JIT miss -> live p50 / p99 (ms) | $JA50 / $JA99 | gateway s, SQLite alone: $JS50 / $JS99 | $(ratio "$JA50" "$JS50") / $(ratio "$JA99" "$JS99") | \`jitload.py --pace --gap $((N_JIT * 10)) --inflight 16\`: $N_JIT initiations of keys in PostgreSQL only, through a's relay (initiation written -> WireGuard's response read) |"
+	echo "| JIT miss: the provisioner's answer (lookup + install) p50 / p99 (ms, bucket bounds) | <= $JHA50 / <= $JHA99 | gateway s: <= $JHS50 / <= $JHS99 | | \`wgws_relay_jit_answer_seconds\` of each relay, before and after the same run (request sent -> answer received) |"
 	echo "| delete -> gone from 3 gateways p50 / p99 (ms) | $D50 / $D99 | gateway s: API delete -> gone from its device, $S50 / $S99 | $(ratio "$D50" "$S50") / $(ratio "$D99" "$S99") | $N_DEL x \`DELETE FROM wgws_peers …\` (psql), the three devices' UAPI polled every ms |"
 	echo
 	echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }') runs on this host (fsync off), in a namespace"
@@ -258,7 +277,9 @@ progress "  gone from a, b and c: p50 $D50 ms, p99 $D99 ms (SQLite gateway, its 
 	echo
 } >"$OUT/step6.md"
 {
-	v=$(awk -v p="$JA99" -v s="$JS99" 'BEGIN { if (p < 5) print "met"; else printf "missed: p99 %.1f ms; the same path on SQLite alone, this run: %.1f ms (TLS, the relay, a wireguard-go install and 4 gateways and PostgreSQL on 2 shared cores: the lookup is the difference)", p, s }')
-	echo "| JIT miss -> live p99 < 5 ms (PostgreSQL) | $JA99 ms | $v |"
+	v=$(awk -v p="$JA99" -v s="$JS99" 'BEGIN { if (p < 5) print "met"; else printf "missed end to end: p99 %.1f ms; the same path on SQLite alone, this run: %.1f ms (TLS, the relay, a wireguard-go install and 4 gateways and PostgreSQL on 2 shared cores)", p, s }')
+	echo "| JIT miss -> live p99 < 5 ms (PostgreSQL), end to end | $JA99 ms | $v |"
+	v=$(awk -v p="$JHA99" 'BEGIN { if (p != "> 1000" && p + 0 <= 5) print "met"; else print "missed" }')
+	echo "| JIT miss -> live p99 < 5 ms (PostgreSQL), the provisioner's part (lookup + install) | <= $JHA99 ms | $v |"
 } >"$OUT/goals-6.md"
 progress "done"

@@ -195,6 +195,23 @@ size_t http_render_metrics(char *buf, size_t size)
 	for (int i = JIT_INSTALLED; i < JIT_VERDICT_MAX; i++)
 		PUT("wgws_relay_jit_answers_total{verdict=\"%s\"} %llu\n", jit_verdict_name(i),
 		    (unsigned long long)st->jit_answers[i]);
+	PUT("# HELP wgws_relay_jit_answer_seconds The provisioner's time to answer, request sent to answer received (the lookup and the install included).\n"
+	    "# TYPE wgws_relay_jit_answer_seconds histogram\n");
+	{
+		static const char *const le[RELAY_JIT_BUCKETS] = {
+			"0.00025", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.05", "0.1", "1",
+			"+Inf" };
+		uint64_t cum = 0;
+
+		for (int i = 0; i < RELAY_JIT_BUCKETS; i++) {
+			cum += st->jit_answer_le[i];
+			PUT("wgws_relay_jit_answer_seconds_bucket{le=\"%s\"} %llu\n", le[i],
+			    (unsigned long long)cum);
+		}
+	}
+	PUT("wgws_relay_jit_answer_seconds_sum %.6f\n"
+	    "wgws_relay_jit_answer_seconds_count %llu\n", st->jit_answer_sum_us / 1e6,
+	    (unsigned long long)st->jit_answer_count);
 	PUT("# HELP wgws_relay_jit_answers_stale_total Answers that came too late (time-out, closed tunnel).\n"
 	    "# TYPE wgws_relay_jit_answers_stale_total counter\n"
 	    "wgws_relay_jit_answers_stale_total %llu\n", (unsigned long long)st->jit_stale);

@@ -208,6 +208,30 @@ static void channel_lost(const char *why)
 	schedule_retry();
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The provisioner's time to decide, as the relay sees it (request sent -> answer): for a
+ * key the provisioner looks up elsewhere (--source), the lookup and the install. */
+static void observe_answer(const struct jit_hold *h)
+{
+	static const uint64_t le_us[RELAY_JIT_BUCKETS - 1] = { 250, 500, 1000, 2000, 5000,
+							       10000, 50000, 100000, 1000000 };
+	uint64_t us = now_us() - h->asked_us;
+	unsigned i = 0;
+
+	while (i < RELAY_JIT_BUCKETS - 1 && us > le_us[i])
+		i++;
+	relay.st.jit_answer_le[i]++;
+	relay.st.jit_answer_count++;
+	relay.st.jit_answer_sum_us += us;
+}
+
 /* Send the request for h's held datagram under a new id. Returns 0 or -errno. */
 static int ask(struct jit_hold *h)
 {
@@ -218,6 +242,7 @@ static int ask(struct jit_hold *h)
 	if (n != (ssize_t)sizeof(h->req))
 		return n < 0 ? -errno : -EMSGSIZE;
 	h->asked_seq = h->seq;
+	h->asked_us = now_us();
 	inflight_add(h);
 	relay.st.jit_requests++;
 	return 0;
@@ -285,6 +310,7 @@ static void on_answer(const struct jit_answer *a)
 		return;
 	}
 	inflight_del(h);
+	observe_answer(h);
 	h->answered = true;
 	if (h->seq != h->asked_seq) {
 		/* A newer initiation replaced the one asked about: it needs its own answer,

@@ -33,6 +33,7 @@ enum {
 	RELAY_TRIM_AFTER = 64,       /* tunnels closed since the peak before malloc_trim() */
 	RELAY_WGPORT_SWEEPS = 10,    /* check --wg's owner every this many sweeps */
 	RELAY_PASS_BUCKETS = 6,      /* loop pass histogram: 1, 5, 20, 100, 500 ms, +Inf */
+	RELAY_JIT_BUCKETS = 10,      /* JIT answer histogram: 0.25 ms ... 1 s, +Inf */
 	RELAY_JIT_PATH_MAX = sizeof(((struct sockaddr_un *)0)->sun_path),
 };
 
@@ -136,6 +137,8 @@ struct relay_stats {
 	uint64_t jit_timeouts;    /* held initiations forwarded after JIT_HOLD_MS */
 	uint64_t jit_not_asked;   /* forwarded without an answer: channel down or lost */
 	uint64_t jit_deferred;    /* requests that waited for room in the socket (a burst) */
+	uint64_t jit_answer_le[RELAY_JIT_BUCKETS]; /* request sent -> answer, by bucket */
+	uint64_t jit_answer_count, jit_answer_sum_us;
 };
 
 struct conn;
@@ -184,6 +187,7 @@ struct jit_hold {
 	uint64_t deadline_ms;              /* JIT_HOLD_MS after the first datagram was held */
 	uint32_t seq;                      /* initiations held so far */
 	uint32_t asked_seq;                /* seq of the one the request in flight is about */
+	uint64_t asked_us;                 /* when that request was sent (monotonic) */
 	bool held;
 	bool unsent;                       /* held, its request waiting for room in the socket */
 	bool answered;                     /* an answer came during this hold (then superseded) */
