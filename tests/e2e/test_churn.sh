@@ -53,6 +53,10 @@ NCPU=$(nproc)
 ON_A=(taskset -c 0) ON_B=(taskset -c $((NCPU > 1 ? 1 : 0)))
 run ip link set lo up
 run sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+# The busy tunnel's pings all come from 127.0.0.1:40000; the thousands of UDP sockets the
+# flows, the shims and the relay bind to port 0 must never be given it (a ping that could not
+# bind its port, EADDRINUSE, failed a CI run once).
+run sysctl -qw net.ipv4.ip_local_reserved_ports=40000
 ulimit -n "$(ulimit -Hn)"
 certs_make
 METRICS=127.0.0.1:9100
