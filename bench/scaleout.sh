@@ -116,12 +116,18 @@ for n in $SIZES; do
 done
 
 # --- b. JIT miss -> live ------------------------------------------------------------------
+# sql_keys N NAME: N keys with an initiation each ($T/NAME.init, jit-initgen's lines), their
+# peers inserted into PostgreSQL by SQL (named NAME).
+sql_keys() {
+	"$INITGEN" keys "$1" >"$T/$2.keys"
+	"$INITGEN" init "$GW_PUB" <"$T/$2.keys" >"$T/$2.init"
+	awk '{ print $1 }' "$T/$2.init" | while read -r k; do
+		printf "INSERT INTO wgws_peers (pubkey, name) VALUES (decode('%s', 'base64'), '%s');\n" \
+			"$k" "$2"
+	done | psql_db >/dev/null || fail "inserting the keys of $2"
+}
 progress "JIT miss -> live: $N_JIT initiations through a (keys in PostgreSQL only) and s (SQLite)"
-"$INITGEN" keys "$N_JIT" >"$T/jit.keys"
-"$INITGEN" init "$GW_PUB" <"$T/jit.keys" >"$T/jit.init"
-awk '{ print $1 }' "$T/jit.init" | while read -r k; do
-	printf "INSERT INTO wgws_peers (pubkey, name) VALUES (decode('%s', 'base64'), 'jit');\n" "$k"
-done | psql_db >/dev/null || fail "inserting the JIT keys"
+sql_keys "$N_JIT" jit
 "$INITGEN" keys "$N_JIT" >"$T/jits.keys"
 "$INITGEN" init "$GW_PUB" <"$T/jits.keys" >"$T/jits.init"
 awk '{ print $1 }' "$T/jits.init" | while read -r k; do
@@ -167,11 +173,7 @@ progress "  miss -> live p50 $JA50 ms, p99 $JA99 ms (SQLite gateway: $JS50 / $JS
 
 # --- c. delete propagation ----------------------------------------------------------------
 progress "delete propagation: $N_DEL peers installed on a, b and c, each deleted by SQL"
-"$INITGEN" keys "$N_DEL" >"$T/del.keys"
-"$INITGEN" init "$GW_PUB" <"$T/del.keys" >"$T/del.init"
-awk '{ print $1 }' "$T/del.init" | while read -r k; do
-	printf "INSERT INTO wgws_peers (pubkey, name) VALUES (decode('%s', 'base64'), 'del');\n" "$k"
-done | psql_db >/dev/null || fail "inserting the keys to delete"
+sql_keys "$N_DEL" del
 for g in a b c; do
 	in_ns "$NS_CL" "$PY" "$TOOLS/jitload.py" --connect-to "${GW_IP[$g]}:443" --inflight 16 \
 		--timeout 4 --out "$T/del-$g.out" "wss://gw.wgws.test/wg" "$T/del.init" \

@@ -107,6 +107,21 @@ handshake() {
 	[ "${rx:-0}" -ge 3 ] || fail "ping through gateway $g: ${rx:-0}/4: $(oneline "$(cat "$log")")"
 }
 
+# new_client NAME GW [JSON]: a key of its own ($T/keys/NAME.key), created through GW's API
+# (with JSON's fields too), the client device as it, the shim toward GW, its first
+# handshake there. NEW_PUB is the key.
+new_client() {
+	local key=$T/keys/$1.key extra=${3:+,$3}
+	(umask 077 && wg genkey >"$key")
+	NEW_PUB=$(wg pubkey <"$key")
+	api "$2" POST /v1/peers -H 'Content-Type: application/json' \
+		--data-binary "{\"public_key\":\"$NEW_PUB\"$extra}"
+	[ "$CODE" = 201 ] || fail "create on $2: HTTP $CODE: $(head -c 200 "$T/body")"
+	client_as "$key" "$(jget 'd["addresses"][0].split("/")[0]')"
+	via "$2"
+	handshake "$2" "$NEW_PUB"
+}
+
 # --- created on A, used through B and C -------------------------------------------------
 say "a peer created through A's API: in PostgreSQL, installed nowhere"
 CL_PUB=$(wg pubkey <"$T/keys/client.key")
@@ -216,14 +231,8 @@ done
 ok "gone from A and B $(($(now_ms) - t0)) ms after C answered the delete"
 
 say "B cut off from PostgreSQL (dropped, not closed) during a delete"
-K3=$T/keys/k3.key
-(umask 077 && wg genkey >"$K3")
-K3_PUB=$(wg pubkey <"$K3")
-api b POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K3_PUB\"}"
-[ "$CODE" = 201 ] || fail "create on B: HTTP $CODE"
-client_as "$K3" "$(jget 'd["addresses"][0].split("/")[0]')"
-via b
-handshake b "$K3_PUB"
+new_client k3 b
+K3_PUB=$NEW_PUB
 connected_b=$(grep -c "source: connected" "${PLOG[b]}")
 in_ns "$(gw_ns b)" nft -f - <<NFT
 table inet cut {
@@ -242,14 +251,8 @@ gone_within b "$K3_PUB" 1000 || fail "still on B 1 s after it reconnected"
 ok "on B through the cut (4 s); gone $LEFT_MS ms after B reconnected"
 
 say "B stopped during a delete, started with its stale cache"
-K4=$T/keys/k4.key
-(umask 077 && wg genkey >"$K4")
-K4_PUB=$(wg pubkey <"$K4")
-api b POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K4_PUB\"}"
-[ "$CODE" = 200 ] || [ "$CODE" = 201 ] || fail "create on B: HTTP $CODE"
-client_as "$K4" "$(jget 'd["addresses"][0].split("/")[0]')"
-via b
-handshake b "$K4_PUB"
+new_client k4 b
+K4_PUB=$NEW_PUB
 stop_pid "${PROV_PID[b]}"
 api a DELETE "/v1/peers/$(tr '+/' '-_' <<<"$K4_PUB")"
 [ "$CODE" = 200 ] || fail "delete on A: HTTP $CODE"
@@ -261,15 +264,8 @@ ok "B's provisioner restarted with its cache: the peer gone $(($(now_ms) - t0)) 
 wait_for 10 so_relay_up b || fail "relay b did not reconnect to its provisioner"
 
 say "expiry: a peer's TTL runs out in PostgreSQL, and it leaves every gateway"
-K7=$T/keys/k7.key
-(umask 077 && wg genkey >"$K7")
-K7_PUB=$(wg pubkey <"$K7")
-api a POST /v1/peers -H 'Content-Type: application/json' \
-	--data-binary "{\"public_key\":\"$K7_PUB\",\"ttl_seconds\":3}"
-[ "$CODE" = 201 ] || fail "create with a TTL: HTTP $CODE"
-client_as "$K7" "$(jget 'd["addresses"][0].split("/")[0]')"
-via b
-handshake b "$K7_PUB"
+new_client k7 b '"ttl_seconds":3'
+K7_PUB=$NEW_PUB
 K7_HEX=$(base64 -d <<<"$K7_PUB" | od -An -tx1 | tr -d ' \n')
 wait_for 8 sh -c "[ -z \"\$(ip netns exec '$NS_DB' '$PGBIN/psql' -X -q -t -A '$URL' -c \"SELECT 1 FROM wgws_peers WHERE pubkey = decode('$K7_HEX', 'hex')\")\" ]" ||
 	fail "the expired peer is still in PostgreSQL"
@@ -278,14 +274,7 @@ ok "a 3 s TTL: deleted from PostgreSQL by a gateway's GC, gone from B's device"
 
 # --- PostgreSQL down -------------------------------------------------------------------
 say "PostgreSQL stopped: installed tunnels go on, unknown keys are refused at once, creates 503"
-K5=$T/keys/k5.key
-(umask 077 && wg genkey >"$K5")
-K5_PUB=$(wg pubkey <"$K5")
-api a POST /v1/peers -H 'Content-Type: application/json' --data-binary "{\"public_key\":\"$K5_PUB\"}"
-[ "$CODE" = 201 ] || fail "create on A: HTTP $CODE"
-client_as "$K5" "$(jget 'd["addresses"][0].split("/")[0]')"
-via a
-handshake a "$K5_PUB"
+new_client k5 a
 "$INITGEN" keys 1 >"$T/unknown.keys"
 "$INITGEN" init "$GW_PUB" <"$T/unknown.keys" >"$T/unknown.init"
 UNK_REC=0094$(awk '{ print $2 }' "$T/unknown.init")
