@@ -208,25 +208,14 @@ static uint64_t now_ms(void)
 
 /* ---- the rows ---- */
 
+/* A bytea column as encode(x, 'hex') gives it, exactly n bytes. 0 or -EINVAL. */
 static int hex_bytes(const char *s, uint8_t *out, size_t n)
 {
-	if (strlen(s) != 2 * n)
+	size_t got = 0;
+
+	if (sodium_hex2bin(out, n, s, strlen(s), NULL, &got, NULL) < 0 || got != n)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -EINVAL;
-		out[i] = (uint8_t)v;
-	}
 	return 0;
-}
-
-static void bytes_hex(const uint8_t *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", in[i]);
-	out[2 * n] = '\0';
 }
 
 /* Row r of res (PEER_COLS) into p. 0 or -EBADMSG (a row this version cannot take). */
@@ -678,7 +667,7 @@ static void send_next(void)
 		kick();
 		return;
 	}
-	bytes_hex(op->key, WG_KEY_LEN, key);
+	sodium_bin2hex(key, sizeof(key), op->key, WG_KEY_LEN);
 	switch (op->kind) {
 	case OP_LOOKUP:
 		v[0] = key;
@@ -691,9 +680,9 @@ static void send_next(void)
 	case OP_CREATE: {
 		size_t off = 0;
 
-		bytes_hex(op->peer.pubkey, WG_KEY_LEN, key);
+		sodium_bin2hex(key, sizeof(key), op->peer.pubkey, WG_KEY_LEN);
 		if (op->peer.has_psk)
-			bytes_hex(op->peer.psk, WG_KEY_LEN, psk);
+			sodium_bin2hex(psk, sizeof(psk), op->peer.psk, WG_KEY_LEN);
 		else
 			psk[0] = '\0';
 		snprintf(ka, sizeof(ka), "%u", op->peer.keepalive_s);

@@ -49,7 +49,6 @@ struct conn {
 	bool live;
 	bool stream_broken;     /* the decoder refused a length: its partial state means nothing */
 	bool fly;               /* flyctl's framing (docs/PROTOCOL.md): text, u32 lengths */
-	uint8_t hdr_len;        /* FRAME_HDR_LEN, or FRAME_HDR_LEN_FLY */
 	uint8_t pre_have;       /* bytes of flyctl's preamble seen so far */
 	char peer[ADDR_STR_LEN];     /* the client, "ip:port": every line about this tunnel */
 	char endpoint[ADDR_STR_LEN]; /* its UDP socket: what `wg show` lists as the endpoint */
@@ -208,8 +207,9 @@ static int conn_open(struct conn *c, struct lws *wsi)
 		log_warnx("tunnel %s: out of memory", c->peer);
 		return -ENOMEM;
 	}
-	c->hdr_len = c->fly ? FRAME_HDR_LEN_FLY : FRAME_HDR_LEN;
-	ret = frame_dec_init_hdr(&c->dec, c->dec_buf, relay.cfg.max_record, c->hdr_len);
+	/* dec.hdr_len is the framing's header length, both ways, from here on */
+	ret = frame_dec_init_hdr(&c->dec, c->dec_buf, relay.cfg.max_record,
+				 c->fly ? FRAME_HDR_LEN_FLY : FRAME_HDR_LEN);
 	if (ret < 0)
 		return ret;
 	c->head = c->tail = LWS_PRE;
@@ -445,7 +445,7 @@ static int conn_ws_rx(struct conn *c, const uint8_t *in, size_t len)
 
 static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 {
-	size_t need = c->hdr_len + len;
+	size_t need = c->dec.hdr_len + len;
 	size_t end = LWS_PRE + relay.cfg.queue_bytes;
 
 	if (c->tx_pkts >= RELAY_QUEUE_PKTS || need > relay.cfg.queue_bytes - (c->tail - c->head)) {
@@ -462,7 +462,7 @@ static void conn_queue(struct conn *c, const uint8_t *p, size_t len)
 		frame_put_hdr_fly(c->txq + c->tail, len);
 	else
 		frame_put_hdr(c->txq + c->tail, len);
-	memcpy(c->txq + c->tail + c->hdr_len, p, len);
+	memcpy(c->txq + c->tail + c->dec.hdr_len, p, len);
 	c->tail += need;
 	c->tx_pkts++;
 }
@@ -563,10 +563,10 @@ static int conn_ws_tx(struct conn *c)
 	if (!avail)
 		return 0; /* lws's own pings wake us up too */
 	while (len < avail) {
-		size_t rl = c->hdr_len;
+		size_t rl = c->dec.hdr_len;
 
-		for (unsigned i = 0; i < c->hdr_len; i++)
-			rl += (size_t)p[len + i] << (8 * (c->hdr_len - 1 - i));
+		for (unsigned i = 0; i < c->dec.hdr_len; i++)
+			rl += (size_t)p[len + i] << (8 * (c->dec.hdr_len - 1 - i));
 
 		if (len && len + rl > RELAY_WS_CHUNK)
 			break;
@@ -578,7 +578,7 @@ static int conn_ws_tx(struct conn *c)
 	if (n < 0)
 		return -1;
 	relay.st.pkts_udp_to_ws += recs;
-	relay.st.bytes_udp_to_ws += len - (size_t)recs * c->hdr_len;
+	relay.st.bytes_udp_to_ws += len - (size_t)recs * c->dec.hdr_len;
 	relay.st.ws_messages_out++;
 	c->pkts_out += recs;
 	c->tx_pkts -= recs;

@@ -77,6 +77,27 @@ static int http_reply(struct lws *wsi, unsigned status, const char *body, size_t
 		len += (size_t)n_;                                                 \
 	} while (0)
 
+/* A histogram: HELP, TYPE, the cumulative buckets (le[i] as text, counts[i] per bucket), the
+ * sum (microseconds, printed in seconds) and the count. */
+#define PUT_HIST(name, help, le, counts, n, sum_us, count)                            \
+	do {                                                                        \
+		uint64_t cum_ = 0;                                                  \
+		PUT("# HELP " name " " help "\n# TYPE " name " histogram\n");       \
+		for (int i_ = 0; i_ < (n); i_++) {                                  \
+			cum_ += (counts)[i_];                                       \
+			PUT(name "_bucket{le=\"%s\"} %llu\n", (le)[i_],              \
+			    (unsigned long long)cum_);                              \
+		}                                                                   \
+		PUT(name "_sum %.6f\n" name "_count %llu\n", (sum_us) / 1e6,        \
+		    (unsigned long long)(count));                                   \
+	} while (0)
+
+static const char *const pass_le[RELAY_PASS_BUCKETS] = { "0.001", "0.005", "0.02", "0.1",
+							 "0.5", "+Inf" };
+static const char *const jit_le[RELAY_JIT_BUCKETS] = { "0.00025", "0.0005", "0.001", "0.002",
+						       "0.005", "0.01", "0.05", "0.1", "1",
+						       "+Inf" };
+
 size_t http_render_metrics(char *buf, size_t size)
 {
 	const struct relay_stats *st = &relay.st;
@@ -144,22 +165,8 @@ size_t http_render_metrics(char *buf, size_t size)
 	PUT("# HELP wgws_relay_wg_port_owner_uid Owner of WireGuard's UDP port (--wg), checked every 10 s: 0 root (kernel WireGuard, a root wireguard-go), -1 nothing bound, -2 unknown (sock_diag unavailable or failing).\n"
 	    "# TYPE wgws_relay_wg_port_owner_uid gauge\n"
 	    "wgws_relay_wg_port_owner_uid %ld\n", relay.wg_owner_uid);
-	PUT("# HELP wgws_relay_loop_pass_seconds Work done in each pass of the event loop, between two polls: what a datagram for an open tunnel may wait.\n"
-	    "# TYPE wgws_relay_loop_pass_seconds histogram\n");
-	{
-		static const char *const le[RELAY_PASS_BUCKETS] = { "0.001", "0.005", "0.02",
-								    "0.1", "0.5", "+Inf" };
-		uint64_t cum = 0;
-
-		for (int i = 0; i < RELAY_PASS_BUCKETS; i++) {
-			cum += st->pass_le[i];
-			PUT("wgws_relay_loop_pass_seconds_bucket{le=\"%s\"} %llu\n", le[i],
-			    (unsigned long long)cum);
-		}
-	}
-	PUT("wgws_relay_loop_pass_seconds_sum %.6f\n"
-	    "wgws_relay_loop_pass_seconds_count %llu\n", st->pass_sum_us / 1e6,
-	    (unsigned long long)st->pass_count);
+	PUT_HIST("wgws_relay_loop_pass_seconds", "Work done in each pass of the event loop, between two polls: what a datagram for an open tunnel may wait.",
+		 pass_le, st->pass_le, RELAY_PASS_BUCKETS, st->pass_sum_us, st->pass_count);
 	PUT("# HELP wgws_relay_loop_pass_max_seconds The longest pass of the event loop since start.\n"
 	    "# TYPE wgws_relay_loop_pass_max_seconds gauge\n"
 	    "wgws_relay_loop_pass_max_seconds %.6f\n", st->pass_max_us / 1e6);
@@ -195,23 +202,9 @@ size_t http_render_metrics(char *buf, size_t size)
 	for (int i = JIT_INSTALLED; i < JIT_VERDICT_MAX; i++)
 		PUT("wgws_relay_jit_answers_total{verdict=\"%s\"} %llu\n", jit_verdict_name(i),
 		    (unsigned long long)st->jit_answers[i]);
-	PUT("# HELP wgws_relay_jit_answer_seconds The provisioner's time to answer, request sent to answer received (the lookup and the install included).\n"
-	    "# TYPE wgws_relay_jit_answer_seconds histogram\n");
-	{
-		static const char *const le[RELAY_JIT_BUCKETS] = {
-			"0.00025", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.05", "0.1", "1",
-			"+Inf" };
-		uint64_t cum = 0;
-
-		for (int i = 0; i < RELAY_JIT_BUCKETS; i++) {
-			cum += st->jit_answer_le[i];
-			PUT("wgws_relay_jit_answer_seconds_bucket{le=\"%s\"} %llu\n", le[i],
-			    (unsigned long long)cum);
-		}
-	}
-	PUT("wgws_relay_jit_answer_seconds_sum %.6f\n"
-	    "wgws_relay_jit_answer_seconds_count %llu\n", st->jit_answer_sum_us / 1e6,
-	    (unsigned long long)st->jit_answer_count);
+	PUT_HIST("wgws_relay_jit_answer_seconds", "The provisioner's time to answer, request sent to answer received (the lookup and the install included).",
+		 jit_le, st->jit_answer_le, RELAY_JIT_BUCKETS, st->jit_answer_sum_us,
+		 st->jit_answer_count);
 	PUT("# HELP wgws_relay_jit_answers_stale_total Answers that came too late (time-out, closed tunnel).\n"
 	    "# TYPE wgws_relay_jit_answers_stale_total counter\n"
 	    "wgws_relay_jit_answers_stale_total %llu\n", (unsigned long long)st->jit_stale);
